@@ -1,0 +1,367 @@
+package transport
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/quic-go/quic-go"
+	"github.com/quic-go/quic-go/http3"
+	"github.com/quic-go/webtransport-go"
+)
+
+// ListenConfig configures a Listener.
+type ListenConfig struct {
+	// Addr is the UDP address to listen on, e.g. ":4443" or "127.0.0.1:0".
+	Addr string
+	// TLSConfig supplies the certificates. The listener sets NextProtos itself.
+	TLSConfig *tls.Config
+	// RawProtocols are the ALPNs accepted as raw QUIC MOQ sessions, in server
+	// preference order, e.g. {"moq-lite-04", "moq-lite-03", "moql"}.
+	RawProtocols []string
+	// WebTransportProtocols are the WebTransport application protocols
+	// offered; the first one in the client's list that appears here wins.
+	WebTransportProtocols []string
+	// CheckOrigin validates a WebTransport request's Origin; nil allows all.
+	// Refused requests get 403.
+	CheckOrigin func(r *http.Request) bool
+	// Admit, if set, is called before the WebTransport upgrade (typically to
+	// check a token). A status other than 0 and 200 refuses the request with
+	// that HTTP status; a non-nil error without such a status refuses it with
+	// 403. The error is logged.
+	Admit func(r *http.Request) (status int, err error)
+	// Logger receives diagnostics; nil uses slog.Default().
+	Logger *slog.Logger
+	// QUICConfig optionally overrides QUIC settings. Zero fields get
+	// moqbridge's defaults (1024 incoming bidi and uni streams, 30 s idle
+	// timeout, 5 s keep-alive); datagrams and stream-reset partial delivery
+	// are always enabled because webtransport-go requires both.
+	QUICConfig *quic.Config
+}
+
+// quicConnKey is the request-context key under which serveHTTP finds the
+// QUIC connection a request arrived on.
+type quicConnKey struct{}
+
+// acceptQueueLen bounds sessions that are established but not yet taken by
+// Accept; beyond it, new connections wait in quic-go's own accept queue.
+const acceptQueueLen = 64
+
+// Listener accepts raw QUIC and WebTransport sessions on one UDP socket,
+// routing each QUIC connection by its negotiated ALPN: "h3" goes to the
+// WebTransport server, the RawProtocols become raw QUIC sessions.
+type Listener struct {
+	log         *slog.Logger
+	raw         []string
+	checkOrigin func(*http.Request) bool
+	admit       func(*http.Request) (int, error)
+
+	udp *net.UDPConn
+	tr  *quic.Transport
+	ln  *quic.Listener
+	wt  *webtransport.Server
+
+	sessions chan Session
+	ctx      context.Context // cancelled by Close
+	cancel   context.CancelFunc
+	loopDone chan struct{}
+	serving  sync.WaitGroup // ServeQUICConn calls
+
+	mu    sync.Mutex
+	conns map[*quic.Conn]struct{}
+
+	closeOnce sync.Once
+}
+
+// Listen opens the UDP socket and starts accepting connections. The TLS
+// NextProtos become RawProtocols followed by "h3".
+func Listen(cfg ListenConfig) (*Listener, error) {
+	if cfg.TLSConfig == nil {
+		return nil, errors.New("transport: ListenConfig.TLSConfig is required")
+	}
+	if slices.Contains(cfg.RawProtocols, http3.NextProtoH3) {
+		return nil, errors.New(`transport: "h3" cannot be a raw QUIC protocol; it selects WebTransport`)
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	addr, err := net.ResolveUDPAddr("udp", cfg.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("transport: resolve %q: %w", cfg.Addr, err)
+	}
+	udp, err := net.ListenUDP("udp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("transport: listen on %q: %w", cfg.Addr, err)
+	}
+	tr := &quic.Transport{Conn: udp}
+	ln, err := tr.Listen(serverTLSConfig(cfg.TLSConfig, cfg.RawProtocols), quicConfig(cfg.QUICConfig))
+	if err != nil {
+		_ = tr.Close()
+		_ = udp.Close()
+		return nil, fmt.Errorf("transport: listen: %w", err)
+	}
+
+	l := &Listener{
+		log:         log,
+		raw:         slices.Clone(cfg.RawProtocols),
+		checkOrigin: cfg.CheckOrigin,
+		admit:       cfg.Admit,
+		udp:         udp,
+		tr:          tr,
+		ln:          ln,
+		sessions:    make(chan Session, acceptQueueLen),
+		loopDone:    make(chan struct{}),
+		conns:       make(map[*quic.Conn]struct{}),
+	}
+	l.ctx, l.cancel = context.WithCancel(context.Background())
+	l.wt = &webtransport.Server{
+		H3: &http3.Server{
+			Handler: http.HandlerFunc(l.serveHTTP),
+			Logger:  log,
+			// The session adapter needs the QUIC connection for Stats and
+			// to close it when the session ends.
+			ConnContext: func(ctx context.Context, c *quic.Conn) context.Context {
+				return context.WithValue(ctx, quicConnKey{}, c)
+			},
+		},
+		ApplicationProtocols: slices.Clone(cfg.WebTransportProtocols),
+		// Origins are checked in serveHTTP so that refusals get a 403
+		// instead of webtransport-go's generic upgrade error.
+		CheckOrigin: func(*http.Request) bool { return true },
+	}
+	go l.acceptLoop()
+	return l, nil
+}
+
+// serverTLSConfig clones base and installs the ALPN list, also on configs
+// returned by a GetConfigForClient hook (which would otherwise replace it).
+func serverTLSConfig(base *tls.Config, raw []string) *tls.Config {
+	protos := append(slices.Clone(raw), http3.NextProtoH3)
+	c := base.Clone()
+	c.NextProtos = protos
+	if c.MinVersion < tls.VersionTLS13 {
+		c.MinVersion = tls.VersionTLS13
+	}
+	if get := c.GetConfigForClient; get != nil {
+		c.GetConfigForClient = func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
+			conf, err := get(hello)
+			if conf == nil || err != nil {
+				return conf, err
+			}
+			conf = conf.Clone()
+			conf.NextProtos = protos
+			return conf, nil
+		}
+	}
+	return c
+}
+
+// defaultQUICConfig returns the QUIC settings moqbridge uses on both ends:
+// generous stream limits because every MOQ group is its own stream, the 30 s
+// idle timeout and 5 s keep-alive that moq-relay uses, and the datagram and
+// stream-reset-partial-delivery extensions that WebTransport requires.
+func defaultQUICConfig() *quic.Config {
+	return &quic.Config{
+		MaxIncomingStreams:               1024,
+		MaxIncomingUniStreams:            1024,
+		MaxIdleTimeout:                   30 * time.Second,
+		KeepAlivePeriod:                  5 * time.Second,
+		EnableDatagrams:                  true,
+		EnableStreamResetPartialDelivery: true,
+	}
+}
+
+// quicConfig fills the zero fields of an override with the defaults.
+func quicConfig(override *quic.Config) *quic.Config {
+	def := defaultQUICConfig()
+	if override == nil {
+		return def
+	}
+	c := override.Clone()
+	if c.MaxIncomingStreams == 0 {
+		c.MaxIncomingStreams = def.MaxIncomingStreams
+	}
+	if c.MaxIncomingUniStreams == 0 {
+		c.MaxIncomingUniStreams = def.MaxIncomingUniStreams
+	}
+	if c.MaxIdleTimeout == 0 {
+		c.MaxIdleTimeout = def.MaxIdleTimeout
+	}
+	if c.KeepAlivePeriod == 0 {
+		c.KeepAlivePeriod = def.KeepAlivePeriod
+	}
+	c.EnableDatagrams = true
+	c.EnableStreamResetPartialDelivery = true
+	return c
+}
+
+func (l *Listener) acceptLoop() {
+	defer close(l.loopDone)
+	for {
+		conn, err := l.ln.Accept(l.ctx)
+		if err != nil {
+			if l.ctx.Err() == nil {
+				l.log.Error("transport: accept failed", "error", err)
+			}
+			return
+		}
+		l.track(conn)
+		alpn := conn.ConnectionState().TLS.NegotiatedProtocol
+		switch {
+		case alpn == http3.NextProtoH3:
+			l.serving.Go(func() {
+				if err := l.wt.ServeQUICConn(conn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+					l.log.Warn("transport: webtransport connection failed", "remote", conn.RemoteAddr(), "error", err)
+				}
+			})
+		case slices.Contains(l.raw, alpn):
+			l.deliver(newQUICSession(conn, &ConnectRequest{
+				URL:    &url.URL{Scheme: "moqt", Host: conn.ConnectionState().TLS.ServerName},
+				Header: http.Header{},
+			}))
+		default:
+			// TLS only completes with one of our ALPNs; this guards against
+			// a future change of that behaviour.
+			_ = conn.CloseWithError(0, "unsupported ALPN")
+		}
+	}
+}
+
+// track remembers live connections so that Close can end them with a
+// CONNECTION_CLOSE before the shared socket goes away.
+func (l *Listener) track(conn *quic.Conn) {
+	l.mu.Lock()
+	l.conns[conn] = struct{}{}
+	l.mu.Unlock()
+	context.AfterFunc(conn.Context(), func() {
+		l.mu.Lock()
+		delete(l.conns, conn)
+		l.mu.Unlock()
+	})
+}
+
+// deliver hands a session to Accept, or closes it if the listener closes first.
+func (l *Listener) deliver(s Session) {
+	select {
+	case l.sessions <- s:
+	case <-l.ctx.Done():
+		_ = s.CloseWithError(0, "listener closed")
+	}
+}
+
+// serveHTTP handles every HTTP/3 request: WebTransport CONNECTs on any path
+// are admitted and upgraded, anything else gets 404.
+func (l *Listener) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodConnect || (r.Proto != "webtransport-h3" && r.Proto != "webtransport") {
+		http.NotFound(w, r)
+		return
+	}
+	if l.checkOrigin != nil && !l.checkOrigin(r) {
+		l.log.Info("transport: webtransport origin refused", "origin", r.Header.Get("Origin"), "remote", r.RemoteAddr)
+		w.WriteHeader(http.StatusForbidden)
+		return
+	}
+	if l.admit != nil {
+		status, err := l.admit(r)
+		refused := status != 0 && status != http.StatusOK
+		if err != nil && !refused {
+			status, refused = http.StatusForbidden, true
+		}
+		if refused {
+			l.log.Info("transport: webtransport session refused", "status", status, "path", r.URL.Path, "remote", r.RemoteAddr, "error", err)
+			w.WriteHeader(status)
+			return
+		}
+	}
+	sess, err := l.wt.Upgrade(w, r)
+	if err != nil {
+		l.log.Warn("transport: webtransport upgrade failed", "remote", r.RemoteAddr, "error", err)
+		w.WriteHeader(http.StatusBadRequest)
+		return
+	}
+	conn, ok := r.Context().Value(quicConnKey{}).(*quic.Conn)
+	if !ok {
+		// Unreachable while ConnContext is installed; refuse rather than
+		// run a session that could not be cleaned up.
+		_ = sess.CloseWithError(0, "internal error")
+		return
+	}
+	l.deliver(newWTSession(sess, conn, &ConnectRequest{
+		URL:    &url.URL{Scheme: "https", Host: r.Host, Path: r.URL.Path, RawPath: r.URL.RawPath, RawQuery: r.URL.RawQuery},
+		Header: r.Header.Clone(),
+		Origin: r.Header.Get("Origin"),
+	}))
+}
+
+// Accept returns the next established session of either kind, in arrival
+// order. It fails with an error wrapping net.ErrClosed once the listener is
+// closed.
+func (l *Listener) Accept(ctx context.Context) (Session, error) {
+	select {
+	case s := <-l.sessions:
+		return s, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-l.ctx.Done():
+		return nil, fmt.Errorf("transport: listener closed: %w", net.ErrClosed)
+	}
+}
+
+// Addr is the local UDP address.
+func (l *Listener) Addr() net.Addr { return l.udp.LocalAddr() }
+
+// Close stops accepting and closes the socket. Because every session shares
+// that socket, all sessions, including those already returned by Accept, end
+// with a CONNECTION_CLOSE; the listener's goroutines have stopped when Close
+// returns.
+func (l *Listener) Close() error {
+	var err error
+	l.closeOnce.Do(func() {
+		l.cancel()
+		err = l.ln.Close()
+		<-l.loopDone
+
+		l.mu.Lock()
+		conns := make([]*quic.Conn, 0, len(l.conns))
+		for c := range l.conns {
+			conns = append(conns, c)
+		}
+		l.mu.Unlock()
+		var wg sync.WaitGroup
+		for _, c := range conns {
+			wg.Go(func() { _ = c.CloseWithError(0, "server shutting down") })
+		}
+		wg.Wait()
+
+		if cerr := l.wt.Close(); cerr != nil && err == nil {
+			err = cerr
+		}
+		l.serving.Wait()
+		// Sessions queued but never accepted belong to nobody; end them.
+		for {
+			select {
+			case s := <-l.sessions:
+				_ = s.CloseWithError(0, "listener closed")
+				continue
+			default:
+			}
+			break
+		}
+		if cerr := l.tr.Close(); cerr != nil && err == nil {
+			err = cerr
+		}
+		if cerr := l.udp.Close(); cerr != nil && err == nil {
+			err = cerr
+		}
+	})
+	return err
+}
