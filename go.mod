@@ -3,7 +3,7 @@ module github.com/moqbridge/moqbridge
 go 1.26.0
 
 require (
-	github.com/quic-go/quic-go v0.64.1
+	github.com/quic-go/quic-go v0.64.1 // pinned: webtransport-go v0.13.0 does not build against v0.65; never bump alone
 	github.com/quic-go/webtransport-go v0.13.0
 	github.com/spf13/cobra v1.10.2
 	go.uber.org/goleak v1.3.0
