@@ -1,0 +1,55 @@
+package main
+
+import (
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"net"
+
+	"github.com/spf13/cobra"
+
+	"github.com/moqbridge/moqbridge/protocol"
+)
+
+func newServeCommand() *cobra.Command {
+	var cfg protocol.ServerConfig
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the MOQ Lite relay (raw QUIC and WebTransport on one UDP port)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg.Logger = slog.Default()
+			srv, err := protocol.NewServer(cfg)
+			if err != nil {
+				return err
+			}
+			printConnectInfo(cmd, srv, cfg)
+			return srv.Serve(cmd.Context())
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&cfg.Addr, "listen", ":4443", "UDP address for QUIC and WebTransport")
+	f.StringVar(&cfg.CertFile, "cert", "", "TLS certificate chain (PEM); empty: generate a 13-day self-signed certificate")
+	f.StringVar(&cfg.KeyFile, "key", "", "TLS private key (PEM) for --cert")
+	return cmd
+}
+
+// printConnectInfo tells the operator how to reach the relay.
+func printConnectInfo(cmd *cobra.Command, srv *protocol.Server, cfg protocol.ServerConfig) {
+	addr := srv.Addr()
+	host := "localhost"
+	if !addr.IP.IsUnspecified() {
+		host = addr.IP.String()
+	}
+	hostPort := net.JoinHostPort(host, fmt.Sprint(addr.Port))
+	fp := srv.Fingerprint()
+	out := cmd.OutOrStdout()
+	fmt.Fprintf(out, "moqbridge relay listening on udp %s\n", addr)
+	fmt.Fprintf(out, "  WebTransport: https://%s/<root>\n", hostPort)
+	fmt.Fprintf(out, "  raw QUIC:     moql://%s\n", hostPort)
+	if cfg.CertFile == "" {
+		fmt.Fprintf(out, "  self-signed certificate SHA-256: %s\n", hex.EncodeToString(fp[:]))
+		fmt.Fprintf(out, "  (browsers: serverCertificateHashes; Go: protocol.WithFingerprint)\n")
+	}
+	fmt.Fprintln(out, "press Ctrl-C to stop")
+}

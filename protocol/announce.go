@@ -1,0 +1,309 @@
+package protocol
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/moqbridge/moqbridge/protocol/internal/transport"
+	"github.com/moqbridge/moqbridge/protocol/internal/wire"
+)
+
+// serveAnnounce answers the peer's ANNOUNCE_INTEREST with the broadcasts of
+// the publish Origin under the requested prefix, then with live changes,
+// until either side ends the stream.
+func (s *Session) serveAnnounce(str transport.Stream, r *wire.Reader) {
+	body, err := r.ReadMessage(s.limits.MaxMessageSize)
+	if err != nil {
+		s.reject(str, codeFor(err), fmt.Errorf("announce interest: %w", err))
+		return
+	}
+	interest, err := wire.DecodeAnnounceInterest(s.version, body)
+	if err != nil {
+		s.reject(str, codeFor(err), fmt.Errorf("announce interest: %w", err))
+		return
+	}
+	if err := s.checkPath("announce prefix", interest.Prefix); err != nil {
+		s.reject(str, codeFor(err), err)
+		return
+	}
+	if !s.perm.overlaps(s.perm.Subscribe, interest.Prefix) {
+		s.reject(str, wire.CodeUnauthorized, fmt.Errorf("announce interest in %q is outside the session's subscribe permissions", interest.Prefix))
+		return
+	}
+
+	ctx, cancel := context.WithCancel(s.ctx)
+	defer cancel()
+	// The peer ends its interest with FIN or a reset; nothing else may
+	// follow the interest message.
+	peerDone := make(chan struct{})
+	s.spawn(func() {
+		defer close(peerDone)
+		defer cancel()
+		_, _ = r.ReadMessage(s.limits.MaxMessageSize)
+	})
+	defer func() {
+		str.CancelRead(uint64(wire.CodeCancel))
+		<-peerDone
+	}()
+
+	fullPrefix := s.localPath(interest.Prefix)
+	var ann *AnnouncementReader
+	if s.publish != nil {
+		ann = s.publish.Announced(fullPrefix)
+		defer ann.Close()
+	}
+	// told holds the suffixes the peer currently believes active, so that
+	// what goes on the wire alternates active/ended per path whatever the
+	// Origin reports.
+	told := make(map[string]bool)
+	visible := func(a Announcement) (string, bool) {
+		if !wire.HasPathPrefix(a.Path, fullPrefix) {
+			return "", false
+		}
+		rel := wire.PathSuffix(a.Path, s.perm.Root)
+		if !s.perm.may(s.perm.Subscribe, rel) {
+			return "", false
+		}
+		return wire.PathSuffix(a.Path, fullPrefix), true
+	}
+
+	var buf []byte
+	if s.version <= Lite02 {
+		// Lite01/02 open with ANNOUNCE_INIT listing what is active now.
+		var init wire.AnnounceInit
+		if ann != nil {
+			for {
+				a, ok, err := ann.TryNext()
+				if err != nil || !ok {
+					break
+				}
+				suffix, vis := visible(a)
+				if !vis || !a.Active || s.isOwn(a.Broadcast) || told[suffix] {
+					continue
+				}
+				told[suffix] = true
+				init.Suffixes = append(init.Suffixes, suffix)
+			}
+		}
+		if _, err := str.Write(wire.AppendAnnounceInit(nil, s.version, init)); err != nil {
+			return
+		}
+	}
+	if ann == nil {
+		<-ctx.Done()
+		_ = str.Close()
+		return
+	}
+	for {
+		a, err := ann.Next(ctx)
+		if err != nil {
+			break
+		}
+		suffix, vis := visible(a)
+		if !vis {
+			continue
+		}
+		if a.Active {
+			if told[suffix] || s.isOwn(a.Broadcast) {
+				continue
+			}
+			told[suffix] = true
+		} else {
+			if !told[suffix] {
+				continue
+			}
+			delete(told, suffix)
+		}
+		buf = wire.AppendAnnounce(buf[:0], s.version, wire.Announce{Active: a.Active, Suffix: suffix})
+		if _, err := str.Write(buf); err != nil {
+			return
+		}
+	}
+	_ = str.Close()
+}
+
+// overlaps reports whether interest in prefix can see anything the list
+// allows: prefix lies under an allowed prefix, or an allowed prefix lies
+// under it (then the announcements are filtered per path).
+func (p Permissions) overlaps(list []string, prefix string) bool {
+	if list == nil {
+		return true
+	}
+	for _, allowed := range list {
+		if wire.HasPathPrefix(prefix, allowed) || wire.HasPathPrefix(allowed, prefix) {
+			return true
+		}
+	}
+	return false
+}
+
+// isOwn reports whether b was learned from this very session, so it is not
+// announced back to the peer that published it.
+func (s *Session) isOwn(b *BroadcastReader) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.own[b]
+	return ok
+}
+
+// runAnnounceSubscriber asks the peer for its broadcasts under prefix and
+// mirrors them into the consume Origin for as long as the stream lives.
+func (s *Session) runAnnounceSubscriber(prefix string) {
+	str, err := s.conn.OpenStream(s.ctx)
+	if err != nil {
+		return
+	}
+	stop := context.AfterFunc(s.ctx, func() {
+		str.CancelRead(uint64(wire.CodeCancel))
+		str.CancelWrite(uint64(wire.CodeCancel))
+	})
+	defer stop()
+	msg := wire.AppendStreamType(nil, wire.StreamAnnounce)
+	msg = wire.AppendAnnounceInterest(msg, s.version, wire.AnnounceInterest{Prefix: prefix})
+	if _, err := str.Write(msg); err != nil {
+		return
+	}
+	active := make(map[string]bool) // wire paths announced on this stream
+	defer func() {
+		for p := range active {
+			s.removeRemote(p)
+		}
+	}()
+	r := wire.NewReader(str)
+	fail := func(code ErrorCode, err error) {
+		s.log.Warn("moq announce stream failed", "code", code.String(), "err", err)
+		s.stats.rejected.Add(1)
+		str.CancelRead(uint64(code))
+		str.CancelWrite(uint64(code))
+	}
+	if s.version <= Lite02 {
+		body, err := r.ReadMessage(s.limits.MaxMessageSize)
+		if err != nil {
+			if !errors.Is(err, io.EOF) && s.ctx.Err() == nil {
+				fail(codeFor(err), fmt.Errorf("announce init: %w", err))
+			}
+			return
+		}
+		init, err := wire.DecodeAnnounceInit(s.version, body)
+		if err != nil {
+			fail(codeFor(err), fmt.Errorf("announce init: %w", err))
+			return
+		}
+		for _, suffix := range init.Suffixes {
+			p := wire.JoinPath(prefix, suffix)
+			if err := s.addRemote(p); err != nil {
+				fail(codeFor(err), err)
+				return
+			}
+			active[p] = true
+		}
+	}
+	for {
+		body, err := r.ReadMessage(s.limits.MaxMessageSize)
+		if err != nil {
+			if !errors.Is(err, io.EOF) && s.ctx.Err() == nil {
+				s.log.Debug("moq announce stream ended", "err", err)
+			}
+			_ = str.Close()
+			return
+		}
+		a, err := wire.DecodeAnnounce(s.version, body)
+		if err != nil {
+			fail(codeFor(err), fmt.Errorf("announce: %w", err))
+			return
+		}
+		p := wire.JoinPath(prefix, a.Suffix)
+		if a.Active {
+			// A repeated active is tolerated: the newer announcement
+			// replaces the older broadcast.
+			if err := s.addRemote(p); err != nil {
+				fail(codeFor(err), err)
+				return
+			}
+			active[p] = true
+		} else if active[p] {
+			delete(active, p)
+			s.removeRemote(p)
+		}
+	}
+}
+
+// addRemote publishes a broadcast the peer announced at wirePath into the
+// consume Origin; its tracks are subscribed upstream on first demand.
+func (s *Session) addRemote(wirePath string) error {
+	if err := s.checkPath("announced path", wirePath); err != nil {
+		return err
+	}
+	if !s.perm.may(s.perm.Publish, wirePath) {
+		return coded(wire.CodeUnauthorized, "announce of %q is outside the session's publish permissions", wirePath)
+	}
+	local := s.localPath(wirePath)
+	b := s.newRemoteBroadcast(wirePath)
+	s.mu.Lock()
+	if s.ctx.Err() != nil {
+		s.mu.Unlock()
+		_ = b.Close()
+		return nil
+	}
+	old := s.remote[local]
+	s.remote[local] = b
+	s.own[b.Reader()] = struct{}{}
+	s.mu.Unlock()
+	if old != nil {
+		s.forget(old)
+	}
+	if err := s.consume.Publish(local, b.Reader()); err != nil {
+		s.log.Warn("moq cannot publish announced broadcast", "path", local, "err", err)
+	}
+	return nil
+}
+
+// removeRemote ends the broadcast the peer announced at wirePath.
+func (s *Session) removeRemote(wirePath string) {
+	local := s.localPath(wirePath)
+	s.mu.Lock()
+	b := s.remote[local]
+	delete(s.remote, local)
+	s.mu.Unlock()
+	if b != nil {
+		s.forget(b)
+	}
+}
+
+// forget closes a remote broadcast and drops it from the echo filter.
+func (s *Session) forget(b *BroadcastWriter) {
+	_ = b.Close()
+	s.mu.Lock()
+	delete(s.own, b.Reader())
+	s.mu.Unlock()
+}
+
+// newRemoteBroadcast makes a broadcast whose tracks are fetched from the
+// peer on demand: N local readers of a track share one upstream SUBSCRIBE.
+func (s *Session) newRemoteBroadcast(wirePath string) *BroadcastWriter {
+	b := NewBroadcastWithCache(s.cache)
+	b.HandleRequests(func(t *TrackWriter) { s.runUpstream(wirePath, t) })
+	return b
+}
+
+// Consume returns the peer's broadcast at the root-relative path without
+// waiting for an announcement; tracks are subscribed on first demand. A
+// track the peer does not have ends with an error when subscribed.
+func (s *Session) Consume(path string) *BroadcastReader {
+	path = wire.CleanPath(path)
+	key := "\x00consume:" + path
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if b, ok := s.remote[key]; ok {
+		return b.Reader()
+	}
+	b := s.newRemoteBroadcast(path)
+	if s.ctx.Err() != nil {
+		go b.Close()
+		return b.Reader()
+	}
+	s.remote[key] = b
+	return b.Reader()
+}

@@ -1,0 +1,150 @@
+package protocol
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"time"
+
+	"github.com/quic-go/quic-go"
+
+	"github.com/moqbridge/moqbridge/protocol/internal/transport"
+)
+
+// DialOption configures Dial.
+type DialOption func(*dialOptions)
+
+type dialOptions struct {
+	tls         *tls.Config
+	roots       *x509.CertPool
+	fingerprint *[32]byte
+	insecure    bool
+	versions    []Version
+	publish     *Origin
+	consume     *Origin
+	limits      Limits
+	cache       CacheConfig
+	log         *slog.Logger
+}
+
+// WithTLSConfig uses conf (cloned) for the TLS handshake.
+func WithTLSConfig(conf *tls.Config) DialOption { return func(o *dialOptions) { o.tls = conf } }
+
+// WithRootCAs trusts the certificate authorities in pool instead of the
+// system roots.
+func WithRootCAs(pool *x509.CertPool) DialOption { return func(o *dialOptions) { o.roots = pool } }
+
+// WithFingerprint accepts exactly the server leaf certificate whose SHA-256
+// is fp, as browsers do with serverCertificateHashes.
+func WithFingerprint(fp [32]byte) DialOption { return func(o *dialOptions) { o.fingerprint = &fp } }
+
+// WithInsecure skips certificate verification entirely: for development only.
+func WithInsecure() DialOption { return func(o *dialOptions) { o.insecure = true } }
+
+// WithVersions restricts the versions offered, in preference order.
+func WithVersions(v ...Version) DialOption { return func(o *dialOptions) { o.versions = v } }
+
+// WithPublish serves the peer's announce and subscribe requests from origin.
+func WithPublish(origin *Origin) DialOption { return func(o *dialOptions) { o.publish = origin } }
+
+// WithConsume mirrors the peer's announced broadcasts into origin.
+func WithConsume(origin *Origin) DialOption { return func(o *dialOptions) { o.consume = origin } }
+
+// WithLimits sets the session limits (zero fields take DefaultLimits).
+func WithLimits(l Limits) DialOption { return func(o *dialOptions) { o.limits = l } }
+
+// WithCache bounds what the session keeps per track of the peer's
+// broadcasts (zero fields take the defaults).
+func WithCache(c CacheConfig) DialOption { return func(o *dialOptions) { o.cache = c } }
+
+// WithLogger sets the session's logger.
+func WithLogger(l *slog.Logger) DialOption { return func(o *dialOptions) { o.log = l } }
+
+// Dial connects to a MOQ Lite server. The URL scheme picks the transport:
+// https:// is WebTransport over HTTP/3 (the URL path is the session root on
+// the server); moql:// and moqt:// are raw QUIC (default port 443).
+func Dial(ctx context.Context, rawURL string, opts ...DialOption) (*Session, error) {
+	var o dialOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if len(o.versions) == 0 {
+		o.versions = AllVersions
+	}
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return nil, fmt.Errorf("moq dial: %w", err)
+	}
+	tlsConf := o.clientTLS()
+	cfg := transport.DialConfig{
+		TLSConfig:  tlsConf,
+		Protocols:  protocolsFor(o.versions),
+		QUICConfig: quicConfig(o.limits.withDefaults()),
+	}
+	var conn transport.Session
+	switch u.Scheme {
+	case "https":
+		conn, err = transport.DialWebTransport(ctx, rawURL, cfg)
+	case "moql", "moqt":
+		host := u.Hostname()
+		port := u.Port()
+		if port == "" {
+			port = "443"
+		}
+		conn, err = transport.DialQUIC(ctx, net.JoinHostPort(host, port), host, cfg)
+	default:
+		return nil, fmt.Errorf("moq dial %s: unsupported scheme %q (use https, moql or moqt)", rawURL, u.Scheme)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("moq dial %s: %w", rawURL, err)
+	}
+	sess, err := startSession(ctx, conn, sessionConfig{
+		publish:        o.publish,
+		consume:        o.consume,
+		limits:         o.limits,
+		cache:          o.cache,
+		log:            o.log,
+		legacyVersions: legacyOf(o.versions),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("moq dial %s: %w", rawURL, err)
+	}
+	return sess, nil
+}
+
+func (o *dialOptions) clientTLS() *tls.Config {
+	var c *tls.Config
+	switch {
+	case o.fingerprint != nil:
+		c = transport.PinnedTLSConfig(*o.fingerprint)
+	case o.tls != nil:
+		c = o.tls.Clone()
+	default:
+		c = &tls.Config{}
+	}
+	if o.roots != nil {
+		c.RootCAs = o.roots
+	}
+	if o.insecure {
+		c.InsecureSkipVerify = true
+	}
+	return c
+}
+
+// quicConfig sets the QUIC limits that matter to MOQ: every group is its own
+// stream, so the stream limits are high; idle timeout and keep-alive follow
+// the reference stack.
+func quicConfig(l Limits) *quic.Config {
+	return &quic.Config{
+		MaxIncomingStreams:               int64(l.MaxStreams),
+		MaxIncomingUniStreams:            int64(l.MaxStreams),
+		MaxIdleTimeout:                   30 * time.Second,
+		KeepAlivePeriod:                  5 * time.Second,
+		EnableDatagrams:                  true,
+		EnableStreamResetPartialDelivery: true,
+	}
+}

@@ -1,0 +1,103 @@
+package protocol
+
+import (
+	"log/slog"
+	"time"
+
+	"github.com/moqbridge/moqbridge/protocol/internal/wire"
+)
+
+// Version is a MOQ Lite protocol version as it appears on the wire.
+type Version = wire.Version
+
+// The MOQ Lite versions moqbridge speaks. Lite04 and Lite03 are chosen by
+// ALPN / WebTransport protocol negotiation; Lite02 and Lite01 by the legacy
+// SETUP exchange.
+const (
+	Lite01 = wire.Lite01
+	Lite02 = wire.Lite02
+	Lite03 = wire.Lite03
+	Lite04 = wire.Lite04
+)
+
+// AllVersions lists every supported version in preference order.
+var AllVersions = []Version{Lite04, Lite03, Lite02, Lite01}
+
+// ErrorCode is a stream-reset or session-close code of MOQ Lite.
+type ErrorCode = wire.ErrorCode
+
+// Limits bound what one peer may make a session hold. A violation resets the
+// offending stream (or, where the session itself is at stake, closes it) with
+// the reference error code; other sessions are unaffected.
+type Limits struct {
+	// MaxMessageSize bounds one control message (SUBSCRIBE, ANNOUNCE, …).
+	MaxMessageSize int
+	// MaxFrameSize bounds one frame payload on a group stream.
+	MaxFrameSize int
+	// MaxPathLength bounds a broadcast path or track name, in bytes.
+	MaxPathLength int
+	// MaxSubscriptions bounds the subscriptions a peer may hold open on this
+	// session at once.
+	MaxSubscriptions int
+	// MaxStreams bounds the streams a peer may have open at once (each
+	// direction, bidirectional and unidirectional separately).
+	MaxStreams int
+	// MaxInflightGroups bounds the group streams one subscription keeps open
+	// towards a slow peer; when a newer group starts, the oldest in-flight
+	// group beyond this bound is reset rather than queued.
+	MaxInflightGroups int
+	// MaxGroupLag is how long a group may still be in flight after a newer
+	// group of its track started before it is reset: the bound on added
+	// latency for a peer that cannot keep up. A subscriber's max_latency
+	// (Lite03+) overrides it.
+	MaxGroupLag time.Duration
+}
+
+// DefaultLimits are generous for media and small enough that one peer cannot
+// exhaust the process.
+var DefaultLimits = Limits{
+	MaxMessageSize:    1 << 20,
+	MaxFrameSize:      16 << 20,
+	MaxPathLength:     1024,
+	MaxSubscriptions:  1024,
+	MaxStreams:        1024,
+	MaxInflightGroups: 16,
+	MaxGroupLag:       time.Second,
+}
+
+func (l Limits) withDefaults() Limits {
+	d := DefaultLimits
+	if l.MaxMessageSize > 0 {
+		d.MaxMessageSize = l.MaxMessageSize
+	}
+	if l.MaxFrameSize > 0 {
+		d.MaxFrameSize = l.MaxFrameSize
+	}
+	if l.MaxPathLength > 0 {
+		d.MaxPathLength = l.MaxPathLength
+	}
+	if l.MaxSubscriptions > 0 {
+		d.MaxSubscriptions = l.MaxSubscriptions
+	}
+	if l.MaxStreams > 0 {
+		d.MaxStreams = l.MaxStreams
+	}
+	if l.MaxInflightGroups > 0 {
+		d.MaxInflightGroups = l.MaxInflightGroups
+	}
+	if l.MaxGroupLag > 0 {
+		d.MaxGroupLag = l.MaxGroupLag
+	}
+	return d
+}
+
+// probeInterval is how often a publisher checks whether its bandwidth
+// estimate moved enough to be worth a PROBE message.
+const probeInterval = 100 * time.Millisecond
+
+func loggerOr(l *slog.Logger) *slog.Logger {
+	if l != nil {
+		return l
+	}
+	return slog.New(slog.DiscardHandler)
+}

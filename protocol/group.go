@@ -1,0 +1,355 @@
+package protocol
+
+import (
+	"context"
+	"io"
+	"sync"
+	"time"
+)
+
+// maxFrameHint caps how many frame slots a new group preallocates from the
+// size of the previous group, so one huge group cannot make every later
+// (small) group reserve a large, unaccounted slice.
+const maxFrameHint = 4096
+
+// group is the shared state of one group: an append-only list of frames.
+// The writer half (GroupWriter) embeds it so a group costs one allocation;
+// readers point into it.
+type group struct {
+	seq     uint64
+	arrival uint64    // position in the track's creation order
+	created time.Time // arrival time, for the cache's age limit
+	track   *track    // nil for a group outside a track (tests)
+
+	mu      sync.Mutex
+	frames  [][]byte
+	size    int64 // payload bytes written so far
+	done    bool
+	err     error // set with done: nil means complete (readers get io.EOF)
+	evicted bool  // no longer counted in the track's cache bytes
+	waiters []*GroupReader
+}
+
+// wakeLocked wakes every registered reader. The waiter list is reused, so
+// waking allocates nothing. The caller holds g.mu.
+func (g *group) wakeLocked() {
+	for i, r := range g.waiters {
+		r.waiting = false
+		notify(r.ch)
+		g.waiters[i] = nil
+	}
+	g.waiters = g.waiters[:0]
+}
+
+// removeWaiterLocked drops r's registration after a cancelled wait. The
+// caller holds g.mu.
+func (g *group) removeWaiterLocked(r *GroupReader) {
+	if !r.waiting {
+		return
+	}
+	r.waiting = false
+	for i, w := range g.waiters {
+		if w == r {
+			last := len(g.waiters) - 1
+			g.waiters[i] = g.waiters[last]
+			g.waiters[last] = nil
+			g.waiters = g.waiters[:last]
+			return
+		}
+	}
+}
+
+// notify performs a non-blocking send on a wake-up channel of capacity one.
+// A token already pending means the receiver will re-check state anyway, so
+// a second one carries no information and may be dropped.
+func notify(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}
+
+// GroupWriter is the producer half of a group: an ordered, append-only list
+// of frames with a sequence number, shared with every reader without copying.
+//
+// One goroutine writes a group; the methods are nevertheless safe to call
+// concurrently (with an unspecified frame order), so Abort may come from a
+// goroutine that watches the network while another one writes.
+type GroupWriter struct {
+	g group
+}
+
+// Sequence returns the group's sequence number within its track.
+func (w *GroupWriter) Sequence() uint64 { return w.g.seq }
+
+// WriteFrame appends one frame. It takes ownership of p: the slice is shared
+// with every reader and must not be modified afterwards. It returns
+// ErrClosed once the group was closed or aborted. Steady-state writes
+// allocate nothing: the frame list is preallocated from the previous group
+// of the track and waking readers reuses their channels.
+func (w *GroupWriter) WriteFrame(p []byte) error {
+	g := &w.g
+	g.mu.Lock()
+	if g.done {
+		g.mu.Unlock()
+		return ErrClosed
+	}
+	g.frames = append(g.frames, p)
+	n := int64(len(p))
+	g.size += n
+	counted := g.track != nil && !g.evicted
+	if counted {
+		// Added under g.mu so eviction, which also takes g.mu, subtracts
+		// exactly what was added while the group was cached.
+		g.track.bytes.Add(n)
+	}
+	g.wakeLocked()
+	g.mu.Unlock()
+	if counted {
+		g.track.evictIfOverBudget()
+	}
+	return nil
+}
+
+// Close marks the group complete: readers get io.EOF after its last frame.
+// It returns ErrClosed if the group was already closed or aborted.
+func (w *GroupWriter) Close() error {
+	return w.g.finish(nil)
+}
+
+// Abort ends the group incomplete: readers get err after the frames already
+// written. A nil err is delivered as ErrGroupDropped. Aborting a finished
+// group has no effect.
+func (w *GroupWriter) Abort(err error) {
+	if err == nil {
+		err = ErrGroupDropped
+	}
+	_ = w.g.finish(err)
+}
+
+// finish ends the group once; err nil means complete.
+func (g *group) finish(err error) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.done {
+		return ErrClosed
+	}
+	g.done = true
+	g.err = err
+	g.wakeLocked()
+	return nil
+}
+
+// frameCount returns the number of frames written so far.
+func (g *group) frameCount() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return len(g.frames)
+}
+
+// GroupReader is a consumer's cursor into a group. Every reader starts at
+// frame 0 and follows the group independently: a slow reader never delays
+// the writer or other readers, it only holds on to frames already written.
+//
+// NextFrame must be called by one goroutine at a time; Close may be called
+// from any goroutine and unblocks a pending NextFrame. Closing is not
+// required for correctness, but it hands the reader's wake-up channel back
+// to its TrackReader so the next group does not allocate one.
+type GroupReader struct {
+	g    *group
+	pool *chanPool // where the wake-up channel comes from and returns to; nil: allocate
+	pos  int
+
+	// Guarded by g.mu.
+	ch      chan struct{} // wake-up channel, taken from pool on the first wait
+	waiting bool          // registered in g.waiters
+	inNext  bool          // a NextFrame call is running and may use ch
+	closed  bool
+}
+
+func newGroupReader(g *group, pool *chanPool) *GroupReader {
+	return &GroupReader{g: g, pool: pool}
+}
+
+// Sequence returns the group's sequence number within its track.
+func (r *GroupReader) Sequence() uint64 { return r.g.seq }
+
+// NextFrame returns the next frame from the reader's position, blocking
+// until the writer appends one. The returned slice is shared and must not be
+// modified. After the last frame it returns io.EOF for a closed group or the
+// abort error for an aborted one; it returns ctx.Err() when ctx ends while
+// waiting, and ErrClosed after Close.
+func (r *GroupReader) NextFrame(ctx context.Context) ([]byte, error) {
+	g := r.g
+	g.mu.Lock()
+	for {
+		if r.closed {
+			r.finishNextLocked()
+			g.mu.Unlock()
+			return nil, ErrClosed
+		}
+		if r.pos < len(g.frames) {
+			f := g.frames[r.pos]
+			r.pos++
+			r.inNext = false
+			g.mu.Unlock()
+			return f, nil
+		}
+		if g.done {
+			err := g.err
+			r.inNext = false
+			g.mu.Unlock()
+			if err == nil {
+				err = io.EOF
+			}
+			return nil, err
+		}
+		// Register and check under the same lock: a frame appended after
+		// the unlock below finds the registration and wakes us.
+		if r.ch == nil {
+			r.ch = r.pool.get()
+		}
+		r.inNext = true
+		if !r.waiting {
+			// Still registered after a stale token woke us: one entry
+			// is enough.
+			r.waiting = true
+			g.waiters = append(g.waiters, r)
+		}
+		ch := r.ch
+		g.mu.Unlock()
+
+		select {
+		case <-ch:
+			g.mu.Lock()
+		case <-ctx.Done():
+			g.mu.Lock()
+			g.removeWaiterLocked(r)
+			if r.closed {
+				r.finishNextLocked()
+			} else {
+				r.inNext = false
+			}
+			g.mu.Unlock()
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// finishNextLocked ends a NextFrame call on a closed reader, handing the
+// wake-up channel back because Close left it to this call.
+func (r *GroupReader) finishNextLocked() {
+	r.inNext = false
+	r.releaseLocked()
+}
+
+// releaseLocked returns the wake-up channel to the pool when no NextFrame
+// call can still receive from it.
+func (r *GroupReader) releaseLocked() {
+	if r.ch == nil || r.inNext || r.waiting {
+		return
+	}
+	r.pool.put(r.ch)
+	r.ch = nil
+}
+
+// Close ends this reader: it releases its waiter registration and wake-up
+// channel, and a pending or later NextFrame returns ErrClosed. The frames
+// already returned stay valid.
+func (r *GroupReader) Close() {
+	g := r.g
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if r.closed {
+		return
+	}
+	r.closed = true
+	if r.inNext {
+		// A NextFrame call owns the channel; wake it so it sees closed
+		// and returns the channel itself.
+		g.removeWaiterLocked(r)
+		if r.ch != nil {
+			notify(r.ch)
+		}
+		return
+	}
+	r.releaseLocked()
+}
+
+// chanPool recycles wake-up channels among the GroupReaders of one
+// TrackReader, so following a new group does not allocate a channel. The
+// channels are buffered with capacity one and drained before reuse.
+type chanPool struct {
+	mu   sync.Mutex
+	free []chan struct{}
+}
+
+// get returns a drained wake-up channel. A nil pool allocates.
+func (p *chanPool) get() chan struct{} {
+	if p != nil {
+		p.mu.Lock()
+		if n := len(p.free); n > 0 {
+			ch := p.free[n-1]
+			p.free[n-1] = nil
+			p.free = p.free[:n-1]
+			p.mu.Unlock()
+			return ch
+		}
+		p.mu.Unlock()
+	}
+	return make(chan struct{}, 1)
+}
+
+// put drains ch and keeps it for reuse. A stale token would only cause a
+// spurious wake-up, but draining keeps the next owner's first wait exact.
+func (p *chanPool) put(ch chan struct{}) {
+	if p == nil {
+		return
+	}
+	select {
+	case <-ch:
+	default:
+	}
+	p.mu.Lock()
+	p.free = append(p.free, ch)
+	p.mu.Unlock()
+}
+
+// Frame payload slabs: small frames are carved out of shared slabs so a
+// receiver makes one allocation per slabSize bytes instead of one per frame;
+// large frames would waste slab space and get their own allocation.
+const (
+	slabSize       = 64 << 10
+	largeFrameSize = 16 << 10
+)
+
+// FrameAllocator hands out frame payload buffers for network receivers. It
+// carves them out of 64 KiB slabs, starting a new slab when the current one
+// cannot fit the request; frames of 16 KiB or more get their own allocation.
+// Each buffer has len == cap == n, so appending to one can never overwrite
+// its neighbour.
+//
+// A slab stays alive while any frame carved from it is referenced, so a
+// track's real memory can exceed its cached payload bytes by at most about
+// one slab per stream. The zero value is ready to use. A FrameAllocator is
+// not safe for concurrent use: keep one per receiving stream.
+type FrameAllocator struct {
+	slab []byte // unused tail of the current slab
+}
+
+// Alloc returns a zeroed buffer of length and capacity n. It panics if n is
+// negative, like make.
+func (a *FrameAllocator) Alloc(n int) []byte {
+	if n < 0 {
+		panic("protocol: FrameAllocator.Alloc: negative size")
+	}
+	if n >= largeFrameSize {
+		return make([]byte, n)
+	}
+	if n > len(a.slab) {
+		a.slab = make([]byte, slabSize)
+	}
+	p := a.slab[:n:n]
+	a.slab = a.slab[n:]
+	return p
+}

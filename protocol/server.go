@@ -1,0 +1,262 @@
+package protocol
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/moqbridge/moqbridge/protocol/internal/transport"
+	"github.com/moqbridge/moqbridge/protocol/internal/wire"
+)
+
+// ServerConfig configures a Server. The zero value serves on :4443 with a
+// generated self-signed certificate and a fresh Origin.
+type ServerConfig struct {
+	// Addr is the UDP address raw QUIC and WebTransport share (default ":4443").
+	Addr string
+	// CertFile and KeyFile are a PEM certificate chain and key. When both are
+	// empty (and TLSConfig is nil) a self-signed ECDSA P-256 certificate valid
+	// for 13 days is generated; browsers accept it by its SHA-256 hash.
+	CertFile, KeyFile string
+	// Hosts are the names and addresses put into a generated certificate
+	// (default localhost, 127.0.0.1, ::1).
+	Hosts []string
+	// TLSConfig, when set, is used as is (its certificates win).
+	TLSConfig *tls.Config
+	// Origin is what the server serves and where clients publish (default: a
+	// new Origin, see Server.Origin).
+	Origin *Origin
+	// Versions the server accepts (default: all, preferring the newest).
+	Versions []Version
+	// Limits per session (zero fields take DefaultLimits).
+	Limits Limits
+	// Cache bounds what the relay keeps per track of a client's broadcast
+	// (zero fields take the defaults: 16 MiB, 30 s).
+	Cache CacheConfig
+	// CheckOrigin decides which browser origins may open WebTransport
+	// sessions (nil: any).
+	CheckOrigin func(*http.Request) bool
+	// Logger receives structured logs (nil: discard).
+	Logger *slog.Logger
+}
+
+// Server is a MOQ Lite relay: clients publish into its Origin and subscribe
+// from it, over raw QUIC and WebTransport on one UDP port. N subscribers of
+// one track share one upstream subscription, because every remote track is
+// fetched through the Origin's broadcast, which deduplicates by name.
+type Server struct {
+	cfg         ServerConfig
+	origin      *Origin
+	ownsOrigin  bool
+	ln          *transport.Listener
+	fingerprint [32]byte
+	log         *slog.Logger
+
+	mu       sync.Mutex
+	sessions map[*Session]struct{}
+	closed   bool
+	wg       sync.WaitGroup
+}
+
+// NewServer opens the server's UDP socket; call Serve to accept sessions.
+func NewServer(cfg ServerConfig) (*Server, error) {
+	if cfg.Addr == "" {
+		cfg.Addr = ":4443"
+	}
+	if len(cfg.Versions) == 0 {
+		cfg.Versions = AllVersions
+	}
+	tlsConf, err := serverTLS(cfg)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, origin: cfg.Origin, log: loggerOr(cfg.Logger), sessions: make(map[*Session]struct{})}
+	if s.origin == nil {
+		s.origin = NewOrigin()
+		s.ownsOrigin = true
+	}
+	if len(tlsConf.Certificates) > 0 {
+		s.fingerprint = transport.Fingerprint(tlsConf.Certificates[0])
+	}
+	protocols := protocolsFor(cfg.Versions)
+	s.ln, err = transport.Listen(transport.ListenConfig{
+		Addr:                  cfg.Addr,
+		TLSConfig:             tlsConf,
+		RawProtocols:          protocols,
+		WebTransportProtocols: protocols,
+		CheckOrigin:           cfg.CheckOrigin,
+		Logger:                s.log,
+		QUICConfig:            quicConfig(cfg.Limits.withDefaults()),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("moq server: %w", err)
+	}
+	return s, nil
+}
+
+// serverTLS builds the TLS configuration from files, the caller's config or
+// a generated certificate.
+func serverTLS(cfg ServerConfig) (*tls.Config, error) {
+	if cfg.TLSConfig != nil {
+		return cfg.TLSConfig.Clone(), nil
+	}
+	var cert tls.Certificate
+	var err error
+	switch {
+	case cfg.CertFile != "" || cfg.KeyFile != "":
+		if cfg.CertFile == "" || cfg.KeyFile == "" {
+			return nil, errors.New("moq server: both a certificate file and a key file are needed")
+		}
+		cert, err = transport.LoadKeyPair(cfg.CertFile, cfg.KeyFile)
+	default:
+		cert, err = transport.GenerateSelfSigned(cfg.Hosts, time.Now())
+	}
+	if err != nil {
+		return nil, fmt.Errorf("moq server: %w", err)
+	}
+	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS13}, nil
+}
+
+// protocolsFor lists the ALPN / WebTransport protocol names for versions in
+// preference order; Lite01 and Lite02 share "moql" (SETUP decides).
+func protocolsFor(versions []Version) []string {
+	var out []string
+	legacy := false
+	for _, v := range versions {
+		switch {
+		case v.ALPN() != "":
+			out = append(out, v.ALPN())
+		case !legacy:
+			legacy = true
+			out = append(out, wire.ALPNLegacy)
+		}
+	}
+	return out
+}
+
+func legacyOf(versions []Version) []Version {
+	var out []Version
+	for _, v := range versions {
+		if v == Lite01 || v == Lite02 {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// Addr is the UDP address the server listens on.
+func (s *Server) Addr() *net.UDPAddr { return s.ln.Addr().(*net.UDPAddr) }
+
+// Fingerprint is the SHA-256 of the server's leaf certificate, what browsers
+// pin with serverCertificateHashes and clients with WithFingerprint.
+func (s *Server) Fingerprint() [32]byte { return s.fingerprint }
+
+// Origin is the table of broadcasts the server relays.
+func (s *Server) Origin() *Origin { return s.origin }
+
+// Sessions returns the sessions currently being served.
+func (s *Server) Sessions() []*Session {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]*Session, 0, len(s.sessions))
+	for sess := range s.sessions {
+		out = append(out, sess)
+	}
+	return out
+}
+
+// Serve accepts sessions until ctx ends or Close is called, then closes
+// every session and returns.
+func (s *Server) Serve(ctx context.Context) error {
+	stop := context.AfterFunc(ctx, func() { _ = s.Close() })
+	defer stop()
+	for {
+		conn, err := s.ln.Accept(ctx)
+		if err != nil {
+			_ = s.Close()
+			if ctx.Err() != nil || s.isClosed() {
+				return nil
+			}
+			return fmt.Errorf("moq server: accept: %w", err)
+		}
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.serveConn(ctx, conn)
+		}()
+	}
+}
+
+func (s *Server) isClosed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closed
+}
+
+// serveConn runs one session to its end.
+func (s *Server) serveConn(ctx context.Context, conn transport.Session) {
+	perm := Permissions{}
+	if req := conn.Request(); req != nil && req.URL != nil && conn.Kind() != "quic" {
+		// The URL path is the connection's root: wire paths are relative
+		// to it, as with the reference relay.
+		perm.Root = req.URL.Path
+	}
+	sess, err := startSession(ctx, conn, sessionConfig{
+		server:         true,
+		perm:           perm,
+		publish:        s.origin,
+		consume:        s.origin,
+		limits:         s.cfg.Limits,
+		cache:          s.cfg.Cache,
+		log:            s.log,
+		legacyVersions: legacyOf(s.cfg.Versions),
+	})
+	if err != nil {
+		s.log.Info("moq session refused", "remote", conn.RemoteAddr().String(), "err", err)
+		return
+	}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		_ = sess.CloseWithError(wire.CodeClosed, "server shutting down")
+		return
+	}
+	s.sessions[sess] = struct{}{}
+	s.mu.Unlock()
+	_ = sess.Wait()
+	s.mu.Lock()
+	delete(s.sessions, sess)
+	s.mu.Unlock()
+	s.log.Debug("moq session ended", "remote", conn.RemoteAddr().String(), "err", sess.Err())
+}
+
+// Close stops accepting, closes every session and waits for them.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		s.wg.Wait()
+		return nil
+	}
+	s.closed = true
+	sessions := make([]*Session, 0, len(s.sessions))
+	for sess := range s.sessions {
+		sessions = append(sessions, sess)
+	}
+	s.mu.Unlock()
+	err := s.ln.Close()
+	for _, sess := range sessions {
+		_ = sess.CloseWithError(wire.CodeClosed, "server shutting down")
+	}
+	s.wg.Wait()
+	if s.ownsOrigin {
+		s.origin.Close()
+	}
+	return err
+}

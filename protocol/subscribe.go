@@ -1,0 +1,281 @@
+package protocol
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/moqbridge/moqbridge/protocol/internal/transport"
+	"github.com/moqbridge/moqbridge/protocol/internal/wire"
+)
+
+// upstreamSub is one SUBSCRIBE this session sent to the peer; incoming
+// group streams carrying its id are written into track.
+type upstreamSub struct {
+	track *TrackWriter
+	ctx   context.Context // cancelled when the subscription ends
+
+	mu     sync.Mutex
+	alloc  FrameAllocator
+	active int           // group streams being received
+	idle   chan struct{} // closed when active drops to zero, if someone waits
+}
+
+func (u *upstreamSub) enter() {
+	u.mu.Lock()
+	u.active++
+	u.mu.Unlock()
+}
+
+func (u *upstreamSub) leave() {
+	u.mu.Lock()
+	u.active--
+	if u.active == 0 && u.idle != nil {
+		close(u.idle)
+		u.idle = nil
+	}
+	u.mu.Unlock()
+}
+
+// drained returns a channel closed once no group stream is being received.
+func (u *upstreamSub) drained() <-chan struct{} {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.active == 0 {
+		c := make(chan struct{})
+		close(c)
+		return c
+	}
+	if u.idle == nil {
+		u.idle = make(chan struct{})
+	}
+	return u.idle
+}
+
+func (u *upstreamSub) allocFrame(n int) []byte {
+	u.mu.Lock()
+	p := u.alloc.Alloc(n)
+	u.mu.Unlock()
+	return p
+}
+
+// trackEndGrace bounds how long group streams may still arrive after the
+// publisher has FINed a subscription (streams are independent, so the FIN
+// can overtake the last groups).
+const trackEndGrace = 2 * time.Second
+
+// runUpstream subscribes to track t of the peer's broadcast at wirePath and
+// feeds t until no local reader is left, the broadcast ends, or the peer
+// ends the subscription.
+func (s *Session) runUpstream(wirePath string, t *TrackWriter) {
+	ctx, cancel := context.WithCancel(s.ctx)
+	defer cancel()
+	us := &upstreamSub{track: t, ctx: ctx}
+	s.mu.Lock()
+	id := s.nextSubID
+	s.nextSubID++
+	s.upstream[id] = us
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.upstream, id)
+		s.mu.Unlock()
+	}()
+
+	str, err := s.conn.OpenStream(ctx)
+	if err != nil {
+		t.CloseWithError(fmt.Errorf("moq subscribe %s/%s: %w", wirePath, t.Name(), err))
+		return
+	}
+	msg := wire.AppendStreamType(nil, wire.StreamSubscribe)
+	msg = wire.AppendSubscribe(msg, s.version, wire.Subscribe{
+		ID: id, Broadcast: wirePath, Track: t.Name(), Priority: t.Priority(), Ordered: true,
+	})
+	if _, err := str.Write(msg); err != nil {
+		t.CloseWithError(fmt.Errorf("moq subscribe %s/%s: %w", wirePath, t.Name(), err))
+		return
+	}
+	s.stats.subsMade.Add(1)
+
+	respErr := make(chan error, 1)
+	s.spawn(func() { respErr <- s.readSubscribeResponses(str) })
+
+	unsubscribe := func() {
+		_ = str.Close()
+		str.CancelRead(uint64(wire.CodeCancel))
+		<-respErr
+	}
+	select {
+	case <-t.Unused():
+		unsubscribe()
+		_ = t.Close()
+	case <-t.Done():
+		unsubscribe()
+	case <-s.ctx.Done():
+		<-respErr
+		t.CloseWithError(context.Cause(s.ctx))
+	case err := <-respErr:
+		if errors.Is(err, io.EOF) {
+			// The publisher finished the track; let its last groups land.
+			select {
+			case <-us.drained():
+			case <-time.After(trackEndGrace):
+			case <-s.ctx.Done():
+			}
+			_ = t.Close()
+			_ = str.Close()
+			return
+		}
+		var se *StreamError
+		if errors.As(err, &se) && se.Code == uint64(wire.CodeNotFound) {
+			err = fmt.Errorf("%w: %s/%s", ErrNotFound, wirePath, t.Name())
+		}
+		str.CancelWrite(uint64(wire.CodeCancel))
+		t.CloseWithError(fmt.Errorf("moq subscribe %s/%s: %w", wirePath, t.Name(), err))
+	}
+}
+
+// readSubscribeResponses reads SUBSCRIBE_OK and whatever follows it until
+// the publisher ends the stream; io.EOF means it finished the track.
+func (s *Session) readSubscribeResponses(str transport.Stream) error {
+	r := wire.NewReader(str)
+	first := true
+	for {
+		typ := wire.ResponseOK
+		if s.version >= Lite03 {
+			t, err := r.ReadVarint()
+			if err != nil {
+				return err
+			}
+			typ = t
+		}
+		body, err := r.ReadMessage(s.limits.MaxMessageSize)
+		if err != nil {
+			if errors.Is(err, io.EOF) && s.version >= Lite03 {
+				err = io.ErrUnexpectedEOF
+			}
+			return err
+		}
+		switch {
+		case typ == wire.ResponseOK:
+			if _, err := wire.DecodeSubscribeOK(s.version, body); err != nil {
+				return coded(wire.CodeDecode, "subscribe ok: %w", err)
+			}
+		case typ == wire.ResponseDrop && !first:
+			if d, err := wire.DecodeSubscribeDrop(s.version, body); err == nil {
+				s.log.Debug("moq publisher dropped groups", "start", d.Start, "end", d.End, "code", d.Code)
+			}
+		default:
+			return coded(wire.CodeUnexpectedMessage, "subscribe response type %d", typ)
+		}
+		first = false
+	}
+}
+
+// groupOrderWait bounds how long a group stream waits for the stream opened
+// before it to create its group: long enough to absorb goroutine scheduling,
+// short enough that a peer stalling one stream's header cannot hold back
+// the groups behind it.
+const groupOrderWait = 100 * time.Millisecond
+
+// receiveGroup reads one group stream from the peer into the track of the
+// subscription it names. The relay drains every group at network speed: the
+// frames go into the track without waiting for any reader. after is closed
+// once the previous stream created its group; created is closed once this
+// one has (or has given up).
+func (s *Session) receiveGroup(str transport.ReceiveStream, after <-chan struct{}, created chan struct{}) {
+	var once sync.Once
+	markCreated := func() { once.Do(func() { close(created) }) }
+	defer markCreated()
+	r := wire.NewReader(str)
+	reject := func(code ErrorCode, err error) {
+		s.stats.rejected.Add(1)
+		s.log.Debug("moq group stream rejected", "code", code.String(), "err", err)
+		str.CancelRead(uint64(code))
+	}
+	typ, err := r.ReadByte()
+	if err != nil {
+		return
+	}
+	if typ != wire.UniGroup {
+		reject(wire.CodeUnexpectedStream, fmt.Errorf("unknown uni stream type %#x", typ))
+		return
+	}
+	body, err := r.ReadMessage(s.limits.MaxMessageSize)
+	if err != nil {
+		reject(codeFor(err), fmt.Errorf("group header: %w", err))
+		return
+	}
+	hdr, err := wire.DecodeGroup(body)
+	if err != nil {
+		reject(codeFor(err), fmt.Errorf("group header: %w", err))
+		return
+	}
+	s.mu.Lock()
+	us := s.upstream[hdr.SubscribeID]
+	s.mu.Unlock()
+	if us == nil {
+		// Like the reference subscriber: stop groups of unknown or finished
+		// subscriptions without fuss.
+		str.CancelRead(uint64(wire.CodeCancel))
+		return
+	}
+	us.enter()
+	defer us.leave()
+	select {
+	case <-after:
+	default:
+		wait := time.NewTimer(groupOrderWait)
+		select {
+		case <-after:
+		case <-wait.C:
+		case <-us.ctx.Done():
+		}
+		wait.Stop()
+	}
+	g, err := us.track.CreateGroup(hdr.Sequence)
+	markCreated()
+	if err != nil {
+		code := wire.CodeCancel
+		if errors.Is(err, ErrDuplicate) {
+			code = wire.CodeDuplicate
+		}
+		reject(code, fmt.Errorf("group %d: %w", hdr.Sequence, err))
+		return
+	}
+	stop := context.AfterFunc(us.ctx, func() { str.CancelRead(uint64(wire.CodeCancel)) })
+	defer stop()
+	for {
+		size, err := r.ReadVarint()
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				_ = g.Close()
+				s.stats.groupsReceived.Add(1)
+				return
+			}
+			g.Abort(fmt.Errorf("moq group %d: %w", hdr.Sequence, err))
+			return
+		}
+		if size > uint64(s.limits.MaxFrameSize) {
+			g.Abort(fmt.Errorf("moq group %d: frame of %d bytes exceeds the limit", hdr.Sequence, size))
+			reject(wire.CodeBoundsExceeded, fmt.Errorf("frame of %d bytes exceeds the %d-byte limit", size, s.limits.MaxFrameSize))
+			return
+		}
+		p := us.allocFrame(int(size))
+		if err := r.ReadFull(p); err != nil {
+			g.Abort(fmt.Errorf("moq group %d: %w", hdr.Sequence, err))
+			if !errors.As(err, new(*StreamError)) {
+				reject(wire.CodeWrongSize, fmt.Errorf("frame shorter than its size: %w", err))
+			}
+			return
+		}
+		if err := g.WriteFrame(p); err != nil {
+			str.CancelRead(uint64(wire.CodeCancel))
+			return
+		}
+		s.stats.framesReceived.Add(1)
+	}
+}

@@ -1,0 +1,522 @@
+package protocol
+
+import (
+	"context"
+	"io"
+	"math"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Cache defaults. The age matches the 30 s eviction of the reference relay;
+// the byte budget bounds what one track may pin in memory for slow readers.
+const (
+	defaultCacheMaxBytes    = 16 << 20
+	defaultCacheMaxAge      = 30 * time.Second
+	defaultCacheReorderWait = 100 * time.Millisecond
+)
+
+// CacheConfig bounds the groups a track keeps for readers that join late or
+// fall behind. Older groups are evicted while the cached payload exceeds
+// MaxBytes or the oldest group arrived more than MaxAge ago; the latest group
+// (highest sequence) is always kept, whatever its size or age. Zero or
+// negative fields take the defaults: 16 MiB, 30 s and 100 ms.
+type CacheConfig struct {
+	MaxBytes int64
+	MaxAge   time.Duration
+	// ReorderWait is how long NextGroup holds back a group that arrived
+	// while the one before it in sequence is missing, in case the missing
+	// group is merely late (groups travel on parallel streams). It adds
+	// latency only when there is a gap.
+	ReorderWait time.Duration
+}
+
+func (c CacheConfig) withDefaults() CacheConfig {
+	if c.MaxBytes <= 0 {
+		c.MaxBytes = defaultCacheMaxBytes
+	}
+	if c.MaxAge <= 0 {
+		c.MaxAge = defaultCacheMaxAge
+	}
+	if c.ReorderWait <= 0 {
+		c.ReorderWait = defaultCacheReorderWait
+	}
+	return c
+}
+
+// track is the shared state of one track. The writer half embeds it; readers
+// and groups point into it.
+type track struct {
+	name      string
+	priority  uint8
+	cfg       CacheConfig
+	b         *broadcast // owner, told when the track closes or becomes unused
+	requested bool       // created on demand by HandleRequests
+
+	// bytes is the payload of the cached groups. Frames are added by the
+	// group writers without taking mu, so the per-frame path touches only
+	// its own group's lock.
+	bytes atomic.Int64
+	// multi reports that more than one group is cached, i.e. that eviction
+	// could free something; it spares the per-frame path the track lock
+	// when only the (never evicted) latest group is over budget.
+	multi atomic.Bool
+
+	mu       sync.Mutex
+	cache    []*group // in arrival order
+	latest   *group   // highest sequence; always cached
+	last     *group   // most recently created, sizes the next frame list
+	maxSeq   uint64
+	hasSeq   bool
+	arrivals uint64 // arrival index of the next group
+	closed   bool
+	err      error // with closed: nil for a clean end (io.EOF after the cache)
+	waiters  []*TrackReader
+	readers  int
+	unusedCh chan struct{}
+	unused   bool
+	done     chan struct{}
+}
+
+func newTrack(name string, priority uint8, cfg CacheConfig, b *broadcast, requested bool) *TrackWriter {
+	w := &TrackWriter{}
+	t := &w.t
+	t.name = name
+	t.priority = priority
+	t.cfg = cfg.withDefaults()
+	t.b = b
+	t.requested = requested
+	t.unusedCh = make(chan struct{})
+	t.done = make(chan struct{})
+	return w
+}
+
+// TrackWriter is the producer half of a track: a named stream of groups with
+// a priority and a bounded cache.
+//
+// All methods are safe for concurrent use. A relay typically creates groups
+// from several goroutines (one per incoming group stream) and writes each
+// GroupWriter from its own goroutine.
+type TrackWriter struct {
+	t track
+}
+
+// Name returns the track name.
+func (w *TrackWriter) Name() string { return w.t.name }
+
+// Priority returns the track's priority: the one given to CreateTrack, or
+// for a requested track the priority of the subscriber that caused it.
+func (w *TrackWriter) Priority() uint8 { return w.t.priority }
+
+// AppendGroup starts the next group: its sequence is one above the highest
+// sequence the track has seen, or 0 for the first group.
+func (w *TrackWriter) AppendGroup() (*GroupWriter, error) {
+	return w.t.createGroup(0, true)
+}
+
+// CreateGroup starts a group with an explicit sequence, as received from the
+// network, possibly out of order. It returns ErrDuplicate if a group with
+// that sequence is cached; the track keeps no memory of evicted groups, so
+// an evicted sequence is accepted again, but only readers that have not yet
+// received a higher sequence will see it (readers never go backwards).
+func (w *TrackWriter) CreateGroup(seq uint64) (*GroupWriter, error) {
+	return w.t.createGroup(seq, false)
+}
+
+// Close ends the track cleanly: readers receive the remaining cached groups
+// they are entitled to, then io.EOF. Groups still being written are left to
+// their writers. It returns ErrClosed if the track was already closed.
+func (w *TrackWriter) Close() error {
+	return w.t.close(nil)
+}
+
+// CloseWithError ends the track with err: readers get err from their next
+// NextGroup call without further groups, and unfinished cached groups are
+// aborted with err. A nil err is delivered as ErrClosed.
+func (w *TrackWriter) CloseWithError(err error) {
+	if err == nil {
+		err = ErrClosed
+	}
+	_ = w.t.close(err)
+}
+
+// Unused returns a channel closed when the number of TrackReaders drops to
+// zero after having been positive. It stays closed even if readers come
+// back; a relay cancels its upstream subscription when it fires.
+func (w *TrackWriter) Unused() <-chan struct{} { return w.t.unusedCh }
+
+// Done returns a channel closed when the track is closed, by either writer
+// method or by the end of its broadcast.
+func (w *TrackWriter) Done() <-chan struct{} { return w.t.done }
+
+// cachedBytes returns the payload bytes currently held by the cache.
+func (t *track) cachedBytes() int64 { return t.bytes.Load() }
+
+func (t *track) createGroup(seq uint64, next bool) (*GroupWriter, error) {
+	now := time.Now()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		return nil, ErrClosed
+	}
+	if next {
+		if t.hasSeq {
+			if t.maxSeq == math.MaxUint64 {
+				return nil, ErrDuplicate
+			}
+			seq = t.maxSeq + 1
+		}
+	} else {
+		for _, g := range t.cache {
+			if g.seq == seq {
+				return nil, ErrDuplicate
+			}
+		}
+	}
+
+	w := &GroupWriter{}
+	g := &w.g
+	g.seq = seq
+	g.arrival = t.arrivals
+	g.created = now
+	g.track = t
+	if t.last != nil {
+		// Groups of one track tend to have similar frame counts (a GOP,
+		// an audio duration), so this makes steady-state frame appends
+		// allocation-free.
+		if n := min(t.last.frameCount(), maxFrameHint); n > 0 {
+			g.frames = make([][]byte, 0, n)
+		}
+	}
+	t.arrivals++
+	t.last = g
+	t.cache = append(t.cache, g)
+	if !t.hasSeq || seq > t.maxSeq {
+		t.maxSeq = seq
+		t.hasSeq = true
+		t.latest = g
+	}
+	t.evictLocked(now)
+	t.wakeLocked()
+	return w, nil
+}
+
+// evictLocked drops the oldest cached groups, never the latest, while the
+// cache is over its byte budget or its oldest group is older than MaxAge.
+// An evicted group stays readable by the GroupReaders that already hold it;
+// the track only stops referencing (and counting) it. The caller holds t.mu.
+func (t *track) evictLocked(now time.Time) {
+	for len(t.cache) > 1 {
+		i := 0
+		if t.cache[0] == t.latest {
+			i = 1
+		}
+		v := t.cache[i]
+		if t.bytes.Load() <= t.cfg.MaxBytes && now.Sub(v.created) <= t.cfg.MaxAge {
+			break
+		}
+		copy(t.cache[i:], t.cache[i+1:])
+		t.cache[len(t.cache)-1] = nil
+		t.cache = t.cache[:len(t.cache)-1]
+
+		v.mu.Lock()
+		v.evicted = true
+		size := v.size
+		v.mu.Unlock()
+		t.bytes.Add(-size)
+	}
+	t.multi.Store(len(t.cache) > 1)
+}
+
+// evictIfOverBudget is called after every frame so the cache never grows
+// more than one frame past its budget while a large group is written.
+func (t *track) evictIfOverBudget() {
+	if t.bytes.Load() <= t.cfg.MaxBytes || !t.multi.Load() {
+		return
+	}
+	t.mu.Lock()
+	t.evictLocked(time.Now())
+	t.mu.Unlock()
+}
+
+// wakeLocked wakes every reader waiting in NextGroup. The caller holds t.mu.
+func (t *track) wakeLocked() {
+	for i, r := range t.waiters {
+		r.waiting = false
+		notify(r.ch)
+		t.waiters[i] = nil
+	}
+	t.waiters = t.waiters[:0]
+}
+
+func (t *track) removeWaiterLocked(r *TrackReader) {
+	if !r.waiting {
+		return
+	}
+	r.waiting = false
+	for i, w := range t.waiters {
+		if w == r {
+			last := len(t.waiters) - 1
+			t.waiters[i] = t.waiters[last]
+			t.waiters[last] = nil
+			t.waiters = t.waiters[:last]
+			return
+		}
+	}
+}
+
+func (t *track) close(err error) error {
+	t.mu.Lock()
+	if t.closed {
+		t.mu.Unlock()
+		return ErrClosed
+	}
+	t.closed = true
+	t.err = err
+	if err != nil {
+		for _, g := range t.cache {
+			_ = g.finish(err)
+		}
+	}
+	t.wakeLocked()
+	close(t.done)
+	t.mu.Unlock()
+
+	if t.b != nil {
+		t.b.trackClosed(t)
+	}
+	return nil
+}
+
+// subscribe adds a reader, or returns nil if the track is closed. The
+// caller holds the broadcast's lock, so adding a reader and dropping an
+// unused requested track from the table cannot interleave.
+func (t *track) subscribe(priority uint8) *TrackReader {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		return nil
+	}
+	t.readers++
+	return &TrackReader{t: t, priority: priority, ch: make(chan struct{}, 1)}
+}
+
+func (t *track) isClosed() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.closed
+}
+
+// TrackReader is one subscription to a track. It starts at the latest group
+// and then follows newer groups in sequence order, never going backwards,
+// skipping groups evicted before it got to them.
+//
+// NextGroup must be called by one goroutine at a time. Close may be called
+// from any goroutine and unblocks a pending NextGroup. The GroupReaders it
+// returns are independent and may be read concurrently by other goroutines.
+type TrackReader struct {
+	t        *track
+	priority uint8
+	ch       chan struct{} // wake-up channel for NextGroup
+	pool     chanPool      // wake-up channels for this reader's GroupReaders
+
+	// Guarded by t.mu.
+	waiting  bool
+	closed   bool
+	started  bool   // the first group was returned
+	startSeq uint64 // sequence of the first group returned
+	maxSeq   uint64 // highest sequence returned
+	cursor   uint64 // NextArrival: arrival index of the next group to consider
+}
+
+// Name returns the track name.
+func (r *TrackReader) Name() string { return r.t.name }
+
+// Priority returns the priority the subscriber asked for.
+func (r *TrackReader) Priority() uint8 { return r.priority }
+
+// Latest returns the highest group sequence the track has seen; ok is false
+// before the first group.
+func (r *TrackReader) Latest() (seq uint64, ok bool) {
+	t := r.t
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.maxSeq, t.hasSeq
+}
+
+// NextGroup returns the next group to deliver, positioned at its first
+// frame.
+//
+// The first call returns the latest group (highest sequence) in the cache,
+// waiting for the first group if there is none. Later calls return the
+// cached group with the smallest sequence above the highest one already
+// returned, so groups come in sequence order even when they were created out
+// of order; when the next sequence is missing, a later group is held back
+// for up to CacheConfig.ReorderWait in case the missing one is merely late.
+// A group created after a higher one was returned is skipped (readers never
+// go backwards), and so are groups evicted from the cache: a reader that
+// falls behind jumps to the oldest cached group instead of holding memory.
+//
+// After TrackWriter.Close it returns the remaining groups it is entitled to,
+// then io.EOF; after CloseWithError it returns that error at once. It returns
+// ctx.Err() if ctx ends while waiting, and ErrClosed after Close.
+func (r *TrackReader) NextGroup(ctx context.Context) (*GroupReader, error) {
+	return r.next(ctx, false)
+}
+
+// NextArrival is NextGroup for forwarders: after the first (latest) group it
+// returns every later-arriving group with a higher sequence than that first
+// one, in arrival order, at once — including a group that arrives after a
+// higher one. A relay forwards groups as they come and lets the far end
+// order them; it must neither hold groups back nor lose late ones.
+func (r *TrackReader) NextArrival(ctx context.Context) (*GroupReader, error) {
+	return r.next(ctx, true)
+}
+
+func (r *TrackReader) next(ctx context.Context, arrival bool) (*GroupReader, error) {
+	t := r.t
+	var timer *time.Timer
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
+	t.mu.Lock()
+	for {
+		if r.closed {
+			t.mu.Unlock()
+			return nil, ErrClosed
+		}
+		if t.err != nil {
+			err := t.err
+			t.mu.Unlock()
+			return nil, err
+		}
+		now := time.Now()
+		if !t.closed {
+			// Apply the age limit at read time as well, so a track whose
+			// writer went quiet does not hand out stale groups.
+			t.evictLocked(now)
+		}
+		g, hold := r.pickLocked(arrival, now)
+		if g != nil {
+			t.mu.Unlock()
+			return newGroupReader(g, &r.pool), nil
+		}
+		if t.closed {
+			t.mu.Unlock()
+			return nil, io.EOF
+		}
+		if !r.waiting {
+			r.waiting = true
+			t.waiters = append(t.waiters, r)
+		}
+		t.mu.Unlock()
+
+		var expired <-chan time.Time
+		if hold > 0 {
+			if timer == nil {
+				timer = time.NewTimer(hold)
+			} else {
+				timer.Reset(hold)
+			}
+			expired = timer.C
+		}
+		select {
+		case <-r.ch:
+			t.mu.Lock()
+		case <-expired:
+			t.mu.Lock()
+		case <-ctx.Done():
+			t.mu.Lock()
+			t.removeWaiterLocked(r)
+			t.mu.Unlock()
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// pickLocked selects the next group for r and advances its position, or
+// returns nil and, when a group is being held back for a missing
+// predecessor, how long it may still be held. The caller holds t.mu.
+func (r *TrackReader) pickLocked(arrival bool, now time.Time) (*group, time.Duration) {
+	t := r.t
+	if !r.started {
+		g := t.latest
+		if g == nil {
+			return nil, 0
+		}
+		r.started = true
+		r.startSeq = g.seq
+		r.maxSeq = g.seq
+		r.cursor = t.arrivals
+		return g, 0
+	}
+	if arrival {
+		for _, g := range t.cache {
+			if g.arrival >= r.cursor && g.seq > r.startSeq {
+				r.cursor = g.arrival + 1
+				return g, 0
+			}
+		}
+		r.cursor = t.arrivals
+		return nil, 0
+	}
+	// Groups travel on parallel streams and may be created out of order;
+	// handing them out in sequence order (the smallest cached sequence
+	// above the last one returned) keeps a reader from skipping a group
+	// merely because a later one was created first.
+	var next *group
+	for _, g := range t.cache {
+		if g.seq > r.maxSeq && (next == nil || g.seq < next.seq) {
+			next = g
+		}
+	}
+	if next == nil {
+		return nil, 0
+	}
+	if next.seq != r.maxSeq+1 && !t.closed {
+		// A gap: the missing group may still be on its way. Hold the
+		// next one back for at most ReorderWait after it arrived.
+		if hold := next.created.Add(t.cfg.ReorderWait).Sub(now); hold > 0 {
+			return nil, hold
+		}
+	}
+	r.maxSeq = next.seq
+	return next, 0
+}
+
+// Close ends the subscription and decrements the track's reader count; when
+// it reaches zero, the writer's Unused channel closes and a requested track
+// leaves its broadcast's table, so the next subscriber triggers a fresh
+// request. GroupReaders already returned stay readable.
+func (r *TrackReader) Close() {
+	t := r.t
+	if b := t.b; b != nil {
+		// Reader counting and table removal happen under the broadcast
+		// lock so a concurrent Subscribe cannot join a track that is
+		// being dropped as unused.
+		b.mu.Lock()
+		defer b.mu.Unlock()
+	}
+	t.mu.Lock()
+	if r.closed {
+		t.mu.Unlock()
+		return
+	}
+	r.closed = true
+	t.removeWaiterLocked(r)
+	notify(r.ch)
+	t.readers--
+	becameUnused := t.readers == 0 && !t.unused
+	if becameUnused {
+		t.unused = true
+		close(t.unusedCh)
+	}
+	t.mu.Unlock()
+
+	if becameUnused && t.requested && t.b != nil {
+		t.b.dropLocked(t)
+	}
+}
