@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 	"time"
 
 	"github.com/moqbridge/moqbridge/protocol/internal/transport"
@@ -56,11 +57,15 @@ func (s *Session) serveSubscribe(str transport.Stream, r *wire.Reader) {
 	}
 	s.inboundSub++
 	s.mu.Unlock()
-	defer func() {
-		s.mu.Lock()
-		s.inboundSub--
-		s.mu.Unlock()
-	}()
+	var releaseOnce sync.Once
+	release := func() {
+		releaseOnce.Do(func() {
+			s.mu.Lock()
+			s.inboundSub--
+			s.mu.Unlock()
+		})
+	}
+	defer release()
 
 	track, err := s.lookupTrack(sub)
 	if err != nil {
@@ -124,8 +129,15 @@ func (s *Session) serveSubscribe(str transport.Stream, r *wire.Reader) {
 	default:
 		fw.cancelAll(endErr)
 		fw.wait()
-		str.CancelWrite(uint64(wire.CodeCancel))
+		code := wire.CodeCancel
+		if errors.Is(endErr, ErrNotFound) {
+			code = wire.CodeNotFound
+		}
+		str.CancelWrite(uint64(code))
 	}
+	// The subscription is over on this side; waiting for the peer to
+	// acknowledge does not count against its subscription limit.
+	release()
 	select {
 	case <-peerDone:
 	case <-time.After(unsubscribeGrace):

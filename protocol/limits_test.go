@@ -1,0 +1,214 @@
+package protocol
+
+import (
+	"context"
+	"errors"
+	"io"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/moqbridge/moqbridge/protocol/internal/transport"
+	"github.com/moqbridge/moqbridge/protocol/internal/wire"
+)
+
+// expectReset reads str to its end and requires a reset with code.
+func expectReset(t *testing.T, what string, str transport.Stream, code ErrorCode) {
+	t.Helper()
+	_ = str.SetReadDeadline(time.Now().Add(5 * time.Second))
+	_, err := io.ReadAll(str)
+	var se *transport.StreamError
+	if !errors.As(err, &se) || se.Code != uint64(code) {
+		t.Errorf("%s: stream ended with %v, want a reset with %s (%d)", what, err, code, code)
+	}
+}
+
+// TestLimits: each limit resets only the offending stream, with the
+// reference error code, and the session keeps working.
+func TestLimits(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	srv := testServer(t, ServerConfig{Limits: Limits{MaxPathLength: 64, MaxSubscriptions: 2, MaxFrameSize: 1024}})
+	_, _, tw := publishTrack(t, ctx, srv, "quic", "live/limits", "video")
+	waitAnnounced(t, ctx, srv.Origin(), "live/limits")
+	gw, _ := tw.AppendGroup()
+	_ = gw.WriteFrame([]byte("ok"))
+	_ = gw.Close()
+	conn := rawDial(t, ctx, srv)
+
+	long := strings.Repeat("x", 65)
+	expectReset(t, "long broadcast path", rawSubscribe(t, ctx, conn, 0, long, "video"), wire.CodeBoundsExceeded)
+	expectReset(t, "long track name", rawSubscribe(t, ctx, conn, 1, "live/limits", long), wire.CodeBoundsExceeded)
+	expectReset(t, "unknown broadcast", rawSubscribe(t, ctx, conn, 2, "live/none", "video"), wire.CodeNotFound)
+	expectReset(t, "unknown track", rawSubscribe(t, ctx, conn, 3, "live/limits", "audio"), wire.CodeNotFound)
+
+	// Two subscriptions are allowed; the third is refused.
+	a := rawSubscribe(t, ctx, conn, 4, "live/limits", "video")
+	b := rawSubscribe(t, ctx, conn, 5, "live/limits", "video")
+	for _, s := range []transport.Stream{a, b} {
+		r := wire.NewReader(s)
+		if typ, err := r.ReadVarint(); err != nil || typ != wire.ResponseOK {
+			t.Fatalf("subscription within the limit: response %d, err %v", typ, err)
+		}
+	}
+	expectReset(t, "third subscription", rawSubscribe(t, ctx, conn, 6, "live/limits", "video"), wire.CodeBoundsExceeded)
+
+	// An oversized control message.
+	str, err := conn.OpenStream(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = str.Write(wire.AppendVarint(wire.AppendStreamType(nil, wire.StreamSubscribe), 2<<20))
+	expectReset(t, "2 MiB subscribe message", str, wire.CodeBoundsExceeded)
+
+	for _, sess := range srv.Sessions() {
+		if err := sess.Err(); err != nil {
+			t.Fatalf("a relay session ended: %v", err)
+		}
+	}
+}
+
+// TestFrameSizeLimit: a publisher sending a frame over the limit has that
+// group aborted; the subscriber sees an error on that group, not a hang, and
+// later groups still flow.
+func TestFrameSizeLimit(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	srv := testServer(t, ServerConfig{Limits: Limits{MaxFrameSize: 1024}})
+	_, _, tw := publishTrack(t, ctx, srv, "quic", "live/big", "video")
+	waitAnnounced(t, ctx, srv.Origin(), "live/big")
+	sub := dialTest(t, ctx, srv, "quic", Lite04)
+	g0, _ := tw.AppendGroup()
+	_ = g0.WriteFrame([]byte("small"))
+	tr, err := sub.Consume("live/big").Subscribe("video", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	gr, err := tr.NextGroup(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p, err := gr.NextFrame(ctx); err != nil || string(p) != "small" {
+		t.Fatalf("first frame %q, %v", p, err)
+	}
+	_ = g0.WriteFrame(make([]byte, 4096))
+	if _, err := gr.NextFrame(ctx); err == nil || errors.Is(err, io.EOF) {
+		t.Fatalf("oversized frame: got %v, want the group aborted", err)
+	}
+	_ = g0.Close()
+	g1, _ := tw.AppendGroup()
+	_ = g1.WriteFrame([]byte("after"))
+	_ = g1.Close()
+	gr, err = tr.NextGroup(ctx)
+	if err != nil || gr.Sequence() != 1 {
+		t.Fatalf("next group %v, %v; want 1", gr, err)
+	}
+	if p, err := gr.NextFrame(ctx); err != nil || string(p) != "after" {
+		t.Fatalf("frame after the oversized one: %q, %v", p, err)
+	}
+}
+
+// TestPublisherGoesAway: when a publishing client disconnects, its
+// broadcasts end cleanly for readers on the other side of the relay.
+func TestPublisherGoesAway(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	srv := testServer(t, ServerConfig{})
+	pub, _, tw := publishTrack(t, ctx, srv, "webtransport", "live/gone", "video")
+	subOrigin := NewOrigin()
+	defer subOrigin.Close()
+	dialTest(t, ctx, srv, "quic", Lite02, WithConsume(subOrigin))
+	b := waitAnnounced(t, ctx, subOrigin, "live/gone")
+	ann := subOrigin.Announced("live")
+	defer ann.Close()
+	if a := nextAnnouncement(t, ctx, ann); !a.Active {
+		t.Fatalf("want the broadcast active first, got %+v", a)
+	}
+	gw, _ := tw.AppendGroup()
+	_ = gw.WriteFrame([]byte("last words"))
+	tr, err := b.Subscribe("video", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	gr, err := tr.NextGroup(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p, err := gr.NextFrame(ctx); err != nil || string(p) != "last words" {
+		t.Fatalf("frame %q, %v", p, err)
+	}
+	_ = pub.Close()
+	if a := nextAnnouncement(t, ctx, ann); a.Active || a.Path != "live/gone" {
+		t.Fatalf("after the publisher left: %+v, want live/gone ended", a)
+	}
+	select {
+	case <-b.Done():
+	case <-ctx.Done():
+		t.Fatal("broadcast still live after its publisher left")
+	}
+	if _, err := gr.NextFrame(ctx); err == nil {
+		t.Fatal("the unfinished group still reads after its publisher left")
+	}
+	if _, err := tr.NextGroup(ctx); err == nil {
+		t.Fatal("the track still delivers after its publisher left")
+	}
+}
+
+// TestProbe: on Lite04 the client opens the probe stream and the server
+// reports its bandwidth and RTT estimates from the QUIC connection.
+func TestProbe(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	srv := testServer(t, ServerConfig{})
+	for _, kind := range transports {
+		sess := dialTest(t, ctx, srv, kind, Lite04)
+		for {
+			if bitrate, rtt := sess.Bandwidth(); bitrate > 0 && rtt > 0 {
+				break
+			}
+			select {
+			case <-ctx.Done():
+				t.Fatalf("%s: no PROBE with bitrate and RTT arrived", kind)
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+	}
+}
+
+// TestGoaway: a Lite04 GOAWAY is read and answered with FIN; the session
+// stays up.
+func TestGoaway(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	srv := testServer(t, ServerConfig{})
+	conn := rawDial(t, ctx, srv)
+	str, err := conn.OpenStream(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = str.Write(wire.AppendGoaway(wire.AppendStreamType(nil, wire.StreamGoaway), wire.Goaway{URI: "https://elsewhere.example/"}))
+	_ = str.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.ReadAll(str); err != nil {
+		t.Fatalf("goaway stream: %v, want a FIN", err)
+	}
+	for _, sess := range srv.Sessions() {
+		if err := sess.Err(); err != nil {
+			t.Fatalf("session ended after GOAWAY: %v", err)
+		}
+	}
+}
+
+// TestVersionMismatch: a legacy client offering only versions the server
+// does not accept is refused with the Version code.
+func TestVersionMismatch(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	srv := testServer(t, ServerConfig{Versions: []Version{Lite04, Lite02}})
+	_, err := Dial(ctx, serverURL(srv, "quic", ""), WithFingerprint(srv.Fingerprint()), WithVersions(Lite01))
+	var se *SessionError
+	if !errors.As(err, &se) || se.Code != uint64(wire.CodeVersion) {
+		t.Fatalf("dial offering only Lite01: %v, want a session closed with code %d", err, wire.CodeVersion)
+	}
+}
