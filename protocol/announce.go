@@ -290,20 +290,22 @@ func (s *Session) newRemoteBroadcast(wirePath string) *BroadcastWriter {
 
 // Consume returns the peer's broadcast at the root-relative path without
 // waiting for an announcement; tracks are subscribed on first demand. A
-// track the peer does not have ends with an error when subscribed.
+// track the peer does not have ends with an error when subscribed. Calls
+// for one path share one broadcast, which ends with the session.
 func (s *Session) Consume(path string) *BroadcastReader {
 	path = wire.CleanPath(path)
-	key := "\x00consume:" + path
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if b, ok := s.remote[key]; ok {
+	if b, ok := s.consumed[path]; ok {
+		s.mu.Unlock()
 		return b.Reader()
 	}
 	b := s.newRemoteBroadcast(path)
 	if s.ctx.Err() != nil {
-		go b.Close()
+		s.mu.Unlock()
+		_ = b.Close()
 		return b.Reader()
 	}
-	s.remote[key] = b
+	s.consumed[path] = b
+	s.mu.Unlock()
 	return b.Reader()
 }

@@ -44,7 +44,8 @@ type Session struct {
 	mu         sync.Mutex
 	nextSubID  uint64
 	upstream   map[uint64]*upstreamSub
-	remote     map[string]*BroadcastWriter // broadcasts learned from or consumed through the peer, by local path
+	remote     map[string]*BroadcastWriter // broadcasts the peer announced, by local path
+	consumed   map[string]*BroadcastWriter // broadcasts opened with Consume, by wire path
 	own        map[*BroadcastReader]struct{}
 	inboundSub int
 
@@ -125,6 +126,7 @@ func startSession(ctx context.Context, conn transport.Session, cfg sessionConfig
 		cache:    cfg.cache,
 		upstream: make(map[uint64]*upstreamSub),
 		remote:   make(map[string]*BroadcastWriter),
+		consumed: make(map[string]*BroadcastWriter),
 		own:      make(map[*BroadcastReader]struct{}),
 	}
 	s.perm.Root = wire.CleanPath(s.perm.Root)
@@ -264,10 +266,17 @@ var errSessionClosed = errors.New("moq session closed")
 func (s *Session) shutdown() {
 	s.end(errSessionClosed)
 	s.mu.Lock()
-	remote := s.remote
-	s.remote = map[string]*BroadcastWriter{}
+	var ending []*BroadcastWriter
+	for _, b := range s.remote {
+		ending = append(ending, b)
+	}
+	for _, b := range s.consumed {
+		ending = append(ending, b)
+	}
+	clear(s.remote)
+	clear(s.consumed)
 	s.mu.Unlock()
-	for _, b := range remote {
+	for _, b := range ending {
 		_ = b.Close()
 	}
 	s.wg.Wait()
