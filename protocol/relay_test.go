@@ -224,6 +224,9 @@ func rawDial(t *testing.T, ctx context.Context, srv *Server) transport.Session {
 			MaxStreamReceiveWindow:         64 << 10,
 			InitialConnectionReceiveWindow: 256 << 10,
 			MaxConnectionReceiveWindow:     256 << 10,
+			// Few streams: a peer that never accepts one makes the relay's
+			// stream opens block, not only its writes.
+			MaxIncomingUniStreams: 4,
 		},
 	})
 	if err != nil {
