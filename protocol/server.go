@@ -8,9 +8,11 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"sync"
 	"time"
 
+	"github.com/moqbridge/moqbridge/protocol/auth"
 	"github.com/moqbridge/moqbridge/protocol/internal/transport"
 	"github.com/moqbridge/moqbridge/protocol/internal/wire"
 )
@@ -42,6 +44,12 @@ type ServerConfig struct {
 	// CheckOrigin decides which browser origins may open WebTransport
 	// sessions (nil: any).
 	CheckOrigin func(*http.Request) bool
+	// Auth, when set, authorizes every connection from the JWT in its URL
+	// (the `jwt` query parameter) and scopes it to the token's root and
+	// put/get prefixes; a refused WebTransport or WebSocket connection gets
+	// HTTP 401, a refused raw QUIC connection is closed with Unauthorized.
+	// Nil: every client may publish and subscribe anywhere.
+	Auth *auth.Authorizer
 	// Logger receives structured logs (nil: discard).
 	Logger *slog.Logger
 }
@@ -91,6 +99,7 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		RawProtocols:          protocols,
 		WebTransportProtocols: protocols,
 		CheckOrigin:           cfg.CheckOrigin,
+		Admit:                 s.admit,
 		Logger:                s.log,
 		QUICConfig:            quicConfig(cfg.Limits.withDefaults()),
 	})
@@ -199,13 +208,47 @@ func (s *Server) isClosed() bool {
 	return s.closed
 }
 
+// admit refuses an HTTP-based connection (WebTransport, WebSocket) whose
+// token does not authorize it, before any MOQ byte is exchanged.
+func (s *Server) admit(r *http.Request) (int, error) {
+	if s.cfg.Auth == nil {
+		return http.StatusOK, nil
+	}
+	if _, err := s.cfg.Auth.Authorize(r.URL); err != nil {
+		return http.StatusUnauthorized, err
+	}
+	return http.StatusOK, nil
+}
+
+// permissions scopes a connection: the URL path is its root (wire paths
+// are relative to it, as with the reference relay), narrowed by its token
+// when the server authorizes connections.
+func (s *Server) permissions(conn transport.Session) (Permissions, error) {
+	u := &url.URL{}
+	if req := conn.Request(); req != nil && req.URL != nil {
+		u = req.URL
+	}
+	if conn.Kind() == transport.KindQUIC {
+		// Raw QUIC carries no path: the root is empty.
+		u = &url.URL{RawQuery: u.RawQuery}
+	}
+	if s.cfg.Auth == nil {
+		return Permissions{Root: u.Path}, nil
+	}
+	g, err := s.cfg.Auth.Authorize(u)
+	if err != nil {
+		return Permissions{}, err
+	}
+	return Permissions{Root: g.Root, Publish: g.Publish, Subscribe: g.Subscribe}, nil
+}
+
 // serveConn runs one session to its end.
 func (s *Server) serveConn(ctx context.Context, conn transport.Session) {
-	perm := Permissions{}
-	if req := conn.Request(); req != nil && req.URL != nil && conn.Kind() != "quic" {
-		// The URL path is the connection's root: wire paths are relative
-		// to it, as with the reference relay.
-		perm.Root = req.URL.Path
+	perm, err := s.permissions(conn)
+	if err != nil {
+		s.log.Info("moq connection refused", "remote", conn.RemoteAddr().String(), "err", err)
+		_ = conn.CloseWithError(uint64(wire.CodeUnauthorized), "unauthorized")
+		return
 	}
 	sess, err := startSession(ctx, conn, sessionConfig{
 		server:         true,

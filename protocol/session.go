@@ -167,7 +167,15 @@ func startSession(ctx context.Context, conn transport.Session, cfg sessionConfig
 		s.spawn(s.runProbeSubscriber)
 	}
 	if s.consume != nil {
-		s.spawn(func() { s.runAnnounceSubscriber("") })
+		// One announce interest per prefix the peer may publish under, as
+		// the reference relay does.
+		prefixes := s.perm.Publish
+		if prefixes == nil {
+			prefixes = []string{""}
+		}
+		for _, prefix := range prefixes {
+			s.spawn(func() { s.runAnnounceSubscriber(prefix) })
+		}
 	}
 	s.log.Debug("moq session started")
 	return s, nil

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/hex"
 	"io"
+	"net/url"
 	"regexp"
 	"strings"
 	"testing"
@@ -13,6 +14,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/moqbridge/moqbridge/protocol"
+	"github.com/moqbridge/moqbridge/protocol/auth"
 )
 
 func TestMain(m *testing.M) {
@@ -83,5 +85,36 @@ func TestVersion(t *testing.T) {
 	}
 	if !strings.HasPrefix(out.String(), "moqbridge ") {
 		t.Fatalf("version printed %q", out.String())
+	}
+}
+
+// TestToken generates a key, mints a token, and checks the relay's
+// authorizer accepts it for the granted path.
+func TestToken(t *testing.T) {
+	dir := t.TempDir()
+	key := dir + "/k.jwk"
+	run := func(args ...string) string {
+		t.Helper()
+		var out strings.Builder
+		cmd := newRootCommand()
+		cmd.SetOut(&out)
+		cmd.SetArgs(args)
+		if err := cmd.Execute(); err != nil {
+			t.Fatalf("moqbridge %v: %v", args, err)
+		}
+		return strings.TrimSpace(out.String())
+	}
+	run("token", "--generate", "EdDSA", "--key", key, "--public", dir+"/k.pub.jwk")
+	tok := run("token", "--key", key, "--root", "live", "--put", "alice", "--get", "", "--expires", "1h")
+	az, err := auth.New(auth.Config{KeyFiles: []string{dir + "/k.pub.jwk"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := az.Authorize(&url.URL{Path: "/live", RawQuery: "jwt=" + tok})
+	if err != nil {
+		t.Fatalf("minted token refused: %v", err)
+	}
+	if g.Root != "live" || len(g.Publish) != 1 || g.Publish[0] != "alice" {
+		t.Fatalf("grant %+v", g)
 	}
 }

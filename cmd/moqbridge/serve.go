@@ -9,16 +9,30 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/moqbridge/moqbridge/protocol"
+	"github.com/moqbridge/moqbridge/protocol/auth"
 )
 
 func newServeCommand() *cobra.Command {
 	var cfg protocol.ServerConfig
+	var authKeys []string
+	var authPublic string
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the MOQ Lite relay (raw QUIC and WebTransport on one UDP port)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg.Logger = slog.Default()
+			if len(authKeys) > 0 || cmd.Flags().Changed("auth-public") {
+				ac := auth.Config{KeyFiles: authKeys}
+				if cmd.Flags().Changed("auth-public") {
+					ac.PublicPrefix = &authPublic
+				}
+				az, err := auth.New(ac)
+				if err != nil {
+					return fmt.Errorf("--auth-key: %w", err)
+				}
+				cfg.Auth = az
+			}
 			srv, err := protocol.NewServer(cfg)
 			if err != nil {
 				return err
@@ -31,6 +45,8 @@ func newServeCommand() *cobra.Command {
 	f.StringVar(&cfg.Addr, "listen", ":4443", "UDP address for QUIC and WebTransport")
 	f.StringVar(&cfg.CertFile, "cert", "", "TLS certificate chain (PEM); empty: generate a 13-day self-signed certificate")
 	f.StringVar(&cfg.KeyFile, "key", "", "TLS private key (PEM) for --cert")
+	f.StringArrayVar(&authKeys, "auth-key", nil, "JWT verification key file (JWK, PEM or secret); repeatable; enables auth")
+	f.StringVar(&authPublic, "auth-public", "", "path prefix open to clients without a token (\"\" for everything)")
 	return cmd
 }
 
