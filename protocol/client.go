@@ -66,7 +66,11 @@ func WithLogger(l *slog.Logger) DialOption { return func(o *dialOptions) { o.log
 
 // Dial connects to a MOQ Lite server. The URL scheme picks the transport:
 // https:// is WebTransport over HTTP/3 (the URL path is the session root on
-// the server); moql:// and moqt:// are raw QUIC (default port 443).
+// the server); moql:// and moqt:// are raw QUIC (default port 443); ws://
+// and wss:// are the WebSocket fallback; http:// is development mode, as in
+// the reference client: the certificate's SHA-256 is fetched over plain
+// HTTP from /certificate.sha256 on the same host and port, then WebTransport
+// connects to https:// with that certificate pinned.
 func Dial(ctx context.Context, rawURL string, opts ...DialOption) (*Session, error) {
 	var o dialOptions
 	for _, opt := range opts {
@@ -89,6 +93,17 @@ func Dial(ctx context.Context, rawURL string, opts ...DialOption) (*Session, err
 	switch u.Scheme {
 	case "https":
 		conn, err = transport.DialWebTransport(ctx, rawURL, cfg)
+	case "ws", "wss":
+		conn, err = transport.DialWebSocket(ctx, rawURL, cfg)
+	case "http":
+		var fp [32]byte
+		fp, err = transport.FetchFingerprint(ctx, rawURL)
+		if err == nil {
+			cfg.TLSConfig = transport.PinnedTLSConfig(fp)
+			secure := *u
+			secure.Scheme = "https"
+			conn, err = transport.DialWebTransport(ctx, secure.String(), cfg)
+		}
 	case "moql", "moqt":
 		host := u.Hostname()
 		port := u.Port()
@@ -97,7 +112,7 @@ func Dial(ctx context.Context, rawURL string, opts ...DialOption) (*Session, err
 		}
 		conn, err = transport.DialQUIC(ctx, net.JoinHostPort(host, port), host, cfg)
 	default:
-		return nil, fmt.Errorf("moq dial %s: unsupported scheme %q (use https, moql or moqt)", rawURL, u.Scheme)
+		return nil, fmt.Errorf("moq dial %s: unsupported scheme %q (use https, http, moql, moqt, ws or wss)", rawURL, u.Scheme)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("moq dial %s: %w", rawURL, err)

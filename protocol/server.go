@@ -44,6 +44,13 @@ type ServerConfig struct {
 	// CheckOrigin decides which browser origins may open WebTransport
 	// sessions (nil: any).
 	CheckOrigin func(*http.Request) bool
+	// TCP serves the same port number over TCP for browsers without
+	// WebTransport: GET /certificate.sha256 (the certificate's SHA-256 in
+	// hex, for dev-mode clients) and the WebSocket fallback on every other
+	// path. TCPOff (the zero value) serves nothing over TCP; TCPHTTP is
+	// plain HTTP, as the reference relay serves in development; TCPHTTPS
+	// uses the server's certificate.
+	TCP TCPMode
 	// Auth, when set, authorizes every connection from the JWT in its URL
 	// (the `jwt` query parameter) and scopes it to the token's root and
 	// put/get prefixes; a refused WebTransport or WebSocket connection gets
@@ -100,6 +107,7 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		WebTransportProtocols: protocols,
 		CheckOrigin:           cfg.CheckOrigin,
 		Admit:                 s.admit,
+		TCP:                   cfg.TCP,
 		Logger:                s.log,
 		QUICConfig:            quicConfig(cfg.Limits.withDefaults()),
 	})
@@ -161,6 +169,19 @@ func legacyOf(versions []Version) []Version {
 
 // Addr is the UDP address the server listens on.
 func (s *Server) Addr() *net.UDPAddr { return s.ln.Addr().(*net.UDPAddr) }
+
+// TCPAddr is the TCP address of the HTTP/WebSocket side, nil when TCP is off.
+func (s *Server) TCPAddr() net.Addr { return s.ln.TCPAddr() }
+
+// TCPMode selects what a Server serves over TCP; see ServerConfig.TCP.
+type TCPMode = transport.TCPMode
+
+// The TCP modes.
+const (
+	TCPOff   = transport.TCPOff
+	TCPHTTP  = transport.TCPHTTP
+	TCPHTTPS = transport.TCPHTTPS
+)
 
 // Fingerprint is the SHA-256 of the server's leaf certificate, what browsers
 // pin with serverCertificateHashes and clients with WithFingerprint.

@@ -341,6 +341,9 @@ func (s *Session) acceptBidi() {
 
 func (s *Session) serveBidi(str transport.Stream) {
 	r := wire.NewReader(str)
+	// Every read below ends when the session does.
+	stop := context.AfterFunc(s.ctx, func() { str.CancelRead(uint64(wire.CodeCancel)) })
+	defer stop()
 	t, err := r.ReadVarint()
 	if err != nil {
 		s.reject(str, wire.CodeDecode, fmt.Errorf("stream type: %w", err))

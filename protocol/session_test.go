@@ -16,6 +16,9 @@ func testServer(t *testing.T, cfg ServerConfig) *Server {
 	if cfg.Addr == "" {
 		cfg.Addr = "127.0.0.1:0"
 	}
+	if cfg.TCP == TCPOff {
+		cfg.TCP = TCPHTTP
+	}
 	srv, err := NewServer(cfg)
 	if err != nil {
 		t.Fatalf("NewServer: %v", err)
@@ -31,21 +34,32 @@ func testServer(t *testing.T, cfg ServerConfig) *Server {
 	return srv
 }
 
-// transports are the dial URL schemes of the matrix.
-var transports = []string{"quic", "webtransport"}
+// transports are the dial paths of the matrix: raw QUIC, WebTransport, the
+// WebSocket fallback (qmux-00), and development mode (the fingerprint
+// fetched over HTTP, then WebTransport).
+var transports = []string{"quic", "webtransport", "websocket", "http"}
 
 func serverURL(srv *Server, kind, root string) string {
+	port := srv.Addr().Port
 	switch kind {
 	case "quic":
-		return fmt.Sprintf("moql://127.0.0.1:%d", srv.Addr().Port)
+		return fmt.Sprintf("moql://127.0.0.1:%d", port)
+	case "websocket":
+		return fmt.Sprintf("ws://127.0.0.1:%d/%s", port, root)
+	case "http":
+		return fmt.Sprintf("http://127.0.0.1:%d/%s", port, root)
 	default:
-		return fmt.Sprintf("https://127.0.0.1:%d/%s", srv.Addr().Port, root)
+		return fmt.Sprintf("https://127.0.0.1:%d/%s", port, root)
 	}
 }
 
 func dialTest(t *testing.T, ctx context.Context, srv *Server, kind string, v Version, opts ...DialOption) *Session {
 	t.Helper()
-	opts = append([]DialOption{WithFingerprint(srv.Fingerprint()), WithVersions(v)}, opts...)
+	opts = append([]DialOption{WithVersions(v)}, opts...)
+	if kind != "http" {
+		// Development mode learns the fingerprint by itself.
+		opts = append(opts, WithFingerprint(srv.Fingerprint()))
+	}
 	sess, err := Dial(ctx, serverURL(srv, kind, ""), opts...)
 	if err != nil {
 		t.Fatalf("Dial %s %s: %v", kind, v, err)

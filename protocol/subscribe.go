@@ -190,6 +190,8 @@ func (s *Session) receiveGroup(str transport.ReceiveStream, after <-chan struct{
 	var once sync.Once
 	markCreated := func() { once.Do(func() { close(created) }) }
 	defer markCreated()
+	stopOnEnd := context.AfterFunc(s.ctx, func() { str.CancelRead(uint64(wire.CodeCancel)) })
+	defer stopOnEnd()
 	r := wire.NewReader(str)
 	reject := func(code ErrorCode, err error) {
 		s.stats.rejected.Add(1)

@@ -15,19 +15,22 @@ import (
 	"github.com/quic-go/webtransport-go"
 )
 
-// DialConfig configures DialQUIC and DialWebTransport.
+// DialConfig configures DialQUIC, DialWebTransport and DialWebSocket.
 type DialConfig struct {
 	// TLSConfig carries roots, InsecureSkipVerify or VerifyPeerCertificate
 	// (see PinnedTLSConfig); nil uses the system roots. NextProtos is set by
 	// the dialer.
 	TLSConfig *tls.Config
-	// Protocols are the ALPNs (raw QUIC) or WebTransport application
-	// protocols to offer, in preference order.
+	// Protocols are the ALPNs (raw QUIC) or WebTransport/WebSocket
+	// application protocols to offer, in preference order.
 	Protocols []string
-	// Header holds extra WebTransport request headers.
+	// Header holds extra WebTransport or WebSocket request headers.
 	Header http.Header
 	// QUICConfig optionally overrides QUIC settings, as in ListenConfig.
 	QUICConfig *quic.Config
+
+	// wsLimits overrides the WebSocket receive limits (tests).
+	wsLimits *wsLimits
 }
 
 // DialQUIC opens a raw QUIC session to addr ("host:port"). serverName is the

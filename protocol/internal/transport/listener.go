@@ -45,6 +45,15 @@ type ListenConfig struct {
 	// timeout, 5 s keep-alive); datagrams and stream-reset partial delivery
 	// are always enabled because webtransport-go requires both.
 	QUICConfig *quic.Config
+	// TCP optionally opens the TCP port with the same number as the UDP
+	// socket and serves there the WebSocket fallback on any path (sessions
+	// come out of Accept like the others; CheckOrigin and Admit apply) and
+	// the certificate fingerprint at FingerprintPath. WebSocket
+	// subprotocols "qmux-00.X" are accepted for X in WebTransportProtocols.
+	TCP TCPMode
+
+	// wsLimits overrides the WebSocket receive limits (tests).
+	wsLimits *wsLimits
 }
 
 // quicConnKey is the request-context key under which serveHTTP finds the
@@ -57,7 +66,9 @@ const acceptQueueLen = 64
 
 // Listener accepts raw QUIC and WebTransport sessions on one UDP socket,
 // routing each QUIC connection by its negotiated ALPN: "h3" goes to the
-// WebTransport server, the RawProtocols become raw QUIC sessions.
+// WebTransport server, the RawProtocols become raw QUIC sessions. With
+// ListenConfig.TCP it also accepts WebSocket sessions on the TCP port of the
+// same number.
 type Listener struct {
 	log         *slog.Logger
 	raw         []string
@@ -68,6 +79,8 @@ type Listener struct {
 	tr  *quic.Transport
 	ln  *quic.Listener
 	wt  *webtransport.Server
+
+	tcp *tcpSide // nil without ListenConfig.TCP
 
 	sessions chan Session
 	ctx      context.Context // cancelled by Close
@@ -90,6 +103,9 @@ func Listen(cfg ListenConfig) (*Listener, error) {
 	if slices.Contains(cfg.RawProtocols, http3.NextProtoH3) {
 		return nil, errors.New(`transport: "h3" cannot be a raw QUIC protocol; it selects WebTransport`)
 	}
+	if cfg.TCP < TCPOff || cfg.TCP > TCPHTTPS {
+		return nil, fmt.Errorf("transport: unknown ListenConfig.TCP %v", cfg.TCP)
+	}
 	log := cfg.Logger
 	if log == nil {
 		log = slog.Default()
@@ -98,7 +114,7 @@ func Listen(cfg ListenConfig) (*Listener, error) {
 	if err != nil {
 		return nil, fmt.Errorf("transport: resolve %q: %w", cfg.Addr, err)
 	}
-	udp, err := net.ListenUDP("udp", addr)
+	udp, tcpLn, err := bindSockets(addr, cfg.TCP != TCPOff)
 	if err != nil {
 		return nil, fmt.Errorf("transport: listen on %q: %w", cfg.Addr, err)
 	}
@@ -107,6 +123,9 @@ func Listen(cfg ListenConfig) (*Listener, error) {
 	if err != nil {
 		_ = tr.Close()
 		_ = udp.Close()
+		if tcpLn != nil {
+			_ = tcpLn.Close()
+		}
 		return nil, fmt.Errorf("transport: listen: %w", err)
 	}
 
@@ -137,6 +156,9 @@ func Listen(cfg ListenConfig) (*Listener, error) {
 		// Origins are checked in serveHTTP so that refusals get a 403
 		// instead of webtransport-go's generic upgrade error.
 		CheckOrigin: func(*http.Request) bool { return true },
+	}
+	if tcpLn != nil {
+		l.tcp = l.startTCP(cfg, tcpLn)
 	}
 	go l.acceptLoop()
 	return l, nil
@@ -265,22 +287,8 @@ func (l *Listener) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		http.NotFound(w, r)
 		return
 	}
-	if l.checkOrigin != nil && !l.checkOrigin(r) {
-		l.log.Info("transport: webtransport origin refused", "origin", r.Header.Get("Origin"), "remote", r.RemoteAddr)
-		w.WriteHeader(http.StatusForbidden)
+	if !l.admitRequest(w, r, "webtransport") {
 		return
-	}
-	if l.admit != nil {
-		status, err := l.admit(r)
-		refused := status != 0 && status != http.StatusOK
-		if err != nil && !refused {
-			status, refused = http.StatusForbidden, true
-		}
-		if refused {
-			l.log.Info("transport: webtransport session refused", "status", status, "path", r.URL.Path, "remote", r.RemoteAddr, "error", err)
-			w.WriteHeader(status)
-			return
-		}
 	}
 	sess, err := l.wt.Upgrade(w, r)
 	if err != nil {
@@ -319,10 +327,19 @@ func (l *Listener) Accept(ctx context.Context) (Session, error) {
 // Addr is the local UDP address.
 func (l *Listener) Addr() net.Addr { return l.udp.LocalAddr() }
 
+// TCPAddr is the local TCP address (same port number as Addr), or nil
+// without ListenConfig.TCP.
+func (l *Listener) TCPAddr() net.Addr {
+	if l.tcp == nil {
+		return nil
+	}
+	return l.tcp.ln.Addr()
+}
+
 // Close stops accepting and closes the socket. Because every session shares
 // that socket, all sessions, including those already returned by Accept, end
-// with a CONNECTION_CLOSE; the listener's goroutines have stopped when Close
-// returns.
+// with a CONNECTION_CLOSE; WebSocket sessions end too, with the TCP side. The
+// listener's goroutines have stopped when Close returns.
 func (l *Listener) Close() error {
 	var err error
 	l.closeOnce.Do(func() {
@@ -346,6 +363,11 @@ func (l *Listener) Close() error {
 			err = cerr
 		}
 		l.serving.Wait()
+		if l.tcp != nil {
+			if cerr := l.tcp.close(); cerr != nil && err == nil {
+				err = cerr
+			}
+		}
 		// Sessions queued but never accepted belong to nobody; end them.
 		for {
 			select {

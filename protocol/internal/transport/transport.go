@@ -1,15 +1,17 @@
 // Package transport owns the connection layer underneath moqbridge's MOQ Lite
 // sessions: one small, transport-neutral Session/Stream interface and its
 // adapters for raw QUIC (quic-go) and WebTransport over HTTP/3
-// (webtransport-go), a Listener that serves both kinds from a single UDP port
-// by routing on the TLS ALPN, client dialers for both kinds, and the TLS
-// certificate helpers (self-signed development certificates, SHA-256
-// fingerprints, pinned client configurations).
+// (webtransport-go), the WebSocket fallback (QUIC-style streams multiplexed
+// over one WebSocket, as @moq/qmux speaks it), a Listener that serves raw QUIC
+// and WebTransport from a single UDP port by routing on the TLS ALPN and,
+// optionally, WebSocket and the certificate fingerprint on the TCP port of the
+// same number, client dialers for every kind, and the TLS certificate helpers
+// (self-signed development certificates, SHA-256 fingerprints, pinned client
+// configurations).
 //
 // Session code is written only against the interfaces and error types of this
-// package, so it never imports quic-go or webtransport-go and further
-// transports (for example a WebSocket/qmux polyfill) can be added by
-// implementing the same interfaces.
+// package, so it never imports quic-go, webtransport-go or the WebSocket
+// library.
 package transport
 
 import (
@@ -28,10 +30,13 @@ const (
 	KindQUIC = "quic"
 	// KindWebTransport is a WebTransport session over HTTP/3.
 	KindWebTransport = "webtransport"
+	// KindWebSocket is the WebSocket fallback (QMux over WebSocket).
+	KindWebSocket = "websocket"
 )
 
-// Session is one established connection: a raw QUIC connection or a
-// WebTransport session. All methods are safe for concurrent use.
+// Session is one established connection: a raw QUIC connection, a
+// WebTransport session or a WebSocket fallback session. All methods are safe
+// for concurrent use.
 type Session interface {
 	// OpenStream opens a bidirectional stream. It blocks while the peer's
 	// stream limit is reached, until ctx is done or the session ends.
@@ -47,10 +52,11 @@ type Session interface {
 	CloseWithError(code uint64, reason string) error
 	// Context is cancelled when the session ends, for any reason.
 	Context() context.Context
-	// Protocol is the negotiated ALPN (raw QUIC) or WT-Protocol (WebTransport):
+	// Protocol is the negotiated ALPN (raw QUIC), WT-Protocol (WebTransport)
+	// or application protocol of the WebSocket subprotocol ("qmux-00.X"):
 	// "moq-lite-04", "moq-lite-03", "moql", or "" when none was selected.
 	Protocol() string
-	// Kind is KindQUIC or KindWebTransport.
+	// Kind is KindQUIC, KindWebTransport or KindWebSocket.
 	Kind() string
 	// Stats reports path and congestion statistics of the underlying connection.
 	Stats() Stats
@@ -95,7 +101,7 @@ type SendStream interface {
 	CancelWrite(code uint64)
 	// SetPriority sets the send urgency, 0 (most urgent) to 7 (least). It is
 	// applied on raw QUIC and ignored on WebTransport, whose library does not
-	// expose stream priorities.
+	// expose stream priorities, and on WebSocket.
 	SetPriority(urgency int8)
 	// Context is done when the send side ends: after Close or CancelWrite,
 	// when the peer stops reading (STOP_SENDING), or when the session ends.
@@ -158,8 +164,9 @@ func (e *StreamError) Error() string {
 	return fmt.Sprintf("stream cancelled %s with code %d", who, e.Code)
 }
 
-// HTTPError reports that a WebTransport server refused the CONNECT request
-// with a non-2xx HTTP status, for example 401 when the token was rejected.
+// HTTPError reports that a server refused a WebTransport CONNECT or a
+// WebSocket upgrade with an HTTP status, for example 401 when the token was
+// rejected.
 type HTTPError struct {
 	Status int
 }

@@ -209,8 +209,12 @@ func (s *wtReceiveStream) Read(p []byte) (int, error) {
 }
 
 // CancelRead clamps codes to 32 bits, the WebTransport stream code width.
+// It also expires the read deadline: webtransport-go v0.13.0 parks a Read
+// that saw the peer's WT_SESSION_GONE until the session closes, which
+// CancelRead alone does not end.
 func (s *wtReceiveStream) CancelRead(code uint64) {
 	s.str.CancelRead(webtransport.StreamErrorCode(clamp32(code)))
+	_ = s.str.SetReadDeadline(time.Now())
 }
 
 func (s *wtReceiveStream) SetReadDeadline(t time.Time) error {
@@ -242,9 +246,11 @@ func (s *wtStream) CancelWrite(code uint64) {
 	s.str.CancelWrite(webtransport.StreamErrorCode(clamp32(code)))
 }
 
-// CancelRead clamps codes to 32 bits, the WebTransport stream code width.
+// CancelRead clamps codes to 32 bits and expires the read deadline; see
+// wtReceiveStream.CancelRead.
 func (s *wtStream) CancelRead(code uint64) {
 	s.str.CancelRead(webtransport.StreamErrorCode(clamp32(code)))
+	_ = s.str.SetReadDeadline(time.Now())
 }
 
 // SetPriority is a no-op; see wtSendStream.SetPriority.

@@ -1,0 +1,330 @@
+package transport
+
+import (
+	"crypto/tls"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/coder/websocket"
+)
+
+// TCPMode selects what a Listener serves on the TCP port with the same
+// number as its UDP socket: the WebSocket fallback on any path and the
+// certificate fingerprint at FingerprintPath.
+type TCPMode int
+
+const (
+	// TCPOff opens no TCP socket.
+	TCPOff TCPMode = iota
+	// TCPHTTP serves plain HTTP (ws://), for development: browsers fetch
+	// the fingerprint over it to pin the self-signed certificate for
+	// WebTransport, and fall back to WebSocket over it.
+	TCPHTTP
+	// TCPHTTPS serves HTTPS (wss://) with the listener's certificate.
+	TCPHTTPS
+)
+
+func (m TCPMode) String() string {
+	switch m {
+	case TCPOff:
+		return "off"
+	case TCPHTTP:
+		return "http"
+	case TCPHTTPS:
+		return "https"
+	}
+	return fmt.Sprintf("TCPMode(%d)", int(m))
+}
+
+// pairAttempts bounds the search for a port number free on both UDP and
+// TCP when the listen address asks for any port.
+const pairAttempts = 20
+
+// bindSockets opens the UDP socket and, if withTCP, a TCP listener on the
+// same address and port number. With port 0 the kernel's UDP choice is
+// retried until TCP can follow it.
+func bindSockets(addr *net.UDPAddr, withTCP bool) (*net.UDPConn, *net.TCPListener, error) {
+	for attempt := 0; ; attempt++ {
+		udp, err := net.ListenUDP("udp", addr)
+		if err != nil || !withTCP {
+			return udp, nil, err
+		}
+		port := udp.LocalAddr().(*net.UDPAddr).Port
+		tcp, err := net.ListenTCP("tcp", &net.TCPAddr{IP: addr.IP, Port: port, Zone: addr.Zone})
+		if err == nil {
+			return udp, tcp, nil
+		}
+		_ = udp.Close()
+		if addr.Port != 0 || attempt+1 >= pairAttempts {
+			return nil, nil, fmt.Errorf("TCP port %d: %w", port, err)
+		}
+	}
+}
+
+// tcpSide is the HTTP(S) server on a Listener's TCP port.
+type tcpSide struct {
+	l         *Listener
+	mode      TCPMode
+	ln        net.Listener // the TCP listener itself
+	srv       *http.Server
+	served    chan struct{}
+	protocols []string
+	limits    wsLimits
+	tlsConf   *tls.Config
+
+	mu       sync.Mutex
+	closing  bool
+	handlers sync.WaitGroup // requests that may still create sessions
+	sessions map[*wsSession]struct{}
+}
+
+// startTCP serves HTTP or HTTPS on ln.
+func (l *Listener) startTCP(cfg ListenConfig, ln *net.TCPListener) *tcpSide {
+	t := &tcpSide{
+		l:         l,
+		mode:      cfg.TCP,
+		ln:        ln,
+		served:    make(chan struct{}),
+		protocols: append([]string(nil), cfg.WebTransportProtocols...),
+		limits:    defaultWSLimits(),
+		tlsConf:   cfg.TLSConfig,
+		sessions:  make(map[*wsSession]struct{}),
+	}
+	if cfg.wsLimits != nil {
+		t.limits = *cfg.wsLimits
+	}
+	t.srv = &http.Server{
+		Handler:           http.HandlerFunc(t.serve),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       time.Minute,
+		ErrorLog:          slog.NewLogLogger(l.log.Handler(), slog.LevelDebug),
+	}
+	var serveLn net.Listener = ln
+	if t.mode == TCPHTTPS {
+		serveLn = tls.NewListener(ln, tcpTLSConfig(cfg.TLSConfig))
+	}
+	go func() {
+		defer close(t.served)
+		if err := t.srv.Serve(serveLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			l.log.Error("transport: TCP server failed", "error", err)
+		}
+	}()
+	return t
+}
+
+// tcpTLSConfig clones base for HTTPS/1.1 (WebSocket upgrades need HTTP/1.1),
+// also on configs returned by a GetConfigForClient hook.
+func tcpTLSConfig(base *tls.Config) *tls.Config {
+	protos := []string{"http/1.1"}
+	c := base.Clone()
+	c.NextProtos = protos
+	if get := c.GetConfigForClient; get != nil {
+		c.GetConfigForClient = func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
+			conf, err := get(hello)
+			if conf == nil || err != nil {
+				return conf, err
+			}
+			conf = conf.Clone()
+			conf.NextProtos = protos
+			return conf, nil
+		}
+	}
+	return c
+}
+
+// serve handles every TCP request: the fingerprint, WebSocket upgrades on
+// any path, and 404 for anything else.
+func (t *tcpSide) serve(w http.ResponseWriter, r *http.Request) {
+	upgrade := headerHasToken(r.Header, "Upgrade", "websocket")
+	if !upgrade {
+		if r.URL.Path == FingerprintPath {
+			t.serveFingerprint(w, r)
+			return
+		}
+		http.NotFound(w, r)
+		return
+	}
+	t.mu.Lock()
+	if t.closing {
+		t.mu.Unlock()
+		http.Error(w, "server shutting down", http.StatusServiceUnavailable)
+		return
+	}
+	t.handlers.Add(1)
+	t.mu.Unlock()
+	defer t.handlers.Done()
+	t.serveWebSocket(w, r)
+}
+
+// serveFingerprint answers GET FingerprintPath with the lowercase hex
+// SHA-256 of the leaf certificate, no newline, readable cross-origin.
+func (t *tcpSide) serveFingerprint(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet {
+		w.Header().Set("Allow", http.MethodGet)
+		http.Error(w, http.StatusText(http.StatusMethodNotAllowed), http.StatusMethodNotAllowed)
+		return
+	}
+	cert, err := t.certificate(r)
+	if err != nil {
+		t.l.log.Warn("transport: no certificate to fingerprint", "error", err)
+		http.Error(w, http.StatusText(http.StatusInternalServerError), http.StatusInternalServerError)
+		return
+	}
+	fp := Fingerprint(cert)
+	h := w.Header()
+	h.Set("Access-Control-Allow-Origin", "*")
+	h.Set("Content-Type", "text/plain; charset=utf-8")
+	h.Set("Cache-Control", "no-store")
+	_, _ = io.WriteString(w, hex.EncodeToString(fp[:]))
+}
+
+// certificate returns the certificate the listener presents: the first of
+// TLSConfig.Certificates, or what GetCertificate returns for the request's
+// host.
+func (t *tcpSide) certificate(r *http.Request) (tls.Certificate, error) {
+	if len(t.tlsConf.Certificates) > 0 {
+		return t.tlsConf.Certificates[0], nil
+	}
+	if t.tlsConf.GetCertificate != nil {
+		host := r.Host
+		if h, _, err := net.SplitHostPort(host); err == nil {
+			host = h
+		}
+		c, err := t.tlsConf.GetCertificate(&tls.ClientHelloInfo{ServerName: host})
+		if err != nil {
+			return tls.Certificate{}, err
+		}
+		if c != nil {
+			return *c, nil
+		}
+	}
+	return tls.Certificate{}, errors.New("the TLS configuration has no certificate")
+}
+
+// serveWebSocket admits, upgrades and delivers a WebSocket session.
+func (t *tcpSide) serveWebSocket(w http.ResponseWriter, r *http.Request) {
+	l := t.l
+	if !l.admitRequest(w, r, "websocket") {
+		return
+	}
+	answer, dialect, proto := selectWSSubprotocol(offeredSubprotocols(r.Header), t.protocols)
+	opts := &websocket.AcceptOptions{
+		// Origins were checked by admitRequest (CheckOrigin).
+		InsecureSkipVerify: true,
+	}
+	if answer != "" {
+		opts.Subprotocols = []string{answer}
+	}
+	conn, err := websocket.Accept(w, r, opts)
+	if err != nil {
+		l.log.Info("transport: websocket upgrade failed", "remote", r.RemoteAddr, "error", err)
+		return
+	}
+	scheme := "ws"
+	if t.mode == TCPHTTPS {
+		scheme = "wss"
+	}
+	var remote net.Addr
+	if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
+		remote = net.TCPAddrFromAddrPort(ap)
+	}
+	var sess *wsSession
+	sess = newWSSession(wsSessionConfig{
+		conn:     conn,
+		dialect:  dialect,
+		server:   true,
+		protocol: proto,
+		req: &ConnectRequest{
+			URL:    &url.URL{Scheme: scheme, Host: r.Host, Path: r.URL.Path, RawPath: r.URL.RawPath, RawQuery: r.URL.RawQuery},
+			Header: r.Header.Clone(),
+			Origin: r.Header.Get("Origin"),
+		},
+		remote: remote,
+		limits: t.limits,
+		onDone: func() {
+			t.mu.Lock()
+			delete(t.sessions, sess)
+			t.mu.Unlock()
+		},
+	})
+	t.mu.Lock()
+	select {
+	case <-sess.done:
+	default:
+		t.sessions[sess] = struct{}{}
+	}
+	t.mu.Unlock()
+	l.deliver(sess)
+}
+
+// close stops the server and ends every WebSocket session it created,
+// waiting for their goroutines.
+func (t *tcpSide) close() error {
+	t.mu.Lock()
+	t.closing = true
+	t.mu.Unlock()
+	err := t.srv.Close()
+	<-t.served
+	t.handlers.Wait()
+	t.mu.Lock()
+	sessions := make([]*wsSession, 0, len(t.sessions))
+	for s := range t.sessions {
+		sessions = append(sessions, s)
+	}
+	t.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, s := range sessions {
+		wg.Go(func() {
+			_ = s.CloseWithError(0, "server shutting down")
+			<-s.done
+		})
+	}
+	wg.Wait()
+	return err
+}
+
+// headerHasToken reports whether a comma-separated header contains token,
+// ignoring case.
+func headerHasToken(h http.Header, key, token string) bool {
+	for _, v := range h.Values(key) {
+		for tok := range strings.SplitSeq(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(tok), token) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// admitRequest applies CheckOrigin (403) and Admit before an upgrade of
+// either kind, answering refused requests itself.
+func (l *Listener) admitRequest(w http.ResponseWriter, r *http.Request, kind string) bool {
+	if l.checkOrigin != nil && !l.checkOrigin(r) {
+		l.log.Info("transport: "+kind+" origin refused", "origin", r.Header.Get("Origin"), "remote", r.RemoteAddr)
+		w.WriteHeader(http.StatusForbidden)
+		return false
+	}
+	if l.admit != nil {
+		status, err := l.admit(r)
+		refused := status != 0 && status != http.StatusOK
+		if err != nil && !refused {
+			status, refused = http.StatusForbidden, true
+		}
+		if refused {
+			l.log.Info("transport: "+kind+" session refused", "status", status, "path", r.URL.Path, "remote", r.RemoteAddr, "error", err)
+			w.WriteHeader(status)
+			return false
+		}
+	}
+	return true
+}
