@@ -297,6 +297,25 @@ func firstDiff(a, b []byte) int {
 // byte for byte (frames over 16 KiB and empty frames included), and
 // publish a broadcast a Go client receives byte for byte.
 func TestChromiumWebTransport(t *testing.T) {
+	runChromium(t, chromiumCase{transport: "webtransport", version: protocol.Lite04})
+}
+
+// TestChromiumWebSocket is TestChromiumWebTransport with WebTransport
+// removed from the page (globalThis.WebTransport deleted before connect):
+// @moq/lite 0.2.2 in Chromium reaches the relay over the WebSocket fallback
+// on the relay's TCP port (legacy dialect, no application protocol), and
+// SETUP negotiates moq-lite-02; the same checks apply.
+func TestChromiumWebSocket(t *testing.T) {
+	runChromium(t, chromiumCase{transport: "websocket", version: protocol.Lite02})
+}
+
+// chromiumCase is how the page connects and the version it must negotiate.
+type chromiumCase struct {
+	transport string // "webtransport" or "websocket": the relay session's Transport()
+	version   protocol.Version
+}
+
+func runChromium(t *testing.T, tc chromiumCase) {
 	requireTools(t, "node", "chromium", "node_modules")
 	chromium, _ := chromiumPath()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -318,7 +337,7 @@ func TestChromiumWebTransport(t *testing.T) {
 	// groups the test wants to compare (dropping is tested in protocol).
 	var relayLog logBuffer
 	noDrops := protocol.Limits{MaxGroupLag: time.Minute}
-	srv, err := protocol.NewServer(protocol.ServerConfig{Addr: "127.0.0.1:0", Limits: noDrops, Logger: relayLog.logger()})
+	srv, err := protocol.NewServer(protocol.ServerConfig{Addr: "127.0.0.1:0", TCP: protocol.TCPHTTP, Limits: noDrops, Logger: relayLog.logger()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -331,8 +350,8 @@ func TestChromiumWebTransport(t *testing.T) {
 		}
 	})
 	fp := srv.Fingerprint()
-	// Go clients use raw QUIC, so the relay's only WebTransport session is
-	// the browser's.
+	// Go clients use raw QUIC, so the relay's only WebTransport or
+	// WebSocket session is the browser's.
 	quicURL := fmt.Sprintf("moql://127.0.0.1:%d", srv.Addr().Port)
 	wtURL := fmt.Sprintf("https://127.0.0.1:%d/", srv.Addr().Port)
 	dial := func(opts ...protocol.DialOption) *protocol.Session {
@@ -404,7 +423,11 @@ func TestChromiumWebTransport(t *testing.T) {
 	}()
 
 	// Chromium.
-	pageURL := hs.URL + "/?" + url.Values{"relay": {wtURL}, "hash": {hex.EncodeToString(fp[:])}}.Encode()
+	query := url.Values{"relay": {wtURL}, "hash": {hex.EncodeToString(fp[:])}}
+	if tc.transport == "websocket" {
+		query = url.Values{"relay": {fmt.Sprintf("http://127.0.0.1:%d/", srv.Addr().Port)}, "transport": {"websocket"}}
+	}
+	pageURL := hs.URL + "/?" + query.Encode()
 	browser := startProcess(t, chromium,
 		"--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
 		"--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -471,10 +494,10 @@ func TestChromiumWebTransport(t *testing.T) {
 			case "connected":
 				version = m.Version
 				t.Logf("page connected: %s (%v)", version, time.Since(start).Round(time.Millisecond))
-				if version != "moq-lite-04" {
-					t.Fatalf("page negotiated %q, want moq-lite-04", version)
+				if version != tc.version.String() {
+					t.Fatalf("page negotiated %q, want %s", version, tc.version)
 				}
-				checkRelaySide(t, srv)
+				checkRelaySide(t, srv, tc)
 			case "announced":
 				t.Logf("page saw announce %s active=%v", m.Path, m.Active)
 				if m.Path == "interop/go" {
@@ -512,7 +535,7 @@ func TestChromiumWebTransport(t *testing.T) {
 	// Let the page close its connection; the relay should see it go.
 	ps.setState(true, true)
 	deadline := time.After(5 * time.Second)
-	for webTransportSessions(srv) > 0 {
+	for countSessions(srv, tc.transport) > 0 {
 		select {
 		case <-deadline:
 			t.Logf("browser session still open 5 s after the page was told to close")
@@ -539,26 +562,27 @@ func waitAnnounced(t *testing.T, ctx context.Context, o *protocol.Origin, path s
 }
 
 // checkRelaySide checks the relay's view of the browser session.
-func checkRelaySide(t *testing.T, srv *protocol.Server) {
+func checkRelaySide(t *testing.T, srv *protocol.Server, tc chromiumCase) {
 	t.Helper()
-	var wt []*protocol.Session
+	var browser []*protocol.Session
 	for _, s := range srv.Sessions() {
-		if s.Transport() == "webtransport" {
-			wt = append(wt, s)
+		if s.Transport() == tc.transport {
+			browser = append(browser, s)
 		}
 	}
-	if len(wt) != 1 {
-		t.Fatalf("relay has %d WebTransport sessions, want the browser's only", len(wt))
+	if len(browser) != 1 {
+		t.Fatalf("relay has %d %s sessions, want the browser's only", len(browser), tc.transport)
 	}
-	if v := wt[0].Version(); v != protocol.Lite04 {
-		t.Fatalf("relay negotiated %s with the browser, want %s", v, protocol.Lite04)
+	if v := browser[0].Version(); v != tc.version {
+		t.Fatalf("relay negotiated %s with the browser, want %s", v, tc.version)
 	}
 }
 
-func webTransportSessions(srv *protocol.Server) int {
+// countSessions counts the relay's sessions over the given transport.
+func countSessions(srv *protocol.Server, transport string) int {
 	n := 0
 	for _, s := range srv.Sessions() {
-		if s.Transport() == "webtransport" {
+		if s.Transport() == transport {
 			n++
 		}
 	}

@@ -1,7 +1,10 @@
 // Browser side of the moqbridge Chromium interop test. The Go test serves
 // this page (bundled with esbuild) and passes in the query string:
-//   relay  the WebTransport URL of the moqbridge relay (https://127.0.0.1:PORT/)
-//   hash   the SHA-256 of the relay's certificate, in hex
+//   relay      the URL of the moqbridge relay: https://127.0.0.1:PORT/ for
+//              WebTransport, http://127.0.0.1:PORT/ for the WebSocket fallback
+//   hash       the SHA-256 of the relay's certificate, in hex (WebTransport)
+//   transport  "websocket": no WebTransport, connect over the WebSocket
+//              fallback (legacy dialect, moq-lite-02 via SETUP)
 // The page talks @moq/lite 0.2.2 to the relay and reports back to the
 // page server over plain HTTP:
 //   POST /log    every console message and uncaught error
@@ -180,15 +183,23 @@ async function publish(conn) {
 
 async function main() {
 	const relay = params.get("relay");
-	const hash = hexToBytes(params.get("hash") ?? "");
+	const hash = params.get("transport") === "websocket" ? undefined : hexToBytes(params.get("hash") ?? "");
 	if (!relay) throw new Error("no relay URL in the query string");
 	status(`connecting to ${relay}`);
 	void pollState();
 
-	const conn = await Moq.Connection.connect(new URL(relay), {
-		webtransport: { serverCertificateHashes: [{ algorithm: "sha-256", value: hash }] },
-		websocket: { enabled: false },
-	});
+	let conn;
+	if (params.get("transport") === "websocket") {
+		// connect() races WebTransport only when globalThis.WebTransport
+		// exists: without it, the WebSocket fallback is the only path.
+		delete globalThis.WebTransport;
+		conn = await Moq.Connection.connect(new URL(relay));
+	} else {
+		conn = await Moq.Connection.connect(new URL(relay), {
+			webtransport: { serverCertificateHashes: [{ algorithm: "sha-256", value: hash }] },
+			websocket: { enabled: false },
+		});
+	}
 	status(`connected: ${conn.version}`);
 	await post("/event", { type: "connected", version: conn.version });
 	void conn.closed.then(
