@@ -1,0 +1,129 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/schollz/progressbar/v3"
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"github.com/moqbridge/moqbridge/protocol"
+	"github.com/moqbridge/moqbridge/sdk"
+	"github.com/moqbridge/moqbridge/sources/fmp4"
+)
+
+func newPublishCommand() *cobra.Command {
+	var (
+		broadcast  string
+		loop, fast bool
+		dial       dialFlags
+	)
+	cmd := &cobra.Command{
+		Use:   "publish [--broadcast PATH] [--loop] [--fast] INPUT URL",
+		Short: "Publish an MP4 file (fragmented or progressive) or an fMP4 stream on stdin (-) to a MOQ relay",
+		Example: `  moqbridge publish --fingerprint <hex> clip.mp4 https://localhost:4443/
+  ffmpeg -re -i in.mp4 -c copy -movflags cmaf+separate_moof+delay_moov+skip_trailer+frag_every_frame -f mp4 - \
+    | moqbridge publish --broadcast live/cam - moql://localhost:4443`,
+		Args: cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			input, url := args[0], args[1]
+			if broadcast == "" {
+				broadcast = defaultBroadcastName(input)
+			}
+			opts, err := dial.options()
+			if err != nil {
+				return err
+			}
+			src, closeBar, err := openSource(input, fmp4.Options{Fast: fast, Loop: loop}, cmd.ErrOrStderr())
+			if err != nil {
+				return err
+			}
+			defer closeBar()
+			return publish(cmd.Context(), src, broadcast, url, opts)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&broadcast, "broadcast", "", "broadcast path (default: the input file name without extension, or \"live\" for stdin)")
+	f.BoolVar(&loop, "loop", false, "loop a file forever, keeping timestamps and group sequences continuous")
+	f.BoolVar(&fast, "fast", false, "send as fast as possible instead of in real time")
+	dial.register(f)
+	return cmd
+}
+
+// defaultBroadcastName names a broadcast after its input file.
+func defaultBroadcastName(input string) string {
+	if input == "-" {
+		return "live"
+	}
+	return strings.TrimSuffix(filepath.Base(input), filepath.Ext(input))
+}
+
+// openSource opens INPUT, with a progress bar on stderr for files when it
+// is a terminal.
+func openSource(input string, opt fmp4.Options, stderr io.Writer) (*fmp4.Source, func(), error) {
+	closeBar := func() {}
+	if input == "-" {
+		return fmp4.New(os.Stdin, opt), closeBar, nil
+	}
+	if f, ok := stderr.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		bar := progressbar.NewOptions64(-1, progressbar.OptionSetWriter(stderr),
+			progressbar.OptionSetDescription(filepath.Base(input)), progressbar.OptionShowBytes(true))
+		opt.Progress = func(read, total int64) {
+			if total > 0 && bar.GetMax64() != total {
+				bar.ChangeMax64(total)
+			}
+			_ = bar.Set64(read)
+		}
+		closeBar = func() { _ = bar.Finish() }
+	}
+	src, err := fmp4.Open(input, opt)
+	if err != nil {
+		return nil, nil, err
+	}
+	return src, closeBar, nil
+}
+
+// publish runs src into a broadcast at path and serves it to the relay at
+// url until the input ends or ctx is cancelled.
+func publish(ctx context.Context, src sdk.Source, path, url string, opts []protocol.DialOption) error {
+	origin := protocol.NewOrigin()
+	defer origin.Close()
+	pb := protocol.NewBroadcast()
+	if err := origin.Publish(path, pb.Reader()); err != nil {
+		return err
+	}
+	sess, err := protocol.Dial(ctx, url, append(opts, protocol.WithPublish(origin), protocol.WithLogger(slog.Default()))...)
+	if err != nil {
+		return err
+	}
+	defer sess.Close()
+	w, err := sdk.NewBroadcastWriter(pb, sdk.WriterConfig{})
+	if err != nil {
+		return err
+	}
+	slog.Info("publishing", "broadcast", path, "url", url, "version", sess.Version().String())
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-sess.Done():
+			cancel()
+		case <-runCtx.Done():
+		}
+	}()
+	err = src.Run(runCtx, w)
+	_ = w.Close()
+	if sessErr := sess.Err(); sessErr != nil && ctx.Err() == nil {
+		return fmt.Errorf("relay session ended: %w", sessErr)
+	}
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
+}

@@ -1,0 +1,80 @@
+package main
+
+import (
+	"context"
+	"encoding/hex"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/moqbridge/moqbridge/protocol"
+	"github.com/moqbridge/moqbridge/sdk"
+)
+
+// TestPublish runs `moqbridge publish --loop --fast` with a test clip
+// against an in-process relay and reads the broadcast back from the relay:
+// the catalog lists the clip's tracks and a video keyframe arrives.
+func TestPublish(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	srv, err := protocol.NewServer(protocol.ServerConfig{Addr: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ctx) }()
+	defer func() {
+		_ = srv.Close()
+		<-served
+	}()
+
+	fp := srv.Fingerprint()
+	runCtx, stop := context.WithCancel(ctx)
+	cmd := newRootCommand()
+	cmd.SetArgs([]string{"publish", "--loop", "--fast", "--broadcast", "test/clip", "--fingerprint", hex.EncodeToString(fp[:]),
+		"../../sources/fmp4/testdata/h264_aac_bframes.mp4", fmt.Sprintf("moql://127.0.0.1:%d", srv.Addr().Port)})
+	done := make(chan error, 1)
+	go func() { done <- cmd.ExecuteContext(runCtx) }()
+	defer func() {
+		stop()
+		if err := <-done; err != nil {
+			t.Errorf("publish: %v", err)
+		}
+	}()
+
+	ann := srv.Origin().Announced("test/clip")
+	defer ann.Close()
+	a, err := ann.Next(ctx)
+	if err != nil || !a.Active {
+		t.Fatalf("relay never saw test/clip: %v", err)
+	}
+	r, err := sdk.NewBroadcastReader(a.Broadcast)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if err := r.WaitCatalog(ctx); err != nil {
+		t.Fatalf("catalog: %v", err)
+	}
+	var video string
+	for _, tr := range r.Tracks() {
+		if tr.Kind == sdk.KindVideo {
+			video = tr.Name
+		}
+	}
+	if video == "" || len(r.Tracks()) != 2 {
+		t.Fatalf("catalog tracks %+v, want H.264 video and AAC audio", r.Tracks())
+	}
+	tr, err := r.Subscribe(video)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	f, err := tr.ReadFrame(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !f.Keyframe || len(f.Payload) == 0 {
+		t.Fatalf("first video frame: keyframe %v, %d bytes", f.Keyframe, len(f.Payload))
+	}
+}
