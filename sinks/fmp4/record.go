@@ -1,0 +1,571 @@
+package fmp4
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/bits"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/moqbridge/moqbridge/sdk"
+)
+
+// track is the recording state of one track.
+type track struct {
+	t       sdk.Track
+	e       entry
+	video   bool
+	ts      uint32
+	nominal int64 // nominal frame duration, ticks
+
+	waitKey bool     // drop until the next keyframe
+	gap     bool     // media was lost after the last pending sample
+	pending []sample // samples of the open fragment; dts holds PTS until flushed
+	lastDTS int64    // last written decode time, -1 before the first
+	lastDur int64
+	ended   bool
+	dropped uint64
+}
+
+// ticks converts a duration to ticks of timescale ts, rounding to nearest.
+func ticks(d time.Duration, ts uint32) int64 {
+	neg := d < 0
+	if neg {
+		d = -d
+	}
+	hi, lo := bits.Mul64(uint64(d), uint64(ts))
+	lo, c := bits.Add64(lo, 5e8, 0)
+	hi += c
+	q, _ := bits.Div64(hi%1e9, lo, 1e9) // hi%1e9 keeps Div64 from panicking on absurd inputs
+	if neg {
+		return -int64(q)
+	}
+	return int64(q)
+}
+
+// opusDuration returns the duration of an Opus packet in 48 kHz samples
+// from its TOC byte (RFC 6716 §3.1), 0 if it cannot tell.
+func opusDuration(p []byte) int64 {
+	if len(p) == 0 {
+		return 0
+	}
+	toc := p[0]
+	cfg := int64(toc >> 3)
+	var size int64 // in 1/10 ms... expressed at 48 kHz
+	switch {
+	case cfg < 12:
+		size = []int64{480, 960, 1920, 2880}[cfg%4]
+	case cfg < 16:
+		size = []int64{480, 960}[cfg%2]
+	default:
+		size = []int64{120, 240, 480, 960}[cfg%4]
+	}
+	var n int64
+	switch toc & 3 {
+	case 0:
+		n = 1
+	case 1, 2:
+		n = 2
+	default:
+		if len(p) < 2 {
+			return 0
+		}
+		n = int64(p[1] & 0x3f)
+	}
+	return n * size
+}
+
+// codecDuration is the intrinsic duration of an audio frame in ticks, or
+// the nominal duration.
+func (k *track) codecDuration(p []byte) int64 {
+	switch k.e.fourcc {
+	case "Opus":
+		if d := opusDuration(p); d > 0 {
+			return d * int64(k.ts) / 48000
+		}
+	case "mp4a":
+		return 1024
+	}
+	return k.nominal
+}
+
+// recorder turns frames into fragments and segment files. It is driven by
+// one goroutine.
+type recorder struct {
+	cfg    *Config
+	log    *slog.Logger
+	tracks []*track
+	hasVid bool
+
+	origin    time.Duration
+	originSet bool
+
+	seg      *segment
+	segStart time.Duration // media time of the open segment's first fragment
+	rotate   bool          // close the segment before the next fragment
+	seq      uint32        // mfhd sequence number
+	nseg     int
+	out      []byte // reused fragment buffer
+	runs     []traf
+
+	finished []segInfo // closed segments, oldest first
+	files    []string  // every segment created
+	stats    *stats
+}
+
+// segInfo is a finished segment file.
+type segInfo struct {
+	path string
+	size int64
+	end  time.Time
+}
+
+// segment is an open segment file.
+type segment struct {
+	path  string
+	f     *os.File
+	size  int64
+	frags int
+	start time.Time
+}
+
+func newRecorder(cfg *Config, tracks []sdk.Track) (*recorder, error) {
+	r := &recorder{cfg: cfg, log: cfg.Logger, stats: &stats{}}
+	for _, t := range tracks {
+		e, err := sampleEntry(t)
+		if err != nil {
+			r.log.Warn("fmp4: track not recorded", "track", t.Name, "codec", t.Codec, "err", err)
+			continue
+		}
+		k := &track{t: t, e: e, video: t.Kind == sdk.KindVideo, lastDTS: -1}
+		if k.video {
+			k.ts = cfg.VideoTimescale
+			k.nominal = int64(k.ts) / 30
+			if t.Framerate > 0 {
+				k.nominal = max(1, int64(float64(k.ts)/t.Framerate+0.5))
+			}
+			k.waitKey = true
+			r.hasVid = true
+		} else {
+			k.ts = uint32(e.rate)
+			if e.fourcc == "Opus" || k.ts == 0 {
+				k.ts = 48000
+			}
+			k.nominal = k.codecDuration(nil)
+			if e.fourcc == "Opus" {
+				k.nominal = 960 * int64(k.ts) / 48000
+			}
+		}
+		k.e.id = uint32(len(r.tracks) + 1)
+		k.e.timescale = k.ts
+		r.tracks = append(r.tracks, k)
+	}
+	if len(r.tracks) == 0 {
+		return nil, errors.New("fmp4: no track can be recorded")
+	}
+	return r, nil
+}
+
+// setOrigin fixes the media time that maps to 0 in every track.
+func (r *recorder) setOrigin(o time.Duration) {
+	r.origin, r.originSet = o, true
+}
+
+// frame adds one frame of track i.
+func (r *recorder) frame(i int, f *sdk.Frame) error {
+	k := r.tracks[i]
+	if f.Discontinuity {
+		k.gap = true
+		if k.video {
+			k.waitKey = true
+		}
+	}
+	if k.waitKey && !f.Keyframe {
+		k.dropped++
+		r.stats.dropped.Add(1)
+		return nil
+	}
+	t := f.PTS - r.origin
+	if t < 0 {
+		k.dropped++
+		r.stats.dropped.Add(1)
+		k.waitKey = k.video
+		return nil
+	}
+	pts := ticks(t, k.ts)
+	// Keep decode times increasing: a frame at or before what the track
+	// already has is dropped (and video waits for a keyframe beyond it).
+	// Non-key video frames may precede their keyframe in presentation
+	// (open GOPs); videoTiming keeps their decode times increasing.
+	last := k.lastDTS
+	if n := len(k.pending); n > 0 && !k.video {
+		last = k.pending[n-1].dts
+	}
+	if k.video && len(k.pending) > 0 {
+		last = max(last, k.pending[0].dts)
+	}
+	if (f.Keyframe || !k.video) && pts <= last {
+		k.dropped++
+		r.stats.dropped.Add(1)
+		k.waitKey = k.video
+		if k.dropped == 1 || k.dropped%100 == 0 {
+			r.log.Warn("fmp4: timestamp went backwards, frames dropped", "track", k.t.Name, "dropped", k.dropped)
+		}
+		return nil
+	}
+	k.waitKey = false
+	if k.video && f.Keyframe && len(k.pending) > 0 {
+		if err := r.flush(pts, k); err != nil {
+			return err
+		}
+		if r.cfg.SegmentDuration > 0 && r.seg != nil && t-r.segStart >= r.cfg.SegmentDuration {
+			if err := r.closeSegment(); err != nil {
+				return err
+			}
+		}
+	}
+	data := f.Payload
+	if k.e.fourcc == "av01" {
+		data = stripTemporalDelimiter(data)
+	}
+	k.pending = append(k.pending, sample{dts: pts, key: f.Keyframe || !k.video, data: data})
+	if !k.video {
+		span := time.Duration((pts - k.pending[0].dts) * int64(time.Second) / int64(k.ts))
+		if r.videoActive() {
+			// Audio goes out with the video groups; if the video stalls,
+			// it goes out on its own rather than piling up.
+			if span >= maxAudioWait {
+				return r.flushKind(-1, nil, sdk.KindAudio)
+			}
+			return nil
+		}
+		if span >= r.cfg.PartDuration {
+			if err := r.flush(-1, nil); err != nil {
+				return err
+			}
+			// With video, files are cut at keyframes only: after the video
+			// ended the rest goes into the open file, so that no file lacks
+			// samples of a track its moov declares.
+			if !r.hasVid && r.cfg.SegmentDuration > 0 && r.seg != nil && t-r.segStart >= r.cfg.SegmentDuration {
+				return r.closeSegment()
+			}
+		}
+	}
+	return nil
+}
+
+// videoActive reports whether a video track still paces the fragments.
+func (r *recorder) videoActive() bool {
+	for _, k := range r.tracks {
+		if k.video && !k.ended {
+			return true
+		}
+	}
+	return false
+}
+
+// endTrack marks track i ended; its pending samples go out with the next
+// fragment.
+func (r *recorder) endTrack(i int) { r.tracks[i].ended = true }
+
+// flush writes the pending samples of every track as one fragment. next
+// is the presentation time of the keyframe of vk that follows, or -1.
+func (r *recorder) flush(next int64, vk *track) error {
+	return r.flushKind(next, vk, 0)
+}
+
+// maxAudioWait is how much audio waits for a video group to go out with.
+const maxAudioWait = 5 * time.Second
+
+// flushKind is flush for the tracks of one kind (0: all).
+func (r *recorder) flushKind(next int64, vk *track, kind sdk.Kind) error {
+	r.runs = r.runs[:0]
+	var start time.Duration = -1
+	for _, k := range r.tracks {
+		if len(k.pending) == 0 || (kind != 0 && k.t.Kind != kind) {
+			continue
+		}
+		ss := k.pending
+		if k.video {
+			r.videoTiming(k, ss, next, k == vk)
+		} else {
+			for i := range ss {
+				ss[i].cts = 0
+				if i+1 < len(ss) {
+					ss[i].duration = uint32(ss[i+1].dts - ss[i].dts)
+				} else {
+					ss[i].duration = uint32(k.codecDuration(ss[i].data))
+				}
+			}
+		}
+		k.lastDTS = ss[len(ss)-1].dts
+		k.lastDur = int64(ss[len(ss)-1].duration)
+		k.gap = false
+		if st := time.Duration(ss[0].dts * int64(time.Second) / int64(k.ts)); start < 0 || st < start {
+			start = st
+		}
+		r.runs = append(r.runs, traf{id: k.e.id, samples: ss})
+	}
+	if len(r.runs) == 0 {
+		return nil
+	}
+	err := r.write(start)
+	for _, k := range r.tracks {
+		if kind != 0 && k.t.Kind != kind {
+			continue
+		}
+		clear(k.pending) // drop the payload references
+		k.pending = k.pending[:0]
+	}
+	return err
+}
+
+// videoTiming reconstructs decode times and durations of one group given
+// in decode order with presentation times in dts: the decode times are the
+// group's presentation times sorted (so the keyframe of a closed GOP has
+// PTS = DTS and B-frames get negative composition offsets, the layout of
+// ffmpeg's cmaf mode), kept above the previous group's.
+func (r *recorder) videoTiming(k *track, ss []sample, next int64, haveNext bool) {
+	var sorted [64]int64
+	pts := sorted[:0]
+	reordered := false
+	for i := range ss {
+		pts = append(pts, ss[i].dts)
+		if i > 0 && ss[i].dts < ss[i-1].dts {
+			reordered = true
+		}
+	}
+	if reordered {
+		slices.Sort(pts)
+	}
+	prev := k.lastDTS
+	for i := range ss {
+		d := max(pts[i], prev+1)
+		ss[i].cts = ss[i].dts - d
+		ss[i].dts = d
+		prev = d
+	}
+	// Measured frame spacing when the track has no framerate.
+	if k.t.Framerate <= 0 && len(ss) > 2 {
+		k.nominal = max(1, (ss[len(ss)-1].dts-ss[0].dts)/int64(len(ss)-1))
+	}
+	for i := range ss {
+		var d int64
+		if i+1 < len(ss) {
+			d = ss[i+1].dts - ss[i].dts
+		} else if haveNext && !k.gap && next > ss[i].dts && next-ss[i].dts <= 3*k.nominal {
+			d = next - ss[i].dts
+		} else {
+			d = k.nominal
+		}
+		ss[i].duration = uint32(max(d, 1))
+	}
+}
+
+// write appends the built fragment to the open segment, opening one first
+// if needed. The init segment and the first fragment go out in one write,
+// so a file on disk always holds at least one whole fragment.
+func (r *recorder) write(start time.Duration) error {
+	r.out = r.out[:0]
+	if r.seg == nil {
+		var es []entry
+		for _, k := range r.tracks {
+			es = append(es, k.e)
+		}
+		r.out = appendInit(r.out, es)
+	}
+	r.seq++
+	r.out = appendFragment(r.out, r.seq, r.runs)
+	if r.seg == nil {
+		if err := r.openSegment(); err != nil {
+			return err
+		}
+		r.segStart = start
+	}
+	s := r.seg
+	if _, err := s.f.Write(r.out); err != nil {
+		return fmt.Errorf("fmp4: write %s: %w", s.path, err)
+	}
+	s.size += int64(len(r.out))
+	s.frags++
+	r.stats.fragments.Add(1)
+	r.stats.bytes.Add(uint64(len(r.out)))
+	if r.cfg.Sync == SyncFragment {
+		if err := s.f.Sync(); err != nil {
+			return fmt.Errorf("fmp4: sync %s: %w", s.path, err)
+		}
+	}
+	r.log.Debug("fmp4: fragment written", "file", s.path, "seq", r.seq, "bytes", len(r.out))
+	return nil
+}
+
+// openSegment creates the next segment file.
+func (r *recorder) openSegment() error {
+	now := r.cfg.Now()
+	r.nseg++
+	name := expandTemplate(r.cfg.FileTemplate, r.cfg.Path, now, r.nseg)
+	path := filepath.Join(r.cfg.Dir, name)
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return fmt.Errorf("fmp4: create directory for %s: %w", path, err)
+	}
+	ext := filepath.Ext(path)
+	base := strings.TrimSuffix(path, ext)
+	for n := 1; ; n++ {
+		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+		if err == nil {
+			r.seg = &segment{path: path, f: f, start: now}
+			r.files = append(r.files, path)
+			r.stats.segments.Add(1)
+			r.log.Info("fmp4: recording", "file", path)
+			return nil
+		}
+		if !errors.Is(err, os.ErrExist) || n > 1000 {
+			return fmt.Errorf("fmp4: create %s: %w", path, err)
+		}
+		path = fmt.Sprintf("%s-%d%s", base, n, ext)
+	}
+}
+
+// closeSegment syncs and closes the open segment and applies retention.
+func (r *recorder) closeSegment() error {
+	s := r.seg
+	if s == nil {
+		return nil
+	}
+	r.seg = nil
+	err := s.f.Sync()
+	if cerr := s.f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("fmp4: close %s: %w", s.path, err)
+	}
+	r.log.Info("fmp4: segment closed", "file", s.path, "bytes", s.size, "fragments", s.frags)
+	r.finished = append(r.finished, segInfo{path: s.path, size: s.size, end: r.cfg.Now()})
+	r.retain()
+	return nil
+}
+
+// retain deletes the oldest finished segments beyond MaxAge or
+// MaxTotalBytes. The newest finished segment is always kept.
+func (r *recorder) retain() {
+	now := r.cfg.Now()
+	var total int64
+	for _, s := range r.finished {
+		total += s.size
+	}
+	for len(r.finished) > 1 { // the newest finished segment is kept
+		s := r.finished[0]
+		old := r.cfg.MaxAge > 0 && now.Sub(s.end) > r.cfg.MaxAge
+		big := r.cfg.MaxTotalBytes > 0 && total > r.cfg.MaxTotalBytes
+		if !old && !big {
+			return
+		}
+		if err := os.Remove(s.path); err != nil && !errors.Is(err, os.ErrNotExist) {
+			r.log.Warn("fmp4: retention: cannot delete segment", "file", s.path, "err", err)
+		} else {
+			r.log.Info("fmp4: retention: segment deleted", "file", s.path, "bytes", s.size)
+		}
+		total -= s.size
+		r.finished = r.finished[1:]
+	}
+}
+
+// finish flushes what is pending and closes the open segment.
+func (r *recorder) finish() error {
+	err := r.flush(-1, nil)
+	if cerr := r.closeSegment(); err == nil {
+		err = cerr
+	} else if r.seg != nil {
+		_ = r.seg.f.Close()
+		r.seg = nil
+	}
+	return err
+}
+
+// abort closes the open segment after an error without flushing.
+func (r *recorder) abort() {
+	if r.seg != nil {
+		_ = r.seg.f.Close()
+		r.seg = nil
+	}
+}
+
+// expandTemplate fills in a file name template.
+func expandTemplate(tmpl, path string, start time.Time, seq int) string {
+	var b strings.Builder
+	for {
+		i := strings.IndexByte(tmpl, '{')
+		if i < 0 {
+			b.WriteString(tmpl)
+			break
+		}
+		j := strings.IndexByte(tmpl[i:], '}')
+		if j < 0 {
+			b.WriteString(tmpl)
+			break
+		}
+		b.WriteString(tmpl[:i])
+		key, arg, _ := strings.Cut(tmpl[i+1:i+j], ":")
+		switch key {
+		case "path":
+			b.WriteString(cleanPath(path))
+		case "start":
+			if arg == "" {
+				arg = "20060102-150405"
+			}
+			b.WriteString(start.UTC().Format(arg))
+		case "seq":
+			fmt.Fprintf(&b, "%04d", seq)
+		default:
+			b.WriteString(tmpl[i : i+j+1])
+		}
+		tmpl = tmpl[i+j+1:]
+	}
+	return b.String()
+}
+
+// cleanPath makes a broadcast path safe as a relative file path: no
+// leading slash, no "." or ".." elements.
+func cleanPath(p string) string {
+	var parts []string
+	for _, e := range strings.Split(p, "/") {
+		if e == "" || e == "." || e == ".." {
+			continue
+		}
+		parts = append(parts, e)
+	}
+	if len(parts) == 0 {
+		return "broadcast"
+	}
+	return filepath.Join(parts...)
+}
+
+// stripTemporalDelimiter removes a leading AV1 temporal delimiter OBU,
+// which MP4 samples must not contain (AV1-ISOBMFF §2.4).
+func stripTemporalDelimiter(b []byte) []byte {
+	if len(b) < 2 || (b[0]>>3)&0xf != 2 || b[0]&2 == 0 {
+		return b
+	}
+	n := 1
+	if b[0]&4 != 0 {
+		n++ // extension header
+	}
+	var size, shift uint
+	for ; n < len(b) && shift < 56; shift += 7 {
+		c := b[n]
+		n++
+		size |= uint(c&0x7f) << shift
+		if c&0x80 == 0 {
+			if uint(len(b)-n) < size {
+				return b
+			}
+			return b[n+int(size):]
+		}
+	}
+	return b
+}

@@ -1,0 +1,354 @@
+package fmp4
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/moqbridge/moqbridge/protocol"
+	"github.com/moqbridge/moqbridge/sdk"
+)
+
+// SyncPolicy says when segment files are flushed to stable storage.
+type SyncPolicy int
+
+const (
+	// SyncSegment calls fsync when a segment file is closed (rotation,
+	// end of broadcast, graceful stop). Fragments are still written with
+	// one write each, so a killed process leaves every file readable up to
+	// its last fragment; only a power loss or kernel crash can lose the
+	// unsynced tail of the open segment.
+	SyncSegment SyncPolicy = iota
+	// SyncFragment also calls fsync after every fragment.
+	SyncFragment
+)
+
+// Defaults of Config.
+const (
+	DefaultFileTemplate   = "{path}/{start:20060102-150405}.mp4"
+	DefaultPartDuration   = time.Second
+	DefaultVideoTimescale = 90000
+	DefaultStartWait      = 2 * time.Second
+)
+
+// Config configures a Sink. Only Dir is required.
+type Config struct {
+	// Dir is the directory the recordings are written under. It is
+	// created if missing.
+	Dir string
+
+	// Path is the broadcast path, used by the {path} placeholder.
+	Path string
+
+	// FileTemplate names each segment file, relative to Dir. Placeholders:
+	// {path} (the broadcast path, made safe as a relative path),
+	// {start:LAYOUT} (the wall-clock time the segment was opened, UTC,
+	// formatted with the Go time layout; {start} uses 20060102-150405) and
+	// {seq} (the segment number, from 0001). A name that exists already
+	// gets a -N suffix. Default DefaultFileTemplate.
+	FileTemplate string
+
+	// SegmentDuration starts a new file at the first video keyframe (or,
+	// without video, the first fragment boundary) after this much media
+	// time in the current one. 0 records one file.
+	SegmentDuration time.Duration
+
+	// PartDuration is the span of one fragment when there is no video
+	// track to cut fragments at keyframes. Default DefaultPartDuration.
+	PartDuration time.Duration
+
+	// MaxAge deletes finished segments of this sink older than this
+	// (measured from when they were closed); 0 keeps them.
+	MaxAge time.Duration
+	// MaxTotalBytes deletes the oldest finished segments of this sink
+	// while their total size exceeds it; 0 means no limit.
+	MaxTotalBytes int64
+
+	// Sync is the fsync policy. Default SyncSegment.
+	Sync SyncPolicy
+
+	// VideoTimescale is the mdhd timescale of video tracks. Default
+	// DefaultVideoTimescale. Audio uses the sample rate (48000 for Opus).
+	VideoTimescale uint32
+
+	// StartWait bounds how long the sink waits for the first frame of
+	// every track before it fixes the common time origin (the smallest
+	// first timestamp) and starts writing. Default DefaultStartWait.
+	StartWait time.Duration
+
+	// Logger receives progress; default slog.Default().
+	Logger *slog.Logger
+
+	// Now returns the wall-clock time for file names and retention;
+	// default time.Now.
+	Now func() time.Time
+}
+
+// Sink records a broadcast into fragmented MP4 files. It implements
+// sdk.Sink.
+type Sink struct {
+	cfg Config
+
+	// subscribed, if set, is called once every track is subscribed;
+	// started once the first frame of every track arrived.
+	subscribed func()
+	started    func()
+	startedCh  chan struct{} // for tests
+
+	stats stats
+
+	mu    sync.Mutex
+	files []string
+}
+
+// Stats counts what a Sink recorded.
+type Stats struct {
+	Frames    uint64 // frames received from the tracks
+	Dropped   uint64 // frames not recorded (waiting for a keyframe, timestamps going back)
+	Fragments uint64 // moof+mdat fragments written
+	Bytes     uint64 // bytes written to segment files
+	Segments  uint64 // segment files created
+}
+
+type stats struct {
+	frames, dropped, fragments, bytes, segments atomic.Uint64
+}
+
+// Stats returns the sink's counters; safe to call while Run runs.
+func (s *Sink) Stats() Stats {
+	return Stats{
+		Frames:    s.stats.frames.Load(),
+		Dropped:   s.stats.dropped.Load(),
+		Fragments: s.stats.fragments.Load(),
+		Bytes:     s.stats.bytes.Load(),
+		Segments:  s.stats.segments.Load(),
+	}
+}
+
+var _ sdk.Sink = (*Sink)(nil)
+
+// New returns a Sink with cfg, defaults filled in.
+func New(cfg Config) *Sink {
+	if cfg.FileTemplate == "" {
+		cfg.FileTemplate = DefaultFileTemplate
+	}
+	if cfg.PartDuration <= 0 {
+		cfg.PartDuration = DefaultPartDuration
+	}
+	if cfg.VideoTimescale == 0 {
+		cfg.VideoTimescale = DefaultVideoTimescale
+	}
+	if cfg.StartWait <= 0 {
+		cfg.StartWait = DefaultStartWait
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Sink{cfg: cfg, startedCh: make(chan struct{})}
+}
+
+// Files returns the segment files the sink has created, in order,
+// including any deleted by retention since.
+func (s *Sink) Files() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.files...)
+}
+
+// event is a frame, or the end of a track, from a reader goroutine.
+type event struct {
+	track int
+	frame sdk.Frame
+	err   error // set at the end of the track
+}
+
+// Run records r until the broadcast ends or ctx ends; either way the
+// pending fragment is written and the file closed, and Run returns nil.
+// It records the tracks of the catalog as it is when recording starts; a
+// track whose codec cannot go into MP4 is skipped with a warning. A write
+// error (unwritable directory, full disk) ends Run with an error naming
+// the file.
+func (s *Sink) Run(ctx context.Context, r *sdk.BroadcastReader) error {
+	log := s.cfg.Logger
+	if err := r.WaitCatalog(ctx); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return fmt.Errorf("fmp4: %w", err)
+	}
+	if err := checkDir(s.cfg.Dir); err != nil {
+		return err
+	}
+	all := r.Tracks()
+	rec, err := newRecorder(&s.cfg, all)
+	if err != nil {
+		return err
+	}
+	rec.stats = &s.stats
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	readers := make([]*sdk.TrackReader, 0, len(rec.tracks))
+	defer func() {
+		for _, tr := range readers {
+			tr.Close()
+		}
+	}()
+	for _, k := range rec.tracks {
+		tr, err := r.Subscribe(k.t.Name)
+		if err != nil {
+			return fmt.Errorf("fmp4: %w", err)
+		}
+		readers = append(readers, tr)
+	}
+	if s.subscribed != nil {
+		s.subscribed()
+	}
+	events := make(chan event, 64)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel() // runs before wg.Wait
+	for i, tr := range readers {
+		wg.Go(func() {
+			for {
+				f, err := tr.ReadFrame(ctx)
+				select {
+				case events <- event{track: i, frame: f, err: err}:
+				case <-ctx.Done():
+					return
+				}
+				if err != nil {
+					return
+				}
+			}
+		})
+	}
+	log.Info("fmp4: subscribed", "path", s.cfg.Path, "tracks", len(readers))
+
+	err = s.loop(ctx, rec, events)
+	if err != nil {
+		rec.abort()
+		s.noteFiles(rec)
+		return err
+	}
+	err = rec.finish()
+	s.noteFiles(rec)
+	return err
+}
+
+func (s *Sink) noteFiles(rec *recorder) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.files = append(s.files[:0], rec.files...)
+}
+
+// loop feeds events to rec until every track ended or ctx ended.
+func (s *Sink) loop(ctx context.Context, rec *recorder, events <-chan event) error {
+	live := len(rec.tracks)
+	// Until the origin is fixed, frames wait here.
+	early := make([][]sdk.Frame, len(rec.tracks))
+	have := 0
+	waited := false // StartWait passed: the next frame fixes the origin
+	timer := time.NewTimer(s.cfg.StartWait)
+	defer timer.Stop()
+	start := func() error {
+		first := time.Duration(-1)
+		for _, fs := range early {
+			if len(fs) > 0 && (first < 0 || fs[0].PTS < first) {
+				first = fs[0].PTS
+			}
+		}
+		if first < 0 {
+			return nil
+		}
+		rec.setOrigin(first)
+		if s.started != nil {
+			s.started()
+		}
+		for i, fs := range early {
+			for j := range fs {
+				if err := rec.frame(i, &fs[j]); err != nil {
+					return err
+				}
+			}
+		}
+		early = nil
+		return nil
+	}
+	for live > 0 {
+		var ev event
+		select {
+		case <-ctx.Done():
+			if !rec.originSet {
+				return start()
+			}
+			return nil
+		case <-timer.C:
+			waited = true
+			if !rec.originSet {
+				if err := start(); err != nil {
+					return err
+				}
+			}
+			continue
+		case ev = <-events:
+		}
+		if ev.err != nil {
+			if ctx.Err() != nil {
+				continue
+			}
+			if !errors.Is(ev.err, io.EOF) && !errors.Is(ev.err, protocol.ErrClosed) {
+				rec.log.Warn("fmp4: track ended with an error", "track", rec.tracks[ev.track].t.Name, "err", ev.err)
+			}
+			rec.endTrack(ev.track)
+			live--
+			continue
+		}
+		s.stats.frames.Add(1)
+		if !rec.originSet {
+			if len(early[ev.track]) == 0 {
+				have++
+			}
+			early[ev.track] = append(early[ev.track], ev.frame)
+			if have == len(rec.tracks) || waited {
+				if err := start(); err != nil {
+					return err
+				}
+			}
+			continue
+		}
+		if err := rec.frame(ev.track, &ev.frame); err != nil {
+			return err
+		}
+	}
+	if !rec.originSet {
+		return start()
+	}
+	return nil
+}
+
+// checkDir creates dir and checks that files can be created in it.
+func checkDir(dir string) error {
+	if dir == "" {
+		dir = "."
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("fmp4: recording directory %s: %w", dir, err)
+	}
+	f, err := os.CreateTemp(dir, ".fmp4-probe-*")
+	if err != nil {
+		return fmt.Errorf("fmp4: recording directory %s is not writable: %w", dir, err)
+	}
+	name := f.Name()
+	_ = f.Close()
+	_ = os.Remove(name)
+	return nil
+}
