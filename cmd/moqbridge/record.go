@@ -21,10 +21,10 @@ func newRecordCommand() *cobra.Command {
 		dial     dialFlags
 	)
 	cmd := &cobra.Command{
-		Use:   "record [--duration D] [--segment D] -o DIR URL BROADCAST",
-		Short: "Record a MOQ broadcast (all its tracks) to fragmented MP4 files",
+		Use:     "record [--duration D] [--segment D] -o DIR URL BROADCAST",
+		Short:   "Record a MOQ broadcast (all its tracks) to fragmented MP4 files",
 		Example: `  moqbridge record --fingerprint <hex> --segment 1m -o recordings https://localhost:4443/ live/cam`,
-		Args: cobra.ExactArgs(2),
+		Args:    cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			url, path := args[0], args[1]
 			if cfg.Dir == "" {
