@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"testing"
@@ -96,5 +97,34 @@ func TestAuth(t *testing.T) {
 	var se *StreamError
 	if !errors.As(err, &se) || se.Code != uint64(wire.CodeUnauthorized) {
 		t.Fatalf("subscribe outside the token's get prefixes: %v, want a reset with Unauthorized (6)", err)
+	}
+}
+
+// TestOriginPolicy: the browser origin allow-list of ServerConfig.
+func TestOriginPolicy(t *testing.T) {
+	req := func(origin, host string) *http.Request {
+		r := &http.Request{Header: http.Header{}, Host: host}
+		if origin != "" {
+			r.Header.Set("Origin", origin)
+		}
+		return r
+	}
+	for _, c := range []struct {
+		name   string
+		cfg    ServerConfig
+		origin string
+		want   bool
+	}{
+		{"dev allows any", ServerConfig{}, "https://page.example", true},
+		{"no origin header", ServerConfig{CertFile: "c", KeyFile: "k"}, "", true},
+		{"production refuses cross-origin", ServerConfig{CertFile: "c", KeyFile: "k"}, "https://page.example", false},
+		{"production allows same origin", ServerConfig{CertFile: "c", KeyFile: "k"}, "https://relay.example:4443", true},
+		{"allow-list hit", ServerConfig{AllowedOrigins: []string{"https://page.example/"}}, "https://PAGE.example", true},
+		{"allow-list miss", ServerConfig{AllowedOrigins: []string{"https://page.example"}}, "https://evil.example", false},
+		{"wildcard", ServerConfig{CertFile: "c", KeyFile: "k", AllowedOrigins: []string{"*"}}, "https://evil.example", true},
+	} {
+		if got := originPolicy(c.cfg)(req(c.origin, "relay.example:4443")); got != c.want {
+			t.Errorf("%s: allowed %v, want %v", c.name, got, c.want)
+		}
 	}
 }

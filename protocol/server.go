@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strings"
 	"sync"
 	"time"
 
@@ -41,8 +42,14 @@ type ServerConfig struct {
 	// Cache bounds what the relay keeps per track of a client's broadcast
 	// (zero fields take the defaults: 16 MiB, 30 s).
 	Cache CacheConfig
-	// CheckOrigin decides which browser origins may open WebTransport
-	// sessions (nil: any).
+	// AllowedOrigins lists the browser origins (e.g. "https://app.example")
+	// that may open WebTransport and WebSocket sessions; "*" allows any.
+	// When empty, a server with a generated certificate (development)
+	// allows any origin, and one with a configured certificate allows only
+	// same-origin pages. Requests without an Origin header (non-browser
+	// clients) are always allowed.
+	AllowedOrigins []string
+	// CheckOrigin, when set, replaces the AllowedOrigins policy.
 	CheckOrigin func(*http.Request) bool
 	// TCP serves the same port number over TCP for browsers without
 	// WebTransport: GET /certificate.sha256 (the certificate's SHA-256 in
@@ -105,7 +112,7 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		TLSConfig:             tlsConf,
 		RawProtocols:          protocols,
 		WebTransportProtocols: protocols,
-		CheckOrigin:           cfg.CheckOrigin,
+		CheckOrigin:           originPolicy(cfg),
 		Admit:                 s.admit,
 		TCP:                   cfg.TCP,
 		Logger:                s.log,
@@ -115,6 +122,29 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		return nil, fmt.Errorf("moq server: %w", err)
 	}
 	return s, nil
+}
+
+// originPolicy turns ServerConfig's origin settings into one check.
+func originPolicy(cfg ServerConfig) func(*http.Request) bool {
+	if cfg.CheckOrigin != nil {
+		return cfg.CheckOrigin
+	}
+	dev := cfg.TLSConfig == nil && cfg.CertFile == "" && cfg.KeyFile == ""
+	allowed := make(map[string]bool, len(cfg.AllowedOrigins))
+	for _, o := range cfg.AllowedOrigins {
+		allowed[strings.TrimSuffix(strings.ToLower(o), "/")] = true
+	}
+	return func(r *http.Request) bool {
+		origin := r.Header.Get("Origin")
+		switch {
+		case origin == "" || allowed["*"] || allowed[strings.ToLower(origin)]:
+			return true
+		case len(allowed) == 0 && dev:
+			return true
+		}
+		u, err := url.Parse(origin)
+		return err == nil && strings.EqualFold(u.Host, r.Host)
+	}
 }
 
 // serverTLS builds the TLS configuration from files, the caller's config or

@@ -57,6 +57,7 @@ func newServeCommand() *cobra.Command {
 	f.StringVar(&cfg.CertFile, "cert", "", "TLS certificate chain (PEM); empty: generate a 13-day self-signed certificate")
 	f.StringVar(&cfg.KeyFile, "key", "", "TLS private key (PEM) for --cert")
 	f.StringVar(&tcpMode, "tcp", "http", "same port over TCP for /certificate.sha256 and the WebSocket fallback: http, https or off")
+	f.StringArrayVar(&cfg.AllowedOrigins, "allow-origin", nil, "browser origin allowed to connect (repeatable; \"*\" for any); default: any with the generated certificate, same-origin only with --cert")
 	f.StringArrayVar(&authKeys, "auth-key", nil, "JWT verification key file (JWK, PEM or secret); repeatable; enables auth")
 	f.StringVar(&authPublic, "auth-public", "", "path prefix open to clients without a token (\"\" for everything)")
 	return cmd
