@@ -1,0 +1,142 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+)
+
+// relayLoads are the loads of BenchmarkRelay with their warm-up (skipped:
+// subscribers joining, the cached group a late joiner catches up on) and
+// measurement window.
+var relayLoads = []struct {
+	load           Load
+	warmup, window time.Duration
+}{
+	{Media, 2 * time.Second, 6 * time.Second}, // warm-up: one whole group
+	{Max, time.Second, 5 * time.Second},
+}
+
+var relaySubscribers = []int{1, 10, 100}
+
+// BenchmarkRelay runs 1 publisher → relay → N subscribers for every load,
+// N and relay, each as one fixed-length run whatever b.N is (run it with
+// -benchtime 1x). The figures are custom metrics; the standard ns/op is
+// suppressed and B/op, allocs/op (with -benchmem) describe this process,
+// not the relay. After the matrix it logs the moq/bare comparison.
+func BenchmarkRelay(b *testing.B) {
+	results := make(map[string]Result)
+	for _, lr := range relayLoads {
+		for _, n := range relaySubscribers {
+			for _, kind := range []RelayKind{MOQ, Bare} {
+				name := fmt.Sprintf("%s/%s/subs=%d", lr.load.Name, kind, n)
+				b.Run(name, func(b *testing.B) {
+					cfg := Config{Relay: kind, Load: lr.load, Subscribers: n}
+					results[name] = benchRelay(b, cfg, lr.warmup, lr.window)
+				})
+			}
+		}
+	}
+	if s := comparison(results); s != "" {
+		b.Log("moq relay against the bare quic-go relay:\n" + s)
+	}
+}
+
+// idleLoad is a trickle, 2 frames of 1 kB per second: what the relay
+// spends then is the fixed cost of keeping subscribers connected (timers,
+// keep-alives, control streams), not forwarding.
+var idleLoad = Load{Name: "idle", FrameSize: 1000, KeyframeSize: 1000, FramesPerGroup: 10, FPS: 2}
+
+// BenchmarkRelayIdle measures that fixed cost with 100 subscribers, as
+// relay CPU per second per subscriber.
+func BenchmarkRelayIdle(b *testing.B) {
+	const n = 100
+	for _, kind := range []RelayKind{MOQ, Bare} {
+		b.Run(fmt.Sprintf("%s/subs=%d", kind, n), func(b *testing.B) {
+			res := benchRelay(b, Config{Relay: kind, Load: idleLoad, Subscribers: n}, 2*time.Second, 10*time.Second)
+			b.ReportMetric(res.RelayCPU.Seconds()*1e6/res.Wall.Seconds()/n, "relay-us/s/sub")
+		})
+	}
+}
+
+// benchRelay starts one run, measures it and reports its figures.
+func benchRelay(b *testing.B, cfg Config, warmup, window time.Duration) Result {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	run, err := Start(ctx, cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(run.Close)
+	b.ResetTimer()
+	res, err := run.Measure(ctx, warmup, window)
+	b.StopTimer()
+	// Stop now rather than at cleanup, so this run's teardown does not
+	// compete for the CPU with the next run.
+	run.Close()
+	if err != nil {
+		b.Fatal(err)
+	}
+	if res.Corrupt > 0 {
+		b.Errorf("%d frames arrived altered", res.Corrupt)
+	}
+	report(b, cfg, res)
+	return res
+}
+
+func report(b *testing.B, cfg Config, res Result) {
+	b.ReportMetric(0, "ns/op") // one run per benchmark: ns/op means nothing
+	b.ReportMetric(res.DeliveredMbps(), "Mbit/s")
+	b.ReportMetric(res.PublishedMbps(), "pub-Mbit/s")
+	b.ReportMetric(res.CPUPerGB(), "relay-CPU-s/GB")
+	b.ReportMetric(res.RelayCores(), "relay-cores")
+	b.ReportMetric(res.BenchCores(), "bench-cores")
+	b.ReportMetric(res.OtherCores(), "other-cores")
+	b.ReportMetric(ms(res.P50), "p50-ms")
+	b.ReportMetric(ms(res.P99), "p99-ms")
+	b.ReportMetric(ms(res.Max), "max-ms")
+	b.ReportMetric(float64(res.Frames), "frames")
+	b.ReportMetric(float64(lostFrames(cfg, res)), "frames-lost")
+	b.ReportMetric(float64(res.Groups), "groups")
+	b.ReportMetric(float64(res.RelayGroupsDropped), "groups-dropped")
+	b.ReportMetric(res.AllocsPerFrame(), "relay-allocs/frame")
+	b.ReportMetric(float64(res.RelayHeap)/(1<<20), "relay-heap-MiB")
+}
+
+// lostFrames estimates the frames some subscriber never got: every
+// subscriber should receive every published frame. Frames in flight at the
+// window's edges make it approximate, hence the floor at zero.
+func lostFrames(cfg Config, res Result) uint64 {
+	want := uint64(cfg.Subscribers) * res.PublishedFrames
+	if res.Frames >= want {
+		return 0
+	}
+	return want - res.Frames
+}
+
+// comparison tabulates moq against bare for every load and N both ran.
+func comparison(results map[string]Result) string {
+	var sb strings.Builder
+	for _, lr := range relayLoads {
+		for _, n := range relaySubscribers {
+			moq, ok1 := results[fmt.Sprintf("%s/%s/subs=%d", lr.load.Name, MOQ, n)]
+			bare, ok2 := results[fmt.Sprintf("%s/%s/subs=%d", lr.load.Name, Bare, n)]
+			if !ok1 || !ok2 {
+				continue
+			}
+			fmt.Fprintf(&sb, "%s subs=%d: delivered %.0f vs %.0f Mbit/s, CPU %.2f vs %.2f s/GB (moq/bare %.2f), p99 %.1f vs %.1f ms, allocs/frame %.1f vs %.1f\n",
+				lr.load.Name, n, moq.DeliveredMbps(), bare.DeliveredMbps(), moq.CPUPerGB(), bare.CPUPerGB(), ratio(moq.CPUPerGB(), bare.CPUPerGB()),
+				ms(moq.P99), ms(bare.P99), moq.AllocsPerFrame(), bare.AllocsPerFrame())
+		}
+	}
+	return sb.String()
+}
+
+func ratio(a, b float64) float64 {
+	if b == 0 {
+		return 0
+	}
+	return a / b
+}

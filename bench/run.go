@@ -1,0 +1,240 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+)
+
+// RelayKind selects the relay under test.
+type RelayKind string
+
+// The relays.
+const (
+	MOQ  RelayKind = "moq"  // the moqbridge MOQ Lite relay
+	Bare RelayKind = "bare" // the bare quic-go copy relay, the ceiling
+)
+
+func (k RelayKind) role() (string, error) {
+	switch k {
+	case MOQ:
+		return RoleMOQRelay, nil
+	case Bare:
+		return RoleQUICRelay, nil
+	}
+	return "", fmt.Errorf("unknown relay kind %q", k)
+}
+
+// Config describes one run: which relay, what load, how many subscribers.
+type Config struct {
+	Relay       RelayKind
+	Load        Load
+	Subscribers int
+}
+
+// peer is a publisher or a subscriber, of either relay: run produces or
+// consumes the load until ctx ends (or, for reads that do not watch ctx,
+// until close), close disconnects.
+type peer interface {
+	run(ctx context.Context, l Load, c *counters)
+	close()
+}
+
+// dialConcurrency bounds the handshakes in flight while subscribers
+// connect, so that a hundred of them do not starve the publisher.
+const dialConcurrency = 8
+
+// joinTimeout bounds how long Start waits for every subscriber to receive
+// its first frame.
+const joinTimeout = 30 * time.Second
+
+// Run is one running benchmark: a relay child, a publisher and the
+// subscribers, all live until Close.
+type Run struct {
+	cfg   Config
+	relay *child
+	c     counters
+
+	ctx    context.Context // ends the publisher and subscriber loops
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu   sync.Mutex
+	pub  peer
+	subs []peer
+
+	closeOnce sync.Once
+}
+
+// Start launches the relay child, connects the publisher and starts the
+// load, connects every subscriber and returns once each has received a
+// frame. ctx bounds the start-up only; the run lasts until Close, which the
+// caller must call. On error everything started is stopped again.
+func Start(ctx context.Context, cfg Config) (*Run, error) {
+	role, err := cfg.Relay.role()
+	if err != nil {
+		return nil, err
+	}
+	r := &Run{cfg: cfg}
+	r.ctx, r.cancel = context.WithCancel(context.Background())
+	r.relay, err = startChild(role)
+	if err != nil {
+		r.Close()
+		return nil, err
+	}
+	if err := r.startPublisher(ctx); err != nil {
+		r.Close()
+		return nil, fmt.Errorf("publisher: %w", err)
+	}
+	if err := r.startSubscribers(ctx); err != nil {
+		r.Close()
+		return nil, fmt.Errorf("subscribers: %w", err)
+	}
+	if err := r.waitJoined(ctx); err != nil {
+		r.Close()
+		return nil, err
+	}
+	return r, nil
+}
+
+func (r *Run) startPublisher(ctx context.Context) error {
+	var (
+		p   peer
+		err error
+	)
+	if r.cfg.Relay == MOQ {
+		p, err = dialMOQPublisher(ctx, r.relay.addr, r.relay.fp)
+	} else {
+		p, err = dialBarePublisher(ctx, r.relay.addr, r.relay.fp)
+	}
+	if err != nil {
+		return err
+	}
+	r.mu.Lock()
+	r.pub = p
+	r.mu.Unlock()
+	r.wg.Go(func() { p.run(r.ctx, r.cfg.Load, &r.c) })
+	return nil
+}
+
+func (r *Run) startSubscribers(ctx context.Context) error {
+	sem := make(chan struct{}, dialConcurrency)
+	errs := make(chan error, r.cfg.Subscribers)
+	var dials sync.WaitGroup
+	for range r.cfg.Subscribers {
+		dials.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			errs <- r.addSubscriber(ctx)
+		})
+	}
+	dials.Wait()
+	close(errs)
+	var all []error
+	for err := range errs {
+		all = append(all, err)
+	}
+	return errors.Join(all...)
+}
+
+func (r *Run) addSubscriber(ctx context.Context) error {
+	var (
+		s   peer
+		err error
+	)
+	if r.cfg.Relay == MOQ {
+		s, err = dialMOQSubscriber(ctx, r.relay.addr, r.relay.fp)
+	} else {
+		s, err = dialBareSubscriber(ctx, r.relay.addr, r.relay.fp)
+	}
+	if err != nil {
+		return err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.ctx.Err() != nil {
+		s.close()
+		return context.Canceled
+	}
+	r.subs = append(r.subs, s)
+	r.wg.Go(func() { s.run(r.ctx, r.cfg.Load, &r.c) })
+	return nil
+}
+
+// waitJoined polls until every subscriber received a frame.
+func (r *Run) waitJoined(ctx context.Context) error {
+	deadline := time.NewTimer(joinTimeout)
+	defer deadline.Stop()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for r.c.joined.Load() < int64(r.cfg.Subscribers) {
+		select {
+		case <-tick.C:
+		case <-deadline.C:
+			return fmt.Errorf("only %d of %d subscribers received a frame within %v", r.c.joined.Load(), r.cfg.Subscribers, joinTimeout)
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+// Close stops the load, disconnects every peer and stops the relay child
+// (killing it if it does not exit). It is safe to call more than once.
+func (r *Run) Close() {
+	r.closeOnce.Do(func() {
+		r.cancel()
+		r.mu.Lock()
+		pub, subs := r.pub, r.subs
+		r.mu.Unlock()
+		// Closing the connections also ends the reads and writes that do
+		// not watch the context.
+		for _, s := range subs {
+			s.close()
+		}
+		if pub != nil {
+			pub.close()
+		}
+		r.wg.Wait()
+		if r.relay != nil {
+			r.relay.stop()
+		}
+	})
+}
+
+// Measure lets the run warm up, then measures it for window.
+func (r *Run) Measure(ctx context.Context, warmup, window time.Duration) (Result, error) {
+	if err := sleep(ctx, warmup); err != nil {
+		return Result{}, err
+	}
+	relay0, err := r.relay.stats()
+	if err != nil {
+		return Result{}, err
+	}
+	c0 := r.c.snapshot()
+	r.c.lat.start()
+	err = sleep(ctx, window)
+	c1 := r.c.snapshot()
+	lat := r.c.lat.stop()
+	if err != nil {
+		return Result{}, err
+	}
+	relay1, err := r.relay.stats()
+	if err != nil {
+		return Result{}, err
+	}
+	return newResult(c0, c1, relay0, relay1, lat), nil
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}

@@ -1,0 +1,101 @@
+package bench
+
+import (
+	"context"
+	"testing"
+	"time"
+)
+
+// TestHarnessSmoke runs the harness briefly against both relays with one
+// subscriber: every frame must arrive byte-exact and every figure the
+// benchmark reports must have been measured.
+func TestHarnessSmoke(t *testing.T) {
+	// Small, fast groups so a one-second window sees several complete ones.
+	load := Load{Name: "smoke", FrameSize: 3000, KeyframeSize: 12_000, FramesPerGroup: 10, FPS: 100}
+	for _, kind := range []RelayKind{MOQ, Bare} {
+		t.Run(string(kind), func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			run, err := Start(ctx, Config{Relay: kind, Load: load, Subscribers: 1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(run.Close)
+			res, err := run.Measure(ctx, 200*time.Millisecond, time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Corrupt != 0 {
+				t.Errorf("%d frames arrived altered", res.Corrupt)
+			}
+			for _, f := range []struct {
+				name string
+				v    float64
+			}{
+				{"frames", float64(res.Frames)},
+				{"complete groups", float64(res.Groups)},
+				{"delivered Mbit/s", res.DeliveredMbps()},
+				{"relay CPU per GB", res.CPUPerGB()},
+				{"relay allocations per frame", res.AllocsPerFrame()},
+				{"p50 latency", ms(res.P50)},
+				{"p99 latency", ms(res.P99)},
+			} {
+				if f.v <= 0 {
+					t.Errorf("%s = %v, want > 0", f.name, f.v)
+				}
+			}
+			t.Logf("%s: %.1f Mbit/s, %d frames, %d groups, p50 %.2f ms, p99 %.2f ms, %.1f relay CPU-s/GB, %.1f allocs/frame",
+				kind, res.DeliveredMbps(), res.Frames, res.Groups, ms(res.P50), ms(res.P99), res.CPUPerGB(), res.AllocsPerFrame())
+		})
+	}
+}
+
+// TestFrameCheck: the byte check accepts exactly the frame that was
+// stamped.
+func TestFrameCheck(t *testing.T) {
+	l := Load{FrameSize: 100, KeyframeSize: 400, FramesPerGroup: 3}
+	sent := time.Unix(0, 1_700_000_000_123_456_789)
+	frame := func(seq uint64, idx int) []byte {
+		p := make([]byte, l.frameSize(idx))
+		stamp(p, seq, idx, sent)
+		return p
+	}
+	if got, ok := l.check(frame(7, 1), 7, 1); !ok || !got.Equal(sent) {
+		t.Fatalf("check(stamped frame) = %v, %v; want %v, true", got, ok, sent)
+	}
+	flipped := frame(7, 0)
+	flipped[len(flipped)-1] ^= 1
+	for name, c := range map[string]struct {
+		p        []byte
+		seq      uint64
+		idx      int
+		wantPass bool
+	}{
+		"keyframe":         {frame(7, 0), 7, 0, true},
+		"flipped byte":     {flipped, 7, 0, false},
+		"other group":      {frame(8, 1), 7, 1, false},
+		"other index":      {frame(7, 2), 7, 1, false},
+		"truncated":        {frame(7, 1)[:99], 7, 1, false},
+		"beyond the group": {frame(7, 1), 7, 3, false},
+	} {
+		if _, ok := l.check(c.p, c.seq, c.idx); ok != c.wantPass {
+			t.Errorf("%s: check passed = %v, want %v", name, ok, c.wantPass)
+		}
+	}
+}
+
+func TestPercentile(t *testing.T) {
+	var s []time.Duration
+	for i := 1; i <= 100; i++ {
+		s = append(s, time.Duration(i))
+	}
+	if p := percentile(s, 0.5); p != 50 {
+		t.Errorf("p50 = %v, want 50", p)
+	}
+	if p := percentile(s, 0.99); p != 99 {
+		t.Errorf("p99 = %v, want 99", p)
+	}
+	if p := percentile(nil, 0.99); p != 0 {
+		t.Errorf("p99 of nothing = %v, want 0", p)
+	}
+}
