@@ -92,8 +92,11 @@ func (l Limits) withDefaults() Limits {
 }
 
 // probeInterval is how often a publisher checks whether its bandwidth
-// estimate moved enough to be worth a PROBE message.
-const probeInterval = 100 * time.Millisecond
+// estimate moved enough to be worth a PROBE message. The reference checks
+// every 100 ms; with hundreds of sessions per relay those wake-ups cost
+// measurable CPU (docs/benchmarks.md), and a half-second is still well
+// inside what an adaptive-bitrate player reacts on.
+const probeInterval = 500 * time.Millisecond
 
 func loggerOr(l *slog.Logger) *slog.Logger {
 	if l != nil {

@@ -214,3 +214,22 @@ func TestVersionMismatch(t *testing.T) {
 		t.Fatalf("dial offering only Lite01: %v, want a session closed with code %d", err, wire.CodeVersion)
 	}
 }
+
+// TestProbeChanged: a PROBE is worth sending on a 25 % move, but not for
+// millisecond jitter of a short RTT.
+func TestProbeChanged(t *testing.T) {
+	for _, c := range []struct {
+		last, now wire.Probe
+		want      bool
+	}{
+		{wire.Probe{}, wire.Probe{BitrateBps: 1000}, true},
+		{wire.Probe{BitrateBps: 1000, RTTms: 2}, wire.Probe{BitrateBps: 1000, RTTms: 3}, false},
+		{wire.Probe{BitrateBps: 1000, RTTms: 2}, wire.Probe{BitrateBps: 1000, RTTms: 9}, true},
+		{wire.Probe{BitrateBps: 1000, RTTms: 40}, wire.Probe{BitrateBps: 1200, RTTms: 40}, false},
+		{wire.Probe{BitrateBps: 1000, RTTms: 40}, wire.Probe{BitrateBps: 700, RTTms: 40}, true},
+	} {
+		if got := probeChanged(c.last, c.now); got != c.want {
+			t.Errorf("probeChanged(%+v, %+v) = %v, want %v", c.last, c.now, got, c.want)
+		}
+	}
+}

@@ -12,6 +12,10 @@ import (
 // worth a new PROBE message (the reference publisher uses 25 %).
 const probeMinChange = 0.25
 
+// probeMinRTTChangeMs is the least RTT change worth a PROBE: on a fast path
+// (1–2 ms) every millisecond of jitter would otherwise cross 25 %.
+const probeMinRTTChangeMs = 5
+
 // serveProbe answers a probe stream the peer opened (Lite03+): it sends the
 // connection's bandwidth and RTT estimate whenever it moves enough. The
 // stream is never reset: the reference client treats a reset probe stream
@@ -72,17 +76,14 @@ func probeChanged(last, now wire.Probe) bool {
 	if last == (wire.Probe{}) {
 		return now != last
 	}
-	moved := func(a, b uint64) bool {
+	moved := func(a, b, minAbs uint64) bool {
 		if a == 0 {
 			return b != 0
 		}
-		d := float64(b) - float64(a)
-		if d < 0 {
-			d = -d
-		}
-		return d/float64(a) >= probeMinChange
+		d := max(a, b) - min(a, b)
+		return d >= minAbs && float64(d)/float64(a) >= probeMinChange
 	}
-	return moved(last.BitrateBps, now.BitrateBps) || moved(last.RTTms, now.RTTms)
+	return moved(last.BitrateBps, now.BitrateBps, 1) || moved(last.RTTms, now.RTTms, probeMinRTTChangeMs)
 }
 
 // runProbeSubscriber opens the probe stream (writing only its type, as the
