@@ -103,7 +103,7 @@ func (s *Session) serveSubscribe(str transport.Stream, r *wire.Reader) {
 	if sub.MaxLatencyMs > 0 {
 		lag = time.Duration(sub.MaxLatencyMs) * time.Millisecond
 	}
-	fw := forwarder{s: s, id: sub.ID, priority: sub.Priority, limit: s.limits.MaxInflightGroups, lag: lag}
+	fw := forwarder{s: s, id: sub.ID, priority: sub.Priority, ordered: sub.Ordered, limit: s.limits.MaxInflightGroups, lag: lag}
 	var endErr error
 	for {
 		g, err := track.NextArrival(ctx)
@@ -165,6 +165,7 @@ type forwarder struct {
 	s        *Session
 	id       uint64
 	priority uint8
+	ordered  bool
 	limit    int
 	lag      time.Duration
 	inflight []*groupSend
@@ -253,19 +254,28 @@ func (f *forwarder) prune() {
 	f.inflight = kept
 }
 
-// urgency maps track priority and group age to a QUIC send urgency (0 is
-// sent first): the newest group of an important track goes first, older
-// groups yield to it.
+// urgency maps track priority and group order to a QUIC send urgency (0 is
+// sent first). The subscriber's ordered flag picks the direction: ordered
+// subscriptions get the oldest in-flight group first, so under overload
+// groups still complete in order until the lag bound drops one; unordered
+// ones (what browsers ask for) get the newest group first, older groups
+// yielding to it.
 func (f *forwarder) urgency(seq uint64) int8 {
 	base := int8(3)
 	if f.priority >= 128 {
 		base = 2
 	}
-	age := f.newest - seq
-	if age > 4 {
-		age = 4
+	var rank uint64
+	if f.ordered {
+		for _, gs := range f.inflight {
+			if gs.seq < seq {
+				rank++
+			}
+		}
+	} else {
+		rank = f.newest - seq
 	}
-	return base + int8(age)
+	return base + int8(min(rank, 4))
 }
 
 // reprioritise lowers the urgency of older in-flight groups once a newer
