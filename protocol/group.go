@@ -27,33 +27,58 @@ type group struct {
 	done    bool
 	err     error // set with done: nil means complete (readers get io.EOF)
 	evicted bool  // no longer counted in the track's cache bytes
-	waiters []*GroupReader
+	waiters waitList
 }
 
-// wakeLocked wakes every registered reader. The waiter list is reused, so
-// waking allocates nothing. The caller holds g.mu.
-func (g *group) wakeLocked() {
-	for i, r := range g.waiters {
-		r.waiting = false
-		notify(r.ch)
-		g.waiters[i] = nil
-	}
-	g.waiters = g.waiters[:0]
-}
+// wakeLocked wakes every registered reader. The caller holds g.mu.
+func (g *group) wakeLocked() { g.waiters.wakeAll() }
 
 // removeWaiterLocked drops r's registration after a cancelled wait. The
 // caller holds g.mu.
-func (g *group) removeWaiterLocked(r *GroupReader) {
-	if !r.waiting {
+func (g *group) removeWaiterLocked(r *GroupReader) { g.waiters.remove(&r.waiter) }
+
+// waiter is a reader parked until a group or track changes: its wake-up
+// channel (capacity one) and whether it is registered in a waitList.
+type waiter struct {
+	ch      chan struct{}
+	waiting bool
+}
+
+// waitList holds the parked readers of one group or track. It is reused,
+// so registering and waking allocate nothing in steady state. Its owner's
+// mutex guards it and the waiters' waiting flags.
+type waitList []*waiter
+
+// add registers w unless it already is.
+func (l *waitList) add(w *waiter) {
+	if !w.waiting {
+		w.waiting = true
+		*l = append(*l, w)
+	}
+}
+
+// wakeAll notifies and unregisters every waiter.
+func (l *waitList) wakeAll() {
+	for i, w := range *l {
+		w.waiting = false
+		notify(w.ch)
+		(*l)[i] = nil
+	}
+	*l = (*l)[:0]
+}
+
+// remove unregisters w after a cancelled wait.
+func (l *waitList) remove(w *waiter) {
+	if !w.waiting {
 		return
 	}
-	r.waiting = false
-	for i, w := range g.waiters {
-		if w == r {
-			last := len(g.waiters) - 1
-			g.waiters[i] = g.waiters[last]
-			g.waiters[last] = nil
-			g.waiters = g.waiters[:last]
+	w.waiting = false
+	for i, x := range *l {
+		if x == w {
+			last := len(*l) - 1
+			(*l)[i] = (*l)[last]
+			(*l)[last] = nil
+			*l = (*l)[:last]
 			return
 		}
 	}
@@ -160,11 +185,11 @@ type GroupReader struct {
 	pool *chanPool // where the wake-up channel comes from and returns to; nil: allocate
 	pos  int
 
-	// Guarded by g.mu.
-	ch      chan struct{} // wake-up channel, taken from pool on the first wait
-	waiting bool          // registered in g.waiters
-	inNext  bool          // a NextFrame call is running and may use ch
-	closed  bool
+	// Guarded by g.mu. The waiter's channel is taken from pool on the
+	// first wait.
+	waiter
+	inNext bool // a NextFrame call is running and may use ch
+	closed bool
 }
 
 func newGroupReader(g *group, pool *chanPool) *GroupReader {
@@ -210,12 +235,9 @@ func (r *GroupReader) NextFrame(ctx context.Context) ([]byte, error) {
 			r.ch = r.pool.get()
 		}
 		r.inNext = true
-		if !r.waiting {
-			// Still registered after a stale token woke us: one entry
-			// is enough.
-			r.waiting = true
-			g.waiters = append(g.waiters, r)
-		}
+		// Still registered after a stale token woke us: one entry is
+		// enough, which add ensures.
+		g.waiters.add(&r.waiter)
 		ch := r.ch
 		g.mu.Unlock()
 

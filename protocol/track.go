@@ -72,7 +72,7 @@ type track struct {
 	arrivals uint64 // arrival index of the next group
 	closed   bool
 	err      error // with closed: nil for a clean end (io.EOF after the cache)
-	waiters  []*TrackReader
+	waiters  waitList
 	readers  int
 	unusedCh chan struct{}
 	unused   bool
@@ -241,30 +241,11 @@ func (t *track) evictIfOverBudget() {
 }
 
 // wakeLocked wakes every reader waiting in NextGroup. The caller holds t.mu.
-func (t *track) wakeLocked() {
-	for i, r := range t.waiters {
-		r.waiting = false
-		notify(r.ch)
-		t.waiters[i] = nil
-	}
-	t.waiters = t.waiters[:0]
-}
+func (t *track) wakeLocked() { t.waiters.wakeAll() }
 
-func (t *track) removeWaiterLocked(r *TrackReader) {
-	if !r.waiting {
-		return
-	}
-	r.waiting = false
-	for i, w := range t.waiters {
-		if w == r {
-			last := len(t.waiters) - 1
-			t.waiters[i] = t.waiters[last]
-			t.waiters[last] = nil
-			t.waiters = t.waiters[:last]
-			return
-		}
-	}
-}
+// removeWaiterLocked drops r's registration after a cancelled wait. The
+// caller holds t.mu.
+func (t *track) removeWaiterLocked(r *TrackReader) { t.waiters.remove(&r.waiter) }
 
 func (t *track) close(err error) error {
 	t.mu.Lock()
@@ -299,7 +280,7 @@ func (t *track) subscribe(priority uint8) *TrackReader {
 		return nil
 	}
 	t.readers++
-	return &TrackReader{t: t, priority: priority, ch: make(chan struct{}, 1)}
+	return &TrackReader{t: t, priority: priority, waiter: waiter{ch: make(chan struct{}, 1)}}
 }
 
 func (t *track) isClosed() bool {
@@ -318,11 +299,10 @@ func (t *track) isClosed() bool {
 type TrackReader struct {
 	t        *track
 	priority uint8
-	ch       chan struct{} // wake-up channel for NextGroup
-	pool     chanPool      // wake-up channels for this reader's GroupReaders
+	pool     chanPool // wake-up channels for this reader's GroupReaders
 
-	// Guarded by t.mu.
-	waiting  bool
+	// Guarded by t.mu; the waiter's channel wakes NextGroup.
+	waiter
 	closed   bool
 	started  bool   // the first group was returned
 	startSeq uint64 // sequence of the first group returned
@@ -408,10 +388,7 @@ func (r *TrackReader) next(ctx context.Context, arrival bool) (*GroupReader, err
 			t.mu.Unlock()
 			return nil, io.EOF
 		}
-		if !r.waiting {
-			r.waiting = true
-			t.waiters = append(t.waiters, r)
-		}
+		t.waiters.add(&r.waiter)
 		t.mu.Unlock()
 
 		var expired <-chan time.Time
