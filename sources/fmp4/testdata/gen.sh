@@ -4,11 +4,14 @@
 set -eu
 cd "$(dirname "$0")"
 FF="ffmpeg -hide_banner -loglevel error -nostdin -y"
-LIVE="cmaf+separate_moof+delay_moov+skip_trailer+frag_every_frame"
+# ffmpeg 5.1 writes drifting audio tfdt values with frag_every_frame (an audio
+# fragment repeats or skips its predecessor's time), so the committed clips are
+# cut at keyframes; live input with frag_every_frame is tested in e2e.
+LIVE="cmaf+separate_moof+delay_moov+skip_trailer+frag_keyframe"
 V="-f lavfi -i testsrc2=size=160x96:rate=30"
 A="-f lavfi -i sine=frequency=440:sample_rate=48000"
 
-# H.264 with B-frames + AAC, fragmented one sample per fragment, 1 s.
+# H.264 with B-frames + AAC, fragmented at keyframes, 1 s.
 $FF $V $A -t 1 -map 0:v -map 1:a \
   -c:v libx264 -preset veryfast -pix_fmt yuv420p -g 15 -keyint_min 15 -sc_threshold 0 -bf 2 -b:v 100k \
   -c:a aac -b:a 32k -ac 1 \
