@@ -25,7 +25,8 @@ import (
 // sample is one MP4 sample; times are in the track's timescale.
 type sample struct {
 	dts, pts int64
-	key      bool // a sync sample: from the bitstream for video inputs, see readInput
+	dur      int64 // duration in the input (fragmented inputs)
+	key      bool  // a sync sample: from the bitstream for video inputs, see readInput
 	data     []byte
 }
 
@@ -129,7 +130,7 @@ func readFragmented(t testing.TB, b []byte) []*track {
 			}
 			dts := int64(pt.BaseTime)
 			for _, s := range pt.Samples {
-				tr.samples = append(tr.samples, sample{dts: dts, pts: dts + int64(s.PTSOffset), key: !s.IsNonSyncSample, data: s.Payload})
+				tr.samples = append(tr.samples, sample{dts: dts, pts: dts + int64(s.PTSOffset), dur: int64(s.Duration), key: !s.IsNonSyncSample, data: s.Payload})
 				dts += int64(s.Duration)
 			}
 		}
@@ -239,17 +240,32 @@ func micros(v int64, ts uint32) time.Duration {
 	return d.Round(time.Microsecond)
 }
 
-// expected returns the samples of an input track the sink records: all of
-// them, except that an audio sample whose time is not after the previous
-// recorded one is dropped (sinks/fmp4 drops a frame whose time is not after
-// what its track already has). ffmpeg's frag_every_frame output has such
-// samples: an AAC or Opus fragment whose tfdt repeats the previous one.
-// dropped counts them.
+// expected returns the samples of an input track the sink records, with
+// the times the fMP4 source gives them: ffmpeg's frag_every_frame output
+// has audio fragments whose tfdt repeats or skips the previous one by a
+// frame (and some with a zero duration); the source snaps those onto the
+// running timeline. An audio sample whose time is still not after the
+// previous recorded one is dropped (sinks/fmp4 drops a frame whose time is
+// not after what its track already has); dropped counts them.
 func expected(tr *track) (keep []sample, dropped int) {
 	if tr.video() {
 		return tr.samples, 0
 	}
+	var lastDur int64
 	for _, s := range tr.samples {
+		// The source repairs ffmpeg's per-frame audio fragments: a zero
+		// duration takes the previous one, and a decode time within one
+		// frame of the running timeline snaps onto it.
+		if s.dur == 0 {
+			s.dur = lastDur
+		}
+		lastDur = s.dur
+		if n := len(keep); n > 0 && s.dur > 0 {
+			if want := keep[n-1].dts + keep[n-1].dur; s.dts != want && max(s.dts, want)-min(s.dts, want) <= s.dur {
+				s.pts += want - s.dts
+				s.dts = want
+			}
+		}
 		if len(keep) > 0 && s.pts <= keep[len(keep)-1].pts {
 			dropped++
 			continue

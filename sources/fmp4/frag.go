@@ -93,8 +93,15 @@ func parseFragment(m *movie, moof []byte, moofOff int64, moofHdr int, mdat []byt
 				if t == nil {
 					return nil
 				}
+				// An audio tfdt within one frame of where the track's
+				// timeline already is snaps to it: ffmpeg (5.1) with
+				// frag_every_frame writes audio tfdt values that repeat or
+				// skip their predecessor's by one frame, which would
+				// otherwise read as time going backwards or a gap.
+				want, continuing := next[id]
+				snap := haveTfdt && continuing && t.track.Kind != sdk.KindVideo && dts != want
 				if !haveTfdt {
-					dts, haveTfdt = next[id], true
+					dts, haveTfdt = want, true
 				}
 				r := &reader{b: body, base: off, what: "trun"}
 				r.skip(1)
@@ -129,6 +136,18 @@ func parseFragment(m *movie, moof []byte, moofOff int64, moofHdr int, mdat []byt
 					}
 					if i == 0 && hasFirst {
 						flags = first
+					}
+					if t.track.Kind != sdk.KindVideo {
+						// ffmpeg's per-frame audio fragments may carry a
+						// zero duration; audio frames are of constant
+						// length, so the last known one stands in.
+						if s.dur == 0 {
+							s.dur = t.lastDur
+						}
+						t.lastDur = s.dur
+					}
+					if i == 0 && snap && max(dts, want)-min(dts, want) <= int64(s.dur) {
+						dts, s.dts = want, want
 					}
 					if f&0x800 != 0 {
 						// Version 0 offsets are unsigned; values above

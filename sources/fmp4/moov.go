@@ -18,6 +18,8 @@ type trackInfo struct {
 	track     sdk.Track
 	// trex defaults, for fragments.
 	defDur, defSize, defFlags uint32
+	// lastDur is the duration of the track's latest fragment sample.
+	lastDur uint32
 	// samples of a progressive file (from the sample tables).
 	samples []tableSample
 }

@@ -10,7 +10,11 @@
 // file: DTS from tfdt and sample durations (stts in progressive files),
 // PTS = DTS + composition offset; edit lists are ignored, as the reference
 // importer does. Frames are written in decode order; Frame.DTS is set
-// where it differs from PTS.
+// where it differs from PTS. One repair: ffmpeg (5.1) with frag_every_frame
+// writes audio fragments whose tfdt repeats or skips its predecessor's by a
+// frame, some with a zero duration; an audio tfdt within one frame of the
+// track's running timeline snaps onto it, and a zero audio duration takes
+// the previous one, so the audio timeline stays continuous.
 package fmp4
 
 import (
