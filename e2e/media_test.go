@@ -15,6 +15,7 @@ import (
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/av1"
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h265"
+	"github.com/bluenviron/mediacommon/v2/pkg/codecs/vp9"
 	mcfmp4 "github.com/bluenviron/mediacommon/v2/pkg/formats/fmp4"
 	"github.com/bluenviron/mediacommon/v2/pkg/formats/mp4/codecs"
 	"github.com/bluenviron/mediacommon/v2/pkg/formats/pmp4"
@@ -68,6 +69,8 @@ func bitstreamKey(c codecs.Codec, p []byte) (bool, error) {
 			return false, err
 		}
 		return av1.IsRandomAccess2(bs), nil
+	case *codecs.VP9:
+		return vp9.IsRandomAccess(p), nil
 	}
 	return true, nil
 }

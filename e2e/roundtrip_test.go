@@ -13,7 +13,7 @@ import (
 
 const testdata = "../sources/fmp4/testdata"
 
-var clips = []string{"h264_aac_bframes.mp4", "h264_opus.mp4", "hevc.mp4", "av1.mp4", "progressive.mp4"}
+var clips = []string{"h264_aac_bframes.mp4", "h264_opus.mp4", "hevc.mp4", "av1.mp4", "vp9.mp4", "progressive.mp4"}
 
 // videoTimescale is the timescale of the first video track of in, so that
 // the recording's ticks compare exactly (0: the sink's default).

@@ -16,6 +16,7 @@ import (
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/av1"
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h265"
+	"github.com/bluenviron/mediacommon/v2/pkg/codecs/vp9"
 	mcfmp4 "github.com/bluenviron/mediacommon/v2/pkg/formats/fmp4"
 	"github.com/bluenviron/mediacommon/v2/pkg/formats/pmp4"
 	"go.uber.org/goleak"
@@ -61,6 +62,8 @@ func isKey(t *testing.T, codec string, p []byte) bool {
 			t.Fatal(err)
 		}
 		return av1.IsRandomAccess2(bs)
+	case strings.HasPrefix(codec, "vp09"):
+		return vp9.IsRandomAccess(p)
 	}
 	return true
 }
@@ -303,6 +306,7 @@ func TestClips(t *testing.T) {
 		{"h264_opus.mp4", []string{"avc1.", "opus"}},
 		{"hevc.mp4", []string{"hvc1."}},
 		{"av1.mp4", []string{"av01."}},
+		{"vp9.mp4", []string{"vp09."}},
 		{"progressive.mp4", []string{"avc1.", "mp4a.40.2"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {

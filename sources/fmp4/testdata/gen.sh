@@ -37,3 +37,7 @@ $FF $V $A -t 1 -map 0:v -map 1:a \
   -c:v libx264 -preset veryfast -pix_fmt yuv420p -g 15 -keyint_min 15 -sc_threshold 0 -bf 2 -b:v 100k \
   -c:a aac -b:a 32k -ac 1 \
   -f mp4 progressive.mp4
+
+# VP9, fragmented, 1 s, video only.
+$FF $V -t 1 -c:v libvpx-vp9 -deadline realtime -cpu-used 8 -g 15 -b:v 100k -pix_fmt yuv420p \
+  -f mp4 -movflags "$LIVE" vp9.mp4
