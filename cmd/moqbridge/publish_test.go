@@ -17,30 +17,8 @@ import (
 func TestPublish(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	srv, err := protocol.NewServer(protocol.ServerConfig{Addr: "127.0.0.1:0"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ctx) }()
-	defer func() {
-		_ = srv.Close()
-		<-served
-	}()
-
-	fp := srv.Fingerprint()
-	runCtx, stop := context.WithCancel(ctx)
-	cmd := newRootCommand()
-	cmd.SetArgs([]string{"publish", "--loop", "--fast", "--broadcast", "test/clip", "--fingerprint", hex.EncodeToString(fp[:]),
-		"../../sources/fmp4/testdata/h264_aac_bframes.mp4", fmt.Sprintf("moql://127.0.0.1:%d", srv.Addr().Port)})
-	done := make(chan error, 1)
-	go func() { done <- cmd.ExecuteContext(runCtx) }()
-	defer func() {
-		stop()
-		if err := <-done; err != nil {
-			t.Errorf("publish: %v", err)
-		}
-	}()
+	srv, url, fp := startRelay(t, ctx)
+	publishClip(t, ctx, url, fp, "test/clip", "--fast")
 
 	ann := srv.Origin().Announced("test/clip")
 	defer ann.Close()
@@ -77,4 +55,40 @@ func TestPublish(t *testing.T) {
 	if !f.Keyframe || len(f.Payload) == 0 {
 		t.Fatalf("first video frame: keyframe %v, %d bytes", f.Keyframe, len(f.Payload))
 	}
+}
+
+// startRelay runs a relay on loopback for the test and returns it with its
+// raw QUIC URL and certificate fingerprint in hex.
+func startRelay(t *testing.T, ctx context.Context) (*protocol.Server, string, string) {
+	t.Helper()
+	srv, err := protocol.NewServer(protocol.ServerConfig{Addr: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ctx) }()
+	t.Cleanup(func() {
+		_ = srv.Close()
+		<-served
+	})
+	fp := srv.Fingerprint()
+	return srv, fmt.Sprintf("moql://127.0.0.1:%d", srv.Addr().Port), hex.EncodeToString(fp[:])
+}
+
+// publishClip runs `moqbridge publish --loop` of a test clip at path until
+// the test ends.
+func publishClip(t *testing.T, ctx context.Context, url, fp, path string, flags ...string) {
+	t.Helper()
+	runCtx, stop := context.WithCancel(ctx)
+	cmd := newRootCommand()
+	args := append([]string{"publish", "--loop", "--broadcast", path, "--fingerprint", fp}, flags...)
+	cmd.SetArgs(append(args, "../../sources/fmp4/testdata/h264_aac_bframes.mp4", url))
+	done := make(chan error, 1)
+	go func() { done <- cmd.ExecuteContext(runCtx) }()
+	t.Cleanup(func() {
+		stop()
+		if err := <-done; err != nil {
+			t.Errorf("publish: %v", err)
+		}
+	})
 }

@@ -3,14 +3,10 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/hex"
-	"fmt"
 	"os"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/moqbridge/moqbridge/protocol"
 )
 
 // TestRecord publishes a looping clip in real time through an in-process
@@ -19,31 +15,8 @@ import (
 func TestRecord(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	srv, err := protocol.NewServer(protocol.ServerConfig{Addr: "127.0.0.1:0"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ctx) }()
-	defer func() {
-		_ = srv.Close()
-		<-served
-	}()
-	fp := srv.Fingerprint()
-	url := fmt.Sprintf("moql://127.0.0.1:%d", srv.Addr().Port)
-
-	pubCtx, stopPub := context.WithCancel(ctx)
-	pub := newRootCommand()
-	pub.SetArgs([]string{"publish", "--loop", "--broadcast", "test/rec", "--fingerprint", hex.EncodeToString(fp[:]),
-		"../../sources/fmp4/testdata/h264_aac_bframes.mp4", url})
-	pubDone := make(chan error, 1)
-	go func() { pubDone <- pub.ExecuteContext(pubCtx) }()
-	defer func() {
-		stopPub()
-		if err := <-pubDone; err != nil {
-			t.Errorf("publish: %v", err)
-		}
-	}()
+	srv, url, fp := startRelay(t, ctx)
+	publishClip(t, ctx, url, fp, "test/rec")
 	ann := srv.Origin().Announced("test/rec")
 	if _, err := ann.Next(ctx); err != nil {
 		t.Fatal(err)
@@ -54,7 +27,7 @@ func TestRecord(t *testing.T) {
 	var out strings.Builder
 	rec := newRootCommand()
 	rec.SetOut(&out)
-	rec.SetArgs([]string{"record", "--duration", "3s", "-o", dir, "--fingerprint", hex.EncodeToString(fp[:]), url, "test/rec"})
+	rec.SetArgs([]string{"record", "--duration", "3s", "-o", dir, "--fingerprint", fp, url, "test/rec"})
 	if err := rec.ExecuteContext(ctx); err != nil {
 		t.Fatalf("record: %v", err)
 	}
