@@ -343,22 +343,39 @@ func sectionForms(b []byte, rendition func(name string, cfg json.RawMessage) err
 	return nil, prio, nil
 }
 
-// UnmarshalJSON implements json.Unmarshaler, accepting every form of the
-// section.
-func (s *VideoSection) UnmarshalJSON(b []byte) error {
-	*s = VideoSection{Renditions: make(map[string]VideoRendition)}
+// decodeSection decodes a section in any of its forms: its renditions with
+// decode, and its priority (a section "priority" field wins over the one
+// the older forms carry per track). It also returns the section object's
+// fields, nil for the older forms.
+func decodeSection[R any](b []byte, decode func(*R, []byte) error) (map[string]R, map[string]json.RawMessage, *uint8, error) {
+	renditions := make(map[string]R)
 	fields, prio, err := sectionForms(b, func(name string, cfg json.RawMessage) error {
-		var r VideoRendition
-		if err := r.UnmarshalJSON(cfg); err != nil {
+		var r R
+		if err := decode(&r, cfg); err != nil {
 			return err
 		}
-		s.Renditions[name] = r
+		renditions[name] = r
 		return nil
 	})
 	if err != nil {
+		return nil, nil, nil, err
+	}
+	if v, ok := fields["priority"]; ok && !isNull(v) {
+		if prio, err = readPriority(v); err != nil {
+			return nil, nil, nil, err
+		}
+	}
+	return renditions, fields, prio, nil
+}
+
+// UnmarshalJSON implements json.Unmarshaler, accepting every form of the
+// section.
+func (s *VideoSection) UnmarshalJSON(b []byte) error {
+	renditions, fields, prio, err := decodeSection(b, (*VideoRendition).UnmarshalJSON)
+	if err != nil {
 		return err
 	}
-	s.Priority = prio
+	*s = VideoSection{Renditions: renditions, Priority: prio}
 	if fields == nil {
 		return nil
 	}
@@ -378,35 +395,17 @@ func (s *VideoSection) UnmarshalJSON(b []byte) error {
 	}
 	s.Rotation = o.number("rotation")
 	s.Flip = o.boolean("flip")
-	if v, ok := fields["priority"]; ok && !isNull(v) {
-		if s.Priority, err = readPriority(v); err != nil {
-			return err
-		}
-	}
 	return o.err
 }
 
 // UnmarshalJSON implements json.Unmarshaler, accepting every form of the
 // section.
 func (s *AudioSection) UnmarshalJSON(b []byte) error {
-	*s = AudioSection{Renditions: make(map[string]AudioRendition)}
-	fields, prio, err := sectionForms(b, func(name string, cfg json.RawMessage) error {
-		var r AudioRendition
-		if err := r.UnmarshalJSON(cfg); err != nil {
-			return err
-		}
-		s.Renditions[name] = r
-		return nil
-	})
+	renditions, _, prio, err := decodeSection(b, (*AudioRendition).UnmarshalJSON)
 	if err != nil {
 		return err
 	}
-	s.Priority = prio
-	if v, ok := fields["priority"]; ok && !isNull(v) {
-		if s.Priority, err = readPriority(v); err != nil {
-			return err
-		}
-	}
+	*s = AudioSection{Renditions: renditions, Priority: prio}
 	return nil
 }
 
