@@ -12,8 +12,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"os"
-	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -321,34 +319,14 @@ func runChromium(t *testing.T, tc chromiumCase) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	start := time.Now()
-
-	html, err := os.ReadFile(filepath.Join("web", "index.html"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	bundle, err := os.ReadFile(buildBundle(t, filepath.Join("web", "page.js")))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("page bundle: %d bytes (%v)", len(bundle), time.Since(start).Round(time.Millisecond))
+	html, bundle := loadPage(t, "index.html", "page.js")
 
 	// The relay. Groups are written in bursts here and the machine may be
 	// busy with Chromium: a long lag bound keeps the relay from dropping
 	// groups the test wants to compare (dropping is tested in protocol).
 	var relayLog logBuffer
 	noDrops := protocol.Limits{MaxGroupLag: time.Minute}
-	srv, err := protocol.NewServer(protocol.ServerConfig{Addr: "127.0.0.1:0", TCP: protocol.TCPHTTP, Limits: noDrops, Logger: relayLog.logger()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(context.Background()) }()
-	t.Cleanup(func() {
-		_ = srv.Close()
-		if err := <-served; err != nil {
-			t.Errorf("Serve: %v", err)
-		}
-	})
+	srv := serveRelay(t, protocol.ServerConfig{Limits: noDrops, Logger: relayLog.logger()})
 	fp := srv.Fingerprint()
 	// Go clients use raw QUIC, so the relay's only WebTransport or
 	// WebSocket session is the browser's.

@@ -22,6 +22,8 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/moqbridge/moqbridge/protocol"
 )
 
 // TestMain fails the package if a test leaves a goroutine running.
@@ -268,4 +270,40 @@ func TestNodeLoadsMoqLite(t *testing.T) {
 		got.Connect != "function" || got.Broadcast != "function" || got.Path != "interop/go" {
 		t.Fatalf("polyfill_check reported %+v", got)
 	}
+}
+
+// serveRelay starts a moqbridge relay on 127.0.0.1 with TCP (plain HTTP)
+// on for the test; cfg's other fields are kept. It closes at cleanup.
+func serveRelay(t *testing.T, cfg protocol.ServerConfig) *protocol.Server {
+	t.Helper()
+	cfg.Addr, cfg.TCP = "127.0.0.1:0", protocol.TCPHTTP
+	srv, err := protocol.NewServer(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(context.Background()) }()
+	t.Cleanup(func() {
+		_ = srv.Close()
+		if err := <-served; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	})
+	return srv
+}
+
+// loadPage reads web/<html> and bundles web/<entry> for a browser test.
+func loadPage(t *testing.T, html, entry string) (page, bundle []byte) {
+	t.Helper()
+	start := time.Now()
+	page, err := os.ReadFile(filepath.Join("web", html))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bundle, err = os.ReadFile(buildBundle(t, filepath.Join("web", entry)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("page bundle: %d bytes (%v)", len(bundle), time.Since(start).Round(time.Millisecond))
+	return page, bundle
 }

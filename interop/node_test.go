@@ -161,22 +161,7 @@ type nodeEnv struct {
 func startNodeRelay(t *testing.T, az *auth.Authorizer) *nodeEnv {
 	t.Helper()
 	env := &nodeEnv{relayLog: &logBuffer{}, noDrops: protocol.Limits{MaxGroupLag: time.Minute}}
-	srv, err := protocol.NewServer(protocol.ServerConfig{
-		Addr: "127.0.0.1:0", TCP: protocol.TCPHTTP, Auth: az,
-		Limits: env.noDrops, Logger: env.relayLog.logger(),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	env.srv = srv
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(context.Background()) }()
-	t.Cleanup(func() {
-		_ = srv.Close()
-		if err := <-served; err != nil {
-			t.Errorf("Serve: %v", err)
-		}
-	})
+	env.srv = serveRelay(t, protocol.ServerConfig{Auth: az, Limits: env.noDrops, Logger: env.relayLog.logger()})
 	return env
 }
 

@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"os"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -116,31 +115,11 @@ func TestWatchPlays(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	start := time.Now()
-
-	html, err := os.ReadFile(filepath.Join("web", "watch.html"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	bundle, err := os.ReadFile(buildBundle(t, filepath.Join("web", "watch.js")))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("page bundle: %d bytes (%v)", len(bundle), time.Since(start).Round(time.Millisecond))
+	html, bundle := loadPage(t, "watch.html", "watch.js")
 
 	// The relay.
 	var relayLog logBuffer
-	srv, err := protocol.NewServer(protocol.ServerConfig{Addr: "127.0.0.1:0", TCP: protocol.TCPHTTP, Logger: relayLog.logger()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(context.Background()) }()
-	t.Cleanup(func() {
-		_ = srv.Close()
-		if err := <-served; err != nil {
-			t.Errorf("Serve: %v", err)
-		}
-	})
+	srv := serveRelay(t, protocol.ServerConfig{Logger: relayLog.logger()})
 	fp := srv.Fingerprint()
 
 	// The helper goroutines end with ctx, which the deferred cancel ends

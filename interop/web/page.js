@@ -15,44 +15,9 @@
 //   GET  /state  what the test wants next: {browserFinal, done}
 import * as Moq from "@moq/lite";
 
+import { describe, post, status } from "./report.js";
+
 const params = new URLSearchParams(location.search);
-const statusEl = document.getElementById("status");
-
-// --- reporting -------------------------------------------------------------
-
-let logSeq = 0;
-function post(path, body) {
-	return fetch(path, {
-		method: "POST",
-		headers: { "content-type": "application/json" },
-		body: JSON.stringify(body),
-	}).catch(() => {});
-}
-
-function describe(v) {
-	if (v instanceof Error) return `${v.name}: ${v.message}${v.stack ? `\n${v.stack}` : ""}`;
-	if (typeof v === "string") return v;
-	try {
-		return JSON.stringify(v, (_k, x) => (typeof x === "bigint" ? x.toString() : x));
-	} catch {
-		return String(v);
-	}
-}
-
-for (const level of ["debug", "log", "info", "warn", "error"]) {
-	const orig = console[level].bind(console);
-	console[level] = (...args) => {
-		orig(...args);
-		void post("/log", { seq: logSeq++, level, text: args.map(describe).join(" ") });
-	};
-}
-addEventListener("error", (e) => console.error("uncaught:", e.error ?? e.message));
-addEventListener("unhandledrejection", (e) => console.error("unhandled rejection:", e.reason));
-
-function status(text) {
-	statusEl.textContent = text;
-	console.info(`status: ${text}`);
-}
 
 // --- helpers shared with the Go test (keep in step with chromium_test.go) --
 

@@ -11,44 +11,9 @@
 //   GET  /state   {done}: the test has what it needs, close the player
 import MoqWatch from "@moq/watch/element";
 
+import { describe, post, status } from "./report.js";
+
 const params = new URLSearchParams(location.search);
-const statusEl = document.getElementById("status");
-
-// --- reporting (as in page.js) ---------------------------------------------
-
-let logSeq = 0;
-function post(path, body) {
-	return fetch(path, {
-		method: "POST",
-		headers: { "content-type": "application/json" },
-		body: JSON.stringify(body),
-	}).catch(() => {});
-}
-
-function describe(v) {
-	if (v instanceof Error) return `${v.name}: ${v.message}${v.stack ? `\n${v.stack}` : ""}`;
-	if (typeof v === "string") return v;
-	try {
-		return JSON.stringify(v, (_k, x) => (typeof x === "bigint" ? x.toString() : x));
-	} catch {
-		return String(v);
-	}
-}
-
-for (const level of ["debug", "log", "info", "warn", "error"]) {
-	const orig = console[level].bind(console);
-	console[level] = (...args) => {
-		orig(...args);
-		void post("/log", { seq: logSeq++, level, text: args.map(describe).join(" ") });
-	};
-}
-addEventListener("error", (e) => console.error("uncaught:", e.error ?? e.message));
-addEventListener("unhandledrejection", (e) => console.error("unhandled rejection:", e.reason));
-
-function status(text) {
-	statusEl.textContent = text;
-	console.info(`status: ${text}`);
-}
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
