@@ -19,13 +19,18 @@ const (
 
 // An unpaced MOQ publisher has no backpressure of its own (writing into a
 // track never blocks), so it keeps at most maxAhead frames written but not
-// yet sent to the relay, checking every aheadPoll. Frames that will never
-// be sent (written before the relay subscribed, or in a group the
-// publisher's session dropped) are written off after aheadGiveUp.
+// yet sent to the relay, checking every aheadPoll: it publishes as fast as
+// the relay takes frames, as the bare publisher does by blocking in QUIC
+// flow control. Frames that will never be sent (written before the relay
+// subscribed, or in a group the publisher's session dropped) are written off
+// after aheadGiveUp, the publisher session's group lag: a frame unsent for
+// that long is in a dropped group. Writing off sooner would let a publisher
+// whose relay is busy run ahead of it and have its own session drop groups,
+// which would then reach every subscriber incomplete.
 const (
 	maxAhead    = 8
 	aheadPoll   = 200 * time.Microsecond
-	aheadGiveUp = 20 * time.Millisecond
+	aheadGiveUp = time.Second
 )
 
 // moqPublisher publishes one track into its own Origin over a session to

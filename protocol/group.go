@@ -165,6 +165,13 @@ func (g *group) finish(err error) error {
 	return nil
 }
 
+// sizeNow returns the payload bytes written so far.
+func (g *group) sizeNow() int64 {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.size
+}
+
 // frameCount returns the number of frames written so far.
 func (g *group) frameCount() int {
 	g.mu.Lock()

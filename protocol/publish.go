@@ -12,10 +12,6 @@ import (
 	"github.com/moqbridge/moqbridge/protocol/internal/wire"
 )
 
-// errGroupDropped is the cause given to a group stream reset because a newer
-// group overtook it while the peer was slow.
-var errGroupDropped = errors.New("group dropped: the subscriber fell behind")
-
 // errUnsubscribed is the cause when the peer ended its subscription.
 var errUnsubscribed = errors.New("unsubscribed")
 
@@ -99,11 +95,7 @@ func (s *Session) serveSubscribe(str transport.Stream, r *wire.Reader) {
 		}
 	})
 
-	lag := s.limits.MaxGroupLag
-	if sub.MaxLatencyMs > 0 {
-		lag = time.Duration(sub.MaxLatencyMs) * time.Millisecond
-	}
-	fw := forwarder{s: s, id: sub.ID, priority: sub.Priority, ordered: sub.Ordered, limit: s.limits.MaxInflightGroups, lag: lag}
+	fw := newForwarder(s, ctx, sub, track)
 	var endErr error
 	for {
 		g, err := track.NextArrival(ctx)
@@ -111,24 +103,21 @@ func (s *Session) serveSubscribe(str transport.Stream, r *wire.Reader) {
 			endErr = err
 			break
 		}
-		fw.start(ctx, g)
+		fw.start(g)
 	}
 	switch {
 	case errors.Is(endErr, io.EOF) || errors.Is(endErr, ErrClosed):
 		// The track is over: let the group streams finish, then FIN.
-		fw.wait()
+		fw.stop(nil, 0)
 		_ = str.Close()
 	case errors.Is(context.Cause(ctx), errUnsubscribed):
-		fw.cancelAll(errUnsubscribed)
-		fw.wait()
+		fw.stop(errUnsubscribed, wire.CodeCancel)
 		_ = str.Close()
 	case s.ctx.Err() != nil:
-		fw.cancelAll(context.Cause(s.ctx))
-		fw.wait()
+		fw.stop(context.Cause(s.ctx), wire.CodeCancel)
 		return
 	default:
-		fw.cancelAll(endErr)
-		fw.wait()
+		fw.stop(endErr, wire.CodeCancel)
 		code := wire.CodeCancel
 		if errors.Is(endErr, ErrNotFound) {
 			code = wire.CodeNotFound
@@ -156,227 +145,4 @@ func (s *Session) lookupTrack(sub wire.Subscribe) (*TrackReader, error) {
 		return nil, err
 	}
 	return b.Subscribe(sub.Track, sub.Priority)
-}
-
-// forwarder owns the in-flight group streams of one subscription. It runs on
-// the subscription's goroutine; each group is written by its own goroutine,
-// so a stalled stream never holds back the next group.
-type forwarder struct {
-	s        *Session
-	id       uint64
-	priority uint8
-	ordered  bool
-	limit    int
-	lag      time.Duration
-	inflight []*groupSend
-	newest   uint64
-	// lastOpened is closed once the newest group's stream is open.
-	lastOpened <-chan struct{}
-}
-
-type groupSend struct {
-	seq    uint64
-	cancel context.CancelCauseFunc
-	done   chan struct{}
-	timer  *time.Timer               // drops the group once it lags too far
-	str    chan transport.SendStream // receives the stream once opened, for re-prioritising
-	stream transport.SendStream
-	// Group streams are opened in group order, so the peer accepts them in
-	// order: each waits for its predecessor's open (or failure).
-	prevOpened <-chan struct{}
-	opened     chan struct{}
-}
-
-// release stops the group's lag timer and context.
-func (gs *groupSend) release() {
-	if gs.timer != nil {
-		gs.timer.Stop()
-	}
-	gs.cancel(nil)
-}
-
-// start begins forwarding g. Under overload latency stays bounded by
-// dropping old groups instead of queueing them: a group still in flight lag
-// after a newer group started is reset, and so is the oldest one whenever
-// more than limit groups are in flight.
-func (f *forwarder) start(ctx context.Context, g *GroupReader) {
-	f.prune()
-	for len(f.inflight) >= f.limit {
-		f.inflight[0].drop(f.s)
-		f.inflight[0].release()
-		f.inflight = f.inflight[1:]
-	}
-	if g.Sequence() > f.newest {
-		f.newest = g.Sequence()
-		for _, old := range f.inflight {
-			old.supersede(f.s, f.lag)
-		}
-	}
-	gctx, cancel := context.WithCancelCause(ctx)
-	gs := &groupSend{seq: g.Sequence(), cancel: cancel, done: make(chan struct{}), str: make(chan transport.SendStream, 1), prevOpened: f.lastOpened}
-	gs.opened = make(chan struct{})
-	f.lastOpened = gs.opened
-	f.inflight = append(f.inflight, gs)
-	f.reprioritise()
-	urgency := f.urgency(gs.seq)
-	f.s.spawn(func() { f.s.sendGroup(gctx, f.id, urgency, g, gs) })
-}
-
-// supersede arms the lag timer of a group a newer group has overtaken.
-func (gs *groupSend) supersede(s *Session, lag time.Duration) {
-	if gs.timer == nil {
-		gs.timer = time.AfterFunc(lag, func() { gs.drop(s) })
-	}
-}
-
-// drop resets the group's stream unless it already finished.
-func (gs *groupSend) drop(s *Session) {
-	select {
-	case <-gs.done:
-	default:
-		s.stats.groupsDrop.Add(1)
-		gs.cancel(errGroupDropped)
-	}
-}
-
-// prune forgets groups whose streams have finished.
-func (f *forwarder) prune() {
-	kept := f.inflight[:0]
-	for _, gs := range f.inflight {
-		select {
-		case <-gs.done:
-			gs.release()
-		default:
-			kept = append(kept, gs)
-		}
-	}
-	clear(f.inflight[len(kept):])
-	f.inflight = kept
-}
-
-// urgency maps track priority and group order to a QUIC send urgency (0 is
-// sent first). The subscriber's ordered flag picks the direction: ordered
-// subscriptions get the oldest in-flight group first, so under overload
-// groups still complete in order until the lag bound drops one; unordered
-// ones (what browsers ask for) get the newest group first, older groups
-// yielding to it.
-func (f *forwarder) urgency(seq uint64) int8 {
-	base := int8(3)
-	if f.priority >= 128 {
-		base = 2
-	}
-	var rank uint64
-	if f.ordered {
-		for _, gs := range f.inflight {
-			if gs.seq < seq {
-				rank++
-			}
-		}
-	} else {
-		rank = f.newest - seq
-	}
-	return base + int8(min(rank, 4))
-}
-
-// reprioritise lowers the urgency of older in-flight groups once a newer
-// group exists (raw QUIC only; a no-op on other transports).
-func (f *forwarder) reprioritise() {
-	for _, gs := range f.inflight {
-		if gs.stream == nil {
-			select {
-			case gs.stream = <-gs.str:
-			default:
-				continue
-			}
-		}
-		gs.stream.SetPriority(f.urgency(gs.seq))
-	}
-}
-
-func (f *forwarder) cancelAll(cause error) {
-	for _, gs := range f.inflight {
-		gs.cancel(cause)
-	}
-}
-
-func (f *forwarder) wait() {
-	for _, gs := range f.inflight {
-		<-gs.done
-		gs.release()
-	}
-	f.inflight = nil
-}
-
-// smallFrame is the payload size up to which a frame is copied behind its
-// size prefix and written with one call, saving a stream write per frame.
-const smallFrame = 4096
-
-// sendGroup writes one group to a new unidirectional stream: the group
-// header, then each frame as it is produced, then FIN.
-func (s *Session) sendGroup(ctx context.Context, subID uint64, urgency int8, g *GroupReader, gs *groupSend) {
-	defer close(gs.done)
-	defer g.Close()
-	if gs.prevOpened != nil {
-		select {
-		case <-gs.prevOpened:
-		case <-ctx.Done():
-			close(gs.opened)
-			return
-		}
-	}
-	str, err := s.conn.OpenUniStream(ctx)
-	close(gs.opened)
-	if err != nil {
-		return
-	}
-	str.SetPriority(urgency)
-	gs.str <- str
-	stop := context.AfterFunc(ctx, func() {
-		code := wire.CodeCancel
-		if errors.Is(context.Cause(ctx), errGroupDropped) {
-			code = wire.CodeDropped
-		}
-		str.CancelWrite(uint64(code))
-	})
-	defer stop()
-
-	buf := make([]byte, 0, smallFrame+16)
-	buf = wire.AppendGroupHeader(buf, wire.Group{SubscribeID: subID, Sequence: g.Sequence()})
-	for {
-		frame, err := g.NextFrame(ctx)
-		if err != nil {
-			if errors.Is(err, io.EOF) {
-				if len(buf) > 0 {
-					if _, err := str.Write(buf); err != nil {
-						return
-					}
-				}
-				if str.Close() == nil {
-					s.stats.groupsSent.Add(1)
-				}
-				return
-			}
-			if ctx.Err() == nil {
-				// The group was aborted upstream.
-				str.CancelWrite(uint64(wire.CodeCancel))
-			}
-			return
-		}
-		buf = wire.AppendFrameHeader(buf, uint64(len(frame)))
-		if len(frame) <= smallFrame && len(buf)+len(frame) <= cap(buf) {
-			buf = append(buf, frame...)
-			if _, err := str.Write(buf); err != nil {
-				return
-			}
-		} else {
-			if _, err := str.Write(buf); err != nil {
-				return
-			}
-			if _, err := str.Write(frame); err != nil {
-				return
-			}
-		}
-		buf = buf[:0]
-		s.stats.framesSent.Add(1)
-	}
 }

@@ -299,7 +299,8 @@ func (t *track) isClosed() bool {
 type TrackReader struct {
 	t        *track
 	priority uint8
-	pool     chanPool // wake-up channels for this reader's GroupReaders
+	pool     chanPool       // wake-up channels for this reader's GroupReaders
+	spare    []*GroupReader // closed GroupReaders handed back by recycle; guarded by t.mu
 
 	// Guarded by t.mu; the waiter's channel wakes NextGroup.
 	waiter
@@ -381,8 +382,17 @@ func (r *TrackReader) next(ctx context.Context, arrival bool) (*GroupReader, err
 		}
 		g, hold := r.pickLocked(arrival, now)
 		if g != nil {
+			var gr *GroupReader
+			if n := len(r.spare); n > 0 {
+				gr = r.spare[n-1]
+				r.spare[n-1] = nil
+				r.spare = r.spare[:n-1]
+				*gr = GroupReader{g: g, pool: &r.pool}
+			} else {
+				gr = newGroupReader(g, &r.pool)
+			}
 			t.mu.Unlock()
-			return newGroupReader(g, &r.pool), nil
+			return gr, nil
 		}
 		if t.closed {
 			t.mu.Unlock()
@@ -463,6 +473,23 @@ func (r *TrackReader) pickLocked(arrival bool, now time.Time) (*group, time.Dura
 	r.maxSeq = next.seq
 	return next, 0
 }
+
+// recycle takes back a GroupReader of r for reuse by the next group. The
+// caller must have closed it, with no NextFrame call pending, and must not
+// use it again: it is handed out anew. Forwarders do this so following a
+// track allocates no reader per group.
+func (r *TrackReader) recycle(gr *GroupReader) {
+	t := r.t
+	t.mu.Lock()
+	if len(r.spare) < maxSpareReaders {
+		r.spare = append(r.spare, gr)
+	}
+	t.mu.Unlock()
+}
+
+// maxSpareReaders bounds the GroupReaders one TrackReader keeps for reuse:
+// about as many as a forwarder has groups in flight.
+const maxSpareReaders = 16
 
 // Close ends the subscription and decrements the track's reader count; when
 // it reaches zero, the writer's Unused channel closes and a requested track
