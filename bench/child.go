@@ -32,9 +32,9 @@ type child struct {
 	stopOnce sync.Once
 }
 
-// startChild re-executes the current binary as role and waits until the
-// relay is listening.
-func startChild(role string) (*child, error) {
+// startChild re-executes the current binary as role, with env added to its
+// environment, and waits until the relay is listening.
+func startChild(role string, env ...string) (*child, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, err
@@ -42,7 +42,7 @@ func startChild(role string) (*child, error) {
 	// The arguments keep the test framework quiet should a binary without
 	// role dispatch be started by mistake; RunRole ignores them.
 	cmd := exec.Command(exe, "-test.run=^$", "-test.bench=^$")
-	cmd.Env = append(os.Environ(), RoleEnv+"="+role)
+	cmd.Env = append(append(os.Environ(), RoleEnv+"="+role), env...)
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		return nil, err

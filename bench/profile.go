@@ -38,7 +38,9 @@ func startProfile(role string) (*profiler, error) {
 	if p.dir == "" {
 		return p, nil
 	}
-	runtime.MemProfileRate = profileMemRate
+	if runtime.MemProfileRate > profileMemRate { // not when AllocsEnv asked for every allocation
+		runtime.MemProfileRate = profileMemRate
+	}
 	f, err := os.Create(filepath.Join(p.dir, role+".cpu.pprof"))
 	if err != nil {
 		return nil, err

@@ -44,6 +44,38 @@ func BenchmarkRelay(b *testing.B) {
 	}
 }
 
+// allocsWarmup is the warm-up of BenchmarkRelayAllocs: steady state begins
+// once the relay's track cache (16 MiB by default) is full and evicts a
+// group for every group that arrives, which takes about 22 s at the media
+// load's 6 Mbit/s; until then every payload byte received is new memory.
+const allocsWarmup = 25 * time.Second
+
+// BenchmarkRelayAllocs counts what the relay allocates per delivered frame
+// in steady state, split by owner: the moqbridge protocol code, quic-go,
+// the benchmark's own code (the bare relay; the child's stats reporting),
+// the runtime. The relay child records every allocation (see AllocsEnv),
+// which slows it down: take throughput and CPU from BenchmarkRelay,
+// allocation counts from here.
+func BenchmarkRelayAllocs(b *testing.B) {
+	for _, lr := range relayLoads {
+		for _, n := range relaySubscribers {
+			for _, kind := range []RelayKind{MOQ, Bare} {
+				b.Run(fmt.Sprintf("%s/%s/subs=%d", lr.load.Name, kind, n), func(b *testing.B) {
+					cfg := Config{Relay: kind, Load: lr.load, Subscribers: n, ExactAllocs: true}
+					res := benchRelay(b, cfg, allocsWarmup, lr.window)
+					b.ReportMetric(res.OwnerAllocsPerFrame(OwnerProtocol), "protocol-allocs/frame")
+					b.ReportMetric(res.OwnerAllocsPerFrame(OwnerQUIC), "quic-allocs/frame")
+					b.ReportMetric(res.OwnerAllocsPerFrame(OwnerBench), "bench-allocs/frame")
+					b.ReportMetric(res.OwnerAllocsPerFrame(OwnerOther), "runtime-allocs/frame")
+					if groups := res.Groups + res.IncompleteGroups; groups > 0 {
+						b.ReportMetric(float64(res.RelayAllocsBy[OwnerProtocol])/float64(groups), "protocol-allocs/group")
+					}
+				})
+			}
+		}
+	}
+}
+
 // idleLoad is a trickle, 2 frames of 1 kB per second: what the relay
 // spends then is the fixed cost of keeping subscribers connected (timers,
 // keep-alives, control streams), not forwarding.

@@ -19,6 +19,9 @@ type Result struct {
 	RelayMallocs                        uint64
 	RelayHeap                           uint64
 	RelayGroupsSent, RelayGroupsDropped uint64
+	// RelayAllocsBy is the relay's heap allocations per owner in the
+	// window, when the run had Config.ExactAllocs.
+	RelayAllocsBy map[string]uint64
 	// BenchCPU is the CPU time of this process (publisher and subscribers),
 	// which shares the machine with the relay.
 	BenchCPU time.Duration
@@ -54,6 +57,12 @@ func newResult(c0, c1 counterSnapshot, r0, r1 RelayStats, sorted []time.Duration
 	}
 	if len(sorted) > 0 {
 		res.Max = sorted[len(sorted)-1]
+	}
+	if r1.AllocsBy != nil {
+		res.RelayAllocsBy = make(map[string]uint64)
+		for owner, n := range r1.AllocsBy {
+			res.RelayAllocsBy[owner] = n - r0.AllocsBy[owner]
+		}
 	}
 	return res
 }
@@ -97,6 +106,15 @@ func (r Result) AllocsPerFrame() float64 {
 		return 0
 	}
 	return float64(r.RelayMallocs) / float64(r.Frames)
+}
+
+// OwnerAllocsPerFrame is the allocations one owner made in the relay per
+// delivered frame; 0 without Config.ExactAllocs.
+func (r Result) OwnerAllocsPerFrame(owner string) float64 {
+	if r.Frames == 0 {
+		return 0
+	}
+	return float64(r.RelayAllocsBy[owner]) / float64(r.Frames)
 }
 
 func mbps(bytes uint64, d time.Duration) float64 {

@@ -45,6 +45,9 @@ type RelayStats struct {
 	// GroupsDropped those reset because a subscriber fell behind.
 	GroupsSent    uint64 `json:"groups_sent"`
 	GroupsDropped uint64 `json:"groups_dropped"`
+	// AllocsBy counts cumulative heap allocations per owner (OwnerProtocol,
+	// OwnerQUIC, …); only a child started with AllocsEnv=1 reports it.
+	AllocsBy map[string]uint64 `json:"allocs_by,omitempty"`
 }
 
 // childRelay is a relay running inside a child process.
@@ -59,6 +62,10 @@ type childRelay interface {
 // RunRole runs the named child role until stdin closes and returns the
 // process exit code.
 func RunRole(role string) int {
+	exactAllocs := os.Getenv(AllocsEnv) == "1"
+	if exactAllocs {
+		runtime.MemProfileRate = 1
+	}
 	prof, err := startProfile(role)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "bench %s: %v\n", role, err)
@@ -81,7 +88,7 @@ func RunRole(role string) int {
 	// Deferred after prof.stop, so it runs first and the CPU profile
 	// covers the shutdown too.
 	defer r.close()
-	if err := serveControl(r, prof, os.Stdin, os.Stdout); err != nil {
+	if err := serveControl(r, prof, exactAllocs, os.Stdin, os.Stdout); err != nil {
 		fmt.Fprintf(os.Stderr, "bench %s: %v\n", role, err)
 		return 1
 	}
@@ -89,7 +96,7 @@ func RunRole(role string) int {
 }
 
 // serveControl announces the relay and answers stats requests until in ends.
-func serveControl(r childRelay, prof *profiler, in io.Reader, out io.Writer) error {
+func serveControl(r childRelay, prof *profiler, exactAllocs bool, in io.Reader, out io.Writer) error {
 	enc := json.NewEncoder(out)
 	fp := r.fingerprint()
 	if err := enc.Encode(readyMsg{Addr: r.addr(), Fingerprint: hex.EncodeToString(fp[:])}); err != nil {
@@ -100,7 +107,11 @@ func serveControl(r childRelay, prof *profiler, in io.Reader, out io.Writer) err
 		if sc.Text() != cmdStats {
 			return fmt.Errorf("unknown command %q", sc.Text())
 		}
-		if err := enc.Encode(snapshot(r)); err != nil {
+		st := snapshot(r)
+		if exactAllocs {
+			st.AllocsBy = allocsByOwner()
+		}
+		if err := enc.Encode(st); err != nil {
 			return err
 		}
 		// After the stats, so the counters are read first.

@@ -32,6 +32,9 @@ type Config struct {
 	Relay       RelayKind
 	Load        Load
 	Subscribers int
+	// ExactAllocs makes the relay child record every allocation and
+	// report them per owner (see AllocsEnv); it slows the relay down.
+	ExactAllocs bool
 }
 
 // peer is a publisher or a subscriber, of either relay: run produces or
@@ -79,7 +82,11 @@ func Start(ctx context.Context, cfg Config) (*Run, error) {
 	}
 	r := &Run{cfg: cfg}
 	r.ctx, r.cancel = context.WithCancel(context.Background())
-	r.relay, err = startChild(role)
+	var env []string
+	if cfg.ExactAllocs {
+		env = append(env, AllocsEnv+"=1")
+	}
+	r.relay, err = startChild(role, env...)
 	if err != nil {
 		r.Close()
 		return nil, err

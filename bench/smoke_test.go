@@ -50,6 +50,38 @@ func TestHarnessSmoke(t *testing.T) {
 	}
 }
 
+// TestAllocAttribution: a relay child started with ExactAllocs reports its
+// allocations per owner, and they add up to its whole allocation count.
+func TestAllocAttribution(t *testing.T) {
+	load := Load{Name: "smoke", FrameSize: 3000, KeyframeSize: 12_000, FramesPerGroup: 10, FPS: 100}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	run, err := Start(ctx, Config{Relay: MOQ, Load: load, Subscribers: 1, ExactAllocs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(run.Close)
+	res, err := run.Measure(ctx, 200*time.Millisecond, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum uint64
+	for _, n := range res.RelayAllocsBy {
+		sum += n
+	}
+	if res.RelayAllocsBy[OwnerProtocol] == 0 || res.RelayAllocsBy[OwnerQUIC] == 0 {
+		t.Errorf("allocations by owner %v: protocol and quic-go should both have some", res.RelayAllocsBy)
+	}
+	// MemStats counts what the profile does, plus the profile reading's own
+	// allocations made after it; allow for those.
+	if sum > res.RelayMallocs || float64(sum) < 0.9*float64(res.RelayMallocs) {
+		t.Errorf("allocations by owner add up to %d, the relay counted %d", sum, res.RelayMallocs)
+	}
+	t.Logf("per frame: protocol %.2f, quic-go %.2f, bench %.2f, runtime %.2f (all: %.2f)",
+		res.OwnerAllocsPerFrame(OwnerProtocol), res.OwnerAllocsPerFrame(OwnerQUIC), res.OwnerAllocsPerFrame(OwnerBench),
+		res.OwnerAllocsPerFrame(OwnerOther), res.AllocsPerFrame())
+}
+
 // TestFrameCheck: the byte check accepts exactly the frame that was
 // stamped.
 func TestFrameCheck(t *testing.T) {

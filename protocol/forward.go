@@ -441,8 +441,10 @@ func (f *forwarder) runOpener() {
 			return
 		}
 		gs := f.toOpen[0]
-		f.toOpen[0] = nil
-		f.toOpen = f.toOpen[1:]
+		// Shift down rather than reslice, so the queue keeps its array.
+		copy(f.toOpen, f.toOpen[1:])
+		f.toOpen[len(f.toOpen)-1] = nil
+		f.toOpen = f.toOpen[:len(f.toOpen)-1]
 		if gs.dropped {
 			f.mu.Unlock()
 			f.finished(gs)

@@ -21,13 +21,41 @@ type group struct {
 	created time.Time // arrival time, for the cache's age limit
 	track   *track    // nil for a group outside a track (tests)
 
-	mu      sync.Mutex
-	frames  [][]byte
-	size    int64 // payload bytes written so far
-	done    bool
-	err     error // set with done: nil means complete (readers get io.EOF)
-	evicted bool  // no longer counted in the track's cache bytes
-	waiters waitList
+	mu        sync.Mutex
+	frames    [][]byte
+	size      int64 // payload bytes written so far
+	frameHint int   // frames written, kept after the frames are released
+	done      bool
+	err       error // set with done: nil means complete (readers get io.EOF)
+	evicted   bool  // no longer counted in the track's cache bytes
+	waiters   waitList
+
+	// Reusable payload memory (framepool.go), for groups a network
+	// receiver fills: bufs goes back to the pools once the receiver is
+	// done with it, the cache has evicted the group and no forwarder reads
+	// it any more — unless any other reader was given its frames.
+	bufs       groupBuffers
+	pooled     bool // frames live in bufs
+	writerDone bool // the receiver allocates no more
+	pins       int  // forwarders' GroupReaders not yet handed back
+	escaped    bool // a reader other than a forwarder saw the frames
+	released   bool
+}
+
+// maybeReleaseLocked returns the group's payload memory to the pools once
+// nothing can read it any more. The caller holds g.mu.
+func (g *group) maybeReleaseLocked() {
+	if !g.pooled || g.released || !g.writerDone || !g.evicted || g.pins > 0 || g.escaped {
+		return
+	}
+	g.released = true
+	g.bufs.release()
+	// Nothing may read the frames now; dropping them turns a bug into an
+	// empty group rather than into someone else's bytes. The count stays
+	// for the next group's preallocation.
+	g.frameHint = len(g.frames)
+	clear(g.frames)
+	g.frames = g.frames[:0]
 }
 
 // wakeLocked wakes every registered reader. The caller holds g.mu.
@@ -161,6 +189,9 @@ func (g *group) finish(err error) error {
 	}
 	g.done = true
 	g.err = err
+	if g.track != nil {
+		g.track.frameHint.Store(int64(len(g.frames)))
+	}
 	g.wakeLocked()
 	return nil
 }
@@ -176,7 +207,29 @@ func (g *group) sizeNow() int64 {
 func (g *group) frameCount() int {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	if g.released {
+		return g.frameHint
+	}
 	return len(g.frames)
+}
+
+// allocFrame returns a payload buffer of n bytes from the group's reusable
+// memory, for a network receiver that fills it completely and then writes
+// it as the next frame. Only the group's writer may call it, and it must
+// call doneWriting when it stops.
+func (w *GroupWriter) allocFrame(n int) []byte {
+	return w.g.bufs.alloc(n)
+}
+
+// doneWriting tells the group its receiver allocates no more, so its memory
+// may be reused once nothing reads it.
+func (w *GroupWriter) doneWriting() {
+	g := &w.g
+	g.mu.Lock()
+	g.writerDone = true
+	g.pooled = g.bufs.head != nil
+	g.maybeReleaseLocked()
+	g.mu.Unlock()
 }
 
 // GroupReader is a consumer's cursor into a group. Every reader starts at
@@ -197,6 +250,7 @@ type GroupReader struct {
 	waiter
 	inNext bool // a NextFrame call is running and may use ch
 	closed bool
+	pinned bool // counted in g.pins until handed back by TrackReader.recycle
 }
 
 func newGroupReader(g *group, pool *chanPool) *GroupReader {

@@ -144,5 +144,10 @@ func (s *Session) lookupTrack(sub wire.Subscribe) (*TrackReader, error) {
 	if err != nil {
 		return nil, err
 	}
-	return b.Subscribe(sub.Track, sub.Priority)
+	tr, err := b.Subscribe(sub.Track, sub.Priority)
+	if err != nil {
+		return nil, err
+	}
+	tr.forwarder = true
+	return tr, nil
 }

@@ -19,7 +19,6 @@ type upstreamSub struct {
 	ctx   context.Context // cancelled when the subscription ends
 
 	mu     sync.Mutex
-	alloc  FrameAllocator
 	active int           // group streams being received
 	idle   chan struct{} // closed when active drops to zero, if someone waits
 }
@@ -53,13 +52,6 @@ func (u *upstreamSub) drained() <-chan struct{} {
 		u.idle = make(chan struct{})
 	}
 	return u.idle
-}
-
-func (u *upstreamSub) allocFrame(n int) []byte {
-	u.mu.Lock()
-	p := u.alloc.Alloc(n)
-	u.mu.Unlock()
-	return p
 }
 
 // trackEndGrace bounds how long group streams may still arrive after the
@@ -248,6 +240,7 @@ func (s *Session) receiveGroup(str transport.ReceiveStream, after <-chan struct{
 		reject(code, fmt.Errorf("group %d: %w", hdr.Sequence, err))
 		return
 	}
+	defer g.doneWriting()
 	stop := context.AfterFunc(us.ctx, func() { str.CancelRead(uint64(wire.CodeCancel)) })
 	defer stop()
 	for {
@@ -266,7 +259,7 @@ func (s *Session) receiveGroup(str transport.ReceiveStream, after <-chan struct{
 			reject(wire.CodeBoundsExceeded, fmt.Errorf("frame of %d bytes exceeds the %d-byte limit", size, s.limits.MaxFrameSize))
 			return
 		}
-		p := us.allocFrame(int(size))
+		p := g.allocFrame(int(size))
 		if err := r.ReadFull(p); err != nil {
 			g.Abort(fmt.Errorf("moq group %d: %w", hdr.Sequence, err))
 			if !errors.As(err, new(*StreamError)) {

@@ -58,6 +58,9 @@ type track struct {
 	// group writers without taking mu, so the per-frame path touches only
 	// its own group's lock.
 	bytes atomic.Int64
+	// frameHint is the frame count of the last group to finish, for
+	// preallocating the next group's frame list.
+	frameHint atomic.Int64
 	// multi reports that more than one group is cached, i.e. that eviction
 	// could free something; it spares the per-frame path the track lock
 	// when only the (never evicted) latest group is over budget.
@@ -181,13 +184,20 @@ func (t *track) createGroup(seq uint64, next bool) (*GroupWriter, error) {
 	g.arrival = t.arrivals
 	g.created = now
 	g.track = t
+	// Groups of one track tend to have similar frame counts (a GOP, an
+	// audio duration), so sizing the frame list like the last finished
+	// group (or the last group, if it has more frames already: groups
+	// overlap on parallel streams) makes steady-state appends
+	// allocation-free.
+	hint := t.frameHint.Load()
 	if t.last != nil {
-		// Groups of one track tend to have similar frame counts (a GOP,
-		// an audio duration), so this makes steady-state frame appends
-		// allocation-free.
-		if n := min(t.last.frameCount(), maxFrameHint); n > 0 {
-			g.frames = make([][]byte, 0, n)
-		}
+		hint = max(hint, int64(t.last.frameCount()))
+	}
+	if n := min(hint, maxFrameHint); n > 0 {
+		g.frames = make([][]byte, 0, n)
+	}
+	if t.readers > 0 {
+		g.waiters = make(waitList, 0, t.readers)
 	}
 	t.arrivals++
 	t.last = g
@@ -223,6 +233,7 @@ func (t *track) evictLocked(now time.Time) {
 		v.mu.Lock()
 		v.evicted = true
 		size := v.size
+		v.maybeReleaseLocked()
 		v.mu.Unlock()
 		t.bytes.Add(-size)
 	}
@@ -301,6 +312,10 @@ type TrackReader struct {
 	priority uint8
 	pool     chanPool       // wake-up channels for this reader's GroupReaders
 	spare    []*GroupReader // closed GroupReaders handed back by recycle; guarded by t.mu
+	// forwarder marks a forwarder's subscription: it reads each frame only
+	// until it hands the GroupReader back (recycle), so the groups it
+	// alone reads may reuse their payload memory. Set before first use.
+	forwarder bool
 
 	// Guarded by t.mu; the waiter's channel wakes NextGroup.
 	waiter
@@ -391,6 +406,14 @@ func (r *TrackReader) next(ctx context.Context, arrival bool) (*GroupReader, err
 			} else {
 				gr = newGroupReader(g, &r.pool)
 			}
+			g.mu.Lock()
+			if r.forwarder {
+				g.pins++
+				gr.pinned = true
+			} else {
+				g.escaped = true
+			}
+			g.mu.Unlock()
 			t.mu.Unlock()
 			return gr, nil
 		}
@@ -476,9 +499,18 @@ func (r *TrackReader) pickLocked(arrival bool, now time.Time) (*group, time.Dura
 
 // recycle takes back a GroupReader of r for reuse by the next group. The
 // caller must have closed it, with no NextFrame call pending, and must not
-// use it again: it is handed out anew. Forwarders do this so following a
+// use it again, nor any frame it returned: it is handed out anew, and the
+// group's payload memory may be reused. Forwarders do this so following a
 // track allocates no reader per group.
 func (r *TrackReader) recycle(gr *GroupReader) {
+	g := gr.g
+	g.mu.Lock()
+	if gr.pinned {
+		gr.pinned = false
+		g.pins--
+		g.maybeReleaseLocked()
+	}
+	g.mu.Unlock()
 	t := r.t
 	t.mu.Lock()
 	if len(r.spare) < maxSpareReaders {

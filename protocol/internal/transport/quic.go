@@ -38,7 +38,7 @@ func (s *quicSession) OpenUniStream(ctx context.Context) (SendStream, error) {
 	if err != nil {
 		return nil, quicError(err)
 	}
-	return &quicSendStream{str: str}, nil
+	return (*quicSendStream)(str), nil
 }
 
 func (s *quicSession) AcceptStream(ctx context.Context) (Stream, error) {
@@ -54,7 +54,7 @@ func (s *quicSession) AcceptUniStream(ctx context.Context) (ReceiveStream, error
 	if err != nil {
 		return nil, quicError(err)
 	}
-	return &quicReceiveStream{str: str}, nil
+	return (*quicReceiveStream)(str), nil
 }
 
 func (s *quicSession) CloseWithError(code uint64, reason string) error {
@@ -123,50 +123,51 @@ func quicSendCause(err error) error {
 	return quicError(err)
 }
 
-// quicSendStream adapts a quic-go unidirectional send stream.
-type quicSendStream struct {
-	str *quic.SendStream
+// quicSendStream adapts a quic-go unidirectional send stream. It is the
+// quic-go stream itself under another method set, so adapting one (a
+// relay does it for every group and subscriber) allocates nothing.
+type quicSendStream quic.SendStream
 
-	ctxOnce sync.Once
-	ctx     context.Context
-}
+func (s *quicSendStream) str() *quic.SendStream { return (*quic.SendStream)(s) }
 
 func (s *quicSendStream) Write(p []byte) (int, error) {
-	n, err := s.str.Write(p)
+	n, err := s.str().Write(p)
 	return n, quicError(err)
 }
 
-func (s *quicSendStream) Close() error { return quicError(s.str.Close()) }
+func (s *quicSendStream) Close() error { return quicError(s.str().Close()) }
 
 func (s *quicSendStream) CancelWrite(code uint64) {
-	s.str.CancelWrite(quic.StreamErrorCode(code))
+	s.str().CancelWrite(quic.StreamErrorCode(code))
 }
 
 // SetPriority uses non-incremental scheduling so that, within one urgency,
 // an older stream (e.g. an older group) is sent to completion first.
-func (s *quicSendStream) SetPriority(urgency int8) { s.str.SetPriority(urgency, false) }
+func (s *quicSendStream) SetPriority(urgency int8) { s.str().SetPriority(urgency, false) }
 
+// Context returns a new translating context on every call; callers that
+// need it keep it.
 func (s *quicSendStream) Context() context.Context {
-	s.ctxOnce.Do(func() { s.ctx = translatedContext(s.str.Context(), quicSendCause) })
-	return s.ctx
+	return translatedContext(s.str().Context(), quicSendCause)
 }
 
-// quicReceiveStream adapts a quic-go unidirectional receive stream.
-type quicReceiveStream struct {
-	str *quic.ReceiveStream
-}
+// quicReceiveStream adapts a quic-go unidirectional receive stream, like
+// quicSendStream without an allocation.
+type quicReceiveStream quic.ReceiveStream
+
+func (s *quicReceiveStream) str() *quic.ReceiveStream { return (*quic.ReceiveStream)(s) }
 
 func (s *quicReceiveStream) Read(p []byte) (int, error) {
-	n, err := s.str.Read(p)
+	n, err := s.str().Read(p)
 	return n, quicError(err)
 }
 
 func (s *quicReceiveStream) CancelRead(code uint64) {
-	s.str.CancelRead(quic.StreamErrorCode(code))
+	s.str().CancelRead(quic.StreamErrorCode(code))
 }
 
 func (s *quicReceiveStream) SetReadDeadline(t time.Time) error {
-	return s.str.SetReadDeadline(t)
+	return s.str().SetReadDeadline(t)
 }
 
 // quicStream adapts a quic-go bidirectional stream.

@@ -1,0 +1,107 @@
+package protocol
+
+import (
+	"math/bits"
+	"sync"
+)
+
+// Frame payload memory a relay can reuse.
+//
+// A relay receives every frame once and forwards it to its subscribers; the
+// payload buffer is the one thing it must allocate per frame. When only
+// forwarders ever read a group (no in-process consumer took its frames),
+// its payload memory can be reused as soon as the group has left the cache
+// and every forwarder has finished it: the group's frames live in chunks
+// taken from size-classed pools, and go back to them then. Everywhere else
+// (a consumer may keep frames as long as it likes) the chunks are simply
+// left to the garbage collector, like any other allocation.
+
+// Chunk size classes: powers of two from 256 B to 1 MiB. Frames above 1 MiB
+// get a plain allocation and are not reused.
+const (
+	minChunkShift = 8
+	maxChunkShift = 20
+	// chunkGrowLimit caps the size small frames share: a group's first
+	// chunk fits its first frame, each later one is twice the previous up
+	// to this, so a group of tiny frames (audio) holds little spare memory
+	// and a group of many small frames needs few chunks.
+	chunkGrowLimit = 64 << 10
+)
+
+// chunk is a pooled backing array; a group chains the chunks it uses.
+type chunk struct {
+	buf  []byte
+	next *chunk
+}
+
+var chunkPools [maxChunkShift - minChunkShift + 1]sync.Pool
+
+// chunkClass returns the pool index of the smallest class that holds n
+// bytes, or -1 when n is above the largest class.
+func chunkClass(n int) int {
+	if n <= 1<<minChunkShift {
+		return 0
+	}
+	shift := bits.Len(uint(n - 1)) // 1<<shift >= n
+	if shift > maxChunkShift {
+		return -1
+	}
+	return shift - minChunkShift
+}
+
+func getChunk(class int) *chunk {
+	if c, _ := chunkPools[class].Get().(*chunk); c != nil {
+		return c
+	}
+	return &chunk{buf: make([]byte, 1<<(minChunkShift+class))}
+}
+
+func putChunk(c *chunk) {
+	c.next = nil
+	chunkPools[chunkClass(len(c.buf))].Put(c)
+}
+
+// groupBuffers carves the payloads of one group's frames out of pooled
+// chunks. Only the group's single writer calls alloc.
+type groupBuffers struct {
+	head, tail *chunk
+	free       []byte // unused end of tail
+}
+
+// alloc returns a buffer of length and capacity n. Its contents are
+// undefined: the caller overwrites all of it.
+func (b *groupBuffers) alloc(n int) []byte {
+	if n <= len(b.free) {
+		p := b.free[:n:n]
+		b.free = b.free[n:]
+		return p
+	}
+	size := n
+	if b.tail != nil {
+		size = max(n, min(2*len(b.tail.buf), chunkGrowLimit))
+	}
+	class := chunkClass(size)
+	if class < 0 {
+		return make([]byte, n)
+	}
+	c := getChunk(class)
+	if b.tail == nil {
+		b.head = c
+	} else {
+		b.tail.next = c
+	}
+	b.tail = c
+	p := c.buf[:n:n]
+	b.free = c.buf[n:]
+	return p
+}
+
+// release hands every chunk back to its pool.
+func (b *groupBuffers) release() {
+	for c := b.head; c != nil; {
+		next := c.next
+		putChunk(c)
+		c = next
+	}
+	*b = groupBuffers{}
+}
