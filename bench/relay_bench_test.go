@@ -44,25 +44,36 @@ func BenchmarkRelay(b *testing.B) {
 	}
 }
 
-// allocsWarmup is the warm-up of BenchmarkRelayAllocs: steady state begins
-// once the relay's track cache (16 MiB by default) is full and evicts a
-// group for every group that arrives, which takes about 22 s at the media
-// load's 6 Mbit/s; until then every payload byte received is new memory.
-const allocsWarmup = 25 * time.Second
+// allocLoads are the loads of BenchmarkRelayAllocs with their warm-up.
+// Steady state begins once the relay's track cache (16 MiB by default) is
+// full and evicts a group for every group that arrives: until then every
+// payload byte received is new memory. That takes about 22 s at the media
+// load's 6 Mbit/s. The long load has groups of the max load's size in ten
+// times as many frames (600 of 6 KiB): allocations that come per group
+// show as a tenth per frame there, allocations per frame would not shrink.
+var allocLoads = []struct {
+	load   Load
+	warmup time.Duration
+}{
+	{Media, 25 * time.Second},
+	{Max, 2 * time.Second},
+	{Load{Name: "long", FrameSize: 6 << 10, KeyframeSize: 6 << 10, FramesPerGroup: 600}, 2 * time.Second},
+}
 
-// BenchmarkRelayAllocs counts what the relay allocates per delivered frame
-// in steady state, split by owner: the moqbridge protocol code, quic-go,
-// the benchmark's own code (the bare relay; the child's stats reporting),
-// the runtime. The relay child records every allocation (see AllocsEnv),
-// which slows it down: take throughput and CPU from BenchmarkRelay,
-// allocation counts from here.
+// BenchmarkRelayAllocs counts what the relay allocates in steady state per
+// delivered frame and per delivered group, split by owner: the moqbridge
+// protocol code, quic-go, the benchmark's own code (the bare relay; the
+// child's stats reporting), the runtime. The relay child records every
+// allocation (see AllocsEnv), which slows it down: take throughput and CPU
+// from BenchmarkRelay, allocation counts from here.
 func BenchmarkRelayAllocs(b *testing.B) {
-	for _, lr := range relayLoads {
-		for _, n := range relaySubscribers {
+	const window = 5 * time.Second
+	for _, al := range allocLoads {
+		for _, n := range []int{1, 10} {
 			for _, kind := range []RelayKind{MOQ, Bare} {
-				b.Run(fmt.Sprintf("%s/%s/subs=%d", lr.load.Name, kind, n), func(b *testing.B) {
-					cfg := Config{Relay: kind, Load: lr.load, Subscribers: n, ExactAllocs: true}
-					res := benchRelay(b, cfg, allocsWarmup, lr.window)
+				b.Run(fmt.Sprintf("%s/%s/subs=%d", al.load.Name, kind, n), func(b *testing.B) {
+					cfg := Config{Relay: kind, Load: al.load, Subscribers: n, ExactAllocs: true}
+					res := benchRelay(b, cfg, al.warmup, window)
 					b.ReportMetric(res.OwnerAllocsPerFrame(OwnerProtocol), "protocol-allocs/frame")
 					b.ReportMetric(res.OwnerAllocsPerFrame(OwnerQUIC), "quic-allocs/frame")
 					b.ReportMetric(res.OwnerAllocsPerFrame(OwnerBench), "bench-allocs/frame")

@@ -3,6 +3,7 @@ package protocol
 import (
 	"math/bits"
 	"sync"
+	"sync/atomic"
 )
 
 // Frame payload memory a relay can reuse.
@@ -14,7 +15,8 @@ import (
 // and every forwarder has finished it: the group's frames live in chunks
 // taken from size-classed pools, and go back to them then. Everywhere else
 // (a consumer may keep frames as long as it likes) the chunks are simply
-// left to the garbage collector, like any other allocation.
+// left to the garbage collector, like any other allocation. Up to
+// keepBudget bytes of free chunks stay allocated while the process lives.
 
 // Chunk size classes: powers of two from 256 B to 1 MiB. Frames above 1 MiB
 // get a plain allocation and are not reused.
@@ -34,7 +36,23 @@ type chunk struct {
 	next *chunk
 }
 
-var chunkPools [maxChunkShift - minChunkShift + 1]sync.Pool
+// chunkPools holds the free chunks, one pool per size class.
+var chunkPools [maxChunkShift - minChunkShift + 1]chunkPool
+
+// keepBudget bounds the bytes of free chunks kept across garbage
+// collections, about one default track cache: a busy relay collects
+// garbage every few seconds, and a sync.Pool alone would drop the free
+// chunks each time and make the next groups allocate them anew. Free
+// chunks beyond the budget go to a sync.Pool, which the collector empties.
+const keepBudget = defaultCacheMaxBytes
+
+var keptBytes atomic.Int64
+
+type chunkPool struct {
+	mu       sync.Mutex
+	kept     []*chunk
+	overflow sync.Pool
+}
 
 // chunkClass returns the pool index of the smallest class that holds n
 // bytes, or -1 when n is above the largest class.
@@ -50,7 +68,18 @@ func chunkClass(n int) int {
 }
 
 func getChunk(class int) *chunk {
-	if c, _ := chunkPools[class].Get().(*chunk); c != nil {
+	p := &chunkPools[class]
+	p.mu.Lock()
+	if n := len(p.kept); n > 0 {
+		c := p.kept[n-1]
+		p.kept[n-1] = nil
+		p.kept = p.kept[:n-1]
+		p.mu.Unlock()
+		keptBytes.Add(-int64(len(c.buf)))
+		return c
+	}
+	p.mu.Unlock()
+	if c, _ := p.overflow.Get().(*chunk); c != nil {
 		return c
 	}
 	return &chunk{buf: make([]byte, 1<<(minChunkShift+class))}
@@ -58,7 +87,16 @@ func getChunk(class int) *chunk {
 
 func putChunk(c *chunk) {
 	c.next = nil
-	chunkPools[chunkClass(len(c.buf))].Put(c)
+	p := &chunkPools[chunkClass(len(c.buf))]
+	size := int64(len(c.buf))
+	if keptBytes.Add(size) <= keepBudget {
+		p.mu.Lock()
+		p.kept = append(p.kept, c)
+		p.mu.Unlock()
+		return
+	}
+	keptBytes.Add(-size)
+	p.overflow.Put(c)
 }
 
 // groupBuffers carves the payloads of one group's frames out of pooled
