@@ -47,9 +47,11 @@ type Limits struct {
 	// group beyond this bound is reset rather than queued.
 	MaxInflightGroups int
 	// MaxGroupLag is how long a group may still be in flight after a newer
-	// group of its track started before it is reset: the bound on added
-	// latency for a peer that cannot keep up. A subscriber's max_latency
-	// (Lite03+) overrides it.
+	// group of its track arrived before it is reset: the bound on added
+	// latency for a peer that cannot keep up. A group that could not be
+	// sent whole within it, at the rate the peer has been taking data, is
+	// reset as soon as that is known (see the package documentation). A
+	// subscriber's max_latency (Lite03+) overrides it.
 	MaxGroupLag time.Duration
 }
 

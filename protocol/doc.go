@@ -28,4 +28,30 @@
 // beyond the cache budget. Waiting readers are woken through channels
 // (never by polling), and the per-frame path allocates nothing in steady
 // state. Each type's documentation says which goroutines may call what.
+//
+// # Forwarding and overload
+//
+// A session answers each SUBSCRIBE by forwarding the track's groups, one
+// unidirectional stream per group, opened in group order. Its groups are
+// read from the Origin as they arrive (TrackReader.NextArrival), so the
+// relay never holds a group back, and the upstream is drained at network
+// speed whatever the subscribers do. When a subscriber cannot take the
+// track's rate, latency stays bounded by dropping, never by queueing:
+//
+//   - the oldest unfinished group is sent first (raw QUIC priorities);
+//   - a group still in flight Limits.MaxGroupLag (or the subscriber's
+//     max_latency) after a newer group arrived is reset;
+//   - a superseded group that, at the rate the subscriber has been taking
+//     groups and behind the groups ahead of it, could not be sent whole
+//     before that deadline is reset at once, before it takes bandwidth
+//     from the group in flight, so a slow subscriber receives whole groups
+//     rather than the first part of every group;
+//   - at most Limits.MaxInflightGroups groups are in flight per
+//     subscription.
+//
+// Forwarding allocates nothing per frame in steady state. Frames received
+// from the network live in pooled memory that a relay reuses once a group
+// has left the cache and every forwarder has sent it, unless an in-process
+// consumer also read the group (its frames then stay valid for as long as
+// the consumer keeps them).
 package protocol

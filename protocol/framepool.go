@@ -23,11 +23,13 @@ import (
 const (
 	minChunkShift = 8
 	maxChunkShift = 20
-	// chunkGrowLimit caps the size small frames share: a group's first
+	// chunkGrowLimit caps the chunk size frames share: a group's first
 	// chunk fits its first frame, each later one is twice the previous up
-	// to this, so a group of tiny frames (audio) holds little spare memory
-	// and a group of many small frames needs few chunks.
-	chunkGrowLimit = 64 << 10
+	// to this, so a group of tiny frames (audio) holds little spare memory,
+	// and video frames of tens of kB fill large chunks with little left
+	// over at their ends (a 24 kB frame would leave a quarter of a 32 KiB
+	// chunk unused, but only a twentieth of a 256 KiB one).
+	chunkGrowLimit = 256 << 10
 )
 
 // chunk is a pooled backing array; a group chains the chunks it uses.
