@@ -196,7 +196,9 @@ func (t *track) createGroup(seq uint64, next bool) (*GroupWriter, error) {
 	if n := min(hint, maxFrameHint); n > 0 {
 		g.frames = make([][]byte, 0, n)
 	}
-	if t.readers > 0 {
+	if t.readers > 1 {
+		// Readers that follow the track as it is written wait on each new
+		// group; one list of the right size saves its growing.
 		g.waiters = make(waitList, 0, t.readers)
 	}
 	t.arrivals++
