@@ -41,6 +41,8 @@ type Session struct {
 	cancel context.CancelCauseFunc
 	wg     sync.WaitGroup
 
+	recv streamSet // group streams being received
+
 	mu         sync.Mutex
 	nextSubID  uint64
 	upstream   map[uint64]*upstreamSub
@@ -159,6 +161,10 @@ func startSession(ctx context.Context, conn transport.Session, cfg sessionConfig
 	if setup != nil {
 		s.spawn(func() { s.runSessionStream(setup) })
 	}
+	// One watch stops every group stream being received when the session
+	// ends (quic-go would fail their reads anyway; webtransport-go may
+	// leave a read parked).
+	context.AfterFunc(s.ctx, func() { s.recv.end(wire.CodeCancel) })
 	s.spawn(s.acceptBidi)
 	s.spawn(s.acceptUni)
 	if s.version >= Lite03 && !s.server {
@@ -389,10 +395,17 @@ func (s *Session) acceptUni() {
 			s.end(err)
 			return
 		}
+		if !s.recv.add(str) {
+			continue // the session is ending
+		}
 		created := make(chan struct{})
 		after := prev
 		prev = created
-		s.spawn(func() { s.receiveGroup(str, after, created) })
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.receiveGroup(str, after, created)
+		}()
 	}
 }
 

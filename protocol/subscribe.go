@@ -21,15 +21,25 @@ type upstreamSub struct {
 	mu     sync.Mutex
 	active int           // group streams being received
 	idle   chan struct{} // closed when active drops to zero, if someone waits
+	// streams are the group streams being received, stopped when the
+	// subscription ends (one watch for all, not one per stream).
+	streams streamSet
 }
 
-func (u *upstreamSub) enter() {
+// enter registers a group stream being received; false means the
+// subscription has ended and the stream has been stopped.
+func (u *upstreamSub) enter(str transport.ReceiveStream) bool {
+	if !u.streams.add(str) {
+		return false
+	}
 	u.mu.Lock()
 	u.active++
 	u.mu.Unlock()
+	return true
 }
 
-func (u *upstreamSub) leave() {
+func (u *upstreamSub) leave(str transport.ReceiveStream) {
+	u.streams.remove(str)
 	u.mu.Lock()
 	u.active--
 	if u.active == 0 && u.idle != nil {
@@ -66,6 +76,8 @@ func (s *Session) runUpstream(wirePath string, t *TrackWriter) {
 	ctx, cancel := context.WithCancel(s.ctx)
 	defer cancel()
 	us := &upstreamSub{track: t, ctx: ctx}
+	stopWatch := context.AfterFunc(ctx, func() { us.streams.end(wire.CodeCancel) })
+	defer stopWatch()
 	s.mu.Lock()
 	id := s.nextSubID
 	s.nextSubID++
@@ -178,12 +190,19 @@ const groupOrderWait = 100 * time.Millisecond
 // frames go into the track without waiting for any reader. after is closed
 // once the previous stream created its group; created is closed once this
 // one has (or has given up).
+//
+// The session registered str in s.recv, which stops it when the session
+// ends; receiveGroup removes it when done.
 func (s *Session) receiveGroup(str transport.ReceiveStream, after <-chan struct{}, created chan struct{}) {
-	var once sync.Once
-	markCreated := func() { once.Do(func() { close(created) }) }
+	isCreated := false
+	markCreated := func() {
+		if !isCreated {
+			isCreated = true
+			close(created)
+		}
+	}
 	defer markCreated()
-	stopOnEnd := context.AfterFunc(s.ctx, func() { str.CancelRead(uint64(wire.CodeCancel)) })
-	defer stopOnEnd()
+	defer s.recv.remove(str)
 	r := wire.NewReader(str)
 	reject := func(code ErrorCode, err error) {
 		s.stats.rejected.Add(1)
@@ -217,8 +236,10 @@ func (s *Session) receiveGroup(str transport.ReceiveStream, after <-chan struct{
 		str.CancelRead(uint64(wire.CodeCancel))
 		return
 	}
-	us.enter()
-	defer us.leave()
+	if !us.enter(str) {
+		return
+	}
+	defer us.leave(str)
 	select {
 	case <-after:
 	default:
@@ -241,8 +262,6 @@ func (s *Session) receiveGroup(str transport.ReceiveStream, after <-chan struct{
 		return
 	}
 	defer g.doneWriting()
-	stop := context.AfterFunc(us.ctx, func() { str.CancelRead(uint64(wire.CodeCancel)) })
-	defer stop()
 	for {
 		size, err := r.ReadVarint()
 		if err != nil {
@@ -272,5 +291,49 @@ func (s *Session) receiveGroup(str transport.ReceiveStream, after <-chan struct{
 			return
 		}
 		s.stats.framesReceived.Add(1)
+	}
+}
+
+// streamSet holds the receive streams to stop when something ends (a
+// session, a subscription), so that a stream needs no context watch of its
+// own: a relay receives a stream per group.
+type streamSet struct {
+	mu    sync.Mutex
+	strs  map[transport.ReceiveStream]struct{}
+	ended bool
+	code  ErrorCode
+}
+
+// add registers str. After end it stops str at once and returns false.
+func (ss *streamSet) add(str transport.ReceiveStream) bool {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if ss.ended {
+		str.CancelRead(uint64(ss.code))
+		return false
+	}
+	if ss.strs == nil {
+		ss.strs = make(map[transport.ReceiveStream]struct{})
+	}
+	ss.strs[str] = struct{}{}
+	return true
+}
+
+func (ss *streamSet) remove(str transport.ReceiveStream) {
+	ss.mu.Lock()
+	delete(ss.strs, str)
+	ss.mu.Unlock()
+}
+
+// end stops every registered stream, and every later one, with code.
+func (ss *streamSet) end(code ErrorCode) {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if ss.ended {
+		return
+	}
+	ss.ended, ss.code = true, code
+	for str := range ss.strs {
+		str.CancelRead(uint64(code))
 	}
 }
