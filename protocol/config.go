@@ -93,10 +93,11 @@ func (l Limits) withDefaults() Limits {
 	return d
 }
 
-// probeInterval is how often a publisher checks whether its bandwidth
-// estimate moved enough to be worth a PROBE message. The reference checks
-// every 100 ms; with hundreds of sessions per relay those wake-ups cost
-// measurable CPU (docs/benchmarks.md), and a half-second is still well
+// probeInterval is how often the shared probe clock checks whether a
+// session's bandwidth estimate moved enough to be worth a PROBE message
+// (see probeQuiet for how often one is sent). The reference checks every
+// 100 ms per session; with hundreds of sessions per relay those wake-ups
+// cost measurable CPU (docs/benchmarks.md), and a half-second is still well
 // inside what an adaptive-bitrate player reacts on.
 const probeInterval = 500 * time.Millisecond
 

@@ -233,3 +233,25 @@ func TestProbeChanged(t *testing.T) {
 		}
 	}
 }
+
+// TestProbeDue: the first estimate goes out at once, later moves at most
+// every probeQuiet, and an estimate that did not move never.
+func TestProbeDue(t *testing.T) {
+	first := wire.Probe{BitrateBps: 1000, RTTms: 40}
+	moved := wire.Probe{BitrateBps: 300, RTTms: 40}
+	for _, c := range []struct {
+		name      string
+		last, now wire.Probe
+		since     time.Duration
+		want      bool
+	}{
+		{"first", wire.Probe{}, first, 0, true},
+		{"moved within the quiet time", first, moved, probeQuiet / 2, false},
+		{"moved after the quiet time", first, moved, probeQuiet, true},
+		{"unchanged after the quiet time", first, first, 10 * probeQuiet, false},
+	} {
+		if got := probeDue(c.last, c.now, c.since); got != c.want {
+			t.Errorf("%s: probeDue = %v, want %v", c.name, got, c.want)
+		}
+	}
+}

@@ -2,6 +2,7 @@ package protocol
 
 import (
 	"context"
+	"sync"
 	"time"
 
 	"github.com/moqbridge/moqbridge/protocol/internal/transport"
@@ -20,6 +21,10 @@ const probeMinRTTChangeMs = 5
 // connection's bandwidth and RTT estimate whenever it moves enough. The
 // stream is never reset: the reference client treats a reset probe stream
 // as fatal to the whole connection.
+//
+// The estimates of every session are checked by one shared probe clock, so
+// that a relay with many subscribers does not wake a goroutine per session
+// twice a second; this goroutine only wakes to write a PROBE that is due.
 func (s *Session) serveProbe(str transport.Stream, r *wire.Reader) {
 	ctx, cancel := context.WithCancel(s.ctx)
 	defer cancel()
@@ -30,11 +35,12 @@ func (s *Session) serveProbe(str transport.Stream, r *wire.Reader) {
 		// The opener sends nothing after the type; its FIN ends the probe.
 		_, _ = r.ReadMessage(s.limits.MaxMessageSize)
 	})
-	tick := time.NewTicker(probeInterval)
-	defer tick.Stop()
-	var last wire.Probe
+	ps := &probeState{s: s, due: make(chan wire.Probe, 1)}
+	probes.add(ps)
+	defer probes.remove(ps)
 	var buf []byte
 	for {
+		var p wire.Probe
 		select {
 		case <-ctx.Done():
 			if s.ctx.Err() == nil {
@@ -43,19 +49,88 @@ func (s *Session) serveProbe(str transport.Stream, r *wire.Reader) {
 			str.CancelRead(uint64(wire.CodeCancel))
 			<-peerDone
 			return
-		case <-tick.C:
+		case p = <-ps.due:
 		}
-		p := s.currentProbe()
-		if !probeChanged(last, p) {
-			continue
-		}
-		last = p
 		buf = wire.AppendProbe(buf[:0], s.version, p)
 		if _, err := str.Write(buf); err != nil {
 			str.CancelRead(uint64(wire.CodeCancel))
 			<-peerDone
 			return
 		}
+	}
+}
+
+// probeState is one probe stream on the shared probe clock: the estimate
+// last handed to its writer, and where to hand the next one.
+type probeState struct {
+	s        *Session
+	last     wire.Probe // guarded by probeClock.mu
+	lastSent time.Time
+	due      chan wire.Probe // capacity one: the newest due PROBE
+}
+
+// probeClock checks the estimates of every registered probe stream on one
+// ticker, every probeInterval, and runs only while streams are registered.
+type probeClock struct {
+	mu      sync.Mutex
+	streams map[*probeState]struct{}
+	stop    chan struct{} // closed to end the running clock; nil when stopped
+}
+
+var probes probeClock
+
+func (c *probeClock) add(ps *probeState) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.streams == nil {
+		c.streams = make(map[*probeState]struct{})
+	}
+	c.streams[ps] = struct{}{}
+	if c.stop == nil {
+		c.stop = make(chan struct{})
+		go c.run(c.stop)
+	}
+}
+
+func (c *probeClock) remove(ps *probeState) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.streams, ps)
+	if len(c.streams) == 0 && c.stop != nil {
+		close(c.stop)
+		c.stop = nil
+	}
+}
+
+func (c *probeClock) run(stop chan struct{}) {
+	tick := time.NewTicker(probeInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-tick.C:
+		}
+		// Under the lock, so that a clock started after this one stopped
+		// never handles a stream at the same time; reading an estimate
+		// and handing a PROBE over never block.
+		now := time.Now()
+		c.mu.Lock()
+		for ps := range c.streams {
+			p := ps.s.currentProbe()
+			if !probeDue(ps.last, p, now.Sub(ps.lastSent)) {
+				continue
+			}
+			ps.last, ps.lastSent = p, now
+			// Replace a PROBE its writer has not taken yet: only the
+			// newest estimate matters.
+			select {
+			case <-ps.due:
+			default:
+			}
+			ps.due <- p
+		}
+		c.mu.Unlock()
 	}
 }
 
@@ -70,6 +145,22 @@ func (s *Session) currentProbe() wire.Probe {
 		}
 	}
 	return p
+}
+
+// probeQuiet is the least time between two PROBEs. A congestion window
+// over a sub-millisecond RTT swings by more than 25 % (and often by half)
+// all the time, and each PROBE costs a packet and its acknowledgement;
+// players adapt their bitrate over seconds anyway.
+const probeQuiet = 2 * time.Second
+
+// probeDue says whether estimate now is worth a PROBE, last having been
+// sent since ago: the first one at once, then a move of 25 % (or 5 ms of
+// RTT) at most every probeQuiet.
+func probeDue(last, now wire.Probe, since time.Duration) bool {
+	if !probeChanged(last, now) {
+		return false
+	}
+	return last == (wire.Probe{}) || since >= probeQuiet
 }
 
 func probeChanged(last, now wire.Probe) bool {
