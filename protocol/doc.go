@@ -38,7 +38,9 @@
 // speed whatever the subscribers do. When a subscriber cannot take the
 // track's rate, latency stays bounded by dropping, never by queueing:
 //
-//   - the oldest unfinished group is sent first (raw QUIC priorities);
+//   - the oldest unfinished group is sent first: by QUIC priorities on raw
+//     QUIC; on WebTransport and WebSocket, which have none, a later group
+//     writes only while the head is not writing;
 //   - a group still in flight Limits.MaxGroupLag (or the subscriber's
 //     max_latency) after a newer group arrived is reset;
 //   - a superseded group that, at the rate the subscriber has been taking

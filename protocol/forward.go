@@ -20,7 +20,8 @@ import (
 //     goroutine of its own, so a stream stalled by flow control never holds
 //     back the next group. Workers are kept and reused across groups.
 //   - The oldest unfinished group (the head) is sent first: it gets the most
-//     urgent QUIC priority, later groups less.
+//     urgent QUIC priority, later groups less; on transports without
+//     priorities a later group writes only while the head is not writing.
 //   - Latency stays bounded by dropping, never by queueing. A group still in
 //     flight lag after a newer group arrived is reset. Whenever the head
 //     finishes or is dropped, every waiting group that could no longer be
@@ -54,7 +55,9 @@ type forwarder struct {
 	// cancelled to abandon the open of a dropped group.
 	openCtx    context.Context
 	openCancel context.CancelFunc
-	idle       int // workers waiting on work
+	idle       int        // workers waiting on work
+	gate       bool       // the transport has no send priorities: write takes turns
+	turn       *sync.Cond // on mu: signalled when a write ends or the head changes
 	lagTimer   *time.Timer
 	lagAt      time.Time // deadline lagTimer is armed for; zero: stopped
 
@@ -94,6 +97,7 @@ type groupSend struct {
 	headAt    time.Time
 	markBytes int64
 	written   atomic.Int64 // bytes written to the stream so far
+	writing   bool         // a Write on the stream is under way
 }
 
 func newForwarder(s *Session, ctx context.Context, sub wire.Subscribe, track *TrackReader) *forwarder {
@@ -107,6 +111,8 @@ func newForwarder(s *Session, ctx context.Context, sub wire.Subscribe, track *Tr
 		kick: make(chan struct{}, 1),
 		work: make(chan *groupSend),
 	}
+	f.turn = sync.NewCond(&f.mu)
+	f.gate = s.conn.Kind() != transport.KindQUIC
 	f.openCtx, f.openCancel = context.WithCancel(ctx)
 	f.lagTimer = time.AfterFunc(time.Hour, f.onLag)
 	f.lagTimer.Stop()
@@ -157,6 +163,7 @@ func (f *forwarder) start(g *GroupReader) {
 	if f.firstLive() == gs {
 		gs.headAt = now
 	}
+	f.reapLocked()
 	f.reprioritiseLocked()
 	f.armLagLocked()
 	notify(f.kick)
@@ -210,6 +217,7 @@ func (f *forwarder) dropLocked(gs *groupSend, code wire.ErrorCode, overload bool
 	}
 	gs.dropped = true
 	gs.code = code
+	f.turn.Broadcast() // the head may have changed; a dropped group stops waiting
 	if overload {
 		f.s.stats.groupsDrop.Add(1)
 	}
@@ -272,21 +280,47 @@ func (f *forwarder) finished(gs *groupSend) {
 	if wasHead && !gs.dropped {
 		f.sampleRateLocked(gs, now)
 	}
+	f.removeLocked(gs)
+	f.releaseReader(gs.gr)
+	f.put(gs)
+	f.turn.Broadcast()
+	if wasHead || gs.dropped {
+		f.promoteLocked(now)
+	}
+	f.reapLocked()
+	f.reprioritiseLocked()
+	f.armLagLocked()
+}
+
+// reapLocked forgets the dropped groups that never got a stream. Nothing
+// else refers to them, and while the opener waits for a stream (a peer that
+// stopped accepting them) they would stay queued, each pinning its group's
+// memory.
+func (f *forwarder) reapLocked() {
+	kept := f.toOpen[:0]
+	for _, gs := range f.toOpen {
+		if !gs.dropped || gs.state != stateQueued {
+			kept = append(kept, gs)
+			continue
+		}
+		f.removeLocked(gs)
+		f.releaseReader(gs.gr)
+		f.put(gs)
+	}
+	clear(f.toOpen[len(kept):])
+	f.toOpen = kept
+}
+
+// removeLocked takes gs out of the in-flight list.
+func (f *forwarder) removeLocked(gs *groupSend) {
 	for i, x := range f.inflight {
 		if x == gs {
 			copy(f.inflight[i:], f.inflight[i+1:])
 			f.inflight[len(f.inflight)-1] = nil
 			f.inflight = f.inflight[:len(f.inflight)-1]
-			break
+			return
 		}
 	}
-	f.releaseReader(gs.gr)
-	f.put(gs)
-	if wasHead || gs.dropped {
-		f.promoteLocked(now)
-	}
-	f.reprioritiseLocked()
-	f.armLagLocked()
 }
 
 // sampleRateLocked learns the rate at which the peer takes data from the
@@ -332,7 +366,7 @@ func (f *forwarder) get() *groupSend {
 
 func (f *forwarder) put(gs *groupSend) {
 	gs.seq, gs.gr, gs.stream = 0, nil, nil
-	gs.state, gs.dropped, gs.code, gs.urgency = stateQueued, false, 0, 0
+	gs.state, gs.dropped, gs.code, gs.urgency, gs.writing = stateQueued, false, 0, 0, false
 	gs.supersededAt, gs.headAt, gs.markBytes = time.Time{}, time.Time{}, 0
 	gs.written.Store(0)
 	f.free = append(f.free, gs)
@@ -410,6 +444,7 @@ func (f *forwarder) onLag() {
 	}
 	if dropped {
 		f.promoteLocked(now)
+		f.reapLocked()
 		f.reprioritiseLocked()
 	}
 	f.armLagLocked()
@@ -537,7 +572,7 @@ func (f *forwarder) send(gs *groupSend, buf []byte) []byte {
 				return buf
 			}
 			if len(buf) > 0 {
-				if _, err := str.Write(buf); err != nil {
+				if err := f.write(gs, buf); err != nil {
 					return buf
 				}
 				gs.written.Add(int64(len(buf)))
@@ -558,14 +593,14 @@ func (f *forwarder) send(gs *groupSend, buf []byte) []byte {
 		n := len(buf) + len(frame)
 		if len(frame) <= smallFrame && n <= cap(buf) {
 			buf = append(buf, frame...)
-			if _, err := str.Write(buf); err != nil {
+			if err := f.write(gs, buf); err != nil {
 				return buf
 			}
 		} else {
-			if _, err := str.Write(buf); err != nil {
+			if err := f.write(gs, buf); err != nil {
 				return buf
 			}
-			if _, err := str.Write(frame); err != nil {
+			if err := f.write(gs, frame); err != nil {
 				return buf
 			}
 		}
@@ -573,6 +608,39 @@ func (f *forwarder) send(gs *groupSend, buf []byte) []byte {
 		buf = buf[:0]
 		s.stats.framesSent.Add(1)
 	}
+}
+
+// write writes p to the group's stream, on transports without send
+// priorities (WebTransport, WebSocket) only when it is the group's turn:
+// the head writes at once, a later group waits while the head is writing,
+// so that it only uses what the head leaves unused while it waits for the
+// publisher. Without this a browser reading every group stream as data
+// arrives shares its bandwidth among all groups in flight and receives few
+// of them whole. Raw QUIC orders groups by priority instead, which also
+// lets a later group use the link while the head is held back by the
+// peer's flow control; gating there too cost latency and complete groups
+// in the CPU-bound relay benchmark.
+func (f *forwarder) write(gs *groupSend, p []byte) error {
+	if !f.gate {
+		_, err := gs.stream.Write(p)
+		return err
+	}
+	f.mu.Lock()
+	for !gs.dropped && f.ctx.Err() == nil {
+		head := f.firstLive()
+		if head == nil || head == gs || !head.writing {
+			break
+		}
+		f.turn.Wait()
+	}
+	gs.writing = true
+	f.mu.Unlock()
+	_, err := gs.stream.Write(p)
+	f.mu.Lock()
+	gs.writing = false
+	f.turn.Broadcast()
+	f.mu.Unlock()
+	return err
 }
 
 // stop ends the forwarder once the track ended or the subscription was
@@ -585,6 +653,7 @@ func (f *forwarder) stop(cause error, code wire.ErrorCode) {
 		for _, gs := range f.inflight {
 			f.dropLocked(gs, code, false)
 		}
+		f.reapLocked()
 	}
 	f.mu.Unlock()
 	notify(f.kick)

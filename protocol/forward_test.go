@@ -5,8 +5,11 @@ import (
 	"context"
 	"errors"
 	"io"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/quic-go/quic-go"
 
 	"github.com/moqbridge/moqbridge/protocol/internal/transport"
 	"github.com/moqbridge/moqbridge/protocol/internal/wire"
@@ -17,7 +20,24 @@ import (
 // relay finishes the group in flight and skips the ones it could not send
 // within the group lag, instead of starting every group and resetting it
 // when the next one overtakes it.
+//
+// Over WebTransport the subscriber reads every group stream as data
+// arrives, concurrently, as a browser does; WebTransport has no send
+// priorities, so the relay itself holds later groups back while the head
+// is being written. Over raw QUIC, whose clients are relays and tools
+// reading at network speed, the reader takes the streams in order, which
+// with small receive windows stands in for a link of half the track's
+// rate (the relay's priorities order the groups there).
 func TestOverloadDropsWholeGroups(t *testing.T) {
+	// Not over the WebSocket fallback: there the Go client advertises
+	// receive windows of megabytes, so a subscriber that reads slowly
+	// buffers seconds of media on its own side before the relay feels it.
+	for _, kind := range []string{"quic", "webtransport"} {
+		t.Run(kind, func(t *testing.T) { testOverloadDropsWholeGroups(t, kind) })
+	}
+}
+
+func testOverloadDropsWholeGroups(t *testing.T, kind string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	srv := testServer(t, ServerConfig{Limits: Limits{MaxGroupLag: 400 * time.Millisecond}})
@@ -25,31 +45,54 @@ func TestOverloadDropsWholeGroups(t *testing.T) {
 	waitAnnounced(t, ctx, srv.Origin(), "live/overload")
 
 	// The track: 200 kB groups of 10 frames, one frame every 10 ms, so
-	// 2 MB/s. The subscriber reads 1 MB/s, accepting streams in order
-	// (the relay opens them in order) and reading each to its end.
+	// 2 MB/s. The subscriber reads 1 MB/s in all: one 16 KiB chunk per
+	// 16 ms, shared by all streams.
 	const groups, frames, size = 40, 10, 20 << 10
 	const readChunk, readPause = 16 << 10, 16 * time.Millisecond
-	conn := rawDial(t, ctx, srv)
+	var conn transport.Session
+	switch kind {
+	case "quic":
+		conn = rawDial(t, ctx, srv)
+	case "webtransport":
+		conn = rawDialWebTransport(t, ctx, srv)
+	}
 	rawSubscribe(t, ctx, conn, 0, "live/overload", "video")
 
 	type outcome struct{ complete, partial, wasted int } // wasted: payload bytes of partial groups
 	done := make(chan outcome, 1)
 	go func() {
-		var o outcome
-		defer func() { done <- o }()
-		buf := make([]byte, readChunk)
+		var (
+			mu      sync.Mutex
+			o       outcome
+			readers sync.WaitGroup
+		)
+		tokens := time.NewTicker(readPause)
+		defer tokens.Stop()
+		defer func() {
+			readers.Wait()
+			done <- o
+		}()
 		for {
 			str, err := conn.AcceptUniStream(ctx)
 			if err != nil {
 				return
 			}
-			n, err := readThrottled(str, buf, readPause)
-			switch {
-			case err == nil && n == frames*size:
-				o.complete++
-			case n > 0:
-				o.partial++
-				o.wasted += n
+			read := func() {
+				n, err := readThrottled(str, make([]byte, readChunk), tokens.C)
+				mu.Lock()
+				defer mu.Unlock()
+				switch {
+				case err == nil && n == frames*size:
+					o.complete++
+				case n > 0:
+					o.partial++
+					o.wasted += n
+				}
+			}
+			if kind == "quic" {
+				read() // in order, one stream at a time
+			} else {
+				readers.Go(read) // every stream at once
 			}
 		}
 	}()
@@ -93,10 +136,34 @@ func TestOverloadDropsWholeGroups(t *testing.T) {
 	}
 }
 
-// readThrottled reads one group stream (header, then frames) at about
-// len(buf) bytes per pause and returns the payload bytes read; err is nil
-// when the stream ended with FIN.
-func readThrottled(str transport.ReceiveStream, buf []byte, pause time.Duration) (int, error) {
+// rawDialWebTransport is rawDial over WebTransport, which has no send
+// priorities: the relay must keep the head group first by itself.
+func rawDialWebTransport(t *testing.T, ctx context.Context, srv *Server) transport.Session {
+	t.Helper()
+	conn, err := transport.DialWebTransport(ctx, serverURL(srv, "webtransport", ""), transport.DialConfig{
+		TLSConfig: transport.PinnedTLSConfig(srv.Fingerprint()),
+		Protocols: []string{"moq-lite-04"},
+		QUICConfig: &quic.Config{
+			InitialStreamReceiveWindow:       64 << 10,
+			MaxStreamReceiveWindow:           64 << 10,
+			InitialConnectionReceiveWindow:   256 << 10,
+			MaxConnectionReceiveWindow:       256 << 10,
+			MaxIncomingUniStreams:            4,
+			EnableDatagrams:                  true,
+			EnableStreamResetPartialDelivery: true,
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.CloseWithError(0, "") })
+	return conn
+}
+
+// readThrottled reads one group stream (header, then frames), len(buf)
+// bytes per token, and returns the payload bytes read; err is nil when the
+// stream ended with FIN.
+func readThrottled(str transport.ReceiveStream, buf []byte, tokens <-chan time.Time) (int, error) {
 	r := wire.NewReader(str)
 	if _, err := r.ReadByte(); err != nil {
 		return 0, err
@@ -120,7 +187,7 @@ func readThrottled(str transport.ReceiveStream, buf []byte, pause time.Duration)
 			}
 			left -= len(chunk)
 			n += len(chunk)
-			time.Sleep(pause)
+			<-tokens
 		}
 	}
 }
