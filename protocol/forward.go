@@ -206,8 +206,9 @@ func (f *forwarder) firstLive() *groupSend {
 
 // dropLocked resets gs unless it is already dropped or fully written. A
 // stream being opened is abandoned, a stream being written is reset and its
-// reader closed, which wakes its worker; a queued group is skipped by the
-// opener. overload says whether the drop counts as one for a slow peer.
+// reader closed, which wakes its worker; a queued group is left for the
+// caller to reap (reapLocked) once it is done walking the in-flight list.
+// overload says whether the drop counts as one for a slow peer.
 func (f *forwarder) dropLocked(gs *groupSend, code wire.ErrorCode, overload bool) {
 	if gs == nil || !gs.droppable() {
 		return
@@ -280,9 +281,7 @@ func (f *forwarder) finished(gs *groupSend) {
 	if wasHead && !gs.dropped {
 		f.sampleRateLocked(gs, now)
 	}
-	f.removeLocked(gs)
-	f.releaseReader(gs.gr)
-	f.put(gs)
+	f.forgetLocked(gs)
 	f.turn.Broadcast()
 	if wasHead || gs.dropped {
 		f.promoteLocked(now)
@@ -303,24 +302,25 @@ func (f *forwarder) reapLocked() {
 			kept = append(kept, gs)
 			continue
 		}
-		f.removeLocked(gs)
-		f.releaseReader(gs.gr)
-		f.put(gs)
+		f.forgetLocked(gs)
 	}
 	clear(f.toOpen[len(kept):])
 	f.toOpen = kept
 }
 
-// removeLocked takes gs out of the in-flight list.
-func (f *forwarder) removeLocked(gs *groupSend) {
+// forgetLocked takes gs out of the in-flight list, hands its reader back
+// and keeps gs for reuse.
+func (f *forwarder) forgetLocked(gs *groupSend) {
 	for i, x := range f.inflight {
 		if x == gs {
 			copy(f.inflight[i:], f.inflight[i+1:])
 			f.inflight[len(f.inflight)-1] = nil
 			f.inflight = f.inflight[:len(f.inflight)-1]
-			return
+			break
 		}
 	}
+	f.releaseReader(gs.gr)
+	f.put(gs)
 }
 
 // sampleRateLocked learns the rate at which the peer takes data from the
@@ -480,11 +480,7 @@ func (f *forwarder) runOpener() {
 		copy(f.toOpen, f.toOpen[1:])
 		f.toOpen[len(f.toOpen)-1] = nil
 		f.toOpen = f.toOpen[:len(f.toOpen)-1]
-		if gs.dropped {
-			f.mu.Unlock()
-			f.finished(gs)
-			continue
-		}
+		// Not dropped: whoever drops a queued group reaps it at once.
 		gs.state = stateOpening
 		ctx := f.openCtx
 		f.mu.Unlock()

@@ -35,7 +35,6 @@ type group struct {
 	// done with it, the cache has evicted the group and no forwarder reads
 	// it any more — unless any other reader was given its frames.
 	bufs       groupBuffers
-	pooled     bool // frames live in bufs
 	writerDone bool // the receiver allocates no more
 	pins       int  // forwarders' GroupReaders not yet handed back
 	escaped    bool // a reader other than a forwarder saw the frames
@@ -45,7 +44,8 @@ type group struct {
 // maybeReleaseLocked returns the group's payload memory to the pools once
 // nothing can read it any more. The caller holds g.mu.
 func (g *group) maybeReleaseLocked() {
-	if !g.pooled || g.released || !g.writerDone || !g.evicted || g.pins > 0 || g.escaped {
+	// writerDone first: only then may bufs be read here.
+	if !g.writerDone || g.bufs.head == nil || g.released || !g.evicted || g.pins > 0 || g.escaped {
 		return
 	}
 	g.released = true
@@ -227,7 +227,6 @@ func (w *GroupWriter) doneWriting() {
 	g := &w.g
 	g.mu.Lock()
 	g.writerDone = true
-	g.pooled = g.bufs.head != nil
 	g.maybeReleaseLocked()
 	g.mu.Unlock()
 }

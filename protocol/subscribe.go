@@ -17,51 +17,9 @@ import (
 type upstreamSub struct {
 	track *TrackWriter
 	ctx   context.Context // cancelled when the subscription ends
-
-	mu     sync.Mutex
-	active int           // group streams being received
-	idle   chan struct{} // closed when active drops to zero, if someone waits
 	// streams are the group streams being received, stopped when the
 	// subscription ends (one watch for all, not one per stream).
 	streams streamSet
-}
-
-// enter registers a group stream being received; false means the
-// subscription has ended and the stream has been stopped.
-func (u *upstreamSub) enter(str transport.ReceiveStream) bool {
-	if !u.streams.add(str) {
-		return false
-	}
-	u.mu.Lock()
-	u.active++
-	u.mu.Unlock()
-	return true
-}
-
-func (u *upstreamSub) leave(str transport.ReceiveStream) {
-	u.streams.remove(str)
-	u.mu.Lock()
-	u.active--
-	if u.active == 0 && u.idle != nil {
-		close(u.idle)
-		u.idle = nil
-	}
-	u.mu.Unlock()
-}
-
-// drained returns a channel closed once no group stream is being received.
-func (u *upstreamSub) drained() <-chan struct{} {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	if u.active == 0 {
-		c := make(chan struct{})
-		close(c)
-		return c
-	}
-	if u.idle == nil {
-		u.idle = make(chan struct{})
-	}
-	return u.idle
 }
 
 // trackEndGrace bounds how long group streams may still arrive after the
@@ -125,7 +83,7 @@ func (s *Session) runUpstream(wirePath string, t *TrackWriter) {
 		if errors.Is(err, io.EOF) {
 			// The publisher finished the track; let its last groups land.
 			select {
-			case <-us.drained():
+			case <-us.streams.drained():
 			case <-time.After(trackEndGrace):
 			case <-s.ctx.Done():
 			}
@@ -236,10 +194,10 @@ func (s *Session) receiveGroup(str transport.ReceiveStream, after <-chan struct{
 		str.CancelRead(uint64(wire.CodeCancel))
 		return
 	}
-	if !us.enter(str) {
+	if !us.streams.add(str) {
 		return
 	}
-	defer us.leave(str)
+	defer us.streams.remove(str)
 	select {
 	case <-after:
 	default:
@@ -302,6 +260,7 @@ type streamSet struct {
 	strs  map[transport.ReceiveStream]struct{}
 	ended bool
 	code  ErrorCode
+	idle  chan struct{} // closed when the set becomes empty, if someone waits
 }
 
 // add registers str. After end it stops str at once and returns false.
@@ -322,7 +281,26 @@ func (ss *streamSet) add(str transport.ReceiveStream) bool {
 func (ss *streamSet) remove(str transport.ReceiveStream) {
 	ss.mu.Lock()
 	delete(ss.strs, str)
+	if len(ss.strs) == 0 && ss.idle != nil {
+		close(ss.idle)
+		ss.idle = nil
+	}
 	ss.mu.Unlock()
+}
+
+// drained returns a channel closed once no stream is registered.
+func (ss *streamSet) drained() <-chan struct{} {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if len(ss.strs) == 0 {
+		c := make(chan struct{})
+		close(c)
+		return c
+	}
+	if ss.idle == nil {
+		ss.idle = make(chan struct{})
+	}
+	return ss.idle
 }
 
 // end stops every registered stream, and every later one, with code.
