@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"math"
+	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -293,7 +294,14 @@ func (t *track) subscribe(priority uint8) *TrackReader {
 		return nil
 	}
 	t.readers++
-	return &TrackReader{t: t, priority: priority, waiter: waiter{ch: make(chan struct{}, 1)}}
+	// The reader's position is fixed now, not at its first read: it starts
+	// at the latest group cached at this moment and then follows every
+	// group that arrives after it, so a burst of groups arriving between
+	// the subscription and the first read is not skipped.
+	r := &TrackReader{t: t, priority: priority, waiter: waiter{ch: make(chan struct{}, 1)}}
+	r.first = t.latest
+	r.cursor = t.arrivals
+	return r
 }
 
 func (t *track) isClosed() bool {
@@ -302,9 +310,11 @@ func (t *track) isClosed() bool {
 	return t.closed
 }
 
-// TrackReader is one subscription to a track. It starts at the latest group
-// and then follows newer groups in sequence order, never going backwards,
-// skipping groups evicted before it got to them.
+// TrackReader is one subscription to a track. It starts at the group that
+// was the latest when it subscribed (or, on a track with no group yet, at
+// the first group to arrive) and then follows every group that arrives
+// after that, skipping only groups evicted before it got to them. NextGroup
+// hands them out in sequence order, NextArrival in arrival order.
 //
 // NextGroup must be called by one goroutine at a time. Close may be called
 // from any goroutine and unblocks a pending NextGroup. The GroupReaders it
@@ -321,11 +331,11 @@ type TrackReader struct {
 
 	// Guarded by t.mu; the waiter's channel wakes NextGroup.
 	waiter
-	closed   bool
-	started  bool   // the first group was returned
-	startSeq uint64 // sequence of the first group returned
-	maxSeq   uint64 // highest sequence returned
-	cursor   uint64 // NextArrival: arrival index of the next group to consider
+	closed  bool
+	first   *group // the latest group when the reader subscribed, until returned
+	started bool   // a group was returned
+	maxSeq  uint64 // NextGroup: highest sequence returned
+	cursor  uint64 // arrival index of the first group not yet considered
 }
 
 // Name returns the track name.
@@ -346,15 +356,18 @@ func (r *TrackReader) Latest() (seq uint64, ok bool) {
 // NextGroup returns the next group to deliver, positioned at its first
 // frame.
 //
-// The first call returns the latest group (highest sequence) in the cache,
-// waiting for the first group if there is none. Later calls return the
-// cached group with the smallest sequence above the highest one already
-// returned, so groups come in sequence order even when they were created out
-// of order; when the next sequence is missing, a later group is held back
-// for up to CacheConfig.ReorderWait in case the missing one is merely late.
-// A group created after a higher one was returned is skipped (readers never
-// go backwards), and so are groups evicted from the cache: a reader that
-// falls behind jumps to the oldest cached group instead of holding memory.
+// The first call returns the group that was the latest (highest sequence)
+// when the reader subscribed, or, if the track had none, the first group to
+// arrive after that (the lowest sequence among those that arrived, if
+// several did). Later calls return the cached group with the smallest
+// sequence above the highest one already returned, so groups come in
+// sequence order even when they were created out of order; when the next
+// sequence is missing, a later group is held back for up to
+// CacheConfig.ReorderWait in case the missing one is merely late. A group
+// that arrives after a higher one was returned is skipped (NextGroup never
+// goes backwards; NextArrival returns it), and so are groups evicted from
+// the cache: a reader that falls behind jumps to the oldest cached group
+// instead of holding memory.
 //
 // After TrackWriter.Close it returns the remaining groups it is entitled to,
 // then io.EOF; after CloseWithError it returns that error at once. It returns
@@ -363,11 +376,11 @@ func (r *TrackReader) NextGroup(ctx context.Context) (*GroupReader, error) {
 	return r.next(ctx, false)
 }
 
-// NextArrival is NextGroup for forwarders: after the first (latest) group it
-// returns every later-arriving group with a higher sequence than that first
-// one, in arrival order, at once — including a group that arrives after a
-// higher one. A relay forwards groups as they come and lets the far end
-// order them; it must neither hold groups back nor lose late ones.
+// NextArrival is NextGroup for forwarders: it starts at the same group and
+// then returns every group that arrives after the reader subscribed, in
+// arrival order, at once — including a group with a lower sequence than
+// one already returned. A relay forwards groups as they come and lets the
+// far end order them; it must neither hold groups back nor lose late ones.
 func (r *TrackReader) NextArrival(ctx context.Context) (*GroupReader, error) {
 	return r.next(ctx, true)
 }
@@ -454,47 +467,50 @@ func (r *TrackReader) next(ctx context.Context, arrival bool) (*GroupReader, err
 // predecessor, how long it may still be held. The caller holds t.mu.
 func (r *TrackReader) pickLocked(arrival bool, now time.Time) (*group, time.Duration) {
 	t := r.t
-	if !r.started {
-		g := t.latest
-		if g == nil {
+	if g := r.first; g != nil {
+		r.first = nil
+		// evicted is written with t.mu held, so reading it here is safe. An
+		// evicted group may have handed its memory back: skip it like any
+		// group evicted before the reader got to it.
+		if !g.evicted {
+			r.started = true
+			r.maxSeq = g.seq
+			return g, 0
+		}
+	}
+	// The cache is in arrival order: the groups not yet considered start
+	// at the first one whose arrival index reaches the cursor.
+	from := sort.Search(len(t.cache), func(i int) bool { return t.cache[i].arrival >= r.cursor })
+	if arrival {
+		if from == len(t.cache) {
 			return nil, 0
 		}
+		g := t.cache[from]
+		r.cursor = g.arrival + 1
 		r.started = true
-		r.startSeq = g.seq
-		r.maxSeq = g.seq
-		r.cursor = t.arrivals
 		return g, 0
-	}
-	if arrival {
-		for _, g := range t.cache {
-			if g.arrival >= r.cursor && g.seq > r.startSeq {
-				r.cursor = g.arrival + 1
-				return g, 0
-			}
-		}
-		r.cursor = t.arrivals
-		return nil, 0
 	}
 	// Groups travel on parallel streams and may be created out of order;
 	// handing them out in sequence order (the smallest cached sequence
 	// above the last one returned) keeps a reader from skipping a group
 	// merely because a later one was created first.
 	var next *group
-	for _, g := range t.cache {
-		if g.seq > r.maxSeq && (next == nil || g.seq < next.seq) {
+	for _, g := range t.cache[from:] {
+		if (!r.started || g.seq > r.maxSeq) && (next == nil || g.seq < next.seq) {
 			next = g
 		}
 	}
 	if next == nil {
 		return nil, 0
 	}
-	if next.seq != r.maxSeq+1 && !t.closed {
+	if r.started && next.seq != r.maxSeq+1 && !t.closed {
 		// A gap: the missing group may still be on its way. Hold the
 		// next one back for at most ReorderWait after it arrived.
 		if hold := next.created.Add(t.cfg.ReorderWait).Sub(now); hold > 0 {
 			return nil, hold
 		}
 	}
+	r.started = true
 	r.maxSeq = next.seq
 	return next, 0
 }

@@ -339,13 +339,15 @@ func TestTrackSlowReader(t *testing.T) {
 		t.Errorf("cache exceeded its budget by more than one frame: %d", maxSeen)
 	}
 
-	// The idle reader starts at the latest group.
-	if g := nextGroup(t, idle); g.Sequence() != groups-1 {
-		t.Errorf("idle reader starts at %d, want %d", g.Sequence(), groups-1)
+	// The idle reader subscribed before the first group, so every group is
+	// its own, but it gets only what is still cached: it skips what was
+	// evicted, as the stalled reader does (a recent group, not 1).
+	oldest := uint64(groups - 1 - maxBytes/groupSize - 1)
+	if g := nextGroup(t, idle); g.Sequence() < oldest {
+		t.Errorf("idle reader starts at group %d, want ≥ %d", g.Sequence(), oldest)
 	}
-	// The stalled reader skips what was evicted: a recent group, not 1.
 	g := nextGroup(t, stalled)
-	if oldest := uint64(groups - 1 - maxBytes/groupSize - 1); g.Sequence() < oldest {
+	if g.Sequence() < oldest {
 		t.Errorf("stalled reader resumes at group %d, want ≥ %d", g.Sequence(), oldest)
 	}
 	// The group it held was evicted long ago but stays readable.
@@ -439,8 +441,12 @@ func TestTrackClose(t *testing.T) {
 	if _, err := r.NextGroup(context.Background()); !errors.Is(err, io.EOF) {
 		t.Fatalf("after the cache: %v, want io.EOF", err)
 	}
-	if g := nextGroup(t, fresh); g.Sequence() != 2 {
-		t.Errorf("fresh reader: %d, want the latest (2)", g.Sequence())
+	// A reader that subscribed when 0 was the latest group and never read
+	// since still gets every group from there on.
+	for want := uint64(0); want <= 2; want++ {
+		if g := nextGroup(t, fresh); g.Sequence() != want {
+			t.Errorf("fresh reader: %d, want %d (the latest when it subscribed, then every later group)", g.Sequence(), want)
+		}
 	}
 	if _, err := fresh.NextGroup(context.Background()); !errors.Is(err, io.EOF) {
 		t.Errorf("fresh reader after latest: %v", err)
@@ -761,4 +767,58 @@ func TestBroadcastConcurrentSubscribe(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("max concurrently live requests: %d", maxLive.Load())
+}
+
+// TestTrackBurstBeforeFirstRead: groups that arrive between a subscription
+// and its first read belong to the reader, whichever way it reads; NextArrival
+// also returns a group whose sequence is below one it already returned.
+func TestTrackBurstBeforeFirstRead(t *testing.T) {
+	bw, tw := newTestTrack(t, CacheConfig{})
+	inSeq := subscribe(t, bw, "video", 0)
+	inArrival := subscribe(t, bw, "video", 0)
+	for _, seq := range []uint64{0, 1, 3, 2, 4} {
+		g, err := tw.CreateGroup(seq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = g.Close()
+	}
+	var bySeq, byArrival []uint64
+	for range 5 {
+		bySeq = append(bySeq, nextGroup(t, inSeq).Sequence())
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		g, err := inArrival.NextArrival(ctx)
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		byArrival = append(byArrival, g.Sequence())
+	}
+	if !slices.Equal(bySeq, []uint64{0, 1, 2, 3, 4}) {
+		t.Errorf("NextGroup delivered %v, want [0 1 2 3 4]", bySeq)
+	}
+	if !slices.Equal(byArrival, []uint64{0, 1, 3, 2, 4}) {
+		t.Errorf("NextArrival delivered %v, want the arrival order [0 1 3 2 4]", byArrival)
+	}
+
+	// A late joiner starts at the latest group (4) and still gets a lower
+	// sequence that arrives after it joined.
+	late := subscribe(t, bw, "video", 0)
+	for _, seq := range []uint64{6, 5} {
+		g, _ := tw.CreateGroup(seq)
+		_ = g.Close()
+	}
+	var got []uint64
+	for range 3 {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		g, err := late.NextArrival(ctx)
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, g.Sequence())
+	}
+	if !slices.Equal(got, []uint64{4, 6, 5}) {
+		t.Errorf("late joiner got %v, want [4 6 5]", got)
+	}
 }
