@@ -168,3 +168,134 @@ func TestReaderMessageBufferBounded(t *testing.T) {
 		t.Fatalf("message buffer grew to %d, limit 9000", cap(r.msg))
 	}
 }
+
+// testBudget records what a Reader reserves and can refuse beyond a limit.
+type testBudget struct {
+	limit, used, peak int
+}
+
+var errTestBudget = errors.New("test budget exhausted")
+
+func (b *testBudget) Reserve(n int) error {
+	if b.used+n > b.limit {
+		return errTestBudget
+	}
+	b.used += n
+	b.peak = max(b.peak, b.used)
+	return nil
+}
+
+func (b *testBudget) Release(n int) { b.used -= n }
+
+// TestReaderMessageMemoryFollowsBytes: a declared length alone allocates
+// nothing; a body that arrives in part allocates about twice what arrived
+// (at least msgStartSize), never the declared length.
+func TestReaderMessageMemoryFollowsBytes(t *testing.T) {
+	const declared = 1 << 20
+	for _, sent := range []int{0, 1, 5000, 100_000} {
+		b := AppendVarint(nil, declared)
+		b = append(b, make([]byte, sent)...)
+		for name, src := range sources(b) {
+			budget := &testBudget{limit: 1 << 30}
+			r := NewReader(src())
+			r.SetBudget(budget)
+			if _, err := r.ReadMessage(declared); !errors.Is(err, io.ErrUnexpectedEOF) {
+				t.Fatalf("%d of %d bytes (%s): %v, want io.ErrUnexpectedEOF", sent, declared, name, err)
+			}
+			bound := 0
+			if sent > 0 {
+				bound = max(msgStartSize, 2*sent)
+			}
+			if budget.peak > bound || cap(r.msg) > bound {
+				t.Errorf("%d of %d bytes (%s): reserved %d, buffer %d; want at most %d",
+					sent, declared, name, budget.peak, cap(r.msg), bound)
+			}
+			r.Release()
+			if budget.used != 0 || r.msg != nil {
+				t.Errorf("%d bytes (%s): %d still reserved after Release", sent, name, budget.used)
+			}
+		}
+	}
+}
+
+// TestReaderBudget: a refused reservation fails the read with the budget's
+// error; a large buffer is given back when the next message starts, a
+// small one is kept (and stays reserved) until Release.
+func TestReaderBudget(t *testing.T) {
+	var b []byte
+	for _, n := range []int{100_000, 6000, 6000} {
+		b = AppendVarint(b, uint64(n))
+		b = append(b, bytes.Repeat([]byte{7}, n)...)
+	}
+	budget := &testBudget{limit: 64 << 10}
+	r := NewReader(bytes.NewReader(b))
+	r.SetBudget(budget)
+	if _, err := r.ReadMessage(1 << 20); !errors.Is(err, errTestBudget) {
+		t.Fatalf("100 kB message over a 64 KiB budget: %v, want the budget's error", err)
+	}
+
+	budget = &testBudget{limit: 1 << 20}
+	r = NewReader(bytes.NewReader(b))
+	r.SetBudget(budget)
+	if msg, err := r.ReadMessage(1 << 20); err != nil || len(msg) != 100_000 {
+		t.Fatalf("100 kB message: %d bytes, %v", len(msg), err)
+	}
+	if budget.used != cap(r.msg) || budget.used < 100_000 {
+		t.Fatalf("reserved %d for a buffer of %d", budget.used, cap(r.msg))
+	}
+	for range 2 {
+		if msg, err := r.ReadMessage(1 << 20); err != nil || !bytes.Equal(msg, bytes.Repeat([]byte{7}, 6000)) {
+			t.Fatalf("6000-byte message: %d bytes, %v", len(msg), err)
+		}
+		if budget.used != cap(r.msg) || cap(r.msg) > keepMsgSize {
+			t.Fatalf("after a small message: reserved %d, buffer %d", budget.used, cap(r.msg))
+		}
+	}
+	r.Release()
+	if budget.used != 0 {
+		t.Fatalf("%d bytes reserved after Release", budget.used)
+	}
+}
+
+// TestReaderRead: Read hands out buffered bytes first, reads large
+// requests straight from the stream, and returns n > 0 or an error.
+func TestReaderRead(t *testing.T) {
+	data := bytes.Repeat([]byte("0123456789"), 2000)
+	for name, src := range sources(data) {
+		t.Run(name, func(t *testing.T) {
+			r := NewReader(src())
+			if err := r.Fill(); err != nil || r.Buffered() == 0 {
+				t.Fatalf("Fill: %v, %d buffered", err, r.Buffered())
+			}
+			var got []byte
+			for _, size := range []int{1, 100, 5000, 7, 9000, 20000} {
+				p := make([]byte, size)
+				n, err := r.Read(p)
+				if err == io.EOF {
+					break
+				}
+				if err != nil || n == 0 {
+					t.Fatalf("Read(%d): %d, %v", size, n, err)
+				}
+				got = append(got, p[:n]...)
+			}
+			for {
+				p := make([]byte, 3000)
+				n, err := r.Read(p)
+				if err == io.EOF {
+					break
+				}
+				if err != nil || n == 0 {
+					t.Fatalf("Read: %d, %v", n, err)
+				}
+				got = append(got, p[:n]...)
+			}
+			if !bytes.Equal(got, data) {
+				t.Fatalf("read %d bytes that differ from the %d sent", len(got), len(data))
+			}
+			if err := r.Fill(); err != io.EOF {
+				t.Fatalf("Fill at the end: %v, want io.EOF", err)
+			}
+		})
+	}
+}
