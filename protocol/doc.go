@@ -32,24 +32,35 @@
 // # Forwarding and overload
 //
 // A session answers each SUBSCRIBE by forwarding the track's groups, one
-// unidirectional stream per group, opened in group order. Its groups are
-// read from the Origin as they arrive (TrackReader.NextArrival), so the
-// relay never holds a group back, and the upstream is drained at network
-// speed whatever the subscribers do. When a subscriber cannot take the
-// track's rate, latency stays bounded by dropping, never by queueing:
+// unidirectional stream per group, opened in arrival order. Its groups are
+// read from the Origin as they arrive (TrackReader.NextArrival), from the
+// group that was the latest when the subscription came in, so the relay
+// never holds a group back, never skips one that arrived after the
+// subscription (a lower sequence arriving late included), and drains the
+// upstream at network speed whatever the subscribers do.
 //
-//   - the oldest unfinished group is sent first: by QUIC priorities on raw
-//     QUIC; on WebTransport and WebSocket, which have none, a later group
-//     writes only while the head is not writing;
-//   - a group still in flight Limits.MaxGroupLag (or the subscriber's
-//     max_latency) after a newer group arrived is reset;
-//   - a superseded group that, at the rate the subscriber has been taking
-//     groups and behind the groups ahead of it, could not be sent whole
-//     before that deadline is reset at once, before it takes bandwidth
-//     from the group in flight, so a slow subscriber receives whole groups
-//     rather than the first part of every group;
-//   - at most Limits.MaxInflightGroups groups are in flight per
-//     subscription.
+// A subscriber that takes data as fast as it is queued for it receives
+// every group, whatever the size of a burst, as long as the track's cache
+// holds it. Groups are dropped only on evidence that this subscriber
+// cannot keep up, and then whole groups rather than the front of many:
+//
+//   - it stalled: something waited on it for Limits.MaxGroupLag (or the
+//     subscriber's max_latency) without it taking any data. Every group but
+//     the newest is reset.
+//   - it is slower than its track: the rate at which it takes data,
+//     measured only while data waited for it (never from an idle link or a
+//     connection's first moments), is below the rate at which data was
+//     queued for it over the last seconds, and its backlog would take
+//     longer than the lag to send. The groups that could not be sent whole
+//     within the lag are reset, oldest first, never the newest.
+//   - a group still waiting for a stream was evicted from the track's
+//     cache: waiting groups pin no more than the cache.
+//
+// The oldest unfinished group is sent first: by QUIC priorities on raw
+// QUIC; on WebTransport and WebSocket, which have none, a later group
+// writes only while the head is not writing. At most
+// Limits.MaxInflightGroups groups have a stream at once per subscription;
+// the rest wait for a slot, which bounds streams and memory, not delivery.
 //
 // Forwarding allocates nothing per frame in steady state. Frames received
 // from the network live in pooled memory that a relay reuses once a group

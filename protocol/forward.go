@@ -15,24 +15,27 @@ import (
 // A forwarder sends the groups of one subscription to the peer, one
 // unidirectional stream per group. It is built for a relay under load:
 //
-//   - Streams are opened in group order by one opener goroutine, so the peer
-//     accepts them in order; each opened group is written by a worker
-//     goroutine of its own, so a stream stalled by flow control never holds
-//     back the next group. Workers are kept and reused across groups.
+//   - Streams are opened in arrival order by one opener goroutine, so the
+//     peer accepts them in that order; each opened group is written by a
+//     worker goroutine of its own, so a stream stalled by flow control
+//     never holds back the next group. Workers are kept and reused.
+//   - At most limit groups have a stream at once; later groups wait for a
+//     slot (a bound on memory, not on delivery: nothing is dropped for it).
 //   - The oldest unfinished group (the head) is sent first: it gets the most
 //     urgent QUIC priority, later groups less; on transports without
 //     priorities a later group writes only while the head is not writing.
-//   - Latency stays bounded by dropping, never by queueing. A group still in
-//     flight lag after a newer group arrived is reset. Whenever the head
-//     finishes or is dropped, every waiting group that could no longer be
-//     delivered within lag at the rate the peer has been taking groups is
-//     reset at once, so the bandwidth goes to a group that can still arrive
-//     complete instead of to the front part of many that cannot. At most
-//     limit groups are in flight; beyond that the oldest is reset.
+//   - Groups are dropped only on evidence that the peer cannot keep up
+//     (see checkLocked): it took no data for lag while data waited for it,
+//     or the rate at which it takes data (measured only while data waited
+//     for it, see pace) is below the rate at which data is queued for it
+//     and the backlog would take longer than lag to send. Then the groups
+//     that cannot be sent whole within lag are reset, oldest first, never
+//     the newest, so a slow peer receives whole groups rather than the
+//     front part of many.
 //
 // Steady-state forwarding allocates nothing per frame and, per group, only
-// the stream itself: group send states, the lag timer, the workers and their
-// write buffers are reused.
+// the stream itself: group send states, the check timer, the workers and
+// their write buffers are reused.
 type forwarder struct {
 	s        *Session
 	ctx      context.Context // the subscription's; ends every stream
@@ -43,14 +46,13 @@ type forwarder struct {
 	lag      time.Duration
 	track    *TrackReader // where group readers are handed back for reuse
 
-	mu       sync.Mutex
-	inflight []*groupSend // unfinished groups in arrival order
-	toOpen   []*groupSend // the tail of inflight still waiting for a stream
-	free     []*groupSend
-	newest   uint64
-	started  bool
-	closing  bool    // no more groups: the opener exits once toOpen is empty
-	rate     float64 // bytes/s the peer took while groups queued; 0: unknown
+	mu      sync.Mutex
+	groups  []*groupSend // unfinished groups in arrival order, queued ones included
+	toOpen  []*groupSend // the tail of groups still waiting for a stream
+	free    []*groupSend
+	newest  uint64
+	started bool
+	closing bool // no more groups: the opener exits once toOpen is empty
 	// The opener's context for OpenUniStream, replaced after it is
 	// cancelled to abandon the open of a dropped group.
 	openCtx    context.Context
@@ -58,8 +60,19 @@ type forwarder struct {
 	idle       int        // workers waiting on work
 	gate       bool       // the transport has no send priorities: write takes turns
 	turn       *sync.Cond // on mu: signalled when a write ends or the head changes
-	lagTimer   *time.Timer
-	lagAt      time.Time // deadline lagTimer is armed for; zero: stopped
+
+	// The check timer re-examines the subscription every lag/2 while it
+	// has groups, so a peer that stopped reading is noticed without a new
+	// group arriving.
+	checkTimer *time.Timer
+	checkArmed bool
+	// offered counts the payload bytes of the groups already forgotten;
+	// with the sizes of the groups still held it is what was queued for
+	// the peer, sampled into queued to learn the incoming rate.
+	offered int64
+	queued  rateWindow
+
+	pace pace // how fast the peer takes data
 
 	kick chan struct{}   // wakes the opener (capacity one)
 	work chan *groupSend // hands an opened group to an idle worker
@@ -87,17 +100,8 @@ type groupSend struct {
 	dropped bool
 	code    wire.ErrorCode // reset code once dropped
 	urgency int8
-
-	// supersededAt is when a newer group arrived (zero before); from then
-	// on the group's upstream is complete and lag counts.
-	supersededAt time.Time
-	// headAt is when the group became the head, and markBytes how much of
-	// it was written at max(headAt, supersededAt): the start of the span
-	// over which the peer's rate is measured.
-	headAt    time.Time
-	markBytes int64
-	written   atomic.Int64 // bytes written to the stream so far
-	writing   bool         // a Write on the stream is under way
+	written atomic.Int64 // bytes written to the stream so far
+	writing bool         // a Write on the stream is under way
 }
 
 func newForwarder(s *Session, ctx context.Context, sub wire.Subscribe, track *TrackReader) *forwarder {
@@ -114,8 +118,9 @@ func newForwarder(s *Session, ctx context.Context, sub wire.Subscribe, track *Tr
 	f.turn = sync.NewCond(&f.mu)
 	f.gate = s.conn.Kind() != transport.KindQUIC
 	f.openCtx, f.openCancel = context.WithCancel(ctx)
-	f.lagTimer = time.AfterFunc(time.Hour, f.onLag)
-	f.lagTimer.Stop()
+	f.queued.span = max(queuedRateSpan, 4*lag)
+	f.checkTimer = time.AfterFunc(time.Hour, f.onCheck)
+	f.checkTimer.Stop()
 	f.wg.Add(1)
 	s.spawn(func() {
 		defer f.wg.Done()
@@ -123,6 +128,12 @@ func newForwarder(s *Session, ctx context.Context, sub wire.Subscribe, track *Tr
 	})
 	return f
 }
+
+// queuedRateSpan is the shortest span over which the rate of data queued
+// for a peer is averaged: long enough that a burst of groups (a publisher
+// catching up, a keyframe) counts as what it is, a short excess over the
+// track's rate, and not as a rate the peer must sustain.
+const queuedRateSpan = 4 * time.Second
 
 // start queues g for sending. It never blocks.
 func (f *forwarder) start(g *GroupReader) {
@@ -136,36 +147,16 @@ func (f *forwarder) start(g *GroupReader) {
 	if !f.started || g.Sequence() > f.newest {
 		f.started = true
 		f.newest = g.Sequence()
-		for _, gs := range f.inflight {
-			if gs.supersededAt.IsZero() {
-				gs.supersededAt = now
-				if !gs.headAt.IsZero() {
-					gs.markBytes = gs.written.Load()
-				}
-			}
-		}
 	}
-	// Beyond the in-flight bound the oldest group goes, head or not.
-	for f.liveCount() >= f.limit {
-		f.dropLocked(f.firstDroppable(), wire.CodeDropped, true)
-		f.promoteLocked(now)
-	}
-	f.shedLocked(now)
 	gs := f.get()
 	gs.seq = g.Sequence()
 	gs.gr = g
-	if g.Sequence() < f.newest {
-		// A late group (created after a newer one): already superseded.
-		gs.supersededAt = now
-	}
-	f.inflight = append(f.inflight, gs)
+	f.groups = append(f.groups, gs)
 	f.toOpen = append(f.toOpen, gs)
-	if f.firstLive() == gs {
-		gs.headAt = now
-	}
+	f.checkLocked(now)
 	f.reapLocked()
 	f.reprioritiseLocked()
-	f.armLagLocked()
+	f.armCheckLocked()
 	notify(f.kick)
 }
 
@@ -173,30 +164,12 @@ func (f *forwarder) start(g *GroupReader) {
 // not fully written.
 func (gs *groupSend) droppable() bool { return !gs.dropped && gs.state != stateClosing }
 
-// liveCount counts the in-flight groups that may still be dropped.
-func (f *forwarder) liveCount() int {
-	n := 0
-	for _, gs := range f.inflight {
-		if gs.droppable() {
-			n++
-		}
-	}
-	return n
-}
+// backlog is the payload of gs still to be written.
+func (gs *groupSend) backlog() int64 { return gs.gr.g.sizeNow() - gs.written.Load() }
 
-// firstDroppable returns the oldest group that may still be dropped, or nil.
-func (f *forwarder) firstDroppable() *groupSend {
-	for _, gs := range f.inflight {
-		if gs.droppable() {
-			return gs
-		}
-	}
-	return nil
-}
-
-// firstLive returns the head: the oldest in-flight group not dropped, or nil.
+// firstLive returns the head: the oldest group not dropped, or nil.
 func (f *forwarder) firstLive() *groupSend {
-	for _, gs := range f.inflight {
+	for _, gs := range f.groups {
 		if !gs.dropped {
 			return gs
 		}
@@ -204,17 +177,26 @@ func (f *forwarder) firstLive() *groupSend {
 	return nil
 }
 
+// streamsOpen counts the groups holding a stream slot: being opened or
+// written.
+func (f *forwarder) streamsOpen() int {
+	n := 0
+	for _, gs := range f.groups {
+		if gs.state == stateOpening || gs.state == stateSending {
+			n++
+		}
+	}
+	return n
+}
+
 // dropLocked resets gs unless it is already dropped or fully written. A
 // stream being opened is abandoned, a stream being written is reset and its
 // reader closed, which wakes its worker; a queued group is left for the
-// caller to reap (reapLocked) once it is done walking the in-flight list.
+// caller to reap (reapLocked) once it is done walking the group list.
 // overload says whether the drop counts as one for a slow peer.
 func (f *forwarder) dropLocked(gs *groupSend, code wire.ErrorCode, overload bool) {
 	if gs == nil || !gs.droppable() {
 		return
-	}
-	if gs == f.firstLive() {
-		f.sampleRateLocked(gs, time.Now())
 	}
 	gs.dropped = true
 	gs.code = code
@@ -231,38 +213,60 @@ func (f *forwarder) dropLocked(gs *groupSend, code wire.ErrorCode, overload bool
 	}
 }
 
-// promoteLocked runs when the head changed: the new head starts its rate
-// span, and groups that can no longer arrive within lag are dropped.
-func (f *forwarder) promoteLocked(now time.Time) {
-	f.shedLocked(now)
-	if head := f.firstLive(); head != nil && head.headAt.IsZero() {
-		head.headAt = now
-		head.markBytes = head.written.Load()
+// checkLocked drops what the peer cannot take, on evidence only:
+//
+//   - a group waiting for a stream slot was evicted from the track's cache.
+//   - it is stalled: something (a write, a stream open) has waited on the
+//     peer for lag without any progress. Every superseded group (all but
+//     the newest) is reset: the peer will get the newest when it reads
+//     again.
+//   - it is slower than its track: its measured rate is below the rate of
+//     data queued for it, and the backlog would take longer than lag to
+//     send. Then, oldest first, each superseded group that could not be
+//     sent whole within lag behind the groups kept ahead of it is reset.
+//
+// A peer that takes data as fast as it is queued loses nothing, whatever
+// the size of a burst the cache holds, and neither rule acts before there
+// is evidence: no rate is assumed before one was measured.
+func (f *forwarder) checkLocked(now time.Time) {
+	queued := f.queuedRate(now) // sampled on every check, used below
+	for _, gs := range f.toOpen {
+		// A group still waiting for a stream is not being read yet: like
+		// a track reader that fell behind, the peer skips it once the
+		// cache let it go, so waiting groups pin no more than the cache.
+		if gs.gr.g.isEvicted() {
+			f.dropLocked(gs, wire.CodeDropped, true)
+		}
 	}
-}
-
-// shedLocked drops every superseded group that, at the rate the peer has
-// been taking groups and behind the groups ahead of it, would not be sent
-// completely before its lag runs out: the bandwidth is better spent on a
-// group that can still arrive whole. The newest group is always kept, and
-// nothing is shed before the rate is known.
-func (f *forwarder) shedLocked(now time.Time) {
-	if f.rate <= 0 {
+	rate, stalled := f.pace.state(now, f.lag)
+	if stalled {
+		for _, gs := range f.groups {
+			if gs.seq < f.newest {
+				f.dropLocked(gs, wire.CodeDropped, true)
+			}
+		}
 		return
 	}
-	var ahead int64 // bytes still to send of the groups kept ahead
-	for _, gs := range f.inflight {
+	if rate <= 0 {
+		return
+	}
+	var backlog int64
+	for _, gs := range f.groups {
+		if gs.droppable() {
+			backlog += gs.backlog()
+		}
+	}
+	budget := rate * f.lag.Seconds() // bytes the peer takes within lag
+	if float64(backlog) <= budget || rate >= queued {
+		return
+	}
+	var ahead int64 // backlog of the groups kept ahead
+	for _, gs := range f.groups {
 		if !gs.droppable() {
 			continue
 		}
-		left := gs.gr.g.sizeNow() - gs.written.Load()
-		if gs.supersededAt.IsZero() || gs.seq >= f.newest {
-			ahead += left
-			continue
-		}
-		// Superseded, so its size is final.
-		need := time.Duration(float64(ahead+left) / f.rate * float64(time.Second))
-		if now.Add(need).After(gs.supersededAt.Add(f.lag)) {
+		left := gs.backlog()
+		if gs.seq < f.newest && float64(ahead+left) > budget {
 			f.dropLocked(gs, wire.CodeDropped, true)
 			continue
 		}
@@ -270,25 +274,29 @@ func (f *forwarder) shedLocked(now time.Time) {
 	}
 }
 
-// finished removes gs after its opener or worker is done with it, learns
-// the peer's rate from a head that was sent while newer groups waited, and
+// queuedRate returns the rate, in bytes per second, at which data has been
+// queued for the peer over the last span, and samples it for later calls.
+func (f *forwarder) queuedRate(now time.Time) float64 {
+	total := f.offered
+	for _, gs := range f.groups {
+		total += gs.gr.g.sizeNow()
+	}
+	return f.queued.rate(now, total)
+}
+
+// finished removes gs after its opener or worker is done with it and
 // recycles it.
 func (f *forwarder) finished(gs *groupSend) {
 	now := time.Now()
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	wasHead := f.firstLive() == gs
-	if wasHead && !gs.dropped {
-		f.sampleRateLocked(gs, now)
-	}
 	f.forgetLocked(gs)
 	f.turn.Broadcast()
-	if wasHead || gs.dropped {
-		f.promoteLocked(now)
-	}
+	f.checkLocked(now)
 	f.reapLocked()
 	f.reprioritiseLocked()
-	f.armLagLocked()
+	f.armCheckLocked()
+	notify(f.kick) // a stream slot is free
 }
 
 // reapLocked forgets the dropped groups that never got a stream. Nothing
@@ -308,43 +316,20 @@ func (f *forwarder) reapLocked() {
 	f.toOpen = kept
 }
 
-// forgetLocked takes gs out of the in-flight list, hands its reader back
-// and keeps gs for reuse.
+// forgetLocked takes gs out of the group list, hands its reader back and
+// keeps gs for reuse.
 func (f *forwarder) forgetLocked(gs *groupSend) {
-	for i, x := range f.inflight {
+	for i, x := range f.groups {
 		if x == gs {
-			copy(f.inflight[i:], f.inflight[i+1:])
-			f.inflight[len(f.inflight)-1] = nil
-			f.inflight = f.inflight[:len(f.inflight)-1]
+			copy(f.groups[i:], f.groups[i+1:])
+			f.groups[len(f.groups)-1] = nil
+			f.groups = f.groups[:len(f.groups)-1]
 			break
 		}
 	}
+	f.offered += gs.gr.g.sizeNow()
 	f.releaseReader(gs.gr)
 	f.put(gs)
-}
-
-// sampleRateLocked learns the rate at which the peer takes data from the
-// head gs, finished or being dropped: over the span since it was both the
-// head and superseded, its data was all there and it was sent first, so
-// the network set its pace.
-func (f *forwarder) sampleRateLocked(gs *groupSend, now time.Time) {
-	if gs.supersededAt.IsZero() || gs.headAt.IsZero() {
-		return
-	}
-	from := gs.headAt
-	if gs.supersededAt.After(from) {
-		from = gs.supersededAt
-	}
-	d := now.Sub(from)
-	if d < 10*time.Millisecond {
-		return
-	}
-	sample := float64(gs.written.Load()-gs.markBytes) / d.Seconds()
-	if f.rate <= 0 {
-		f.rate = sample
-	} else {
-		f.rate = (f.rate + sample) / 2
-	}
 }
 
 // releaseReader closes a group reader and hands it back to the track reader
@@ -367,16 +352,15 @@ func (f *forwarder) get() *groupSend {
 func (f *forwarder) put(gs *groupSend) {
 	gs.seq, gs.gr, gs.stream = 0, nil, nil
 	gs.state, gs.dropped, gs.code, gs.urgency, gs.writing = stateQueued, false, 0, 0, false
-	gs.supersededAt, gs.headAt, gs.markBytes = time.Time{}, time.Time{}, 0
 	gs.written.Store(0)
 	f.free = append(f.free, gs)
 }
 
-// urgency maps track priority and a group's place among the live in-flight
-// groups to a QUIC send urgency (0 is sent first). The head goes first.
-// After it, ordered subscriptions get the older groups first; unordered
-// ones (what browsers ask for) the newest first, since they render it
-// without waiting for the others.
+// urgency maps track priority and a group's place among the live groups to
+// a QUIC send urgency (0 is sent first). The head goes first. After it,
+// ordered subscriptions get the older groups first; unordered ones (what
+// browsers ask for) the newest first, since they render it without waiting
+// for the others.
 func (f *forwarder) urgency(gs *groupSend, pos int) int8 {
 	base := int8(3)
 	if f.priority >= 128 {
@@ -393,7 +377,7 @@ func (f *forwarder) urgency(gs *groupSend, pos int) int8 {
 // (raw QUIC only; a no-op on other transports).
 func (f *forwarder) reprioritiseLocked() {
 	pos := 0
-	for _, gs := range f.inflight {
+	for _, gs := range f.groups {
 		if gs.dropped {
 			continue
 		}
@@ -406,48 +390,27 @@ func (f *forwarder) reprioritiseLocked() {
 	}
 }
 
-// armLagLocked points the lag timer at the earliest deadline of a
-// superseded live group.
-func (f *forwarder) armLagLocked() {
-	var next time.Time
-	for _, gs := range f.inflight {
-		if !gs.droppable() || gs.supersededAt.IsZero() {
-			continue
-		}
-		if d := gs.supersededAt.Add(f.lag); next.IsZero() || d.Before(next) {
-			next = d
-		}
-	}
-	if next.Equal(f.lagAt) {
+// armCheckLocked keeps the check timer running while there are groups.
+func (f *forwarder) armCheckLocked() {
+	if len(f.groups) == 0 || f.checkArmed {
 		return
 	}
-	f.lagAt = next
-	if next.IsZero() {
-		f.lagTimer.Stop()
-		return
-	}
-	f.lagTimer.Reset(time.Until(next))
+	f.checkArmed = true
+	f.checkTimer.Reset(f.lag / 2)
 }
 
-// onLag drops the groups whose lag ran out.
-func (f *forwarder) onLag() {
-	now := time.Now()
+// onCheck re-examines the subscription (see checkLocked).
+func (f *forwarder) onCheck() {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.lagAt = time.Time{}
-	dropped := false
-	for _, gs := range f.inflight {
-		if gs.droppable() && !gs.supersededAt.IsZero() && !now.Before(gs.supersededAt.Add(f.lag)) {
-			f.dropLocked(gs, wire.CodeDropped, true)
-			dropped = true
-		}
+	f.checkArmed = false
+	if f.closing && len(f.groups) == 0 {
+		return
 	}
-	if dropped {
-		f.promoteLocked(now)
-		f.reapLocked()
-		f.reprioritiseLocked()
-	}
-	f.armLagLocked()
+	f.checkLocked(time.Now())
+	f.reapLocked()
+	f.reprioritiseLocked()
+	f.armCheckLocked()
 }
 
 // runOpener opens the streams of queued groups in order and hands each to a
@@ -456,7 +419,8 @@ func (f *forwarder) runOpener() {
 	defer close(f.work)
 	for {
 		f.mu.Lock()
-		for len(f.toOpen) == 0 && !f.closing && f.ctx.Err() == nil {
+		// Wait for a group and a free stream slot (or for the end).
+		for (len(f.toOpen) == 0 && !f.closing || len(f.toOpen) > 0 && f.streamsOpen() >= f.limit) && f.ctx.Err() == nil {
 			f.mu.Unlock()
 			select {
 			case <-f.kick:
@@ -485,7 +449,11 @@ func (f *forwarder) runOpener() {
 		ctx := f.openCtx
 		f.mu.Unlock()
 
+		// Opening waits on the peer when it stops accepting streams:
+		// evidence of a stall like a write that does not progress.
+		f.pace.begin(time.Now())
 		str, err := f.s.conn.OpenUniStream(ctx)
+		f.pace.end(time.Now(), 0)
 
 		f.mu.Lock()
 		if ctx.Err() != nil && f.ctx.Err() == nil {
@@ -583,6 +551,7 @@ func (f *forwarder) send(gs *groupSend, buf []byte) []byte {
 			if str.Close() == nil {
 				s.stats.groupsSent.Add(1)
 			}
+			notify(f.kick) // its stream slot is free
 			return buf
 		}
 		buf = wire.AppendFrameHeader(buf, uint64(len(frame)))
@@ -616,9 +585,27 @@ func (f *forwarder) send(gs *groupSend, buf []byte) []byte {
 // lets a later group use the link while the head is held back by the
 // peer's flow control; gating there too cost latency and complete groups
 // in the CPU-bound relay benchmark.
+//
+// Large payloads are written in pieces of at most writePiece bytes, so the
+// progress of a slow peer is seen piece by piece (see pace).
 func (f *forwarder) write(gs *groupSend, p []byte) error {
+	for len(p) > writePiece {
+		if err := f.writePiece(gs, p[:writePiece]); err != nil {
+			return err
+		}
+		p = p[writePiece:]
+	}
+	return f.writePiece(gs, p)
+}
+
+// writePiece bounds one stream write; see write.
+const writePiece = 64 << 10
+
+func (f *forwarder) writePiece(gs *groupSend, p []byte) error {
 	if !f.gate {
+		f.pace.begin(time.Now())
 		_, err := gs.stream.Write(p)
+		f.pace.end(time.Now(), len(p))
 		return err
 	}
 	f.mu.Lock()
@@ -631,7 +618,9 @@ func (f *forwarder) write(gs *groupSend, p []byte) error {
 	}
 	gs.writing = true
 	f.mu.Unlock()
+	f.pace.begin(time.Now())
 	_, err := gs.stream.Write(p)
+	f.pace.end(time.Now(), len(p))
 	f.mu.Lock()
 	gs.writing = false
 	f.turn.Broadcast()
@@ -646,7 +635,7 @@ func (f *forwarder) stop(cause error, code wire.ErrorCode) {
 	f.mu.Lock()
 	f.closing = true
 	if cause != nil {
-		for _, gs := range f.inflight {
+		for _, gs := range f.groups {
 			f.dropLocked(gs, code, false)
 		}
 		f.reapLocked()
@@ -654,6 +643,6 @@ func (f *forwarder) stop(cause error, code wire.ErrorCode) {
 	f.mu.Unlock()
 	notify(f.kick)
 	f.wg.Wait()
-	f.lagTimer.Stop()
+	f.checkTimer.Stop()
 	f.openCancel()
 }

@@ -113,9 +113,10 @@ func TestPayloadReuse(t *testing.T) {
 		}
 	}
 
-	// Group 1: read by the forwarder and by a consumer.
-	consumer := subscribe(t, bw, "video", 1)
+	// Group 1: read by the forwarder and by a consumer that subscribes
+	// when it is the latest group.
 	g1 := writePooledGroup(t, tw, frames, size)
+	consumer := subscribe(t, bw, "video", 1)
 	r1, err := fwd.NextArrival(ctx)
 	if err != nil {
 		t.Fatal(err)

@@ -203,6 +203,13 @@ func (g *group) sizeNow() int64 {
 	return g.size
 }
 
+// isEvicted reports whether the track's cache let the group go.
+func (g *group) isEvicted() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.evicted
+}
+
 // frameCount returns the number of frames written so far.
 func (g *group) frameCount() int {
 	g.mu.Lock()
