@@ -28,7 +28,14 @@ type ErrorCode = wire.ErrorCode
 
 // Limits bound what one peer may make a session hold. A violation resets the
 // offending stream (or, where the session itself is at stake, closes it) with
-// the reference error code; other sessions are unaffected.
+// the reference error code (wire.CodeBoundsExceeded for sizes and budgets)
+// and one log line per second at most per session; other sessions are
+// unaffected.
+//
+// Sizes a peer declares bound what it may send, never what is allocated up
+// front: memory for a message or frame grows with the bytes that arrive, and
+// what incomplete messages and frames hold counts against MaxSessionBuffer
+// and MaxServerBuffer.
 type Limits struct {
 	// MaxMessageSize bounds one control message (SUBSCRIBE, ANNOUNCE, …).
 	MaxMessageSize int
@@ -37,11 +44,23 @@ type Limits struct {
 	// MaxPathLength bounds a broadcast path or track name, in bytes.
 	MaxPathLength int
 	// MaxSubscriptions bounds the subscriptions a peer may hold open on this
-	// session at once.
+	// session at once. Each one is a bidirectional stream, so MaxStreams
+	// bounds them too.
 	MaxSubscriptions int
-	// MaxStreams bounds the streams a peer may have open at once (each
-	// direction, bidirectional and unidirectional separately).
+	// MaxStreams bounds the streams a peer may have open at once, for
+	// bidirectional and unidirectional streams separately: the QUIC and
+	// WebTransport stream limits, and the streams a session serves at once
+	// on any transport (a peer's further streams wait until one ends).
 	MaxStreams int
+	// MaxSessionBuffer bounds the bytes one session holds for messages and
+	// frames it is still receiving (allocated as their bytes arrive,
+	// released once they are complete or abandoned). A stream whose next
+	// bytes would go over it is reset with CodeBoundsExceeded.
+	MaxSessionBuffer int
+	// MaxServerBuffer bounds the same bytes summed over every session of a
+	// Server, so that many peers together cannot exhaust the process. A
+	// session made with Dial has a budget of this size of its own.
+	MaxServerBuffer int
 	// MaxInflightGroups bounds the group streams one subscription keeps open
 	// towards a slow peer; when a newer group starts, the oldest in-flight
 	// group beyond this bound is reset rather than queued.
@@ -55,14 +74,30 @@ type Limits struct {
 	MaxGroupLag time.Duration
 }
 
-// DefaultLimits are generous for media and small enough that one peer cannot
-// exhaust the process.
+// DefaultLimits are generous for media and small enough that a 2-core
+// machine with a few GB of memory holds any peer, and several hostile peers
+// together:
+//
+//   - MaxStreams 256: every open stream costs a goroutine, a read buffer and
+//     the transport's stream state (about 15 KiB idle), so 2 × 256 streams
+//     keep one session's worst case near 8 MiB, where 2 × 1024 was four
+//     times that (the reference relay measured 6.6× its RSS with 1024
+//     instead of 100 streams, moq-dev/moq#3128). Honest peers need far
+//     fewer: a publisher one unidirectional stream per group in flight (a
+//     few per track; a burst beyond 256 waits for stream credit rather than
+//     being lost), a subscriber one bidirectional stream per subscription.
+//   - MaxSessionBuffer 64 MiB: four frames of the maximum size, far above
+//     the frames an honest publisher has in flight at once.
+//   - MaxServerBuffer 256 MiB: four sessions at their full budget, a
+//     fraction of a few GB beside the track caches.
 var DefaultLimits = Limits{
 	MaxMessageSize:    1 << 20,
 	MaxFrameSize:      16 << 20,
 	MaxPathLength:     1024,
 	MaxSubscriptions:  1024,
-	MaxStreams:        1024,
+	MaxStreams:        256,
+	MaxSessionBuffer:  64 << 20,
+	MaxServerBuffer:   256 << 20,
 	MaxInflightGroups: 16,
 	MaxGroupLag:       time.Second,
 }
@@ -83,6 +118,12 @@ func (l Limits) withDefaults() Limits {
 	}
 	if l.MaxStreams > 0 {
 		d.MaxStreams = l.MaxStreams
+	}
+	if l.MaxSessionBuffer > 0 {
+		d.MaxSessionBuffer = l.MaxSessionBuffer
+	}
+	if l.MaxServerBuffer > 0 {
+		d.MaxServerBuffer = l.MaxServerBuffer
 	}
 	if l.MaxInflightGroups > 0 {
 		d.MaxInflightGroups = l.MaxInflightGroups

@@ -102,27 +102,37 @@ func putChunk(c *chunk) {
 }
 
 // groupBuffers carves the payloads of one group's frames out of pooled
-// chunks. Only the group's single writer calls alloc.
+// chunks. Only the group's single writer calls alloc, grow and finish.
 type groupBuffers struct {
 	head, tail *chunk
 	free       []byte // unused end of tail
 }
 
-// alloc returns a buffer of length and capacity n. Its contents are
-// undefined: the caller overwrites all of it.
+// alloc returns a buffer of length and capacity n, for a frame whose bytes
+// have all arrived. Its contents are undefined: the caller overwrites all
+// of it.
 func (b *groupBuffers) alloc(n int) []byte {
-	if n <= len(b.free) {
-		p := b.free[:n:n]
-		b.free = b.free[n:]
-		return p
+	if n > len(b.free) && !b.addChunk(n) {
+		return make([]byte, n)
 	}
+	p := b.free[:n:n]
+	b.free = b.free[n:]
+	return p
+}
+
+// addChunk appends a pooled chunk of at least n bytes and makes it the free
+// space; it reports false, changing nothing, when n is above the largest
+// size class. A group's first chunk fits n; each later one is twice the
+// previous up to chunkGrowLimit, which the bytes already received into the
+// group (not any declared size) justify.
+func (b *groupBuffers) addChunk(n int) bool {
 	size := n
 	if b.tail != nil {
 		size = max(n, min(2*len(b.tail.buf), chunkGrowLimit))
 	}
 	class := chunkClass(size)
 	if class < 0 {
-		return make([]byte, n)
+		return false
 	}
 	c := getChunk(class)
 	if b.tail == nil {
@@ -131,9 +141,79 @@ func (b *groupBuffers) alloc(n int) []byte {
 		b.tail.next = c
 	}
 	b.tail = c
-	p := c.buf[:n:n]
-	b.free = c.buf[n:]
-	return p
+	b.free = c.buf
+	return true
+}
+
+// frameStartSize is the memory a frame being received gets once its first
+// bytes have arrived (or all of it, if smaller); it doubles with the bytes
+// received after that. A peer that declares a frame of many megabytes and
+// sends a byte makes the receiver hold this much, not the declared size.
+const frameStartSize = 16 << 10
+
+// partialFrame is a frame being received into a group's memory: p holds the
+// bytes received so far and cap(p) is the room reserved for it. Its memory
+// is the start of the group's free chunk space, so it grows in place while
+// the chunk has room, or, for frames above the largest chunk class, a
+// buffer of its own.
+type partialFrame struct {
+	p     []byte
+	plain bool
+}
+
+// grow makes room for want bytes in total (want > cap(f.p)), keeping the
+// bytes received so far: in place while the current chunk has room,
+// otherwise by moving them into a new chunk or, beyond the largest chunk
+// class, into a plain buffer. A chunk that held nothing but this frame goes
+// back to the pool at once; space a frame leaves behind in a chunk shared
+// with earlier frames stays with the group until it is released.
+func (b *groupBuffers) grow(f *partialFrame, want int) {
+	if f.plain {
+		f.p = append(make([]byte, 0, want), f.p...)
+		return
+	}
+	if want <= len(b.free) {
+		f.p = b.free[:len(f.p):want]
+		return
+	}
+	var alone *chunk
+	if b.tail != nil && len(b.free) == len(b.tail.buf) {
+		alone = b.tail
+	}
+	received := f.p
+	if !b.addChunk(want) {
+		f.plain = true
+		f.p = append(make([]byte, 0, want), received...)
+		return
+	}
+	f.p = b.free[:copy(b.free, received):want]
+	if alone != nil {
+		b.dropChunk(alone)
+	}
+}
+
+// dropChunk unlinks c, which is not the tail, and returns it to its pool.
+func (b *groupBuffers) dropChunk(c *chunk) {
+	if b.head == c {
+		b.head = c.next
+	} else {
+		prev := b.head
+		for prev.next != c {
+			prev = prev.next
+		}
+		prev.next = c.next
+	}
+	putChunk(c)
+}
+
+// finish returns the complete frame, with len == cap, and takes its memory
+// out of the free space.
+func (b *groupBuffers) finish(f *partialFrame) []byte {
+	n := len(f.p)
+	if !f.plain {
+		b.free = b.free[n:]
+	}
+	return f.p[:n:n]
 }
 
 // release hands every chunk back to its pool.

@@ -43,6 +43,14 @@ type Session struct {
 
 	recv streamSet // group streams being received
 
+	// mem counts what the peer's incomplete messages and frames hold
+	// (budget.go); bidiSlots and uniSlots hold one token per peer stream
+	// being served, Limits.MaxStreams of each; limitLog writes the lines
+	// about limits the peer hits, at most one a second.
+	mem                 sessionBudget
+	bidiSlots, uniSlots chan struct{}
+	limitLog            limitLog
+
 	mu         sync.Mutex
 	nextSubID  uint64
 	upstream   map[uint64]*upstreamSub
@@ -113,6 +121,10 @@ type sessionConfig struct {
 	log     *slog.Logger
 	// versions offered (client) or accepted (server) on the legacy SETUP path.
 	legacyVersions []Version
+	// shared is the buffer budget of every session of a Server
+	// (Limits.MaxServerBuffer); nil gives the session one of its own, as
+	// Dial does.
+	shared *byteBudget
 }
 
 // startSession negotiates the version on conn and starts serving it. On
@@ -131,6 +143,12 @@ func startSession(ctx context.Context, conn transport.Session, cfg sessionConfig
 		consumed: make(map[string]*BroadcastWriter),
 		own:      make(map[*BroadcastReader]struct{}),
 	}
+	if cfg.shared == nil {
+		cfg.shared = newByteBudget("server", s.limits.MaxServerBuffer)
+	}
+	s.mem = sessionBudget{own: newByteBudget("session", s.limits.MaxSessionBuffer), shared: cfg.shared}
+	s.bidiSlots = make(chan struct{}, s.limits.MaxStreams)
+	s.uniSlots = make(chan struct{}, s.limits.MaxStreams)
 	s.perm.Root = wire.CleanPath(s.perm.Root)
 	// The session context is not derived from the connection's: Accept then
 	// reports the real reason a connection ended (a peer's close code)
@@ -294,14 +312,35 @@ func (s *Session) shutdown() {
 		_ = b.Close()
 	}
 	s.wg.Wait()
+	s.limitLog.flush(s.log)
 }
 
-// reject resets both halves of a peer stream with code and logs why.
+// reject resets both halves of a peer stream with code and logs why (at
+// most one line a second: a peer may do this on every stream it opens).
 func (s *Session) reject(str transport.Stream, code ErrorCode, err error) {
 	s.stats.rejected.Add(1)
-	s.log.Warn("moq stream rejected", "code", code.String(), "err", err)
+	s.limitLog.log(s.log, slog.LevelWarn, "moq stream rejected", "code", code.String(), "err", err)
 	str.CancelRead(uint64(code))
 	str.CancelWrite(uint64(code))
+}
+
+// takeStreamSlot waits until the session serves fewer than
+// Limits.MaxStreams peer streams of one kind and takes a slot; it reports
+// false when the session ends first. Meanwhile the peer's further streams
+// wait in the transport, whose own stream limit bounds them.
+func (s *Session) takeStreamSlot(slots chan struct{}, kind string) bool {
+	select {
+	case slots <- struct{}{}:
+		return true
+	default:
+	}
+	s.limitLog.log(s.log, slog.LevelInfo, "moq peer at its stream limit; its next streams wait", "kind", kind, "limit", cap(slots))
+	select {
+	case slots <- struct{}{}:
+		return true
+	case <-s.ctx.Done():
+		return false
+	}
 }
 
 // codeFor maps a decoding/limit error to the reference error code.
@@ -333,20 +372,29 @@ func coded(code ErrorCode, format string, args ...any) error {
 	return wireCoded{code: code, err: fmt.Errorf(format, args...)}
 }
 
-// acceptBidi serves every bidirectional stream the peer opens.
+// acceptBidi serves every bidirectional stream the peer opens, at most
+// Limits.MaxStreams at once.
 func (s *Session) acceptBidi() {
 	for {
+		if !s.takeStreamSlot(s.bidiSlots, "bidirectional") {
+			return
+		}
 		str, err := s.conn.AcceptStream(s.ctx)
 		if err != nil {
 			s.end(err)
 			return
 		}
-		s.spawn(func() { s.serveBidi(str) })
+		s.spawn(func() {
+			defer func() { <-s.bidiSlots }()
+			s.serveBidi(str)
+		})
 	}
 }
 
 func (s *Session) serveBidi(str transport.Stream) {
 	r := wire.NewReader(str)
+	r.SetBudget(s.mem)
+	defer r.Release()
 	// Every read below ends when the session does.
 	stop := context.AfterFunc(s.ctx, func() { str.CancelRead(uint64(wire.CodeCancel)) })
 	defer stop()
@@ -381,21 +429,26 @@ func (s *Session) serveBidi(str transport.Stream) {
 	}
 }
 
-// acceptUni serves every unidirectional (group) stream the peer opens.
-// Streams are accepted in the order the peer opened them, which for a
-// moqbridge or reference publisher is group order; each stream's goroutine
-// lets its predecessor create its group first (see groupOrderWait), so
-// readers see groups in the order they were sent.
+// acceptUni serves every unidirectional (group) stream the peer opens, at
+// most Limits.MaxStreams at once. Streams are accepted in the order the
+// peer opened them, which for a moqbridge or reference publisher is group
+// order; each stream's goroutine lets its predecessor create its group
+// first (see groupOrderWait), so readers see groups in the order they were
+// sent.
 func (s *Session) acceptUni() {
 	prev := make(chan struct{})
 	close(prev)
 	for {
+		if !s.takeStreamSlot(s.uniSlots, "unidirectional") {
+			return
+		}
 		str, err := s.conn.AcceptUniStream(s.ctx)
 		if err != nil {
 			s.end(err)
 			return
 		}
 		if !s.recv.add(str) {
+			<-s.uniSlots
 			continue // the session is ending
 		}
 		created := make(chan struct{})
@@ -404,6 +457,7 @@ func (s *Session) acceptUni() {
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
+			defer func() { <-s.uniSlots }()
 			s.receiveGroup(str, after, created)
 		}()
 	}

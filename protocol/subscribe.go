@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"sync"
 	"time"
 
@@ -104,6 +105,8 @@ func (s *Session) runUpstream(wirePath string, t *TrackWriter) {
 // the publisher ends the stream; io.EOF means it finished the track.
 func (s *Session) readSubscribeResponses(str transport.Stream) error {
 	r := wire.NewReader(str)
+	r.SetBudget(s.mem)
+	defer r.Release()
 	first := true
 	for {
 		typ := wire.ResponseOK
@@ -162,9 +165,15 @@ func (s *Session) receiveGroup(str transport.ReceiveStream, after <-chan struct{
 	defer markCreated()
 	defer s.recv.remove(str)
 	r := wire.NewReader(str)
+	r.SetBudget(s.mem)
+	defer r.Release()
 	reject := func(code ErrorCode, err error) {
 		s.stats.rejected.Add(1)
-		s.log.Debug("moq group stream rejected", "code", code.String(), "err", err)
+		level := slog.LevelDebug
+		if code == wire.CodeBoundsExceeded {
+			level = slog.LevelWarn
+		}
+		s.limitLog.log(s.log, level, "moq group stream rejected", "code", code.String(), "err", err)
 		str.CancelRead(uint64(code))
 	}
 	typ, err := r.ReadByte()
@@ -236,10 +245,14 @@ func (s *Session) receiveGroup(str transport.ReceiveStream, after <-chan struct{
 			reject(wire.CodeBoundsExceeded, fmt.Errorf("frame of %d bytes exceeds the %d-byte limit", size, s.limits.MaxFrameSize))
 			return
 		}
-		p := g.allocFrame(int(size))
-		if err := r.ReadFull(p); err != nil {
+		p, err := s.readFrame(r, &g.g.bufs, int(size))
+		if err != nil {
 			g.Abort(fmt.Errorf("moq group %d: %w", hdr.Sequence, err))
-			if !errors.As(err, new(*StreamError)) {
+			var we wireCoded
+			switch {
+			case errors.As(err, &we):
+				reject(we.code, err)
+			case !errors.As(err, new(*StreamError)):
 				reject(wire.CodeWrongSize, fmt.Errorf("frame shorter than its size: %w", err))
 			}
 			return
@@ -250,6 +263,49 @@ func (s *Session) receiveGroup(str transport.ReceiveStream, after <-chan struct{
 		}
 		s.stats.framesReceived.Add(1)
 	}
+}
+
+// readFrame reads a frame payload of n bytes from r into a group's memory.
+// A frame that is already in r's buffer is copied at once. Otherwise memory
+// follows the bytes that arrive: nothing until the first payload bytes are
+// here, then frameStartSize, doubling as more arrive, up to n; while the
+// frame is incomplete that memory counts against the session's buffer
+// budgets. A budget error carries wire.CodeBoundsExceeded.
+func (s *Session) readFrame(r *wire.Reader, b *groupBuffers, n int) ([]byte, error) {
+	if n <= r.Buffered() {
+		p := b.alloc(n)
+		_ = r.ReadFull(p) // cannot fail: the bytes are buffered
+		return p, nil
+	}
+	var f partialFrame
+	defer func() { s.mem.Release(cap(f.p)) }()
+	for len(f.p) < n {
+		if len(f.p) == cap(f.p) {
+			if err := r.Fill(); err != nil {
+				return nil, unexpectedEOF(err)
+			}
+			want := min(n, max(frameStartSize, 2*len(f.p)))
+			if err := s.mem.Reserve(want - cap(f.p)); err != nil {
+				return nil, fmt.Errorf("frame of %d bytes: %w", n, err)
+			}
+			b.grow(&f, want)
+		}
+		m, err := r.Read(f.p[len(f.p):cap(f.p)])
+		f.p = f.p[:len(f.p)+m]
+		if err != nil {
+			return nil, unexpectedEOF(err)
+		}
+	}
+	return b.finish(&f), nil
+}
+
+// unexpectedEOF converts io.EOF into io.ErrUnexpectedEOF for reads of an
+// item that had begun.
+func unexpectedEOF(err error) error {
+	if errors.Is(err, io.EOF) {
+		return io.ErrUnexpectedEOF
+	}
+	return err
 }
 
 // streamSet holds the receive streams to stop when something ends (a
