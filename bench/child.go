@@ -13,36 +13,27 @@ import (
 	"time"
 )
 
-// childTimeout bounds every exchange with the relay child: starting up,
-// answering a stats request, shutting down.
+// childTimeout bounds every exchange with a child process: starting up,
+// answering a request, shutting down.
 const childTimeout = 10 * time.Second
 
-// child is a relay running in a re-executed copy of this binary.
+// child is a helper process of the benchmark that takes one-line requests
+// on stdin and answers each with one JSON line on stdout: a relay, or the
+// gomoqt contender's peers.
 type child struct {
+	name   string
 	cmd    *exec.Cmd
 	stdin  io.WriteCloser
 	stdout *os.File // read end of the child's stdout; ours to close
 	dec    *json.Decoder
 	stderr *tailBuffer
 
-	addr string
-	fp   [32]byte
-
 	mu       sync.Mutex // one request at a time
 	stopOnce sync.Once
 }
 
-// startChild re-executes the current binary as role, with env added to its
-// environment, and waits until the relay is listening.
-func startChild(role string, env ...string) (*child, error) {
-	exe, err := os.Executable()
-	if err != nil {
-		return nil, err
-	}
-	// The arguments keep the test framework quiet should a binary without
-	// role dispatch be started by mistake; RunRole ignores them.
-	cmd := exec.Command(exe, "-test.run=^$", "-test.bench=^$")
-	cmd.Env = append(append(os.Environ(), RoleEnv+"="+role), env...)
+// startProcess starts cmd as a child named name (for error messages).
+func startProcess(name string, cmd *exec.Cmd) (*child, error) {
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		return nil, err
@@ -54,49 +45,36 @@ func startChild(role string, env ...string) (*child, error) {
 		return nil, err
 	}
 	cmd.Stdout = pw
-	c := &child{cmd: cmd, stdin: stdin, stdout: pr, dec: json.NewDecoder(bufio.NewReader(pr)), stderr: &tailBuffer{}}
+	c := &child{name: name, cmd: cmd, stdin: stdin, stdout: pr, dec: json.NewDecoder(bufio.NewReader(pr)), stderr: &tailBuffer{}}
 	cmd.Stderr = c.stderr
 	err = cmd.Start()
 	_ = pw.Close()
 	if err != nil {
 		_ = pr.Close()
-		return nil, fmt.Errorf("start %s: %w", role, err)
+		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
-	var ready readyMsg
-	if err := c.receive(&ready); err != nil {
-		c.stop()
-		return nil, fmt.Errorf("%s did not start: %w%s", role, err, c.stderr.note())
-	}
-	fp, err := hex.DecodeString(ready.Fingerprint)
-	if err != nil || len(fp) != len(c.fp) {
-		c.stop()
-		return nil, fmt.Errorf("%s sent a bad fingerprint %q", role, ready.Fingerprint)
-	}
-	c.addr = ready.Addr
-	copy(c.fp[:], fp)
 	return c, nil
 }
 
-// stats asks the child for its counters.
-func (c *child) stats() (RelayStats, error) {
+// call sends req and decodes the answer into v.
+func (c *child) call(req string, v any) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	var st RelayStats
-	if _, err := io.WriteString(c.stdin, cmdStats+"\n"); err != nil {
-		return st, fmt.Errorf("relay stats: %w%s", err, c.stderr.note())
+	if _, err := io.WriteString(c.stdin, req+"\n"); err != nil {
+		return fmt.Errorf("%s %s: %w%s", c.name, req, err, c.stderr.note(c.name))
 	}
-	if err := c.receive(&st); err != nil {
-		return st, fmt.Errorf("relay stats: %w%s", err, c.stderr.note())
+	if err := c.receive(v, childTimeout); err != nil {
+		return fmt.Errorf("%s %s: %w%s", c.name, req, err, c.stderr.note(c.name))
 	}
-	return st, nil
+	return nil
 }
 
 // receive decodes the next line from the child, killing it if it does not
-// answer within childTimeout (which also ends the decode).
-func (c *child) receive(v any) error {
+// answer within timeout (which also ends the decode).
+func (c *child) receive(v any, timeout time.Duration) error {
 	done := make(chan error, 1)
 	go func() { done <- c.dec.Decode(v) }()
-	t := time.NewTimer(childTimeout)
+	t := time.NewTimer(timeout)
 	defer t.Stop()
 	select {
 	case err := <-done:
@@ -130,6 +108,56 @@ func (c *child) stop() {
 	})
 }
 
+// relayChild is a relay child: it announces its address and certificate
+// fingerprint, then answers "stats" with RelayStats.
+type relayChild struct {
+	*child
+	addr string
+	fp   [32]byte
+}
+
+// startChild re-executes the current binary as role, with env added to its
+// environment, and waits until the relay is listening.
+func startChild(role string, env ...string) (*relayChild, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	// The arguments keep the test framework quiet should a binary without
+	// role dispatch be started by mistake; RunRole ignores them.
+	cmd := exec.Command(exe, "-test.run=^$", "-test.bench=^$")
+	cmd.Env = append(append(os.Environ(), RoleEnv+"="+role), env...)
+	return startRelay(role, cmd)
+}
+
+// startRelay starts cmd and waits until the relay it runs is listening.
+func startRelay(name string, cmd *exec.Cmd) (*relayChild, error) {
+	c, err := startProcess(name, cmd)
+	if err != nil {
+		return nil, err
+	}
+	var ready readyMsg
+	if err := c.receive(&ready, childTimeout); err != nil {
+		c.stop()
+		return nil, fmt.Errorf("%s did not start: %w%s", name, err, c.stderr.note(name))
+	}
+	r := &relayChild{child: c, addr: ready.Addr}
+	fp, err := hex.DecodeString(ready.Fingerprint)
+	if err != nil || len(fp) != len(r.fp) {
+		c.stop()
+		return nil, fmt.Errorf("%s sent a bad fingerprint %q", name, ready.Fingerprint)
+	}
+	copy(r.fp[:], fp)
+	return r, nil
+}
+
+// stats asks the relay for its counters.
+func (r *relayChild) stats() (RelayStats, error) {
+	var st RelayStats
+	err := r.call(cmdStats, &st)
+	return st, err
+}
+
 // tailBuffer keeps the last few KiB of the child's stderr for error
 // messages.
 type tailBuffer struct {
@@ -150,11 +178,11 @@ func (t *tailBuffer) Write(p []byte) (int, error) {
 }
 
 // note formats the captured stderr as a suffix for an error message.
-func (t *tailBuffer) note() string {
+func (t *tailBuffer) note(name string) string {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if len(t.buf) == 0 {
 		return ""
 	}
-	return "; relay stderr: " + string(t.buf)
+	return "; " + name + " stderr: " + string(t.buf)
 }

@@ -3,8 +3,11 @@ package bench
 import (
 	"context"
 	"fmt"
+	"os"
 	"strings"
+	"sync"
 	"testing"
+	"text/tabwriter"
 	"time"
 )
 
@@ -22,26 +25,61 @@ var relayLoads = []struct {
 var relaySubscribers = []int{1, 10, 100}
 
 // BenchmarkRelay runs 1 publisher → relay → N subscribers for every load,
-// N and relay, each as one fixed-length run whatever b.N is (run it with
-// -benchtime 1x). The figures are custom metrics; the standard ns/op is
-// suppressed and B/op, allocs/op (with -benchmem) describe this process,
-// not the relay. After the matrix it logs the moq/bare comparison.
+// N and relay (moqbridge, gomoqt, bare quic-go), each as one fixed-length
+// run whatever b.N is (run it with -benchtime 1x). The figures are custom
+// metrics; the standard ns/op is suppressed and B/op, allocs/op (with
+// -benchmem) describe this process, not the relay. After the matrix it
+// logs the three relays side by side, with ratios to the bare relay of the
+// same run. The gomoqt relay is built from bench/gomoqt when its first row
+// runs; if that fails, its rows are skipped with the reason.
 func BenchmarkRelay(b *testing.B) {
+	gomoqt := &gomoqtBuild{parent: b}
 	results := make(map[string]Result)
 	for _, lr := range relayLoads {
 		for _, n := range relaySubscribers {
-			for _, kind := range []RelayKind{MOQ, Bare} {
+			for _, kind := range RelayKinds {
 				name := fmt.Sprintf("%s/%s/subs=%d", lr.load.Name, kind, n)
 				b.Run(name, func(b *testing.B) {
 					cfg := Config{Relay: kind, Load: lr.load, Subscribers: n}
+					if kind == Gomoqt {
+						cfg.GomoqtBinary = gomoqt.binary(b)
+					}
 					results[name] = benchRelay(b, cfg, lr.warmup, lr.window)
 				})
 			}
 		}
 	}
 	if s := comparison(results); s != "" {
-		b.Log("moq relay against the bare quic-go relay:\n" + s)
+		b.Log("moqbridge, gomoqt and bare quic-go relays side by side (×bare: ratio to the bare relay of this run):\n" + s)
 	}
+}
+
+// gomoqtBuild builds the gomoqt contender once per benchmark, into the
+// parent benchmark's temporary directory, when a row first needs it.
+type gomoqtBuild struct {
+	parent *testing.B
+	once   sync.Once
+	path   string
+	err    error
+}
+
+// binary returns the contender's binary, or skips b with the reason it
+// could not be built.
+func (g *gomoqtBuild) binary(b *testing.B) string {
+	g.once.Do(func() {
+		start := time.Now()
+		g.path, g.err = BuildGomoqt(g.parent.TempDir())
+		if g.err != nil {
+			// On stderr too: a skipped benchmark says why only with -v.
+			fmt.Fprintf(os.Stderr, "bench: gomoqt rows skipped, the contender did not build: %v\n", g.err)
+		} else {
+			g.parent.Logf("built the gomoqt contender in %v", time.Since(start).Round(time.Millisecond))
+		}
+	})
+	if g.err != nil {
+		b.Skipf("gomoqt contender not built: %v", g.err)
+	}
+	return g.path
 }
 
 // allocLoads are the loads of BenchmarkRelayAllocs with their warm-up.
@@ -144,9 +182,14 @@ func report(b *testing.B, cfg Config, res Result) {
 	b.ReportMetric(float64(lostFrames(cfg, res)), "frames-lost")
 	b.ReportMetric(float64(res.Groups), "groups")
 	b.ReportMetric(float64(res.RelayGroupsDropped), "groups-dropped")
+	b.ReportMetric(float64(res.IncompleteGroups), "groups-incomplete")
 	b.ReportMetric(res.AllocsPerFrame(), "relay-allocs/frame")
 	b.ReportMetric(float64(res.RelayHeap)/(1<<20), "relay-heap-MiB")
+	b.ReportMetric(mib(res.RelayRSS), "relay-RSS-MiB")
+	b.ReportMetric(mib(res.SubscriberRSS), "sub-RSS-MiB")
 }
+
+func mib(n uint64) float64 { return float64(n) / (1 << 20) }
 
 // lostFrames estimates the frames some subscriber never got: every
 // subscriber should receive every published frame. Frames in flight at the
@@ -159,20 +202,36 @@ func lostFrames(cfg Config, res Result) uint64 {
 	return want - res.Frames
 }
 
-// comparison tabulates moq against bare for every load and N both ran.
+// comparison tabulates every relay against the bare one of the same run,
+// for every load and N the bare relay ran.
 func comparison(results map[string]Result) string {
 	var sb strings.Builder
+	w := tabwriter.NewWriter(&sb, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(w, "load\tN\trelay\tMbit/s\t×bare\trelay CPU s/GB\t×bare\trelay RSS MiB\tgroups reset\tincomplete at subs\tp99 ms\tsub-process RSS MiB\tbench cores\tother cores\t")
 	for _, lr := range relayLoads {
 		for _, n := range relaySubscribers {
-			moq, ok1 := results[fmt.Sprintf("%s/%s/subs=%d", lr.load.Name, MOQ, n)]
-			bare, ok2 := results[fmt.Sprintf("%s/%s/subs=%d", lr.load.Name, Bare, n)]
-			if !ok1 || !ok2 {
+			bare, ok := results[fmt.Sprintf("%s/%s/subs=%d", lr.load.Name, Bare, n)]
+			if !ok {
 				continue
 			}
-			fmt.Fprintf(&sb, "%s subs=%d: delivered %.0f vs %.0f Mbit/s, CPU %.2f vs %.2f s/GB (moq/bare %.2f), p99 %.1f vs %.1f ms, allocs/frame %.1f vs %.1f\n",
-				lr.load.Name, n, moq.DeliveredMbps(), bare.DeliveredMbps(), moq.CPUPerGB(), bare.CPUPerGB(), ratio(moq.CPUPerGB(), bare.CPUPerGB()),
-				ms(moq.P99), ms(bare.P99), moq.AllocsPerFrame(), bare.AllocsPerFrame())
+			for _, kind := range RelayKinds {
+				res, ok := results[fmt.Sprintf("%s/%s/subs=%d", lr.load.Name, kind, n)]
+				if !ok {
+					continue
+				}
+				fmt.Fprintf(w, "%s\t%d\t%s\t%.0f\t%.2f\t%.2f\t%.2f\t%.0f\t%.1f %%\t%d\t%.1f\t%.0f\t%.2f\t%.2f\t\n",
+					lr.load.Name, n, kind, res.DeliveredMbps(), ratio(res.DeliveredMbps(), bare.DeliveredMbps()),
+					res.CPUPerGB(), ratio(res.CPUPerGB(), bare.CPUPerGB()), mib(res.RelayRSS),
+					100*res.GroupsResetShare(), res.IncompleteGroups, ms(res.P99), mib(res.SubscriberRSS),
+					res.BenchCores(), res.OtherCores())
+			}
 		}
+	}
+	if err := w.Flush(); err != nil {
+		return ""
+	}
+	if strings.Count(sb.String(), "\n") < 2 {
+		return ""
 	}
 	return sb.String()
 }

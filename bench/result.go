@@ -13,18 +13,25 @@ type Result struct {
 	Corrupt                         uint64 // frames that failed the byte check
 	PublishedFrames, PublishedBytes uint64
 
-	// The relay child: CPU time, heap allocations, live heap at the end of
-	// the window, groups it completed and dropped towards subscribers.
+	// The relay child: CPU time, heap allocations, live heap and resident
+	// set at the end of the window, groups it completed and dropped
+	// towards subscribers.
 	RelayCPU                            time.Duration
 	RelayMallocs                        uint64
 	RelayHeap                           uint64
+	RelayRSS                            uint64
 	RelayGroupsSent, RelayGroupsDropped uint64
 	// RelayAllocsBy is the relay's heap allocations per owner in the
 	// window, when the run had Config.ExactAllocs.
 	RelayAllocsBy map[string]uint64
-	// BenchCPU is the CPU time of this process (publisher and subscribers),
-	// which shares the machine with the relay.
+	// BenchCPU is the CPU time of the load generator (publisher and
+	// subscribers: this process, and for the gomoqt relay its peers child
+	// too), which shares the machine with the relay.
 	BenchCPU time.Duration
+	// SubscriberRSS is the resident set, at the end of the window, of the
+	// process holding the subscribers (and the publisher): this one, or
+	// the gomoqt peers child.
+	SubscriberRSS uint64
 	// OtherCPU is what the rest of the machine used meanwhile: a figure
 	// measured while other work competed for the cores is suspect.
 	OtherCPU time.Duration
@@ -47,8 +54,10 @@ func newResult(c0, c1 counterSnapshot, r0, r1 RelayStats, sorted []time.Duration
 		RelayCPU:           time.Duration(r1.CPU - r0.CPU),
 		RelayMallocs:       r1.Mallocs - r0.Mallocs,
 		RelayHeap:          r1.HeapAlloc,
+		RelayRSS:           r1.RSS,
 		RelayGroupsSent:    r1.GroupsSent - r0.GroupsSent,
 		BenchCPU:           c1.cpu - c0.cpu,
+		SubscriberRSS:      c1.rss,
 		OtherCPU:           max(0, (c1.machine-c0.machine)-(c1.cpu-c0.cpu)-time.Duration(r1.CPU-r0.CPU)),
 		RelayGroupsDropped: r1.GroupsDropped - r0.GroupsDropped,
 		P50:                percentile(sorted, 0.50),
@@ -97,6 +106,17 @@ func (r Result) BenchCores() float64 { return cores(r.BenchCPU, r.Wall) }
 
 // OtherCores is the rest of the machine's average CPU use, in cores.
 func (r Result) OtherCores() float64 { return cores(r.OtherCPU, r.Wall) }
+
+// GroupsResetShare is the share of the group streams the relay ended in
+// the window that it reset (dropped) rather than completed: the groups a
+// subscriber lost to the relay, 0 when it ended none.
+func (r Result) GroupsResetShare() float64 {
+	n := r.RelayGroupsSent + r.RelayGroupsDropped
+	if n == 0 {
+		return 0
+	}
+	return float64(r.RelayGroupsDropped) / float64(n)
+}
 
 // AllocsPerFrame is relay heap allocations per delivered frame: the
 // relay's whole allocation count, QUIC included, over the frames that

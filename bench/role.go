@@ -25,6 +25,7 @@ const (
 // The child's control protocol: it writes one JSON readyMsg line on stdout,
 // answers every "stats" line on stdin with one JSON RelayStats line, and
 // shuts down when stdin closes (which also happens when the parent dies).
+// The gomoqt contender's relay (bench/gomoqt) speaks it too.
 const cmdStats = "stats"
 
 type readyMsg struct {
@@ -41,6 +42,9 @@ type RelayStats struct {
 	Mallocs uint64 `json:"mallocs"`
 	// HeapAlloc is the live heap in bytes when the stats were taken.
 	HeapAlloc uint64 `json:"heap_alloc"`
+	// RSS is the process's resident set size in bytes (VmRSS) when the
+	// stats were taken.
+	RSS uint64 `json:"rss"`
 	// GroupsSent counts group streams completed towards subscribers and
 	// GroupsDropped those reset because a subscriber fell behind.
 	GroupsSent    uint64 `json:"groups_sent"`
@@ -126,7 +130,7 @@ func serveControl(r childRelay, prof *profiler, exactAllocs bool, in io.Reader, 
 func snapshot(r childRelay) RelayStats {
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
-	st := RelayStats{CPU: int64(processCPU()), Mallocs: ms.Mallocs, HeapAlloc: ms.HeapAlloc}
+	st := RelayStats{CPU: int64(processCPU()), Mallocs: ms.Mallocs, HeapAlloc: ms.HeapAlloc, RSS: residentBytes()}
 	r.counters(&st)
 	return st
 }

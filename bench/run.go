@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os/exec"
+	"runtime/debug"
+	"slices"
 	"sync"
 	"time"
 )
@@ -13,9 +16,13 @@ type RelayKind string
 
 // The relays.
 const (
-	MOQ  RelayKind = "moq"  // the moqbridge MOQ Lite relay
-	Bare RelayKind = "bare" // the bare quic-go copy relay, the ceiling
+	MOQ    RelayKind = "moq"    // the moqbridge MOQ Lite relay
+	Gomoqt RelayKind = "gomoqt" // a relay on github.com/okdaichi/gomoqt v0.9.0 (bench/gomoqt), the peer
+	Bare   RelayKind = "bare"   // the bare quic-go copy relay, the ceiling
 )
+
+// RelayKinds lists the relays in the order the benchmarks run them.
+var RelayKinds = []RelayKind{MOQ, Gomoqt, Bare}
 
 func (k RelayKind) role() (string, error) {
 	switch k {
@@ -24,7 +31,7 @@ func (k RelayKind) role() (string, error) {
 	case Bare:
 		return RoleQUICRelay, nil
 	}
-	return "", fmt.Errorf("unknown relay kind %q", k)
+	return "", fmt.Errorf("relay kind %q has no role in this binary", k)
 }
 
 // Config describes one run: which relay, what load, how many subscribers.
@@ -34,7 +41,11 @@ type Config struct {
 	Subscribers int
 	// ExactAllocs makes the relay child record every allocation and
 	// report them per owner (see AllocsEnv); it slows the relay down.
+	// The moq and bare relays only.
 	ExactAllocs bool
+	// GomoqtBinary is the gomoqt contender's binary (see BuildGomoqt),
+	// needed when Relay is Gomoqt.
+	GomoqtBinary string
 }
 
 // peer is a publisher or a subscriber, of either relay: run produces or
@@ -54,10 +65,13 @@ const dialConcurrency = 8
 const joinTimeout = 30 * time.Second
 
 // Run is one running benchmark: a relay child, a publisher and the
-// subscribers, all live until Close.
+// subscribers, all live until Close. The publisher and the subscribers of
+// the moq and bare relays run in this process; those of the gomoqt relay in
+// a child of their own (peers).
 type Run struct {
 	cfg   Config
-	relay *child
+	relay *relayChild
+	peers *child // the gomoqt contender's publisher and subscribers
 	c     counters
 
 	ctx    context.Context // ends the publisher and subscriber loops
@@ -76,10 +90,16 @@ type Run struct {
 // frame. ctx bounds the start-up only; the run lasts until Close, which the
 // caller must call. On error everything started is stopped again.
 func Start(ctx context.Context, cfg Config) (*Run, error) {
+	if cfg.Relay == Gomoqt {
+		return startGomoqt(cfg)
+	}
 	role, err := cfg.Relay.role()
 	if err != nil {
 		return nil, err
 	}
+	// What an earlier run left in this process's heap goes back to the
+	// system, so that the RSS measured is this run's subscribers'.
+	debug.FreeOSMemory()
 	r := &Run{cfg: cfg}
 	r.ctx, r.cancel = context.WithCancel(context.Background())
 	var env []string
@@ -100,6 +120,28 @@ func Start(ctx context.Context, cfg Config) (*Run, error) {
 		return nil, fmt.Errorf("subscribers: %w", err)
 	}
 	if err := r.waitJoined(ctx); err != nil {
+		r.Close()
+		return nil, err
+	}
+	return r, nil
+}
+
+// startGomoqt starts the gomoqt relay and its peers, both children.
+func startGomoqt(cfg Config) (*Run, error) {
+	if cfg.GomoqtBinary == "" {
+		return nil, errors.New("the gomoqt relay needs Config.GomoqtBinary (see BuildGomoqt)")
+	}
+	if cfg.ExactAllocs {
+		return nil, errors.New("the gomoqt relay does not attribute its allocations")
+	}
+	r := &Run{cfg: cfg}
+	r.ctx, r.cancel = context.WithCancel(context.Background())
+	var err error
+	r.relay, err = startRelay("gomoqt relay", exec.Command(cfg.GomoqtBinary, "relay"))
+	if err == nil {
+		r.peers, err = startGomoqtPeers(cfg.GomoqtBinary, r.relay, cfg.Load, cfg.Subscribers)
+	}
+	if err != nil {
 		r.Close()
 		return nil, err
 	}
@@ -205,6 +247,9 @@ func (r *Run) Close() {
 			pub.close()
 		}
 		r.wg.Wait()
+		if r.peers != nil {
+			r.peers.stop()
+		}
 		if r.relay != nil {
 			r.relay.stop()
 		}
@@ -220,12 +265,13 @@ func (r *Run) Measure(ctx context.Context, warmup, window time.Duration) (Result
 	if err != nil {
 		return Result{}, err
 	}
-	c0 := r.c.snapshot()
-	r.c.lat.start()
-	err = sleep(ctx, window)
-	c1 := r.c.snapshot()
-	lat := r.c.lat.stop()
+	c0, err := r.begin()
 	if err != nil {
+		return Result{}, err
+	}
+	err = sleep(ctx, window)
+	c1, lat, endErr := r.end()
+	if err = errors.Join(err, endErr); err != nil {
 		return Result{}, err
 	}
 	relay1, err := r.relay.stats()
@@ -233,6 +279,30 @@ func (r *Run) Measure(ctx context.Context, warmup, window time.Duration) (Result
 		return Result{}, err
 	}
 	return newResult(c0, c1, relay0, relay1, lat), nil
+}
+
+// begin snapshots the load generator's counters and starts recording
+// latencies.
+func (r *Run) begin() (counterSnapshot, error) {
+	if r.peers != nil {
+		c, _, err := remoteSnapshot(r.peers, "begin")
+		return c, err
+	}
+	c := r.c.snapshot()
+	r.c.lat.start()
+	return c, nil
+}
+
+// end snapshots the counters again and returns the latencies recorded
+// since begin, sorted.
+func (r *Run) end() (counterSnapshot, []time.Duration, error) {
+	if r.peers != nil {
+		c, lat, err := remoteSnapshot(r.peers, "end")
+		slices.Sort(lat)
+		return c, lat, err
+	}
+	c := r.c.snapshot()
+	return c, r.c.lat.stop(), nil
 }
 
 func sleep(ctx context.Context, d time.Duration) error {

@@ -2,52 +2,84 @@ package bench
 
 import (
 	"context"
+	"os"
 	"testing"
 	"time"
 )
 
-// TestHarnessSmoke runs the harness briefly against both relays with one
-// subscriber: every frame must arrive byte-exact and every figure the
-// benchmark reports must have been measured.
+// TestHarnessSmoke runs the harness briefly against the moq and bare
+// relays with one subscriber: every frame must arrive byte-exact and every
+// figure the benchmark reports must have been measured.
 func TestHarnessSmoke(t *testing.T) {
-	// Small, fast groups so a one-second window sees several complete ones.
-	load := Load{Name: "smoke", FrameSize: 3000, KeyframeSize: 12_000, FramesPerGroup: 10, FPS: 100}
 	for _, kind := range []RelayKind{MOQ, Bare} {
 		t.Run(string(kind), func(t *testing.T) {
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			defer cancel()
-			run, err := Start(ctx, Config{Relay: kind, Load: load, Subscribers: 1})
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(run.Close)
-			res, err := run.Measure(ctx, 200*time.Millisecond, time.Second)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if res.Corrupt != 0 {
-				t.Errorf("%d frames arrived altered", res.Corrupt)
-			}
-			for _, f := range []struct {
-				name string
-				v    float64
-			}{
-				{"frames", float64(res.Frames)},
-				{"complete groups", float64(res.Groups)},
-				{"delivered Mbit/s", res.DeliveredMbps()},
-				{"relay CPU per GB", res.CPUPerGB()},
-				{"relay allocations per frame", res.AllocsPerFrame()},
-				{"p50 latency", ms(res.P50)},
-				{"p99 latency", ms(res.P99)},
-			} {
-				if f.v <= 0 {
-					t.Errorf("%s = %v, want > 0", f.name, f.v)
-				}
-			}
-			t.Logf("%s: %.1f Mbit/s, %d frames, %d groups, p50 %.2f ms, p99 %.2f ms, %.1f relay CPU-s/GB, %.1f allocs/frame",
-				kind, res.DeliveredMbps(), res.Frames, res.Groups, ms(res.P50), ms(res.P99), res.CPUPerGB(), res.AllocsPerFrame())
+			smoke(t, Config{Relay: kind, Load: smokeLoad, Subscribers: 1})
 		})
 	}
+}
+
+// gomoqtSmokeEnv, set to 1, makes TestGomoqtSmoke run: it builds the
+// gomoqt contender (bench/gomoqt), which takes a while on a cold build
+// cache and needs its module's dependencies, so `go test ./...` leaves it
+// out.
+const gomoqtSmokeEnv = "MOQBRIDGE_BENCH_GOMOQT"
+
+// TestGomoqtSmoke does for the gomoqt contender what TestHarnessSmoke does
+// for the other relays, with two subscribers.
+func TestGomoqtSmoke(t *testing.T) {
+	if os.Getenv(gomoqtSmokeEnv) != "1" {
+		t.Skipf("set %s=1 to build and smoke-test the gomoqt contender", gomoqtSmokeEnv)
+	}
+	bin, err := BuildGomoqt(t.TempDir())
+	if err != nil {
+		t.Skipf("the gomoqt contender did not build: %v", err)
+	}
+	smoke(t, Config{Relay: Gomoqt, Load: smokeLoad, Subscribers: 2, GomoqtBinary: bin})
+}
+
+// smokeLoad has small, fast groups so a one-second window sees several
+// complete ones.
+var smokeLoad = Load{Name: "smoke", FrameSize: 3000, KeyframeSize: 12_000, FramesPerGroup: 10, FPS: 100}
+
+func smoke(t *testing.T, cfg Config) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	run, err := Start(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(run.Close)
+	res, err := run.Measure(ctx, 200*time.Millisecond, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Corrupt != 0 {
+		t.Errorf("%d frames arrived altered", res.Corrupt)
+	}
+	if lost := lostFrames(cfg, res); float64(lost) > 0.05*float64(res.Frames) {
+		t.Errorf("%d of %d frames lost", lost, uint64(cfg.Subscribers)*res.PublishedFrames)
+	}
+	for _, f := range []struct {
+		name string
+		v    float64
+	}{
+		{"frames", float64(res.Frames)},
+		{"complete groups", float64(res.Groups)},
+		{"delivered Mbit/s", res.DeliveredMbps()},
+		{"relay CPU per GB", res.CPUPerGB()},
+		{"relay allocations per frame", res.AllocsPerFrame()},
+		{"relay RSS", float64(res.RelayRSS)},
+		{"subscriber process RSS", float64(res.SubscriberRSS)},
+		{"load generator CPU", float64(res.BenchCPU)},
+		{"p50 latency", ms(res.P50)},
+		{"p99 latency", ms(res.P99)},
+	} {
+		if f.v <= 0 {
+			t.Errorf("%s = %v, want > 0", f.name, f.v)
+		}
+	}
+	t.Logf("%s: %.1f Mbit/s, %d frames, %d groups, p50 %.2f ms, p99 %.2f ms, %.1f relay CPU-s/GB, %.1f allocs/frame, relay RSS %.0f MiB, subscriber process RSS %.0f MiB",
+		cfg.Relay, res.DeliveredMbps(), res.Frames, res.Groups, ms(res.P50), ms(res.P99), res.CPUPerGB(), res.AllocsPerFrame(), mib(res.RelayRSS), mib(res.SubscriberRSS))
 }
 
 // TestAllocAttribution: a relay child started with ExactAllocs reports its

@@ -21,8 +21,9 @@ type counters struct {
 
 type counterSnapshot struct {
 	at                              time.Time
-	cpu                             time.Duration // of this process
+	cpu                             time.Duration // of the load generator: this process (and the gomoqt peers child)
 	machine                         time.Duration // of every process
+	rss                             uint64        // of the process holding the subscribers
 	publishedFrames, publishedBytes uint64
 	frames, bytes                   uint64
 	groups, incomplete, corrupt     uint64
@@ -33,6 +34,7 @@ func (c *counters) snapshot() counterSnapshot {
 		at:              time.Now(),
 		cpu:             processCPU(),
 		machine:         machineBusy(),
+		rss:             residentBytes(),
 		publishedFrames: c.publishedFrames.Load(),
 		publishedBytes:  c.publishedBytes.Load(),
 		frames:          c.frames.Load(),
