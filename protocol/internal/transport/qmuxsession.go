@@ -1,7 +1,6 @@
 package transport
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -42,7 +41,16 @@ type wsLimits struct {
 	legacyMaxStreams    uint64
 }
 
+// wsMaxStreams is how many streams of each kind a WebSocket peer may keep
+// open, the default of protocol.Limits.MaxStreams (see there why): every
+// open stream costs its state here and a goroutine in the session.
+const wsMaxStreams = 256
+
 // defaultWSLimits returns moqbridge's receive limits for WebSocket sessions.
+// Everything a peer can make a session buffer is bounded by them: at most
+// 8 MiB of unread stream data (qmux-00 by flow control, legacy by not
+// reading the socket), held in memory proportional to it (see
+// wsStream.appendRecv), and wsMaxStreams streams of each kind.
 func defaultWSLimits() wsLimits {
 	return wsLimits{
 		params: transportParams{
@@ -50,13 +58,13 @@ func defaultWSLimits() wsLimits {
 			MaxStreamDataBidiLocal:  1 << 20,
 			MaxStreamDataBidiRemote: 1 << 20,
 			MaxStreamDataUni:        1 << 20,
-			MaxStreamsBidi:          1024,
-			MaxStreamsUni:           1024,
+			MaxStreamsBidi:          wsMaxStreams,
+			MaxStreamsUni:           wsMaxStreams,
 		},
 		legacyStreamBuffer:  1 << 20,
 		legacySessionBuffer: 8 << 20,
 		legacyStall:         2 * time.Second,
-		legacyMaxStreams:    1024,
+		legacyMaxStreams:    wsMaxStreams,
 	}
 }
 
@@ -704,7 +712,7 @@ func (s *wsSession) onStreamLocked(f *qmuxFrame) error {
 		st.readOff += uint64(n)
 		s.creditConnLocked(n)
 	case n > 0:
-		st.bufs = append(st.bufs, bytes.Clone(f.data))
+		st.appendRecv(f.data)
 		st.buffered += n
 		s.buffered += n
 	}
@@ -1136,6 +1144,29 @@ func (st *wsStream) Read(p []byte) (int, error) {
 		waitSignal(ch, deadline, s.ctx.Done())
 		s.mu.Lock()
 	}
+}
+
+// recvChunkMax bounds the chunks small STREAM payloads are gathered in.
+const recvChunkMax = 4 << 10
+
+// appendRecv buffers a copy of data at the end of the stream's unread
+// bytes. Small payloads are gathered into chunks that double up to
+// recvChunkMax, so the memory a stream holds stays close to the bytes it
+// buffers (what the limits count): a peer sending one-byte frames would
+// otherwise cost an allocation and a slice header per byte.
+func (st *wsStream) appendRecv(data []byte) {
+	last := len(st.bufs) - 1
+	if last >= 0 && cap(st.bufs[last])-len(st.bufs[last]) >= len(data) {
+		st.bufs[last] = append(st.bufs[last], data...)
+		return
+	}
+	size := 64
+	if last >= 0 {
+		size = min(2*cap(st.bufs[last]), recvChunkMax)
+	}
+	c := make([]byte, len(data), max(len(data), size))
+	copy(c, data)
+	st.bufs = append(st.bufs, c)
 }
 
 func (st *wsStream) readLocked(p []byte) int {
