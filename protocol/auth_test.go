@@ -100,7 +100,9 @@ func TestAuth(t *testing.T) {
 	}
 }
 
-// TestOriginPolicy: the browser origin allow-list of ServerConfig.
+// TestOriginPolicy: the browser origin allow-list of ServerConfig. Any
+// origin may connect by default, with a generated or a configured
+// certificate; AllowedOrigins restricts.
 func TestOriginPolicy(t *testing.T) {
 	req := func(origin, host string) *http.Request {
 		r := &http.Request{Header: http.Header{}, Host: host}
@@ -116,14 +118,17 @@ func TestOriginPolicy(t *testing.T) {
 		want   bool
 	}{
 		{"dev allows any", ServerConfig{}, "https://page.example", true},
+		{"configured certificate allows any", ServerConfig{CertFile: "c", KeyFile: "k"}, "https://page.example", true},
 		{"no origin header", ServerConfig{CertFile: "c", KeyFile: "k"}, "", true},
-		{"production refuses cross-origin", ServerConfig{CertFile: "c", KeyFile: "k"}, "https://page.example", false},
-		{"production allows same origin", ServerConfig{CertFile: "c", KeyFile: "k"}, "https://relay.example:4443", true},
 		{"allow-list hit", ServerConfig{AllowedOrigins: []string{"https://page.example/"}}, "https://PAGE.example", true},
 		{"allow-list miss", ServerConfig{AllowedOrigins: []string{"https://page.example"}}, "https://evil.example", false},
+		{"allow-list refuses same origin", ServerConfig{AllowedOrigins: []string{"https://page.example"}}, "https://relay.example:4443", false},
+		{"allow-list passes no origin header", ServerConfig{AllowedOrigins: []string{"https://page.example"}}, "", true},
 		{"wildcard", ServerConfig{CertFile: "c", KeyFile: "k", AllowedOrigins: []string{"*"}}, "https://evil.example", true},
 	} {
-		if got := originPolicy(c.cfg)(req(c.origin, "relay.example:4443")); got != c.want {
+		check := originPolicy(c.cfg)
+		got := check == nil || check(req(c.origin, "relay.example:4443"))
+		if got != c.want {
 			t.Errorf("%s: allowed %v, want %v", c.name, got, c.want)
 		}
 	}

@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
-	"time"
 
 	"github.com/quic-go/quic-go"
 
@@ -28,6 +27,7 @@ type dialOptions struct {
 	consume     *Origin
 	limits      Limits
 	cache       CacheConfig
+	liveness    Liveness
 	log         *slog.Logger
 }
 
@@ -61,6 +61,10 @@ func WithLimits(l Limits) DialOption { return func(o *dialOptions) { o.limits = 
 // broadcasts (zero fields take the defaults).
 func WithCache(c CacheConfig) DialOption { return func(o *dialOptions) { o.cache = c } }
 
+// WithLiveness sets how fast a silent server is noticed (zero fields take
+// DefaultLiveness: a 1 s keep-alive and a 5 s idle timeout).
+func WithLiveness(l Liveness) DialOption { return func(o *dialOptions) { o.liveness = l } }
+
 // WithLogger sets the session's logger.
 func WithLogger(l *slog.Logger) DialOption { return func(o *dialOptions) { o.log = l } }
 
@@ -87,7 +91,8 @@ func Dial(ctx context.Context, rawURL string, opts ...DialOption) (*Session, err
 	cfg := transport.DialConfig{
 		TLSConfig:  tlsConf,
 		Protocols:  protocolsFor(o.versions),
-		QUICConfig: quicConfig(o.limits.withDefaults()),
+		QUICConfig: quicConfig(o.limits.withDefaults(), o.liveness),
+		Liveness:   o.liveness.withDefaults().transport(),
 	}
 	var conn transport.Session
 	switch u.Scheme {
@@ -151,14 +156,16 @@ func (o *dialOptions) clientTLS() *tls.Config {
 }
 
 // quicConfig sets the QUIC limits that matter to MOQ: every group is its own
-// stream, so the stream limits are high; idle timeout and keep-alive follow
-// the reference stack.
-func quicConfig(l Limits) *quic.Config {
+// stream, so the stream limits are high; the idle timeout and keep-alive
+// are lv's (see DefaultLiveness for why they are shorter than the
+// reference stack's).
+func quicConfig(l Limits, lv Liveness) *quic.Config {
+	lv = lv.withDefaults()
 	return &quic.Config{
 		MaxIncomingStreams:               int64(l.MaxStreams),
 		MaxIncomingUniStreams:            int64(l.MaxStreams),
-		MaxIdleTimeout:                   30 * time.Second,
-		KeepAlivePeriod:                  5 * time.Second,
+		MaxIdleTimeout:                   lv.IdleTimeout,
+		KeepAlivePeriod:                  lv.KeepAlive,
 		EnableDatagrams:                  true,
 		EnableStreamResetPartialDelivery: true,
 	}

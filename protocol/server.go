@@ -42,15 +42,37 @@ type ServerConfig struct {
 	// Cache bounds what the relay keeps per track of a client's broadcast
 	// (zero fields take the defaults: 16 MiB, 30 s).
 	Cache CacheConfig
-	// AllowedOrigins lists the browser origins (e.g. "https://app.example")
-	// that may open WebTransport and WebSocket sessions; "*" allows any.
-	// When empty, a server with a generated certificate (development)
-	// allows any origin, and one with a configured certificate allows only
-	// same-origin pages. Requests without an Origin header (non-browser
-	// clients) are always allowed.
+	// AllowedOrigins, when not empty, restricts the browser origins (e.g.
+	// "https://app.example") that may open WebTransport and WebSocket
+	// sessions; "*" allows any. When empty, any origin may connect, as
+	// with the reference relay and MediaMTX: a page's origin is no
+	// authorization (non-browser clients send whatever they like), tokens
+	// are (Auth). Requests without an Origin header (non-browser clients)
+	// are always allowed. A refused request gets HTTP 403 and a warning
+	// in the log naming the origin.
 	AllowedOrigins []string
 	// CheckOrigin, when set, replaces the AllowedOrigins policy.
 	CheckOrigin func(*http.Request) bool
+	// Liveness bounds how long a silent client keeps its session (zero
+	// fields take DefaultLiveness: a silent peer is noticed within 5–6 s).
+	Liveness Liveness
+	// MaxSessions bounds the sessions of every transport served at once;
+	// a client beyond it is refused (raw QUIC: closed with BoundsExceeded
+	// (11); WebTransport and WebSocket: HTTP 503 before the upgrade). Zero
+	// takes DefaultMaxSessions; negative means no limit.
+	MaxSessions int
+	// MaxSessionsPerAddr bounds the sessions one client IP address (IPv6:
+	// one /64) holds at once; beyond it: BoundsExceeded (11) or HTTP 429.
+	// Zero takes DefaultMaxSessionsPerAddr; negative means no limit.
+	MaxSessionsPerAddr int
+	// MaxPendingHandshakes bounds the connections accepted but not yet a
+	// session: QUIC connections in their TLS handshake or before their
+	// WebTransport CONNECT, TCP connections before their WebSocket upgrade
+	// (including TLS handshakes and plain HTTP requests). Beyond it a QUIC
+	// connection is refused before its handshake (CONNECTION_REFUSED) and
+	// a TCP connection is closed (plain HTTP: after a 503). Zero takes
+	// DefaultMaxPendingHandshakes; negative means no limit.
+	MaxPendingHandshakes int
 	// TCP serves the same port number over TCP for browsers without
 	// WebTransport: GET /certificate.sha256 (the certificate's SHA-256 in
 	// hex, for dev-mode clients) and the WebSocket fallback on every other
@@ -68,6 +90,35 @@ type ServerConfig struct {
 	Logger *slog.Logger
 }
 
+// The admission defaults hold a small machine (2 cores, a few GB). Measured
+// (docs/benchmarks.md, "Idle sessions"), an idle session costs the relay
+// about SESSIONKB; 10 000 of them fit in well under a gigabyte and
+// their keep-alives in a few percent of one core, leaving room for the
+// media buffers the memory limits allow per session. A few hundred sessions
+// per address lets a NAT, a university, a CGNAT pool or a local pipeline
+// host many clients while one misbehaving host (a reconnect loop, a
+// flood) takes at most a small share. 256 handshakes in flight are about
+// what the two cores complete in a fraction of a second; a reconnect storm
+// after a restart beyond that is refused and retried by clients instead of
+// queueing up memory and CPU.
+const (
+	DefaultMaxSessions          = 10000
+	DefaultMaxSessionsPerAddr   = 256
+	DefaultMaxPendingHandshakes = 256
+)
+
+// budget turns a ServerConfig budget into a transport one: zero takes the
+// default, negative means none (0 for the transport).
+func budget(v, def int) int {
+	switch {
+	case v == 0:
+		return def
+	case v < 0:
+		return 0
+	}
+	return v
+}
+
 // Server is a MOQ Lite relay: clients publish into its Origin and subscribe
 // from it, over raw QUIC and WebTransport on one UDP port. N subscribers of
 // one track share one upstream subscription, because every remote track is
@@ -79,6 +130,7 @@ type Server struct {
 	ln          *transport.Listener
 	fingerprint [32]byte
 	log         *slog.Logger
+	originLog   transport.LogLimiter
 
 	mu       sync.Mutex
 	sessions map[*Session]struct{}
@@ -112,11 +164,18 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		TLSConfig:             tlsConf,
 		RawProtocols:          protocols,
 		WebTransportProtocols: protocols,
-		CheckOrigin:           originPolicy(cfg),
+		CheckOrigin:           s.checkOrigin(originPolicy(cfg)),
 		Admit:                 s.admit,
 		TCP:                   cfg.TCP,
 		Logger:                s.log,
-		QUICConfig:            quicConfig(cfg.Limits.withDefaults()),
+		QUICConfig:            quicConfig(cfg.Limits.withDefaults(), cfg.Liveness),
+		Liveness:              cfg.Liveness.withDefaults().transport(),
+		Budgets: transport.Budgets{
+			MaxSessions:        budget(cfg.MaxSessions, DefaultMaxSessions),
+			MaxSessionsPerAddr: budget(cfg.MaxSessionsPerAddr, DefaultMaxSessionsPerAddr),
+			MaxPending:         budget(cfg.MaxPendingHandshakes, DefaultMaxPendingHandshakes),
+			RefusedCode:        uint64(wire.CodeBoundsExceeded),
+		},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("moq server: %w", err)
@@ -124,26 +183,38 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	return s, nil
 }
 
-// originPolicy turns ServerConfig's origin settings into one check.
+// originPolicy turns ServerConfig's origin settings into one check: any
+// origin unless AllowedOrigins restricts them.
 func originPolicy(cfg ServerConfig) func(*http.Request) bool {
 	if cfg.CheckOrigin != nil {
 		return cfg.CheckOrigin
 	}
-	dev := cfg.TLSConfig == nil && cfg.CertFile == "" && cfg.KeyFile == ""
+	if len(cfg.AllowedOrigins) == 0 {
+		return nil
+	}
 	allowed := make(map[string]bool, len(cfg.AllowedOrigins))
 	for _, o := range cfg.AllowedOrigins {
 		allowed[strings.TrimSuffix(strings.ToLower(o), "/")] = true
 	}
 	return func(r *http.Request) bool {
 		origin := r.Header.Get("Origin")
-		switch {
-		case origin == "" || allowed["*"] || allowed[strings.ToLower(origin)]:
-			return true
-		case len(allowed) == 0 && dev:
+		return origin == "" || allowed["*"] || allowed[strings.ToLower(origin)]
+	}
+}
+
+// checkOrigin wraps an origin check so that refusals are logged as
+// warnings that say what to change, at most once a second.
+func (s *Server) checkOrigin(check func(*http.Request) bool) func(*http.Request) bool {
+	if check == nil {
+		return nil
+	}
+	return func(r *http.Request) bool {
+		if check(r) {
 			return true
 		}
-		u, err := url.Parse(origin)
-		return err == nil && strings.EqualFold(u.Host, r.Host)
+		s.originLog.Log(s.log, slog.LevelWarn, "moq connection refused: browser origin not allowed; add it with --allow-origin (ServerConfig.AllowedOrigins)",
+			"origin", r.Header.Get("Origin"), "remote", r.RemoteAddr, "path", r.URL.Path)
+		return false
 	}
 }
 

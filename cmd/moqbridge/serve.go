@@ -17,6 +17,7 @@ func newServeCommand() *cobra.Command {
 	var authKeys []string
 	var tcpMode string
 	var authPublic string
+	var budgets struct{ sessions, perAddr, pending int }
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the MOQ Lite relay (raw QUIC and WebTransport on one UDP port)",
@@ -44,6 +45,22 @@ func newServeCommand() *cobra.Command {
 				}
 				cfg.Auth = az
 			}
+			if cfg.Liveness.IdleTimeout <= 0 || cfg.Liveness.KeepAlive <= 0 {
+				return fmt.Errorf("--idle-timeout and --keep-alive must be positive")
+			}
+			if cfg.Liveness.KeepAlive >= cfg.Liveness.IdleTimeout {
+				return fmt.Errorf("--keep-alive (%v) must be shorter than --idle-timeout (%v)", cfg.Liveness.KeepAlive, cfg.Liveness.IdleTimeout)
+			}
+			var err error
+			if cfg.MaxSessions, err = budgetFlag("max-sessions", budgets.sessions); err != nil {
+				return err
+			}
+			if cfg.MaxSessionsPerAddr, err = budgetFlag("max-sessions-per-addr", budgets.perAddr); err != nil {
+				return err
+			}
+			if cfg.MaxPendingHandshakes, err = budgetFlag("max-pending", budgets.pending); err != nil {
+				return err
+			}
 			srv, err := protocol.NewServer(cfg)
 			if err != nil {
 				return err
@@ -57,10 +74,27 @@ func newServeCommand() *cobra.Command {
 	f.StringVar(&cfg.CertFile, "cert", "", "TLS certificate chain (PEM); empty: generate a 13-day self-signed certificate")
 	f.StringVar(&cfg.KeyFile, "key", "", "TLS private key (PEM) for --cert")
 	f.StringVar(&tcpMode, "tcp", "http", "same port over TCP for /certificate.sha256 and the WebSocket fallback: http, https or off")
-	f.StringArrayVar(&cfg.AllowedOrigins, "allow-origin", nil, "browser origin allowed to connect (repeatable; \"*\" for any); default: any with the generated certificate, same-origin only with --cert")
+	f.StringArrayVar(&cfg.AllowedOrigins, "allow-origin", nil, "restrict the browser origins (scheme://host[:port]) that may open WebTransport and WebSocket sessions (repeatable); default: any origin, access is controlled with tokens (--auth-key)")
+	f.DurationVar(&cfg.Liveness.IdleTimeout, "idle-timeout", protocol.DefaultLiveness.IdleTimeout, "end a session whose peer has sent nothing (not even an acknowledgement or pong) for this long; a dead publisher's path goes to its backup then")
+	f.DurationVar(&cfg.Liveness.KeepAlive, "keep-alive", protocol.DefaultLiveness.KeepAlive, "send a keep-alive (QUIC PING, WebSocket ping) after this much silence from the peer")
+	f.IntVar(&budgets.sessions, "max-sessions", protocol.DefaultMaxSessions, "sessions served at once, all transports; beyond: refused (QUIC: BoundsExceeded, HTTP: 503); 0 for no limit")
+	f.IntVar(&budgets.perAddr, "max-sessions-per-addr", protocol.DefaultMaxSessionsPerAddr, "sessions one client IP (IPv6: /64) holds at once; beyond: refused (QUIC: BoundsExceeded, HTTP: 429); 0 for no limit")
+	f.IntVar(&budgets.pending, "max-pending", protocol.DefaultMaxPendingHandshakes, "connections still handshaking (TLS, WebTransport CONNECT, WebSocket upgrade) at once; beyond: refused before the handshake; 0 for no limit")
 	f.StringArrayVar(&authKeys, "auth-key", nil, "JWT verification key file (JWK, PEM or secret); repeatable; enables auth")
 	f.StringVar(&authPublic, "auth-public", "", "path prefix open to clients without a token (\"\" for everything)")
 	return cmd
+}
+
+// budgetFlag maps a budget flag to its ServerConfig value: 0 on the command
+// line means no limit, which ServerConfig spells negative.
+func budgetFlag(name string, v int) (int, error) {
+	switch {
+	case v < 0:
+		return 0, fmt.Errorf("--%s: %d is negative (0 means no limit)", name, v)
+	case v == 0:
+		return -1, nil
+	}
+	return v, nil
 }
 
 // printConnectInfo tells the operator how to reach the relay.

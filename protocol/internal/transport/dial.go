@@ -28,6 +28,9 @@ type DialConfig struct {
 	Header http.Header
 	// QUICConfig optionally overrides QUIC settings, as in ListenConfig.
 	QUICConfig *quic.Config
+	// Liveness bounds how long a silent server keeps the session, as in
+	// ListenConfig.
+	Liveness Liveness
 
 	// wsLimits overrides the WebSocket receive limits (tests).
 	wsLimits *wsLimits
@@ -49,7 +52,7 @@ func DialQUIC(ctx context.Context, addr string, serverName string, cfg DialConfi
 	}
 	tlsConf := clientTLSConfig(cfg.TLSConfig, cfg.Protocols)
 	tlsConf.ServerName = serverName
-	conn, err := dialQUIC(ctx, addr, tlsConf, cfg.QUICConfig)
+	conn, err := dialQUIC(ctx, addr, tlsConf, cfg.QUICConfig, cfg.Liveness)
 	if err != nil {
 		return nil, err
 	}
@@ -80,7 +83,7 @@ func DialWebTransport(ctx context.Context, rawURL string, cfg DialConfig) (Sessi
 	}
 	// The QUIC connection is dialed here rather than by webtransport-go so
 	// that Stats can read it; the session closes it when it ends.
-	conn, err := dialQUIC(ctx, addr, tlsConf, cfg.QUICConfig)
+	conn, err := dialQUIC(ctx, addr, tlsConf, cfg.QUICConfig, cfg.Liveness)
 	if err != nil {
 		return nil, err
 	}
@@ -116,7 +119,7 @@ func DialWebTransport(ctx context.Context, rawURL string, cfg DialConfig) (Sessi
 // quic.DialAddr opens its socket first and does not close it when resolution
 // fails. quic.DialAddr uses a single-use transport whose socket is closed
 // together with the connection, so closing the session releases it.
-func dialQUIC(ctx context.Context, addr string, tlsConf *tls.Config, override *quic.Config) (*quic.Conn, error) {
+func dialQUIC(ctx context.Context, addr string, tlsConf *tls.Config, override *quic.Config, lv Liveness) (*quic.Conn, error) {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
 		return nil, fmt.Errorf("transport: dial %q: %w", addr, err)
@@ -129,7 +132,7 @@ func dialQUIC(ctx context.Context, addr string, tlsConf *tls.Config, override *q
 		return nil, fmt.Errorf("transport: resolve %s: %w", host, err)
 	}
 	resolved := net.JoinHostPort(ips[0].Unmap().String(), port)
-	conn, err := quic.DialAddr(ctx, resolved, tlsConf, quicConfig(override))
+	conn, err := quic.DialAddr(ctx, resolved, tlsConf, quicConfig(override, lv))
 	if err != nil {
 		return nil, fmt.Errorf("transport: dial %s: %w", addr, err)
 	}

@@ -106,10 +106,20 @@ func (l *Listener) startTCP(cfg ListenConfig, ln *net.TCPListener) *tcpSide {
 	t.srv = &http.Server{
 		Handler:           http.HandlerFunc(t.serve),
 		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       time.Minute,
-		ErrorLog:          slog.NewLogLogger(l.log.Handler(), slog.LevelDebug),
+		// A keep-alive connection counts as pending (Budgets.MaxPending)
+		// until it closes; the only plain requests here are single
+		// fingerprint fetches, so idle connections need not linger.
+		IdleTimeout: 10 * time.Second,
+		ErrorLog:    slog.NewLogLogger(l.log.Handler(), slog.LevelDebug),
+		// A WebSocket upgrade hijacks its connection: from then on it is a
+		// session, no longer pending.
+		ConnState: func(c net.Conn, state http.ConnState) {
+			if state == http.StateHijacked {
+				pendingOf(c).release()
+			}
+		},
 	}
-	var serveLn net.Listener = ln
+	var serveLn net.Listener = &pendingListener{TCPListener: ln, l: l, plain: t.mode == TCPHTTP}
 	if t.mode == TCPHTTPS {
 		serveLn = tls.NewListener(ln, tcpTLSConfig(cfg.TLSConfig))
 	}
@@ -225,18 +235,24 @@ func (t *tcpSide) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 	if answer != "" {
 		opts.Subprotocols = []string{answer}
 	}
+	var remote net.Addr
+	if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
+		remote = net.TCPAddrFromAddrPort(ap)
+	}
+	release, why := l.adm.admitSession(remote)
+	if why != admitted {
+		w.WriteHeader(refusalStatus(why))
+		return
+	}
 	conn, err := websocket.Accept(w, r, opts)
 	if err != nil {
+		release()
 		l.log.Info("transport: websocket upgrade failed", "remote", r.RemoteAddr, "error", err)
 		return
 	}
 	scheme := "ws"
 	if t.mode == TCPHTTPS {
 		scheme = "wss"
-	}
-	var remote net.Addr
-	if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
-		remote = net.TCPAddrFromAddrPort(ap)
 	}
 	var sess *wsSession
 	sess = newWSSession(wsSessionConfig{
@@ -252,6 +268,7 @@ func (t *tcpSide) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 		remote: remote,
 		limits: t.limits,
 		onDone: func() {
+			release()
 			t.mu.Lock()
 			delete(t.sessions, sess)
 			t.mu.Unlock()
@@ -264,7 +281,66 @@ func (t *tcpSide) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 		t.sessions[sess] = struct{}{}
 	}
 	t.mu.Unlock()
+	go sess.keepAlive(l.liveness)
 	l.deliver(sess)
+}
+
+// pendingListener counts every accepted TCP connection against
+// Budgets.MaxPending until it closes or a WebSocket upgrade hijacks it, and
+// refuses connections beyond the budget at once: with a 503 response on
+// plain HTTP, by closing them on HTTPS (before the TLS handshake costs
+// anything).
+type pendingListener struct {
+	*net.TCPListener
+	l     *Listener
+	plain bool
+}
+
+// refused503 is the whole answer to a plain HTTP connection over the
+// pending budget.
+const refused503 = "HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+
+func (pl *pendingListener) Accept() (net.Conn, error) {
+	for {
+		c, err := pl.TCPListener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		p := pl.l.adm.beginPending("tcp", c.RemoteAddr())
+		if p == nil {
+			if pl.plain {
+				// A new socket's send buffer is empty: this does not block.
+				_ = c.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+				_, _ = io.WriteString(c, refused503)
+			}
+			_ = c.Close()
+			continue
+		}
+		return &pendingConn{Conn: c, p: p}, nil
+	}
+}
+
+// pendingConn is a TCP connection holding a pending slot until it closes.
+type pendingConn struct {
+	net.Conn
+	p *pending
+}
+
+func (c *pendingConn) Close() error {
+	c.p.release()
+	return c.Conn.Close()
+}
+
+// pendingOf finds the pending slot of a connection the HTTP server hands
+// out (a *pendingConn, or a *tls.Conn around one).
+func pendingOf(c net.Conn) *pending {
+	if tc, ok := c.(*tls.Conn); ok {
+		c = tc.NetConn()
+	}
+	if pc, ok := c.(*pendingConn); ok {
+		return pc.p
+	}
+	return nil
 }
 
 // close stops the server and ends every WebSocket session it created,
@@ -310,7 +386,9 @@ func headerHasToken(h http.Header, key, token string) bool {
 // either kind, answering refused requests itself.
 func (l *Listener) admitRequest(w http.ResponseWriter, r *http.Request, kind string) bool {
 	if l.checkOrigin != nil && !l.checkOrigin(r) {
-		l.log.Info("transport: "+kind+" origin refused", "origin", r.Header.Get("Origin"), "remote", r.RemoteAddr)
+		// Debug only: the owner of CheckOrigin knows how to tell the
+		// operator what to change (protocol.Server logs a warning).
+		l.log.Debug("transport: "+kind+" origin refused", "origin", r.Header.Get("Origin"), "remote", r.RemoteAddr)
 		w.WriteHeader(http.StatusForbidden)
 		return false
 	}

@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -41,10 +42,18 @@ type ListenConfig struct {
 	// Logger receives diagnostics; nil uses slog.Default().
 	Logger *slog.Logger
 	// QUICConfig optionally overrides QUIC settings. Zero fields get
-	// moqbridge's defaults (1024 incoming bidi and uni streams, 30 s idle
-	// timeout, 5 s keep-alive); datagrams and stream-reset partial delivery
-	// are always enabled because webtransport-go requires both.
+	// moqbridge's defaults (1024 incoming bidi and uni streams, and the
+	// idle timeout and keep-alive of Liveness); datagrams and stream-reset
+	// partial delivery are always enabled because webtransport-go requires
+	// both.
 	QUICConfig *quic.Config
+	// Liveness bounds how long a silent peer keeps its session, on every
+	// kind of session (zero fields take the defaults; QUICConfig's own idle
+	// timeout and keep-alive, when set, win for QUIC).
+	Liveness Liveness
+	// Budgets bound the sessions and pending connections the listener
+	// admits (zero: no limits).
+	Budgets Budgets
 	// TCP optionally opens the TCP port with the same number as the UDP
 	// socket and serves there the WebSocket fallback on any path (sessions
 	// come out of Accept like the others; CheckOrigin and Admit apply) and
@@ -54,6 +63,9 @@ type ListenConfig struct {
 
 	// wsLimits overrides the WebSocket receive limits (tests).
 	wsLimits *wsLimits
+	// pendingTimeout overrides how long a handshaken QUIC connection may
+	// stay without a session (tests; default pendingTimeout).
+	pendingTimeout time.Duration
 }
 
 // quicConnKey is the request-context key under which serveHTTP finds the
@@ -74,6 +86,9 @@ type Listener struct {
 	raw         []string
 	checkOrigin func(*http.Request) bool
 	admit       func(*http.Request) (int, error)
+	adm         *admission
+	liveness    Liveness
+	pendingTTL  time.Duration
 
 	udp *net.UDPConn
 	tr  *quic.Transport
@@ -118,8 +133,22 @@ func Listen(cfg ListenConfig) (*Listener, error) {
 	if err != nil {
 		return nil, fmt.Errorf("transport: listen on %q: %w", cfg.Addr, err)
 	}
-	tr := &quic.Transport{Conn: udp}
-	ln, err := tr.Listen(serverTLSConfig(cfg.TLSConfig, cfg.RawProtocols), quicConfig(cfg.QUICConfig))
+	adm := newAdmission(cfg.Budgets, log)
+	tr := &quic.Transport{
+		Conn: udp,
+		// Every QUIC connection is pending from its first packet until it
+		// is a session; beyond the budget it is refused before the TLS
+		// handshake costs anything.
+		ConnContext: func(ctx context.Context, info *quic.ClientInfo) (context.Context, error) {
+			p := adm.beginPending("quic", info.RemoteAddr)
+			if p == nil {
+				return nil, errTooManyPending
+			}
+			context.AfterFunc(ctx, p.release)
+			return context.WithValue(ctx, pendingKey{}, p), nil
+		},
+	}
+	ln, err := tr.Listen(serverTLSConfig(cfg.TLSConfig, cfg.RawProtocols), quicConfig(cfg.QUICConfig, cfg.Liveness))
 	if err != nil {
 		_ = tr.Close()
 		_ = udp.Close()
@@ -134,6 +163,9 @@ func Listen(cfg ListenConfig) (*Listener, error) {
 		raw:         slices.Clone(cfg.RawProtocols),
 		checkOrigin: cfg.CheckOrigin,
 		admit:       cfg.Admit,
+		adm:         adm,
+		liveness:    cfg.Liveness.withDefaults(),
+		pendingTTL:  cmp.Or(cfg.pendingTimeout, pendingTimeout),
 		udp:         udp,
 		tr:          tr,
 		ln:          ln,
@@ -187,24 +219,65 @@ func serverTLSConfig(base *tls.Config, raw []string) *tls.Config {
 	return c
 }
 
+// errTooManyPending refuses a QUIC connection beyond Budgets.MaxPending.
+var errTooManyPending = errors.New("transport: too many pending connections")
+
+// Liveness bounds how long a silent peer keeps its session. Zero fields take
+// DefaultKeepAlive and DefaultIdleTimeout.
+type Liveness struct {
+	// KeepAlive is how long a session may go without receiving anything
+	// before it sends a keep-alive the peer must answer (a QUIC PING, a
+	// WebSocket ping). It is capped at half of IdleTimeout.
+	KeepAlive time.Duration
+	// IdleTimeout ends a session from whose peer nothing at all (data,
+	// acknowledgements, pongs) has been received for this long. On QUIC it
+	// is the max_idle_timeout transport parameter, so the smaller value of
+	// the two ends applies; quic-go counts it from the first packet sent
+	// after the last one received (and never below three probe timeouts),
+	// so a silent peer is noticed between IdleTimeout and
+	// KeepAlive+IdleTimeout after its last packet. On WebSocket it is
+	// counted from the last message or pong received.
+	IdleTimeout time.Duration
+}
+
+// The liveness defaults: a silent peer is noticed within 5–6 s. The
+// reasoning, and what the reference stack uses, is on
+// protocol.DefaultLiveness.
+const (
+	DefaultKeepAlive   = time.Second
+	DefaultIdleTimeout = 5 * time.Second
+)
+
+func (l Liveness) withDefaults() Liveness {
+	if l.IdleTimeout <= 0 {
+		l.IdleTimeout = DefaultIdleTimeout
+	}
+	if l.KeepAlive <= 0 {
+		l.KeepAlive = DefaultKeepAlive
+	}
+	l.KeepAlive = min(l.KeepAlive, l.IdleTimeout/2)
+	return l
+}
+
 // defaultQUICConfig returns the QUIC settings moqbridge uses on both ends:
-// generous stream limits because every MOQ group is its own stream, the 30 s
-// idle timeout and 5 s keep-alive that moq-relay uses, and the datagram and
+// generous stream limits because every MOQ group is its own stream, the
+// idle timeout and keep-alive of lv, and the datagram and
 // stream-reset-partial-delivery extensions that WebTransport requires.
-func defaultQUICConfig() *quic.Config {
+func defaultQUICConfig(lv Liveness) *quic.Config {
+	lv = lv.withDefaults()
 	return &quic.Config{
 		MaxIncomingStreams:               1024,
 		MaxIncomingUniStreams:            1024,
-		MaxIdleTimeout:                   30 * time.Second,
-		KeepAlivePeriod:                  5 * time.Second,
+		MaxIdleTimeout:                   lv.IdleTimeout,
+		KeepAlivePeriod:                  lv.KeepAlive,
 		EnableDatagrams:                  true,
 		EnableStreamResetPartialDelivery: true,
 	}
 }
 
 // quicConfig fills the zero fields of an override with the defaults.
-func quicConfig(override *quic.Config) *quic.Config {
-	def := defaultQUICConfig()
+func quicConfig(override *quic.Config, lv Liveness) *quic.Config {
+	def := defaultQUICConfig(lv)
 	if override == nil {
 		return def
 	}
@@ -238,14 +311,27 @@ func (l *Listener) acceptLoop() {
 		}
 		l.track(conn)
 		alpn := conn.ConnectionState().TLS.NegotiatedProtocol
+		pend := pendingFrom(conn.Context())
 		switch {
 		case alpn == http3.NextProtoH3:
+			// Pending until a WebTransport CONNECT is upgraded (serveHTTP);
+			// a connection that never gets there is closed.
+			pend.expireAfter(l.pendingTTL, func() {
+				_ = conn.CloseWithError(quic.ApplicationErrorCode(http3.ErrCodeRequestRejected), "no WebTransport session")
+			})
 			l.serving.Go(func() {
 				if err := l.wt.ServeQUICConn(conn); err != nil && !errors.Is(err, http.ErrServerClosed) {
 					l.log.Warn("transport: webtransport connection failed", "remote", conn.RemoteAddr(), "error", err)
 				}
 			})
 		case slices.Contains(l.raw, alpn):
+			pend.release()
+			release, why := l.adm.admitSession(conn.RemoteAddr())
+			if why != admitted {
+				_ = conn.CloseWithError(quic.ApplicationErrorCode(l.adm.b.RefusedCode), refusalReason(why))
+				continue
+			}
+			context.AfterFunc(conn.Context(), release)
 			l.deliver(newQUICSession(conn, &ConnectRequest{
 				URL:    &url.URL{Scheme: "moqt", Host: conn.ConnectionState().TLS.ServerName},
 				Header: http.Header{},
@@ -290,19 +376,27 @@ func (l *Listener) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	if !l.admitRequest(w, r, "webtransport") {
 		return
 	}
-	sess, err := l.wt.Upgrade(w, r)
-	if err != nil {
-		l.log.Warn("transport: webtransport upgrade failed", "remote", r.RemoteAddr, "error", err)
-		w.WriteHeader(http.StatusBadRequest)
-		return
-	}
 	conn, ok := r.Context().Value(quicConnKey{}).(*quic.Conn)
 	if !ok {
 		// Unreachable while ConnContext is installed; refuse rather than
 		// run a session that could not be cleaned up.
-		_ = sess.CloseWithError(0, "internal error")
+		w.WriteHeader(http.StatusInternalServerError)
 		return
 	}
+	release, why := l.adm.admitSession(conn.RemoteAddr())
+	if why != admitted {
+		w.WriteHeader(refusalStatus(why))
+		return
+	}
+	sess, err := l.wt.Upgrade(w, r)
+	if err != nil {
+		release()
+		l.log.Warn("transport: webtransport upgrade failed", "remote", r.RemoteAddr, "error", err)
+		w.WriteHeader(http.StatusBadRequest)
+		return
+	}
+	pendingFrom(conn.Context()).release()
+	context.AfterFunc(sess.Context(), release)
 	l.deliver(newWTSession(sess, conn, &ConnectRequest{
 		URL:    &url.URL{Scheme: "https", Host: r.Host, Path: r.URL.Path, RawPath: r.URL.RawPath, RawQuery: r.URL.RawQuery},
 		Header: r.Header.Clone(),
@@ -386,4 +480,21 @@ func (l *Listener) Close() error {
 		}
 	})
 	return err
+}
+
+// refusalStatus is the HTTP status of a refused WebTransport or WebSocket
+// request: 503 when the listener is full, 429 when the client's address is.
+func refusalStatus(why refusal) int {
+	if why == refusedAddr {
+		return http.StatusTooManyRequests
+	}
+	return http.StatusServiceUnavailable
+}
+
+// refusalReason is the close reason of a refused raw QUIC connection.
+func refusalReason(why refusal) string {
+	if why == refusedAddr {
+		return "too many sessions from this address"
+	}
+	return "too many sessions"
 }

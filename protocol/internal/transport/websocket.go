@@ -82,7 +82,7 @@ func DialWebSocket(ctx context.Context, rawURL string, cfg DialConfig) (Session,
 	if cfg.wsLimits != nil {
 		limits = *cfg.wsLimits
 	}
-	return newWSSession(wsSessionConfig{
+	sess := newWSSession(wsSessionConfig{
 		conn:     conn,
 		dialect:  d,
 		server:   false,
@@ -90,7 +90,92 @@ func DialWebSocket(ctx context.Context, rawURL string, cfg DialConfig) (Session,
 		req:      &ConnectRequest{URL: u, Header: hdr, Origin: hdr.Get("Origin")},
 		remote:   raddr,
 		limits:   limits,
-	}), nil
+	})
+	go sess.keepAlive(cfg.Liveness)
+	return sess, nil
+}
+
+// wsIdleError ends a WebSocket session whose peer was silent for the idle
+// timeout. Like quic-go's idle timeout error it is a net.Error whose
+// Timeout is true.
+type wsIdleError struct{ idle time.Duration }
+
+func (e *wsIdleError) Error() string {
+	return fmt.Sprintf("transport: websocket peer silent for %v (no message or pong): connection considered dead", e.idle)
+}
+
+func (e *wsIdleError) Timeout() bool   { return true }
+func (e *wsIdleError) Temporary() bool { return false }
+
+var _ net.Error = (*wsIdleError)(nil)
+
+// keepAlive gives a WebSocket session the liveness QUIC has built in: TCP
+// notices a peer that vanished without a FIN or RST (a crashed host, a
+// dropped path, a stopped process) only after minutes of retransmissions or
+// hours of kernel keep-alive. After lv.KeepAlive without any message from
+// the peer it sends a WebSocket ping (browsers and every WebSocket library
+// answer pings by themselves, the reference's @moq/qmux included); when
+// neither a message nor a pong has arrived for lv.IdleTimeout, the session
+// ends with a *wsIdleError. It runs beside the session's reader and writer
+// goroutines and returns when the session has ended and its socket is being
+// dropped, at the latest right after the session's done channel closes.
+//
+// A pong queues behind whatever this side has written before it, so a peer
+// whose path holds more than IdleTimeout of unsent data counts as dead: it
+// is that far behind live, beyond any group lag the relay lets a subscriber
+// keep, and reconnecting brings it back to the live edge.
+func (s *wsSession) keepAlive(lv Liveness) {
+	lv = lv.withDefaults()
+	recv := s.bytesRecv.Load()
+	heard := time.Now()
+	t := time.NewTimer(lv.KeepAlive)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-t.C:
+		}
+		now := time.Now()
+		if n := s.bytesRecv.Load(); n != recv {
+			recv, heard = n, now
+		}
+		if wait := heard.Add(lv.KeepAlive).Sub(now); wait > 0 {
+			t.Reset(wait)
+			continue
+		}
+		// Silent for KeepAlive: ping, and wait for the pong until the idle
+		// deadline. The ping's context is the socket's, not the session's,
+		// so that a session closing cleanly does not cut its close
+		// handshake short by abandoning a ping halfway through its write.
+		deadline := heard.Add(lv.IdleTimeout)
+		pctx, cancel := context.WithDeadline(s.sockCtx, deadline)
+		err := s.conn.Ping(pctx)
+		cancel()
+		if err != nil && time.Now().Before(deadline) {
+			// The ping failed early (the socket broke, which the reader
+			// reports as the session's end, or the write lock stayed
+			// taken): the deadline still decides.
+			t.Reset(time.Until(deadline))
+			select {
+			case <-s.ctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+		if s.ctx.Err() != nil {
+			return
+		}
+		if n := s.bytesRecv.Load(); err == nil || n != recv {
+			recv, heard = n, time.Now()
+			t.Reset(lv.KeepAlive)
+			continue
+		}
+		s.mu.Lock()
+		s.closeLocked(&wsIdleError{idle: lv.IdleTimeout}, nil, websocket.StatusGoingAway)
+		s.mu.Unlock()
+		return
+	}
 }
 
 // wsClientTLSConfig clones base for WebSocket over TLS, which needs

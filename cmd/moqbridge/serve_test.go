@@ -1,0 +1,114 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/hex"
+	"errors"
+	"io"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/moqbridge/moqbridge/protocol"
+)
+
+// runServe runs `moqbridge serve` with args (plus a loopback listen
+// address) until the test ends and returns the raw QUIC URL and the
+// certificate fingerprint it printed.
+func runServe(t *testing.T, ctx context.Context, args ...string) (string, [32]byte) {
+	t.Helper()
+	runCtx, stop := context.WithCancel(ctx)
+	pr, pw := io.Pipe()
+	cmd := newRootCommand()
+	cmd.SetOut(pw)
+	cmd.SetArgs(append([]string{"serve", "--listen", "127.0.0.1:0", "--log-level", "warn"}, args...))
+	done := make(chan error, 1)
+	go func() {
+		done <- cmd.ExecuteContext(runCtx)
+		_ = pw.Close()
+	}()
+	t.Cleanup(func() {
+		stop()
+		if err := <-done; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+	})
+
+	var quicURL string
+	var fp [32]byte
+	sc := bufio.NewScanner(pr)
+	quicRe := regexp.MustCompile(`moql://\S+`)
+	for sc.Scan() {
+		line := sc.Text()
+		if m := quicRe.FindString(line); m != "" {
+			quicURL = m
+		}
+		if _, hexFP, ok := strings.Cut(line, "SHA-256: "); ok {
+			b, err := hex.DecodeString(hexFP)
+			if err != nil || len(b) != 32 {
+				t.Fatalf("printed fingerprint %q: %v", hexFP, err)
+			}
+			copy(fp[:], b)
+		}
+		if strings.Contains(line, "Ctrl-C") {
+			break
+		}
+	}
+	go func() { _, _ = io.Copy(io.Discard, pr) }()
+	if quicURL == "" {
+		t.Fatal("serve printed no moql:// URL")
+	}
+	return quicURL, fp
+}
+
+// TestServeBudgetFlags: the admission flags reach the relay: with
+// --max-sessions-per-addr 1 a second session from loopback is refused with
+// BoundsExceeded.
+func TestServeBudgetFlags(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	url, fp := runServe(t, ctx, "--max-sessions-per-addr", "1", "--max-sessions", "0", "--max-pending", "8",
+		"--idle-timeout", "3s", "--keep-alive", "500ms", "--tcp", "off")
+	first, err := protocol.Dial(ctx, url, protocol.WithFingerprint(fp))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer first.Close()
+	second, err := protocol.Dial(ctx, url, protocol.WithFingerprint(fp))
+	if err == nil {
+		<-second.Done()
+		err = second.Err()
+		_ = second.Close()
+	}
+	var se *protocol.SessionError
+	if !errors.As(err, &se) || se.Code != 11 {
+		t.Fatalf("second session from one address: %v, want a close with BoundsExceeded (11)", err)
+	}
+}
+
+// TestServeFlagErrors: inconsistent liveness and budget flags are refused
+// before the relay starts.
+func TestServeFlagErrors(t *testing.T) {
+	for _, args := range [][]string{
+		{"--keep-alive", "5s", "--idle-timeout", "5s"},
+		{"--idle-timeout", "0s"},
+		{"--max-sessions", "-3"},
+	} {
+		cmd := newRootCommand()
+		cmd.SetOut(io.Discard)
+		cmd.SetArgs(append([]string{"serve", "--listen", "127.0.0.1:0"}, args...))
+		if err := cmd.Execute(); err == nil {
+			t.Errorf("serve %v: no error", args)
+		}
+	}
+}
+
+func TestBudgetFlag(t *testing.T) {
+	for _, c := range []struct{ in, want int }{{0, -1}, {5, 5}} {
+		if got, err := budgetFlag("x", c.in); err != nil || got != c.want {
+			t.Errorf("budgetFlag(%d) = %d, %v; want %d", c.in, got, err, c.want)
+		}
+	}
+}
