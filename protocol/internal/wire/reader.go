@@ -9,9 +9,16 @@ import (
 	"github.com/quic-go/quic-go/quicvarint"
 )
 
-// readerBufSize is the size of a Reader's read buffer. Messages up to this
-// size are returned straight from the buffer without copying.
+// readerBufSize is the size of a Reader's read buffer once bytes flow.
+// Messages up to the buffer's size are returned straight from it without
+// copying.
 const readerBufSize = 4096
+
+// readerStartSize is the read buffer a Reader starts with, inside the
+// Reader itself: enough for a stream's type and first header, so that a
+// stream whose peer sends a few bytes and then nothing costs little. A read
+// that fills it replaces it with one of readerBufSize.
+const readerStartSize = 128
 
 // msgStartSize is the first size of the buffer a message larger than the
 // read buffer is read into; it doubles as the body arrives, so a declared
@@ -41,10 +48,12 @@ type Budget interface {
 // length-prefixed messages and frame payloads. It reads ahead into its own
 // buffer, so once a stream is wrapped all reads must go through the Reader.
 //
-// Memory follows the bytes that arrive, never a declared length alone: a
-// message larger than the read buffer is read into a buffer that starts at
+// Memory follows the bytes that arrive, never a declared length alone: the
+// read buffer starts small and grows once a read fills it, and a message
+// larger than the read buffer is read into a buffer that starts at
 // msgStartSize once its first bytes are here and doubles as more arrive.
-// That buffer counts against the Reader's Budget, if any, until Release.
+// That message buffer counts against the Reader's Budget, if any, until
+// Release.
 //
 // Every method returns io.EOF only when the stream ended cleanly before the
 // first byte of the item, and io.ErrUnexpectedEOF when it ended inside the
@@ -61,11 +70,14 @@ type Reader struct {
 	msg     []byte // holds messages larger than buf; len == cap
 	budget  Budget // charged for msg, if set
 	charged int    // bytes of msg reserved from budget
+	start   [readerStartSize]byte
 }
 
 // NewReader returns a Reader that reads from r.
 func NewReader(r io.Reader) *Reader {
-	return &Reader{src: r, buf: make([]byte, readerBufSize)}
+	rd := &Reader{src: r}
+	rd.buf = rd.start[:]
+	return rd
 }
 
 // buffered returns the number of unread bytes in the buffer.
@@ -80,7 +92,9 @@ func (r *Reader) readErr() error {
 	return err
 }
 
-// fill compacts the buffer and reads once from src into its free space.
+// fill compacts the buffer and reads once from src into its free space. A
+// read that fills the starting buffer makes it grow to readerBufSize: bytes
+// are flowing.
 func (r *Reader) fill() {
 	if r.r > 0 {
 		copy(r.buf, r.buf[r.r:r.w])
@@ -94,6 +108,11 @@ func (r *Reader) fill() {
 			return
 		}
 		r.w += n
+		if r.w == len(r.buf) && len(r.buf) < readerBufSize {
+			buf := make([]byte, readerBufSize)
+			copy(buf, r.buf[:r.w])
+			r.buf = buf
+		}
 		if err != nil {
 			r.err = err
 			return

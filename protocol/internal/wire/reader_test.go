@@ -299,3 +299,24 @@ func TestReaderRead(t *testing.T) {
 		})
 	}
 }
+
+// TestReaderStartBuffer: a stream that sent a few bytes holds only the
+// Reader's small starting buffer; one whose reads fill it gets the full
+// read buffer.
+func TestReaderStartBuffer(t *testing.T) {
+	r := NewReader(bytes.NewReader([]byte{0x02, 0x80, 0x10, 0x00, 0x00}))
+	if _, err := r.ReadVarint(); err != nil {
+		t.Fatal(err)
+	}
+	if len(r.buf) != readerStartSize {
+		t.Fatalf("after 5 bytes the read buffer is %d bytes, want %d", len(r.buf), readerStartSize)
+	}
+	r = NewReader(bytes.NewReader(make([]byte, 1000)))
+	if _, err := r.ReadByte(); err != nil {
+		t.Fatal(err)
+	}
+	if len(r.buf) != readerBufSize || r.Buffered() != readerStartSize-1 {
+		t.Fatalf("after a full read the buffer is %d bytes with %d buffered, want %d with %d",
+			len(r.buf), r.Buffered(), readerBufSize, readerStartSize-1)
+	}
+}
