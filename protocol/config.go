@@ -78,14 +78,15 @@ type Limits struct {
 // machine with a few GB of memory holds any peer, and several hostile peers
 // together:
 //
-//   - MaxStreams 256: every open stream costs a goroutine, a read buffer and
-//     the transport's stream state (about 15 KiB idle), so 2 × 256 streams
-//     keep one session's worst case near 8 MiB, where 2 × 1024 was four
-//     times that (the reference relay measured 6.6× its RSS with 1024
-//     instead of 100 streams, moq-dev/moq#3128). Honest peers need far
-//     fewer: a publisher one unidirectional stream per group in flight (a
-//     few per track; a burst beyond 256 waits for stream credit rather than
-//     being lost), a subscriber one bidirectional stream per subscription.
+//   - MaxStreams 256: every open stream costs a goroutine and the
+//     transport's stream state, some 8 KiB of stack and heap even when its
+//     peer sends nothing more (TestMemoryAttack), so 2 × 256 streams keep
+//     one session's worst case near 4 MiB, a quarter of what 2 × 1024 cost
+//     (the reference relay measured 6.6× its RSS with 1024 instead of 100
+//     streams, moq-dev/moq#3128). Honest peers need far fewer: a publisher
+//     one unidirectional stream per group in flight (a few per track; a
+//     burst beyond 256 waits for stream credit rather than being lost), a
+//     subscriber one bidirectional stream per subscription.
 //   - MaxSessionBuffer 64 MiB: four frames of the maximum size, far above
 //     the frames an honest publisher has in flight at once.
 //   - MaxServerBuffer 256 MiB: four sessions at their full budget, a
