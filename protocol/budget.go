@@ -1,11 +1,7 @@
 package protocol
 
 import (
-	"context"
-	"log/slog"
-	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/moqbridge/moqbridge/protocol/internal/wire"
 )
@@ -82,49 +78,5 @@ func (sb sessionBudget) Release(n int) {
 	if n > 0 {
 		sb.own.release(int64(n))
 		sb.shared.release(int64(n))
-	}
-}
-
-// limitLogInterval is the least time between two lines of one session's
-// limitLog.
-const limitLogInterval = time.Second
-
-// limitLog writes at most one line per limitLogInterval and counts the
-// lines it suppressed in between, reporting the count with the next line it
-// writes (or at flush): a peer that trips a limit on every one of a
-// thousand streams costs one log line a second, not a thousand.
-type limitLog struct {
-	mu         sync.Mutex
-	last       time.Time
-	suppressed int
-}
-
-// log writes the line at level unless one was written less than
-// limitLogInterval ago.
-func (l *limitLog) log(logger *slog.Logger, level slog.Level, msg string, args ...any) {
-	l.mu.Lock()
-	now := time.Now()
-	if !l.last.IsZero() && now.Sub(l.last) < limitLogInterval {
-		l.suppressed++
-		l.mu.Unlock()
-		return
-	}
-	n := l.suppressed
-	l.last, l.suppressed = now, 0
-	l.mu.Unlock()
-	if n > 0 {
-		args = append(args, "suppressed", n)
-	}
-	logger.Log(context.Background(), level, msg, args...)
-}
-
-// flush reports lines still suppressed, once the session ends.
-func (l *limitLog) flush(logger *slog.Logger) {
-	l.mu.Lock()
-	n := l.suppressed
-	l.suppressed = 0
-	l.mu.Unlock()
-	if n > 0 {
-		logger.Warn("moq session ended with limit messages suppressed", "suppressed", n)
 	}
 }

@@ -46,10 +46,11 @@ type Session struct {
 	// mem counts what the peer's incomplete messages and frames hold
 	// (budget.go); bidiSlots and uniSlots hold one token per peer stream
 	// being served, Limits.MaxStreams of each; limitLog writes the lines
-	// about limits the peer hits, at most one a second.
+	// about streams rejected and limits the peer hits, at most one a
+	// second, with a count of those it held back.
 	mem                 sessionBudget
 	bidiSlots, uniSlots chan struct{}
-	limitLog            limitLog
+	limitLog            transport.LogLimiter
 
 	mu         sync.Mutex
 	nextSubID  uint64
@@ -312,14 +313,13 @@ func (s *Session) shutdown() {
 		_ = b.Close()
 	}
 	s.wg.Wait()
-	s.limitLog.flush(s.log)
 }
 
 // reject resets both halves of a peer stream with code and logs why (at
 // most one line a second: a peer may do this on every stream it opens).
 func (s *Session) reject(str transport.Stream, code ErrorCode, err error) {
 	s.stats.rejected.Add(1)
-	s.limitLog.log(s.log, slog.LevelWarn, "moq stream rejected", "code", code.String(), "err", err)
+	s.limitLog.Log(s.log, slog.LevelWarn, "moq stream rejected", "code", code.String(), "err", err)
 	str.CancelRead(uint64(code))
 	str.CancelWrite(uint64(code))
 }
@@ -334,7 +334,7 @@ func (s *Session) takeStreamSlot(slots chan struct{}, kind string) bool {
 		return true
 	default:
 	}
-	s.limitLog.log(s.log, slog.LevelInfo, "moq peer at its stream limit; its next streams wait", "kind", kind, "limit", cap(slots))
+	s.limitLog.Log(s.log, slog.LevelInfo, "moq peer at its stream limit; its next streams wait", "kind", kind, "limit", cap(slots))
 	select {
 	case slots <- struct{}{}:
 		return true

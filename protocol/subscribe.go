@@ -173,7 +173,7 @@ func (s *Session) receiveGroup(str transport.ReceiveStream, after <-chan struct{
 		if code == wire.CodeBoundsExceeded {
 			level = slog.LevelWarn
 		}
-		s.limitLog.log(s.log, level, "moq group stream rejected", "code", code.String(), "err", err)
+		s.limitLog.Log(s.log, level, "moq group stream rejected", "code", code.String(), "err", err)
 		str.CancelRead(uint64(code))
 	}
 	typ, err := r.ReadByte()
