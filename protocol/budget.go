@@ -80,3 +80,10 @@ func (sb sessionBudget) Release(n int) {
 		sb.shared.release(int64(n))
 	}
 }
+
+// settle gives back to the shared budget whatever the session still holds,
+// once none of its goroutines runs any more: an ended session's streams
+// cannot leave the server's budget short.
+func (sb sessionBudget) settle() {
+	sb.shared.release(sb.own.used.Swap(0))
+}

@@ -43,6 +43,15 @@ func TestSessionBudget(t *testing.T) {
 	if a.own.used.Load() != 0 || b.own.used.Load() != 0 || shared.used.Load() != 0 {
 		t.Fatal("bytes left reserved after every release")
 	}
+
+	// An ended session gives back what its streams did not.
+	if err := a.Reserve(120); err != nil {
+		t.Fatal(err)
+	}
+	a.settle()
+	if a.own.used.Load() != 0 || shared.used.Load() != 0 {
+		t.Fatalf("after settle: session %d, shared %d bytes reserved", a.own.used.Load(), shared.used.Load())
+	}
 }
 
 // logLines collects the messages a logger writes.

@@ -313,6 +313,7 @@ func (s *Session) shutdown() {
 		_ = b.Close()
 	}
 	s.wg.Wait()
+	s.mem.settle()
 }
 
 // reject resets both halves of a peer stream with code and logs why (at
@@ -394,7 +395,13 @@ func (s *Session) acceptBidi() {
 func (s *Session) serveBidi(str transport.Stream) {
 	r := wire.NewReader(str)
 	r.SetBudget(s.mem)
-	defer r.Release()
+	defer func() {
+		// A handler waits for its reading goroutine unless the session
+		// ended, and then shutdown settles the session's reservations.
+		if s.ctx.Err() == nil {
+			r.Release()
+		}
+	}()
 	// Every read below ends when the session does.
 	stop := context.AfterFunc(s.ctx, func() { str.CancelRead(uint64(wire.CodeCancel)) })
 	defer stop()
