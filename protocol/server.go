@@ -90,19 +90,22 @@ type ServerConfig struct {
 	Logger *slog.Logger
 }
 
-// The admission defaults hold a small machine (2 cores, a few GB). Measured
-// (docs/benchmarks.md, "Idle sessions"), an idle session costs the relay
-// about SESSIONKB; 10 000 of them fit in well under a gigabyte and
-// their keep-alives in a few percent of one core, leaving room for the
-// media buffers the memory limits allow per session. A few hundred sessions
-// per address lets a NAT, a university, a CGNAT pool or a local pipeline
-// host many clients while one misbehaving host (a reconnect loop, a
-// flood) takes at most a small share. 256 handshakes in flight are about
-// what the two cores complete in a fraction of a second; a reconnect storm
-// after a restart beyond that is refused and retried by clients instead of
-// queueing up memory and CPU.
+// The admission defaults hold a small machine (2 cores, a few GB).
+// Measured (docs/benchmarks.md, "Idle sessions"), an idle session costs the
+// relay 85–135 KiB of RSS (70–85 KiB of it Go heap, which the garbage
+// collector may let grow to twice that), 10–11 goroutines and 45–75 µs of
+// CPU per second for its keep-alives. 5 000 sessions are then about 0.65 GiB
+// (up to 1.3 GiB with the collector's headroom) and a third of one core
+// before any media flows, which leaves memory for the media the per-session
+// limits allow and CPU for forwarding; at 6 Mbit/s per viewer the two cores
+// deliver to well under 2 000 viewers anyway. 256 sessions per address let
+// a NAT, an office, a CGNAT pool or a local pipeline host many clients
+// while one misbehaving host (a reconnect loop, a flood) takes at most 5 %
+// of the relay. 256 handshakes in flight are about what two cores finish
+// in a fraction of a second; beyond that, a reconnect storm after a restart
+// is refused (and retried by clients) instead of piling up memory and CPU.
 const (
-	DefaultMaxSessions          = 10000
+	DefaultMaxSessions          = 5000
 	DefaultMaxSessionsPerAddr   = 256
 	DefaultMaxPendingHandshakes = 256
 )

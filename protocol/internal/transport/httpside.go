@@ -228,9 +228,12 @@ func (t *tcpSide) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	answer, dialect, proto := selectWSSubprotocol(offeredSubprotocols(r.Header), t.protocols)
+	heard := &wsHeard{}
 	opts := &websocket.AcceptOptions{
 		// Origins were checked by admitRequest (CheckOrigin).
 		InsecureSkipVerify: true,
+		OnPingReceived:     heard.onPing,
+		OnPongReceived:     heard.onPong,
 	}
 	if answer != "" {
 		opts.Subprotocols = []string{answer}
@@ -281,7 +284,7 @@ func (t *tcpSide) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 		t.sessions[sess] = struct{}{}
 	}
 	t.mu.Unlock()
-	go sess.keepAlive(l.liveness)
+	go sess.keepAlive(l.liveness, heard)
 	l.deliver(sess)
 }
 

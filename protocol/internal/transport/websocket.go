@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/coder/websocket"
@@ -63,10 +64,13 @@ func DialWebSocket(ctx context.Context, rawURL string, cfg DialConfig) (Session,
 	if hdr == nil {
 		hdr = http.Header{}
 	}
+	heard := &wsHeard{}
 	conn, rsp, err := websocket.Dial(ctx, u.String(), &websocket.DialOptions{
-		HTTPClient:   &http.Client{Transport: tr},
-		HTTPHeader:   hdr.Clone(),
-		Subprotocols: wsOffer(cfg.Protocols),
+		HTTPClient:     &http.Client{Transport: tr},
+		HTTPHeader:     hdr.Clone(),
+		Subprotocols:   wsOffer(cfg.Protocols),
+		OnPingReceived: heard.onPing,
+		OnPongReceived: heard.onPong,
 	})
 	if err != nil {
 		if rsp != nil && rsp.StatusCode != http.StatusSwitchingProtocols {
@@ -91,8 +95,29 @@ func DialWebSocket(ctx context.Context, rawURL string, cfg DialConfig) (Session,
 		remote:   raddr,
 		limits:   limits,
 	})
-	go sess.keepAlive(cfg.Liveness)
+	go sess.keepAlive(cfg.Liveness, heard)
 	return sess, nil
+}
+
+// wsHeard records when a ping or a pong last arrived from the peer:
+// control frames, which the session's message counter does not see. A
+// peer's ping counts as hearing from it, so when both ends keep alive only
+// one of them pings per period.
+type wsHeard struct{ nanos atomic.Int64 }
+
+func (h *wsHeard) onPing(context.Context, []byte) bool {
+	h.nanos.Store(time.Now().UnixNano())
+	return true // answer it
+}
+
+func (h *wsHeard) onPong(context.Context, []byte) { h.nanos.Store(time.Now().UnixNano()) }
+
+// last is the arrival time of the latest ping or pong (zero: none yet).
+func (h *wsHeard) last() time.Time {
+	if n := h.nanos.Load(); n != 0 {
+		return time.Unix(0, n)
+	}
+	return time.Time{}
 }
 
 // wsIdleError ends a WebSocket session whose peer was silent for the idle
@@ -112,11 +137,11 @@ var _ net.Error = (*wsIdleError)(nil)
 // keepAlive gives a WebSocket session the liveness QUIC has built in: TCP
 // notices a peer that vanished without a FIN or RST (a crashed host, a
 // dropped path, a stopped process) only after minutes of retransmissions or
-// hours of kernel keep-alive. After lv.KeepAlive without any message from
-// the peer it sends a WebSocket ping (browsers and every WebSocket library
-// answer pings by themselves, the reference's @moq/qmux included); when
-// neither a message nor a pong has arrived for lv.IdleTimeout, the session
-// ends with a *wsIdleError. It runs beside the session's reader and writer
+// hours of kernel keep-alive. After lv.KeepAlive without anything from the
+// peer (a message, a ping or a pong, the latter two seen through heard) it
+// sends a WebSocket ping (browsers and every WebSocket library answer pings
+// by themselves, the reference's @moq/qmux included); when nothing has
+// arrived for lv.IdleTimeout, the session ends with a *wsIdleError. It runs beside the session's reader and writer
 // goroutines and returns when the session has ended and its socket is being
 // dropped, at the latest right after the session's done channel closes.
 //
@@ -124,7 +149,7 @@ var _ net.Error = (*wsIdleError)(nil)
 // whose path holds more than IdleTimeout of unsent data counts as dead: it
 // is that far behind live, beyond any group lag the relay lets a subscriber
 // keep, and reconnecting brings it back to the live edge.
-func (s *wsSession) keepAlive(lv Liveness) {
+func (s *wsSession) keepAlive(lv Liveness, ctl *wsHeard) {
 	lv = lv.withDefaults()
 	recv := s.bytesRecv.Load()
 	heard := time.Now()
@@ -139,6 +164,9 @@ func (s *wsSession) keepAlive(lv Liveness) {
 		now := time.Now()
 		if n := s.bytesRecv.Load(); n != recv {
 			recv, heard = n, now
+		}
+		if c := ctl.last(); c.After(heard) {
+			heard = c
 		}
 		if wait := heard.Add(lv.KeepAlive).Sub(now); wait > 0 {
 			t.Reset(wait)
@@ -166,7 +194,7 @@ func (s *wsSession) keepAlive(lv Liveness) {
 		if s.ctx.Err() != nil {
 			return
 		}
-		if n := s.bytesRecv.Load(); err == nil || n != recv {
+		if n := s.bytesRecv.Load(); err == nil || n != recv || ctl.last().After(heard) {
 			recv, heard = n, time.Now()
 			t.Reset(lv.KeepAlive)
 			continue
