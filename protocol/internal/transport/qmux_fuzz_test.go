@@ -34,9 +34,9 @@ func qmuxSeeds(f *testing.F) [][]byte {
 		appendStreamValueFrame(nil, ftMaxStreamData, 0, 1<<20),
 		appendStreamValueFrame(nil, ftStreamDataBlocked, 4, 3),
 		append(appendStreamFrame(nil, dialectQMux00, 0, []byte("a"), false), appendStreamFrame(nil, dialectQMux00, 4, []byte("b"), true)...),
-		[]byte{0x0c, 0x00, 0x05, 'x'},                   // STREAM with an offset, no length
-		[]byte{0x31, 0x03, 1, 2, 3},                     // DATAGRAM with a length
-		[]byte{0x0a, 0x00, 0x80, 0x10, 0x00, 0x00, 'x'}, // length beyond the message
+		[]byte{0x0c, 0x00, 0x05, 'x'},                                                  // STREAM with an offset, no length
+		[]byte{0x31, 0x03, 1, 2, 3},                                                    // DATAGRAM with a length
+		[]byte{0x0a, 0x00, 0x80, 0x10, 0x00, 0x00, 'x'},                                // length beyond the message
 		[]byte{0xff, 0x51, 0x53, 0x30, 0x0d, 0x0a, 0x0d, 0x0a, 0x04, 0x08, 0x02, 0x40}, // parameters cut
 		mustHexF(f, jsClientParams),
 	)
