@@ -4,7 +4,10 @@ import (
 	"encoding/hex"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
+	"strconv"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -45,6 +48,12 @@ func newServeCommand() *cobra.Command {
 				}
 				cfg.Auth = az
 			}
+			if cfg.Limits.MaxStreams <= 0 {
+				return fmt.Errorf("--max-streams must be positive")
+			}
+			if cfg.Limits.MaxSessionBuffer > cfg.Limits.MaxServerBuffer {
+				return fmt.Errorf("--max-session-buffer (%d) is larger than --max-server-buffer (%d)", cfg.Limits.MaxSessionBuffer, cfg.Limits.MaxServerBuffer)
+			}
 			if cfg.Liveness.IdleTimeout <= 0 || cfg.Liveness.KeepAlive <= 0 {
 				return fmt.Errorf("--idle-timeout and --keep-alive must be positive")
 			}
@@ -79,6 +88,11 @@ func newServeCommand() *cobra.Command {
 	f.DurationVar(&cfg.Liveness.KeepAlive, "keep-alive", protocol.DefaultLiveness.KeepAlive, "send a keep-alive (QUIC PING, WebSocket ping) after this much silence from the peer")
 	f.IntVar(&budgets.sessions, "max-sessions", protocol.DefaultMaxSessions, "sessions served at once, all transports; beyond: refused (QUIC: BoundsExceeded, HTTP: 503); 0 for no limit")
 	f.IntVar(&budgets.perAddr, "max-sessions-per-addr", protocol.DefaultMaxSessionsPerAddr, "sessions one client IP (IPv6: /64) holds at once; beyond: refused (QUIC: BoundsExceeded, HTTP: 429); 0 for no limit")
+	f.IntVar(&cfg.Limits.MaxStreams, "max-streams", protocol.DefaultLimits.MaxStreams, "streams one peer may have open at once, bidirectional and unidirectional each (a peer's further streams wait)")
+	cfg.Limits.MaxSessionBuffer = protocol.DefaultLimits.MaxSessionBuffer
+	f.Var((*byteSize)(&cfg.Limits.MaxSessionBuffer), "max-session-buffer", "bytes one session may hold for messages and frames still arriving (units KiB, MiB, GiB); a stream going over it is reset with BoundsExceeded")
+	cfg.Limits.MaxServerBuffer = protocol.DefaultLimits.MaxServerBuffer
+	f.Var((*byteSize)(&cfg.Limits.MaxServerBuffer), "max-server-buffer", "bytes all sessions together may hold for messages and frames still arriving")
 	f.IntVar(&budgets.pending, "max-pending", protocol.DefaultMaxPendingHandshakes, "connections still handshaking (TLS, WebTransport CONNECT, WebSocket upgrade) at once; beyond: refused before the handshake; 0 for no limit")
 	f.StringArrayVar(&authKeys, "auth-key", nil, "JWT verification key file (JWK, PEM or secret); repeatable; enables auth")
 	f.StringVar(&authPublic, "auth-public", "", "path prefix open to clients without a token (\"\" for everything)")
@@ -122,3 +136,46 @@ func printConnectInfo(cmd *cobra.Command, srv *protocol.Server, cfg protocol.Ser
 	}
 	fmt.Fprintln(out, "press Ctrl-C to stop")
 }
+
+// byteSize is a flag value in bytes, written as a number with an optional
+// binary unit: 1048576, 1024KiB, 64MiB, 1GiB (K, M and G mean the same).
+type byteSize int
+
+var byteUnits = []struct {
+	suffix string
+	mult   int64
+}{
+	{"kib", 1 << 10}, {"mib", 1 << 20}, {"gib", 1 << 30},
+	{"k", 1 << 10}, {"m", 1 << 20}, {"g", 1 << 30}, {"b", 1},
+}
+
+func (b *byteSize) String() string {
+	n := int64(*b)
+	for _, u := range []struct {
+		name string
+		mult int64
+	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}} {
+		if n >= u.mult && n%u.mult == 0 {
+			return fmt.Sprintf("%d%s", n/u.mult, u.name)
+		}
+	}
+	return strconv.FormatInt(n, 10)
+}
+
+func (b *byteSize) Set(s string) error {
+	num, mult := strings.ToLower(strings.TrimSpace(s)), int64(1)
+	for _, u := range byteUnits {
+		if rest, ok := strings.CutSuffix(num, u.suffix); ok {
+			num, mult = strings.TrimSpace(rest), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || n <= 0 || n > math.MaxInt/mult {
+		return fmt.Errorf("want a positive size such as 64MiB, got %q", s)
+	}
+	*b = byteSize(n * mult)
+	return nil
+}
+
+func (b *byteSize) Type() string { return "size" }

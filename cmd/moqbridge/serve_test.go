@@ -70,7 +70,8 @@ func TestServeBudgetFlags(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	url, fp := runServe(t, ctx, "--max-sessions-per-addr", "1", "--max-sessions", "0", "--max-pending", "8",
-		"--idle-timeout", "3s", "--keep-alive", "500ms", "--tcp", "off")
+		"--idle-timeout", "3s", "--keep-alive", "500ms", "--tcp", "off",
+		"--max-streams", "64", "--max-session-buffer", "8MiB", "--max-server-buffer", "64MiB")
 	first, err := protocol.Dial(ctx, url, protocol.WithFingerprint(fp))
 	if err != nil {
 		t.Fatal(err)
@@ -95,6 +96,10 @@ func TestServeFlagErrors(t *testing.T) {
 		{"--keep-alive", "5s", "--idle-timeout", "5s"},
 		{"--idle-timeout", "0s"},
 		{"--max-sessions", "-3"},
+		{"--max-streams", "0"},
+		{"--max-session-buffer", "0"},
+		{"--max-session-buffer", "1GiB", "--max-server-buffer", "256MiB"},
+		{"--max-server-buffer", "lots"},
 	} {
 		cmd := newRootCommand()
 		cmd.SetOut(io.Discard)
@@ -109,6 +114,32 @@ func TestBudgetFlag(t *testing.T) {
 	for _, c := range []struct{ in, want int }{{0, -1}, {5, 5}} {
 		if got, err := budgetFlag("x", c.in); err != nil || got != c.want {
 			t.Errorf("budgetFlag(%d) = %d, %v; want %d", c.in, got, err, c.want)
+		}
+	}
+}
+
+func TestByteSize(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		want int
+		out  string
+	}{
+		{"1048576", 1 << 20, "1MiB"},
+		{"64MiB", 64 << 20, "64MiB"},
+		{"64 mib", 64 << 20, "64MiB"},
+		{"1G", 1 << 30, "1GiB"},
+		{"1536KiB", 1536 << 10, "1536KiB"},
+		{"1000", 1000, "1000"},
+	} {
+		var b byteSize
+		if err := b.Set(c.in); err != nil || int(b) != c.want || b.String() != c.out {
+			t.Errorf("Set(%q) = %d (%s), %v; want %d (%s)", c.in, int(b), b.String(), err, c.want, c.out)
+		}
+	}
+	for _, bad := range []string{"", "0", "-1MiB", "1.5MiB", "MiB", "9999999999GiB"} {
+		var b byteSize
+		if err := b.Set(bad); err == nil {
+			t.Errorf("Set(%q) accepted", bad)
 		}
 	}
 }
