@@ -23,8 +23,8 @@ func TestWSKeepAliveEndsSilentPeer(t *testing.T) {
 	for _, d := range []qmuxDialect{dialectQMux00, dialectLegacy} {
 		t.Run(d.String(), func(t *testing.T) {
 			ts := startWS(t, TCPHTTP, func(c *ListenConfig) { c.Liveness = fastLiveness })
-			_, sv := rawConnect(t, ts, d) // never reads again: no pongs
 			start := time.Now()
+			_, sv := rawConnect(t, ts, d) // never reads again: no pongs
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
 			select {
