@@ -66,7 +66,7 @@ func BuildGomoqt(dir string) (string, error) {
 type gomoqtPeerStats struct {
 	At              int64   `json:"at_ns"`
 	CPU             int64   `json:"cpu_ns"`
-	RSS             uint64  `json:"rss"`
+	PeakRSS         uint64  `json:"rss_peak"`
 	PublishedFrames uint64  `json:"published_frames"`
 	PublishedBytes  uint64  `json:"published_bytes"`
 	Frames          uint64  `json:"frames"`
@@ -126,7 +126,7 @@ func remoteSnapshot(c *child, req string) (counterSnapshot, []time.Duration, err
 		at:              time.Unix(0, st.At),
 		cpu:             processCPU() + time.Duration(st.CPU),
 		machine:         machineBusy(),
-		rss:             st.RSS,
+		rssPeak:         st.PeakRSS,
 		publishedFrames: st.PublishedFrames,
 		publishedBytes:  st.PublishedBytes,
 		frames:          st.Frames,

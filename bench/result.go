@@ -13,9 +13,9 @@ type Result struct {
 	Corrupt                         uint64 // frames that failed the byte check
 	PublishedFrames, PublishedBytes uint64
 
-	// The relay child: CPU time, heap allocations, live heap and resident
-	// set at the end of the window, groups it completed and dropped
-	// towards subscribers.
+	// The relay child: CPU time, heap allocations, live heap at the end of
+	// the window, peak resident set during the window, groups it
+	// completed and dropped towards subscribers.
 	RelayCPU                            time.Duration
 	RelayMallocs                        uint64
 	RelayHeap                           uint64
@@ -28,7 +28,7 @@ type Result struct {
 	// subscribers: this process, and for the gomoqt relay its peers child
 	// too), which shares the machine with the relay.
 	BenchCPU time.Duration
-	// SubscriberRSS is the resident set, at the end of the window, of the
+	// SubscriberRSS is the peak resident set during the window of the
 	// process holding the subscribers (and the publisher): this one, or
 	// the gomoqt peers child.
 	SubscriberRSS uint64
@@ -54,10 +54,10 @@ func newResult(c0, c1 counterSnapshot, r0, r1 RelayStats, sorted []time.Duration
 		RelayCPU:           time.Duration(r1.CPU - r0.CPU),
 		RelayMallocs:       r1.Mallocs - r0.Mallocs,
 		RelayHeap:          r1.HeapAlloc,
-		RelayRSS:           r1.RSS,
+		RelayRSS:           r1.PeakRSS,
 		RelayGroupsSent:    r1.GroupsSent - r0.GroupsSent,
 		BenchCPU:           c1.cpu - c0.cpu,
-		SubscriberRSS:      c1.rss,
+		SubscriberRSS:      c1.rssPeak,
 		OtherCPU:           max(0, (c1.machine-c0.machine)-(c1.cpu-c0.cpu)-time.Duration(r1.CPU-r0.CPU)),
 		RelayGroupsDropped: r1.GroupsDropped - r0.GroupsDropped,
 		P50:                percentile(sorted, 0.50),

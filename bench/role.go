@@ -43,8 +43,11 @@ type RelayStats struct {
 	// HeapAlloc is the live heap in bytes when the stats were taken.
 	HeapAlloc uint64 `json:"heap_alloc"`
 	// RSS is the process's resident set size in bytes (VmRSS) when the
-	// stats were taken.
-	RSS uint64 `json:"rss"`
+	// stats were taken, and PeakRSS the largest it has been since the
+	// previous stats request (VmHWM, reset by each request; see
+	// residentPeak).
+	RSS     uint64 `json:"rss"`
+	PeakRSS uint64 `json:"rss_peak"`
 	// GroupsSent counts group streams completed towards subscribers and
 	// GroupsDropped those reset because a subscriber fell behind.
 	GroupsSent    uint64 `json:"groups_sent"`
@@ -130,7 +133,7 @@ func serveControl(r childRelay, prof *profiler, exactAllocs bool, in io.Reader, 
 func snapshot(r childRelay) RelayStats {
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
-	st := RelayStats{CPU: int64(processCPU()), Mallocs: ms.Mallocs, HeapAlloc: ms.HeapAlloc, RSS: residentBytes()}
+	st := RelayStats{CPU: int64(processCPU()), Mallocs: ms.Mallocs, HeapAlloc: ms.HeapAlloc, RSS: residentBytes(), PeakRSS: residentPeak(true)}
 	r.counters(&st)
 	return st
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os/exec"
+	"runtime"
 	"runtime/debug"
 	"slices"
 	"sync"
@@ -98,7 +99,10 @@ func Start(ctx context.Context, cfg Config) (*Run, error) {
 		return nil, err
 	}
 	// What an earlier run left in this process's heap goes back to the
-	// system, so that the RSS measured is this run's subscribers'.
+	// system, so that the RSS measured is this run's subscribers'. Two
+	// collections: the first only moves what sync.Pools hold (the freed
+	// payload chunks of the last run's subscribers) to their victim caches.
+	runtime.GC()
 	debug.FreeOSMemory()
 	r := &Run{cfg: cfg}
 	r.ctx, r.cancel = context.WithCancel(context.Background())
@@ -237,6 +241,9 @@ func (r *Run) Close() {
 		r.cancel()
 		r.mu.Lock()
 		pub, subs := r.pub, r.subs
+		// Forgotten, so that their memory can go even while something
+		// (a test's cleanup list) still holds the run.
+		r.pub, r.subs = nil, nil
 		r.mu.Unlock()
 		// Closing the connections also ends the reads and writes that do
 		// not watch the context.

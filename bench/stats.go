@@ -23,7 +23,7 @@ type counterSnapshot struct {
 	at                              time.Time
 	cpu                             time.Duration // of the load generator: this process (and the gomoqt peers child)
 	machine                         time.Duration // of every process
-	rss                             uint64        // of the process holding the subscribers
+	rssPeak                         uint64        // of the process holding the subscribers, since the previous snapshot
 	publishedFrames, publishedBytes uint64
 	frames, bytes                   uint64
 	groups, incomplete, corrupt     uint64
@@ -34,7 +34,7 @@ func (c *counters) snapshot() counterSnapshot {
 		at:              time.Now(),
 		cpu:             processCPU(),
 		machine:         machineBusy(),
-		rss:             residentBytes(),
+		rssPeak:         residentPeak(true),
 		publishedFrames: c.publishedFrames.Load(),
 		publishedBytes:  c.publishedBytes.Load(),
 		frames:          c.frames.Load(),

@@ -39,7 +39,7 @@ const (
 type peerStats struct {
 	At              int64   `json:"at_ns"` // when the counters were read, Unix ns
 	CPU             int64   `json:"cpu_ns"`
-	RSS             uint64  `json:"rss"`
+	PeakRSS         uint64  `json:"rss_peak"` // since the previous request
 	PublishedFrames uint64  `json:"published_frames"`
 	PublishedBytes  uint64  `json:"published_bytes"`
 	Frames          uint64  `json:"frames"`
@@ -101,7 +101,7 @@ func (c *counters) stats() peerStats {
 	return peerStats{
 		At:              time.Now().UnixNano(),
 		CPU:             int64(processCPU()),
-		RSS:             residentBytes(),
+		PeakRSS:         residentPeak(true),
 		PublishedFrames: c.publishedFrames.Load(),
 		PublishedBytes:  c.publishedBytes.Load(),
 		Frames:          c.frames.Load(),

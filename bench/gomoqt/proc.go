@@ -98,7 +98,20 @@ func processCPU() time.Duration {
 
 // residentBytes is the process's resident set size (VmRSS of
 // /proc/self/status), 0 where there is none.
-func residentBytes() uint64 {
+func residentBytes() uint64 { return procStatus("VmRSS:") }
+
+// residentPeak is the largest resident set size since the last
+// residentPeak(true) (VmHWM), which then restarts the peak (bench/rss.go).
+func residentPeak(reset bool) uint64 {
+	peak := procStatus("VmHWM:")
+	if reset {
+		_ = os.WriteFile("/proc/self/clear_refs", []byte("5"), 0)
+	}
+	return peak
+}
+
+// procStatus reads one "kB" field of /proc/self/status, in bytes.
+func procStatus(field string) uint64 {
 	f, err := os.Open("/proc/self/status")
 	if err != nil {
 		return 0
@@ -106,7 +119,7 @@ func residentBytes() uint64 {
 	defer f.Close()
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
-		rest, ok := strings.CutPrefix(sc.Text(), "VmRSS:")
+		rest, ok := strings.CutPrefix(sc.Text(), field)
 		if !ok {
 			continue
 		}

@@ -41,6 +41,7 @@ type relayStats struct {
 	GroupsSent    uint64 `json:"groups_sent"`
 	GroupsDropped uint64 `json:"groups_dropped"`
 	RSS           uint64 `json:"rss"`
+	PeakRSS       uint64 `json:"rss_peak"` // since the previous request
 }
 
 type readyMsg struct {
@@ -109,6 +110,7 @@ func runRelay() error {
 			GroupsSent:    r.groupsSent.Load(),
 			GroupsDropped: r.groupsDropped.Load(),
 			RSS:           residentBytes(),
+			PeakRSS:       residentPeak(true),
 		}
 		if err := enc.Encode(st); err != nil {
 			return err
