@@ -22,7 +22,9 @@ type Liveness struct {
 	// first packet sent after the last one received and never below three
 	// probe timeouts, so a silent peer is noticed between IdleTimeout and
 	// KeepAlive+IdleTimeout after its last packet. Over WebSocket it counts
-	// from the last message or pong received.
+	// from the last message, ping or pong received, as seen at the next
+	// keep-alive check, so there too a silent peer is noticed between
+	// IdleTimeout and KeepAlive+IdleTimeout after it fell silent.
 	IdleTimeout time.Duration
 }
 

@@ -236,7 +236,9 @@ type Liveness struct {
 	// after the last one received (and never below three probe timeouts),
 	// so a silent peer is noticed between IdleTimeout and
 	// KeepAlive+IdleTimeout after its last packet. On WebSocket it is
-	// counted from the last message or pong received.
+	// counted from the last message, ping or pong received, as seen at the
+	// next keep-alive check: also between IdleTimeout and
+	// KeepAlive+IdleTimeout.
 	IdleTimeout time.Duration
 }
 
