@@ -31,10 +31,12 @@ var relaySubscribers = []int{1, 10, 100}
 // -benchmem) describe this process, not the relay. After the matrix it
 // logs the three relays side by side, with ratios to the bare relay of the
 // same run. The gomoqt relay is built from bench/gomoqt when its first row
-// runs; if that fails, its rows are skipped with the reason.
+// runs; if that fails, its rows are skipped with the reason. With -count,
+// go test runs each row that many times in a row; the table then has one
+// block per repetition.
 func BenchmarkRelay(b *testing.B) {
 	gomoqt := &gomoqtBuild{parent: b}
-	results := make(map[string]Result)
+	results := make(map[string][]Result)
 	for _, lr := range relayLoads {
 		for _, n := range relaySubscribers {
 			for _, kind := range RelayKinds {
@@ -44,7 +46,7 @@ func BenchmarkRelay(b *testing.B) {
 					if kind == Gomoqt {
 						cfg.GomoqtBinary = gomoqt.binary(b)
 					}
-					results[name] = benchRelay(b, cfg, lr.warmup, lr.window)
+					results[name] = append(results[name], benchRelay(b, cfg, lr.warmup, lr.window))
 				})
 			}
 		}
@@ -202,35 +204,33 @@ func lostFrames(cfg Config, res Result) uint64 {
 	return want - res.Frames
 }
 
-// comparison tabulates every relay against the bare one of the same run,
-// for every load and N the bare relay ran.
-func comparison(results map[string]Result) string {
+// comparison tabulates every relay against the bare one of the same
+// repetition, for every load and N the bare relay ran.
+func comparison(results map[string][]Result) string {
 	var sb strings.Builder
 	w := tabwriter.NewWriter(&sb, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(w, "load\tN\trelay\tMbit/s\t×bare\trelay CPU s/GB\t×bare\trelay RSS MiB\tgroups reset\tincomplete at subs\tp99 ms\tsub-process RSS MiB\tbench cores\tother cores\t")
+	fmt.Fprintln(w, "load\tN\trelay\trun\tMbit/s\t×bare\trelay CPU s/GB\t×bare\trelay RSS MiB\tgroups reset\tincomplete at subs\tp99 ms\tsub RSS MiB\tbench cores\tother cores\t")
+	rows := 0
 	for _, lr := range relayLoads {
 		for _, n := range relaySubscribers {
-			bare, ok := results[fmt.Sprintf("%s/%s/subs=%d", lr.load.Name, Bare, n)]
-			if !ok {
-				continue
-			}
-			for _, kind := range RelayKinds {
-				res, ok := results[fmt.Sprintf("%s/%s/subs=%d", lr.load.Name, kind, n)]
-				if !ok {
-					continue
+			name := func(k RelayKind) string { return fmt.Sprintf("%s/%s/subs=%d", lr.load.Name, k, n) }
+			for i, bare := range results[name(Bare)] {
+				for _, kind := range RelayKinds {
+					if i >= len(results[name(kind)]) {
+						continue
+					}
+					res := results[name(kind)][i]
+					fmt.Fprintf(w, "%s\t%d\t%s\t%d\t%.0f\t%.2f\t%.2f\t%.2f\t%.0f\t%.1f %%\t%d\t%.1f\t%.0f\t%.2f\t%.2f\t\n",
+						lr.load.Name, n, kind, i+1, res.DeliveredMbps(), ratio(res.DeliveredMbps(), bare.DeliveredMbps()),
+						res.CPUPerGB(), ratio(res.CPUPerGB(), bare.CPUPerGB()), mib(res.RelayRSS),
+						100*res.GroupsResetShare(), res.IncompleteGroups, ms(res.P99), mib(res.SubscriberRSS),
+						res.BenchCores(), res.OtherCores())
+					rows++
 				}
-				fmt.Fprintf(w, "%s\t%d\t%s\t%.0f\t%.2f\t%.2f\t%.2f\t%.0f\t%.1f %%\t%d\t%.1f\t%.0f\t%.2f\t%.2f\t\n",
-					lr.load.Name, n, kind, res.DeliveredMbps(), ratio(res.DeliveredMbps(), bare.DeliveredMbps()),
-					res.CPUPerGB(), ratio(res.CPUPerGB(), bare.CPUPerGB()), mib(res.RelayRSS),
-					100*res.GroupsResetShare(), res.IncompleteGroups, ms(res.P99), mib(res.SubscriberRSS),
-					res.BenchCores(), res.OtherCores())
 			}
 		}
 	}
-	if err := w.Flush(); err != nil {
-		return ""
-	}
-	if strings.Count(sb.String(), "\n") < 2 {
+	if rows == 0 || w.Flush() != nil {
 		return ""
 	}
 	return sb.String()
