@@ -270,7 +270,9 @@ func FuzzDecodeSessionInfo(f *testing.F) {
 
 // FuzzReaderReadMessage feeds arbitrary bytes, delivered in chunks of a
 // fuzzed size, through Reader.ReadMessage and compares the result with a
-// straightforward in-memory parse of the same bytes.
+// straightforward in-memory parse of the same bytes. The Reader has a
+// budget of fuzzBudget bytes: a message whose buffer must grow past it
+// fails with the budget's error, and Release gives back all it reserved.
 func FuzzReaderReadMessage(f *testing.F) {
 	for _, h := range []string{
 		hexProbe04, hexProbe03, hexAnnounceActive04 + hexAnnounceEnded02, hexAnnounceInitEmpty,
@@ -283,6 +285,10 @@ func FuzzReaderReadMessage(f *testing.F) {
 	big = append(big, bytes.Repeat([]byte{0xab}, 5000)...)
 	f.Add(big, uint16(6000), uint8(7))
 	f.Add(big[:4000], uint16(6000), uint8(0))
+	huge := AppendVarint(nil, 40000)
+	huge = append(huge, bytes.Repeat([]byte{0xcd}, 40000)...)
+	f.Add(huge, uint16(50000), uint8(200))
+	f.Add(huge[:fuzzBudget+10], uint16(50000), uint8(0))
 	f.Add([]byte{0x7f}, uint16(64), uint8(0))
 	f.Fuzz(func(t *testing.T, data []byte, limit uint16, chunk uint8) {
 		var src io.Reader = bytes.NewReader(data)
@@ -290,6 +296,14 @@ func FuzzReaderReadMessage(f *testing.F) {
 			src = &chunkReader{data: data, n: int(chunk)}
 		}
 		r := NewReader(src)
+		budget := &testBudget{limit: fuzzBudget}
+		r.SetBudget(budget)
+		defer func() {
+			r.Release()
+			if budget.used != 0 || budget.peak > fuzzBudget {
+				t.Fatalf("budget: %d bytes still reserved after Release, peak %d", budget.used, budget.peak)
+			}
+		}()
 		rest := data
 		for {
 			got, err := r.ReadMessage(int(limit))
@@ -312,6 +326,15 @@ func FuzzReaderReadMessage(f *testing.F) {
 					t.Fatalf("length %d over limit %d: %v", size, limit, err)
 				}
 				return
+			case size > fuzzBudget:
+				// A whole message cannot fit in the budget. A cut one
+				// may end first (where the buffer grows depends on the
+				// one kept from earlier messages).
+				whole := uint64(len(rest)-n) >= size
+				if !errors.Is(err, errTestBudget) && (whole || err != io.ErrUnexpectedEOF) {
+					t.Fatalf("%d-byte message (whole: %v) over a %d-byte budget: %v", size, whole, fuzzBudget, err)
+				}
+				return
 			case uint64(len(rest)-n) < size:
 				if err != io.ErrUnexpectedEOF {
 					t.Fatalf("truncated body: %v, want io.ErrUnexpectedEOF", err)
@@ -329,3 +352,7 @@ func FuzzReaderReadMessage(f *testing.F) {
 		}
 	})
 }
+
+// fuzzBudget is the Reader budget of FuzzReaderReadMessage: two growth
+// steps of a message buffer (msgStartSize, then twice that) fit in it.
+const fuzzBudget = 2 * msgStartSize
