@@ -70,7 +70,7 @@ func writePooledGroup(t *testing.T, tw *TrackWriter, frames, size int) *GroupWri
 		t.Fatal(err)
 	}
 	for i := range frames {
-		p := gw.allocFrame(size)
+		p := gw.receiveBuffers().alloc(size)
 		for j := range p {
 			p[j] = byte(int(gw.Sequence()) + i)
 		}

@@ -220,12 +220,12 @@ func (g *group) frameCount() int {
 	return len(g.frames)
 }
 
-// allocFrame returns a payload buffer of n bytes from the group's reusable
-// memory, for a network receiver that fills it completely and then writes
-// it as the next frame. Only the group's writer may call it, and it must
-// call doneWriting when it stops.
-func (w *GroupWriter) allocFrame(n int) []byte {
-	return w.g.bufs.alloc(n)
+// receiveBuffers returns the group's reusable payload memory, for a
+// network receiver that reads each frame into it (see readFrame) and then
+// writes it as the next frame. Only the group's writer may use it, and it
+// must call doneWriting when it stops.
+func (w *GroupWriter) receiveBuffers() *groupBuffers {
+	return &w.g.bufs
 }
 
 // doneWriting tells the group its receiver allocates no more, so its memory

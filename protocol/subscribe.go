@@ -245,7 +245,7 @@ func (s *Session) receiveGroup(str transport.ReceiveStream, after <-chan struct{
 			reject(wire.CodeBoundsExceeded, fmt.Errorf("frame of %d bytes exceeds the %d-byte limit", size, s.limits.MaxFrameSize))
 			return
 		}
-		p, err := s.readFrame(r, &g.g.bufs, int(size))
+		p, err := s.readFrame(r, g.receiveBuffers(), int(size))
 		if err != nil {
 			g.Abort(fmt.Errorf("moq group %d: %w", hdr.Sequence, err))
 			var we wireCoded
