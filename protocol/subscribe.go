@@ -281,8 +281,12 @@ func (s *Session) readFrame(r *wire.Reader, b *groupBuffers, n int) ([]byte, err
 	defer func() { s.mem.Release(cap(f.p)) }()
 	for len(f.p) < n {
 		if len(f.p) == cap(f.p) {
-			if err := r.Fill(); err != nil {
-				return nil, unexpectedEOF(err)
+			// The first memory waits for the first bytes; later it
+			// doubles what has arrived.
+			if len(f.p) == 0 {
+				if err := r.Fill(); err != nil {
+					return nil, unexpectedEOF(err)
+				}
 			}
 			want := min(n, max(frameStartSize, 2*len(f.p)))
 			if err := s.mem.Reserve(want - cap(f.p)); err != nil {

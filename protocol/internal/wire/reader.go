@@ -275,9 +275,12 @@ func (r *Reader) ReadMessage(limit int) ([]byte, error) {
 	}
 	for have := 0; have < n; {
 		if have == len(r.msg) {
-			// Grow only once the next bytes are here.
-			if err := r.ensure(1); err != nil {
-				return nil, unexpected(err)
+			// The first memory waits for the first bytes of the body;
+			// later it doubles what has arrived.
+			if have == 0 {
+				if err := r.ensure(1); err != nil {
+					return nil, unexpected(err)
+				}
 			}
 			if err := r.growMsg(have, min(n, max(msgStartSize, 2*have))); err != nil {
 				return nil, fmt.Errorf("message of %d bytes: %w", n, err)
