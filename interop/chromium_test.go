@@ -23,7 +23,8 @@ import (
 )
 
 // patternFrame is size bytes whose values depend on group, frame and
-// offset. web/page.js has the same function for the frames it publishes.
+// offset. js/burst.js has the same function for the frames the JavaScript
+// peers publish.
 func patternFrame(group, frame, size int) []byte {
 	p := make([]byte, size)
 	for j := range p {
@@ -52,6 +53,19 @@ type pageMsg struct {
 	First   bool     `json:"first"`
 	Frames  []string `json:"frames"`
 	Error   string   `json:"error"`
+	// The burst page (web/burst.js) names the connection and the track,
+	// and reports frames by size and SHA-256 (hex).
+	Conn   string   `json:"conn"`
+	Track  string   `json:"track"`
+	Sizes  []int    `json:"sizes"`
+	Hashes []string `json:"hashes"`
+}
+
+// pageSub is a subscription the test asks the burst page to make.
+type pageSub struct {
+	Conn  string `json:"conn"` // the page's connection
+	Path  string `json:"path"`
+	Track string `json:"track"`
 }
 
 // pageLog is one console message of the page.
@@ -69,8 +83,9 @@ type pageServer struct {
 	mu    sync.Mutex
 	logs  []pageLog
 	state struct {
-		BrowserFinal bool `json:"browserFinal"`
-		Done         bool `json:"done"`
+		BrowserFinal bool      `json:"browserFinal"`
+		Done         bool      `json:"done"`
+		Subscribe    []pageSub `json:"subscribe"` // for the burst page
 	}
 }
 
@@ -121,6 +136,13 @@ func (p *pageServer) setState(browserFinal, done bool) {
 	defer p.mu.Unlock()
 	p.state.BrowserFinal = p.state.BrowserFinal || browserFinal
 	p.state.Done = p.state.Done || done
+}
+
+// subscribe asks the burst page for more subscriptions.
+func (p *pageServer) subscribe(subs ...pageSub) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.state.Subscribe = append(p.state.Subscribe, subs...)
 }
 
 // consoleLog returns the page's console messages in the order logged.
@@ -315,7 +337,6 @@ type chromiumCase struct {
 
 func runChromium(t *testing.T, tc chromiumCase) {
 	requireTools(t, "node", "chromium", "node_modules")
-	chromium, _ := chromiumPath()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	start := time.Now()
@@ -405,13 +426,7 @@ func runChromium(t *testing.T, tc chromiumCase) {
 	if tc.transport == "websocket" {
 		query = url.Values{"relay": {fmt.Sprintf("http://127.0.0.1:%d/", srv.Addr().Port)}, "transport": {"websocket"}}
 	}
-	pageURL := hs.URL + "/?" + query.Encode()
-	browser := startProcess(t, chromium,
-		"--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
-		"--disable-background-networking", "--disable-component-update", "--disable-sync",
-		"--disable-extensions", "--user-data-dir="+t.TempDir(),
-		"--enable-logging=stderr", "--v=0",
-		pageURL)
+	browser := startChromium(t, hs.URL+"/?"+query.Encode())
 	// Registered last, so it runs first: diagnostics while all is alive.
 	t.Cleanup(func() {
 		if !t.Failed() {
@@ -521,6 +536,24 @@ func runChromium(t *testing.T, tc chromiumCase) {
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
+}
+
+// startChromium runs headless Chromium with a fresh profile on pageURL;
+// extra flags go before the logging flags. It is killed at cleanup.
+func startChromium(t *testing.T, pageURL string, extra ...string) *process {
+	t.Helper()
+	chromium, err := chromiumPath()
+	if err != nil {
+		t.Fatalf("chromium: %v", err)
+	}
+	args := []string{
+		"--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
+		"--disable-background-networking", "--disable-component-update", "--disable-sync",
+		"--disable-extensions", "--user-data-dir=" + t.TempDir(),
+	}
+	args = append(args, extra...)
+	args = append(args, "--enable-logging=stderr", "--v=0", pageURL)
+	return startProcess(t, chromium, args...)
 }
 
 // waitAnnounced blocks until o has path.

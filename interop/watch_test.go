@@ -111,7 +111,6 @@ const (
 // (its AudioWorklet's playback position advances, in step with the video).
 func TestWatchPlays(t *testing.T) {
 	requireTools(t, "node", "chromium", "node_modules")
-	chromium, _ := chromiumPath()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	start := time.Now()
@@ -176,14 +175,9 @@ func TestWatchPlays(t *testing.T) {
 		"hash":  {hex.EncodeToString(fp[:])},
 		"name":  {watchBroadcast},
 	}
-	browser := startProcess(t, chromium,
-		"--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
-		"--disable-background-networking", "--disable-component-update", "--disable-sync",
-		"--disable-extensions", "--user-data-dir="+t.TempDir(),
+	browser := startChromium(t, hs.URL+"/?"+query.Encode(),
 		"--autoplay-policy=no-user-gesture-required",
-		"--disable-background-timer-throttling", "--disable-renderer-backgrounding",
-		"--enable-logging=stderr", "--v=0",
-		hs.URL+"/?"+query.Encode())
+		"--disable-background-timer-throttling", "--disable-renderer-backgrounding")
 	var last watchReport
 	// Registered last, so it runs first: diagnostics while all is alive.
 	t.Cleanup(func() {

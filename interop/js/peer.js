@@ -23,6 +23,9 @@
 //                      publishes "mallory" and "alice", subscribes to "bob"
 //                      and to "secret"
 //   refused            connects and reports how the connection fails
+//   burst PATH         publishes PATH (unless PATH is "-") serving bursts (see
+//                      js/burst.js) and, for each command "sub PATH TRACK",
+//                      subscribes to that burst track and reports its groups
 import "./polyfill.js";
 
 // Record the sockets the polyfill opens, to report the negotiated
@@ -46,6 +49,7 @@ for (const level of ["log", "debug", "info", "warn"]) console[level] = console.e
 
 const Moq = await import("@moq/lite");
 const Qmux = (await import("@moq/qmux")).default;
+const { patternFrame, readBurstTrack, serveBursts } = await import("./burst.js");
 
 const [mode, relay, dialect, ...args] = process.argv.slice(2);
 
@@ -67,13 +71,6 @@ process.on("unhandledRejection", (e) => console.error("unhandled rejection:", e)
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const text = new TextEncoder();
 
-// patternFrame is patternFrame in chromium_test.go.
-function patternFrame(group, frame, size) {
-	const out = new Uint8Array(size);
-	for (let j = 0; j < size; j++) out[j] = (group * 7 + frame * 13 + j) % 251;
-	return out;
-}
-
 // NODE_FINAL is nodeFinal in node_test.go: per track, per final group, the
 // sizes of the pattern frames after the marker "node-final <track> <i>".
 // Frames over 16 360 bytes need several WebSocket messages.
@@ -90,6 +87,8 @@ function toBase64(bytes) {
 // --- commands from the Go test -------------------------------------------------
 
 const commands = { final: Promise.withResolvers(), done: Promise.withResolvers() };
+// Commands with arguments ("sub PATH TRACK"), by name, once a mode sets them.
+const handlers = {};
 {
 	let buf = "";
 	process.stdin.setEncoding("utf8");
@@ -99,7 +98,9 @@ const commands = { final: Promise.withResolvers(), done: Promise.withResolvers()
 		while ((i = buf.indexOf("\n")) >= 0) {
 			const cmd = buf.slice(0, i).trim();
 			buf = buf.slice(i + 1);
-			commands[cmd]?.resolve();
+			const [name, ...cmdArgs] = cmd.split(" ");
+			if (handlers[name]) handlers[name](...cmdArgs);
+			else commands[cmd]?.resolve();
 		}
 	});
 	process.stdin.on("end", () => commands.done.resolve());
@@ -247,6 +248,22 @@ async function main() {
 					emit({ type: "secret", result: "error", error: describe(e) });
 				}
 			})();
+			break;
+		}
+		case "burst": {
+			const conn = await connectAndReport(url);
+			const path = args[0];
+			if (path !== "-") {
+				const broadcast = new Moq.Broadcast();
+				conn.publish(Moq.Path.from(path), broadcast);
+				emit({ type: "published", path });
+				void serveBursts(broadcast, (m) => emit({ ...m, path }), describe).catch((e) => fail(`publish: ${describe(e)}`));
+			}
+			const consumed = new Map();
+			handlers.sub = (subPath, track) => {
+				if (!consumed.has(subPath)) consumed.set(subPath, conn.consume(Moq.Path.from(subPath)));
+				void readBurstTrack(consumed.get(subPath), track, (m) => emit({ ...m, path: subPath }), describe);
+			};
 			break;
 		}
 		case "refused": {

@@ -15,18 +15,12 @@
 //   GET  /state  what the test wants next: {browserFinal, done}
 import * as Moq from "@moq/lite";
 
+import { patternFrame } from "../js/burst.js";
 import { describe, post, status } from "./report.js";
 
 const params = new URLSearchParams(location.search);
 
 // --- helpers shared with the Go test (keep in step with chromium_test.go) --
-
-// patternFrame is size bytes whose values depend on group, frame and offset.
-function patternFrame(group, frame, size) {
-	const out = new Uint8Array(size);
-	for (let j = 0; j < size; j++) out[j] = (group * 7 + frame * 13 + j) % 251;
-	return out;
-}
 
 // BROWSER_FINAL lists, per final group, the sizes of the pattern frames that
 // follow the group's marker frame "browser-final <i>".

@@ -14,6 +14,8 @@ export function post(path, body) {
 }
 
 export function describe(v) {
+	// connect() rejects with an AggregateError of the transports' errors.
+	if (v instanceof AggregateError) return `${v.name}: ${v.message} (${v.errors.map((e) => describe(e).split("\n")[0]).join("; ")})`;
 	if (v instanceof Error) return `${v.name}: ${v.message}${v.stack ? `\n${v.stack}` : ""}`;
 	if (typeof v === "string") return v;
 	try {
