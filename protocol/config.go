@@ -54,12 +54,15 @@ type Limits struct {
 	MaxStreams int
 	// MaxSessionBuffer bounds the bytes one session holds for messages and
 	// frames it is still receiving (allocated as their bytes arrive,
-	// released once they are complete or abandoned). A stream whose next
-	// bytes would go over it is reset with CodeBoundsExceeded.
+	// released once they are complete or abandoned; complete frames count
+	// against the track cache instead). A stream whose next bytes would go
+	// over it is reset with CodeBoundsExceeded. Keep it above
+	// MaxFrameSize, or frames of that size can never arrive.
 	MaxSessionBuffer int
 	// MaxServerBuffer bounds the same bytes summed over every session of a
-	// Server, so that many peers together cannot exhaust the process. A
-	// session made with Dial has a budget of this size of its own.
+	// Server, so that many peers together cannot exhaust the process; a
+	// stream going over it is reset like one going over MaxSessionBuffer.
+	// A session made with Dial has a budget of this size of its own.
 	MaxServerBuffer int
 	// MaxInflightGroups bounds the group streams one subscription keeps open
 	// towards a slow peer; when a newer group starts, the oldest in-flight
