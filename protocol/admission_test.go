@@ -113,6 +113,7 @@ func TestServerSessionBudgets(t *testing.T) {
 	defer cancel()
 	srv := testServer(t, ServerConfig{MaxSessionsPerAddr: 1})
 	dialTest(t, ctx, srv, "quic", Lite04)
+	waitSessions(t, ctx, srv, 1)
 
 	_, err := Dial(ctx, serverURL(srv, "websocket", ""), WithVersions(Lite04))
 	var he *transport.HTTPError
@@ -136,6 +137,7 @@ func TestServerSessionBudgets(t *testing.T) {
 	for range 2 {
 		dialTest(t, ctx, unlimited, "websocket", Lite04)
 	}
+	waitSessions(t, ctx, unlimited, 2)
 	_, err = Dial(ctx, serverURL(unlimited, "websocket", ""), WithVersions(Lite04))
 	if !errors.As(err, &he) || he.Status != http.StatusServiceUnavailable {
 		t.Fatalf("third session on a relay of two: %v, want HTTP 503", err)
@@ -150,6 +152,19 @@ func TestBudgetDefaults(t *testing.T) {
 	} {
 		if got := budget(c.v, c.def); got != c.want {
 			t.Errorf("budget(%d, %d) = %d, want %d", c.v, c.def, got, c.want)
+		}
+	}
+}
+
+// waitSessions waits until the server runs n sessions: a client's Dial can
+// return before the server has admitted its session.
+func waitSessions(t *testing.T, ctx context.Context, srv *Server, n int) {
+	t.Helper()
+	for len(srv.Sessions()) != n {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("server runs %d sessions, want %d", len(srv.Sessions()), n)
+		case <-time.After(5 * time.Millisecond):
 		}
 	}
 }
