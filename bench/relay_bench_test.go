@@ -133,12 +133,17 @@ func BenchmarkRelayAllocs(b *testing.B) {
 var idleLoad = Load{Name: "idle", FrameSize: 1000, KeyframeSize: 1000, FramesPerGroup: 10, FPS: 2}
 
 // BenchmarkRelayIdle measures that fixed cost with 100 subscribers, as
-// relay CPU per second per subscriber.
+// relay CPU per second per subscriber, for the three relays.
 func BenchmarkRelayIdle(b *testing.B) {
 	const n = 100
-	for _, kind := range []RelayKind{MOQ, Bare} {
+	gomoqt := &gomoqtBuild{parent: b}
+	for _, kind := range RelayKinds {
 		b.Run(fmt.Sprintf("%s/subs=%d", kind, n), func(b *testing.B) {
-			res := benchRelay(b, Config{Relay: kind, Load: idleLoad, Subscribers: n}, 2*time.Second, 10*time.Second)
+			cfg := Config{Relay: kind, Load: idleLoad, Subscribers: n}
+			if kind == Gomoqt {
+				cfg.GomoqtBinary = gomoqt.binary(b)
+			}
+			res := benchRelay(b, cfg, 2*time.Second, 10*time.Second)
 			b.ReportMetric(res.RelayCPU.Seconds()*1e6/res.Wall.Seconds()/n, "relay-us/s/sub")
 		})
 	}
