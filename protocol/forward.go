@@ -118,7 +118,7 @@ func newForwarder(s *Session, ctx context.Context, sub wire.Subscribe, track *Tr
 	f.turn = sync.NewCond(&f.mu)
 	f.gate = s.conn.Kind() != transport.KindQUIC
 	f.openCtx, f.openCancel = context.WithCancel(ctx)
-	f.queued.span = max(queuedRateSpan, 4*lag)
+	f.queued.span = max(minQueuedRateSpan, queuedRateLags*lag)
 	f.checkTimer = time.AfterFunc(time.Hour, f.onCheck)
 	f.checkTimer.Stop()
 	f.wg.Add(1)
@@ -129,11 +129,20 @@ func newForwarder(s *Session, ctx context.Context, sub wire.Subscribe, track *Tr
 	return f
 }
 
-// queuedRateSpan is the shortest span over which the rate of data queued
-// for a peer is averaged: long enough that a burst of groups (a publisher
-// catching up, a keyframe) counts as what it is, a short excess over the
-// track's rate, and not as a rate the peer must sustain.
-const queuedRateSpan = 4 * time.Second
+// slowerBy is how far below the rate data is queued for it a peer's rate
+// must be before it counts as slower than its track.
+const slowerBy = 0.9
+
+// The rate of data queued for a peer is averaged over queuedRateLags lags,
+// and no less than minQueuedRateSpan: long enough that a burst of groups
+// (a publisher catching up, a keyframe) counts as what it is, a short
+// excess over the track's rate, and not as a rate the peer must sustain;
+// short enough that a peer that really is slower is noticed within a few
+// seconds, sooner where the subscriber asked for a lower latency.
+const (
+	queuedRateLags    = 8
+	minQueuedRateSpan = 4 * time.Second
+)
 
 // start queues g for sending. It never blocks.
 func (f *forwarder) start(g *GroupReader) {
@@ -230,20 +239,30 @@ func (f *forwarder) dropLocked(gs *groupSend, code wire.ErrorCode, overload bool
 // is evidence: no rate is assumed before one was measured.
 func (f *forwarder) checkLocked(now time.Time) {
 	queued := f.queuedRate(now) // sampled on every check, used below
+	evicted := 0
 	for _, gs := range f.toOpen {
 		// A group still waiting for a stream is not being read yet: like
 		// a track reader that fell behind, the peer skips it once the
 		// cache let it go, so waiting groups pin no more than the cache.
-		if gs.gr.g.isEvicted() {
+		if gs.droppable() && gs.gr.g.isEvicted() {
 			f.dropLocked(gs, wire.CodeDropped, true)
+			evicted++
 		}
+	}
+	if evicted > 0 {
+		f.s.log.Debug("moq groups dropped: evicted while waiting for a stream", "subscribe", f.id, "groups", evicted)
 	}
 	rate, stalled := f.pace.state(now, f.lag)
 	if stalled {
+		n := 0
 		for _, gs := range f.groups {
-			if gs.seq < f.newest {
+			if gs.seq < f.newest && gs.droppable() {
 				f.dropLocked(gs, wire.CodeDropped, true)
+				n++
 			}
+		}
+		if n > 0 {
+			f.s.log.Debug("moq groups dropped: subscriber took no data", "subscribe", f.id, "groups", n, "lag", f.lag)
 		}
 		return
 	}
@@ -257,10 +276,14 @@ func (f *forwarder) checkLocked(now time.Time) {
 		}
 	}
 	budget := rate * f.lag.Seconds() // bytes the peer takes within lag
-	if float64(backlog) <= budget || rate >= queued {
+	// Slower means clearly slower: a peer taking data at the rate it is
+	// queued keeps whatever backlog a burst left, and loses nothing to
+	// the noise of two measurements.
+	if float64(backlog) <= budget || rate >= slowerBy*queued {
 		return
 	}
 	var ahead int64 // backlog of the groups kept ahead
+	n := 0
 	for _, gs := range f.groups {
 		if !gs.droppable() {
 			continue
@@ -268,9 +291,14 @@ func (f *forwarder) checkLocked(now time.Time) {
 		left := gs.backlog()
 		if gs.seq < f.newest && float64(ahead+left) > budget {
 			f.dropLocked(gs, wire.CodeDropped, true)
+			n++
 			continue
 		}
 		ahead += left
+	}
+	if n > 0 {
+		f.s.log.Debug("moq groups dropped: subscriber slower than its track", "subscribe", f.id, "groups", n,
+			"rate", int64(rate), "queued_rate", int64(queued), "backlog", backlog, "lag", f.lag)
 	}
 }
 
