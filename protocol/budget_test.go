@@ -168,3 +168,44 @@ func TestBufferBudgetResets(t *testing.T) {
 		t.Fatalf("subscribe after the resets: response %d, err %v", typ, err)
 	}
 }
+
+// TestServerBufferBudgetShared: the server's buffer budget is one for all
+// its sessions: two peers each within their session budget, together over
+// the server's, get the second one's stream reset, and the budget comes
+// back once the first one's stream ends.
+func TestServerBufferBudgetShared(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	limits := Limits{MaxSessionBuffer: 256 << 10, MaxServerBuffer: 300 << 10, MaxMessageSize: 2 << 20}
+	srv := testServer(t, ServerConfig{Limits: limits})
+
+	// Each peer declares a 1 MiB SUBSCRIBE and sends 200 KiB of it.
+	partial := append(wire.AppendVarint(wire.AppendStreamType(nil, wire.StreamSubscribe), 1<<20), make([]byte, 200<<10)...)
+	first, err := rawDial(t, ctx, srv).OpenStream(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := first.Write(partial); err != nil {
+		t.Fatal(err)
+	}
+	for srv.buffers.used.Load() < 200<<10 {
+		if ctx.Err() != nil {
+			t.Fatalf("the relay holds %d bytes of the first peer's message, want 200 KiB", srv.buffers.used.Load())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	second, err := rawDial(t, ctx, srv).OpenStream(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _, _ = second.Write(partial) }()
+	expectReset(t, "a second session's message beyond the server budget", second, wire.CodeBoundsExceeded)
+
+	first.CancelWrite(0)
+	for srv.buffers.used.Load() != 0 {
+		if ctx.Err() != nil {
+			t.Fatalf("%d bytes of the server budget never came back", srv.buffers.used.Load())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

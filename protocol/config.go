@@ -64,16 +64,18 @@ type Limits struct {
 	// stream going over it is reset like one going over MaxSessionBuffer.
 	// A session made with Dial has a budget of this size of its own.
 	MaxServerBuffer int
-	// MaxInflightGroups bounds the group streams one subscription keeps open
-	// towards a slow peer; when a newer group starts, the oldest in-flight
-	// group beyond this bound is reset rather than queued.
+	// MaxInflightGroups bounds the group streams one subscription has open
+	// at once. Later groups wait for a stream (within the track cache: a
+	// waiting group the cache evicts is skipped) rather than being reset:
+	// the bound is on streams and memory, not on delivery.
 	MaxInflightGroups int
-	// MaxGroupLag is how long a group may still be in flight after a newer
-	// group of its track arrived before it is reset: the bound on added
-	// latency for a peer that cannot keep up. A group that could not be
-	// sent whole within it, at the rate the peer has been taking data, is
-	// reset as soon as that is known (see the package documentation). A
-	// subscriber's max_latency (Lite03+) overrides it.
+	// MaxGroupLag is the latency a peer that cannot keep up may add: a
+	// subscription that took no data for this long while data waited for
+	// it loses every group but the newest, and one whose measured rate is
+	// clearly below its track's keeps only the backlog it can send within
+	// this long (see "Forwarding and overload" in the package
+	// documentation). A peer that keeps up loses nothing, however long a
+	// burst takes. A subscriber's max_latency (Lite03+) overrides it.
 	MaxGroupLag time.Duration
 }
 

@@ -134,6 +134,8 @@ type Server struct {
 	fingerprint [32]byte
 	log         *slog.Logger
 	originLog   transport.LogLimiter
+	// buffers is Limits.MaxServerBuffer, shared by every session.
+	buffers *byteBudget
 
 	mu       sync.Mutex
 	sessions map[*Session]struct{}
@@ -154,6 +156,7 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{cfg: cfg, origin: cfg.Origin, log: loggerOr(cfg.Logger), sessions: make(map[*Session]struct{})}
+	s.buffers = newByteBudget("server", cfg.Limits.withDefaults().MaxServerBuffer)
 	if s.origin == nil {
 		s.origin = NewOrigin()
 		s.ownsOrigin = true
@@ -383,6 +386,7 @@ func (s *Server) serveConn(ctx context.Context, conn transport.Session) {
 		limits:         s.cfg.Limits,
 		cache:          s.cfg.Cache,
 		log:            s.log,
+		shared:         s.buffers,
 		legacyVersions: legacyOf(s.cfg.Versions),
 	})
 	if err != nil {
