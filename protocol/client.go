@@ -27,6 +27,7 @@ type dialOptions struct {
 	consume     *Origin
 	limits      Limits
 	cache       CacheConfig
+	cacheSet    bool
 	liveness    Liveness
 	log         *slog.Logger
 }
@@ -58,8 +59,14 @@ func WithConsume(origin *Origin) DialOption { return func(o *dialOptions) { o.co
 func WithLimits(l Limits) DialOption { return func(o *dialOptions) { o.limits = l } }
 
 // WithCache bounds what the session keeps per track of the peer's
-// broadcasts (zero fields take the defaults).
-func WithCache(c CacheConfig) DialOption { return func(o *dialOptions) { o.cache = c } }
+// broadcasts. Without it a dialled session is a consumer: it keeps a group
+// only while one of its readers may still take it (CacheConfig.Consumer).
+// A session whose broadcasts are served on to others (a relay in front of
+// this one) passes a relay's cache, such as CacheConfig{}, so that readers
+// joining later find the latest group.
+func WithCache(c CacheConfig) DialOption {
+	return func(o *dialOptions) { o.cache, o.cacheSet = c, true }
+}
 
 // WithLiveness sets how fast a silent server is noticed (zero fields take
 // DefaultLiveness: a 1 s keep-alive and a 5 s idle timeout).
@@ -126,7 +133,7 @@ func Dial(ctx context.Context, rawURL string, opts ...DialOption) (*Session, err
 		publish:        o.publish,
 		consume:        o.consume,
 		limits:         o.limits,
-		cache:          o.cache,
+		cache:          o.clientCache(),
 		log:            o.log,
 		legacyVersions: legacyOf(o.versions),
 	})
@@ -169,4 +176,13 @@ func quicConfig(l Limits, lv Liveness) *quic.Config {
 		EnableDatagrams:                  true,
 		EnableStreamResetPartialDelivery: true,
 	}
+}
+
+// clientCache is the cache of the session's tracks: WithCache's, or a
+// consumer's.
+func (o *dialOptions) clientCache() CacheConfig {
+	if o.cacheSet {
+		return o.cache
+	}
+	return CacheConfig{Consumer: true}
 }

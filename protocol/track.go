@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"math"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -31,6 +32,13 @@ type CacheConfig struct {
 	// group is merely late (groups travel on parallel streams). It adds
 	// latency only when there is a gap.
 	ReorderWait time.Duration
+	// Consumer sizes the cache for a consumer rather than a relay: besides
+	// the limits above, a group is kept only while a current reader may
+	// still take it (the latest group always), since no reader will join
+	// later for an older one. A subscriber then holds what its readers
+	// still need and no more. Sessions made by Dial use it unless
+	// WithCache says otherwise; a relay keeps groups for late joiners.
+	Consumer bool
 }
 
 func (c CacheConfig) withDefaults() CacheConfig {
@@ -78,6 +86,7 @@ type track struct {
 	err      error // with closed: nil for a clean end (io.EOF after the cache)
 	waiters  waitList
 	readers  int
+	subs     []*TrackReader // the open readers, with cfg.Consumer only
 	unusedCh chan struct{}
 	unused   bool
 	done     chan struct{}
@@ -229,18 +238,50 @@ func (t *track) evictLocked(now time.Time) {
 		if t.bytes.Load() <= t.cfg.MaxBytes && now.Sub(v.created) <= t.cfg.MaxAge {
 			break
 		}
-		copy(t.cache[i:], t.cache[i+1:])
-		t.cache[len(t.cache)-1] = nil
-		t.cache = t.cache[:len(t.cache)-1]
-
-		v.mu.Lock()
-		v.evicted = true
-		size := v.size
-		v.maybeReleaseLocked()
-		v.mu.Unlock()
-		t.bytes.Add(-size)
+		t.removeLocked(i)
+	}
+	if t.cfg.Consumer {
+		for i := 0; i < len(t.cache); {
+			if g := t.cache[i]; g != t.latest && !t.neededLocked(g) {
+				t.removeLocked(i)
+				continue
+			}
+			i++
+		}
 	}
 	t.multi.Store(len(t.cache) > 1)
+}
+
+// removeLocked drops cache[i]. The caller holds t.mu.
+func (t *track) removeLocked(i int) {
+	v := t.cache[i]
+	copy(t.cache[i:], t.cache[i+1:])
+	t.cache[len(t.cache)-1] = nil
+	t.cache = t.cache[:len(t.cache)-1]
+
+	v.mu.Lock()
+	v.evicted = true
+	size := v.size
+	v.maybeReleaseLocked()
+	v.mu.Unlock()
+	t.bytes.Add(-size)
+}
+
+// neededLocked reports whether an open reader may still return g. The
+// caller holds t.mu.
+func (t *track) neededLocked(g *group) bool {
+	for _, r := range t.subs {
+		switch {
+		case r.first == g:
+			return true
+		case g.arrival < r.cursor:
+			// Arrived before the reader subscribed, or already passed in
+			// arrival order.
+		case r.inArrival || !r.started || g.seq > r.maxSeq:
+			return true
+		}
+	}
+	return false
 }
 
 // evictIfOverBudget is called after every frame so the cache never grows
@@ -301,6 +342,9 @@ func (t *track) subscribe(priority uint8) *TrackReader {
 	r := &TrackReader{t: t, priority: priority, waiter: waiter{ch: make(chan struct{}, 1)}}
 	r.first = t.latest
 	r.cursor = t.arrivals
+	if t.cfg.Consumer {
+		t.subs = append(t.subs, r)
+	}
 	return r
 }
 
@@ -331,11 +375,12 @@ type TrackReader struct {
 
 	// Guarded by t.mu; the waiter's channel wakes NextGroup.
 	waiter
-	closed  bool
-	first   *group // the latest group when the reader subscribed, until returned
-	started bool   // a group was returned
-	maxSeq  uint64 // NextGroup: highest sequence returned
-	cursor  uint64 // arrival index of the first group not yet considered
+	closed    bool
+	first     *group // the latest group when the reader subscribed, until returned
+	started   bool   // a group was returned
+	inArrival bool   // read with NextArrival (known once it read)
+	maxSeq    uint64 // NextGroup: highest sequence returned
+	cursor    uint64 // arrival index of the first group not yet considered
 }
 
 // Name returns the track name.
@@ -410,6 +455,7 @@ func (r *TrackReader) next(ctx context.Context, arrival bool) (*GroupReader, err
 			// writer went quiet does not hand out stale groups.
 			t.evictLocked(now)
 		}
+		r.inArrival = arrival
 		g, hold := r.pickLocked(arrival, now)
 		if g != nil {
 			var gr *GroupReader
@@ -429,6 +475,11 @@ func (r *TrackReader) next(ctx context.Context, arrival bool) (*GroupReader, err
 				g.escaped = true
 			}
 			g.mu.Unlock()
+			if t.cfg.Consumer {
+				// The reader moved on: what it passed may go (g itself
+				// stays readable through gr).
+				t.evictLocked(now)
+			}
 			t.mu.Unlock()
 			return gr, nil
 		}
@@ -563,6 +614,10 @@ func (r *TrackReader) Close() {
 	t.removeWaiterLocked(r)
 	notify(r.ch)
 	t.readers--
+	if i := slices.Index(t.subs, r); i >= 0 {
+		t.subs = slices.Delete(t.subs, i, i+1)
+		t.evictLocked(time.Now())
+	}
 	becameUnused := t.readers == 0 && !t.unused
 	if becameUnused {
 		t.unused = true

@@ -822,3 +822,42 @@ func TestTrackBurstBeforeFirstRead(t *testing.T) {
 		t.Errorf("late joiner got %v, want [4 6 5]", got)
 	}
 }
+
+// TestTrackConsumerCache: a consumer's cache keeps the groups its readers
+// may still take and lets go of the ones they passed, the latest always
+// kept; a reader that is behind loses nothing.
+func TestTrackConsumerCache(t *testing.T) {
+	bw, tw := newTestTrack(t, CacheConfig{Consumer: true})
+	fast := subscribe(t, bw, "video", 0)
+	slow := subscribe(t, bw, "video", 0)
+	for range 5 {
+		_ = writeGroup(t, tw, 2).Close()
+	}
+	if n := len(tw.t.cache); n != 5 {
+		t.Fatalf("%d groups cached, want all 5: no reader has taken any", n)
+	}
+	for want := range uint64(5) {
+		if g := nextGroup(t, fast); g.Sequence() != want {
+			t.Fatalf("fast reader got %d, want %d", g.Sequence(), want)
+		}
+	}
+	if n := len(tw.t.cache); n != 5 {
+		t.Fatalf("%d groups cached, want 5: the slow reader has taken none", n)
+	}
+	for want := range uint64(3) {
+		if g := nextGroup(t, slow); g.Sequence() != want {
+			t.Fatalf("slow reader got %d, want %d", g.Sequence(), want)
+		}
+	}
+	if n := len(tw.t.cache); n != 2 {
+		t.Errorf("%d groups cached, want 2 (3 and 4, which the slow reader has still to take)", n)
+	}
+	slow.Close()
+	if n := len(tw.t.cache); n != 1 || tw.t.cache[0].seq != 4 {
+		t.Errorf("%d groups cached after the slow reader left, want only the latest (4)", n)
+	}
+	// A reader subscribing now starts at the latest group.
+	if g := nextGroup(t, subscribe(t, bw, "video", 0)); g.Sequence() != 4 {
+		t.Errorf("a new reader got %d, want the latest (4)", g.Sequence())
+	}
+}
