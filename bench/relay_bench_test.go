@@ -51,8 +51,37 @@ func BenchmarkRelay(b *testing.B) {
 			}
 		}
 	}
-	if s := comparison(results); s != "" {
+	if s := comparison(results, RelayKinds); s != "" {
 		b.Log("moqbridge, gomoqt and bare quic-go relays side by side (×bare: ratio to the bare relay of this run):\n" + s)
+	}
+}
+
+// BenchmarkRelayQUICVersion runs the rows of BenchmarkRelay with 100
+// subscribers for the gomoqt relay (quic-go v0.58.0), the bare relay built
+// on the same quic-go (bench/gomoqt's bare-relay) and the bare relay of
+// this module (quic-go v0.64.1): what separates the first from the last
+// is gomoqt's design and quic-go's version, what separates the middle one
+// from the last is quic-go's version alone. The bare058 relay is loaded by
+// this process's bare publisher and subscribers, as the bare one is.
+func BenchmarkRelayQUICVersion(b *testing.B) {
+	const n = 100
+	kinds := []RelayKind{Gomoqt, Bare058, Bare}
+	gomoqt := &gomoqtBuild{parent: b}
+	results := make(map[string][]Result)
+	for _, lr := range relayLoads {
+		for _, kind := range kinds {
+			name := fmt.Sprintf("%s/%s/subs=%d", lr.load.Name, kind, n)
+			b.Run(name, func(b *testing.B) {
+				cfg := Config{Relay: kind, Load: lr.load, Subscribers: n}
+				if kind != Bare {
+					cfg.GomoqtBinary = gomoqt.binary(b)
+				}
+				results[name] = append(results[name], benchRelay(b, cfg, lr.warmup, lr.window))
+			})
+		}
+	}
+	if s := comparison(results, kinds); s != "" {
+		b.Log("gomoqt and the bare relay on quic-go v0.58.0 against the bare relay on v0.64.1 (×bare):\n" + s)
 	}
 }
 
@@ -209,9 +238,9 @@ func lostFrames(cfg Config, res Result) uint64 {
 	return want - res.Frames
 }
 
-// comparison tabulates every relay against the bare one of the same
-// repetition, for every load and N the bare relay ran.
-func comparison(results map[string][]Result) string {
+// comparison tabulates every relay of kinds against the bare one of the
+// same repetition, for every load and N the bare relay ran.
+func comparison(results map[string][]Result, kinds []RelayKind) string {
 	var sb strings.Builder
 	w := tabwriter.NewWriter(&sb, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(w, "load\tN\trelay\trun\tMbit/s\t×bare\trelay CPU s/GB\t×bare\trelay RSS MiB\tgroups reset\tincomplete at subs\tp99 ms\tsub RSS MiB\tbench cores\tother cores\t")
@@ -220,7 +249,7 @@ func comparison(results map[string][]Result) string {
 		for _, n := range relaySubscribers {
 			name := func(k RelayKind) string { return fmt.Sprintf("%s/%s/subs=%d", lr.load.Name, k, n) }
 			for i, bare := range results[name(Bare)] {
-				for _, kind := range RelayKinds {
+				for _, kind := range kinds {
 					if i >= len(results[name(kind)]) {
 						continue
 					}

@@ -20,6 +20,11 @@ const (
 	MOQ    RelayKind = "moq"    // the moqbridge MOQ Lite relay
 	Gomoqt RelayKind = "gomoqt" // a relay on github.com/okdaichi/gomoqt v0.9.0 (bench/gomoqt), the peer
 	Bare   RelayKind = "bare"   // the bare quic-go copy relay, the ceiling
+	// Bare058 is the bare relay built on quic-go v0.58.0, gomoqt's, from
+	// bench/gomoqt: set against Bare it shows what of a difference between
+	// gomoqt and the bare relay is quic-go's. Not in RelayKinds; see
+	// BenchmarkRelayQUICVersion.
+	Bare058 RelayKind = "bare058"
 )
 
 // RelayKinds lists the relays in the order the benchmarks run them.
@@ -45,7 +50,7 @@ type Config struct {
 	// The moq and bare relays only.
 	ExactAllocs bool
 	// GomoqtBinary is the gomoqt contender's binary (see BuildGomoqt),
-	// needed when Relay is Gomoqt.
+	// needed when Relay is Gomoqt or Bare058.
 	GomoqtBinary string
 }
 
@@ -94,7 +99,7 @@ func Start(ctx context.Context, cfg Config) (*Run, error) {
 	if cfg.Relay == Gomoqt {
 		return startGomoqt(cfg)
 	}
-	role, err := cfg.Relay.role()
+	relay, err := cfg.relayCommand()
 	if err != nil {
 		return nil, err
 	}
@@ -106,11 +111,7 @@ func Start(ctx context.Context, cfg Config) (*Run, error) {
 	debug.FreeOSMemory()
 	r := &Run{cfg: cfg}
 	r.ctx, r.cancel = context.WithCancel(context.Background())
-	var env []string
-	if cfg.ExactAllocs {
-		env = append(env, AllocsEnv+"=1")
-	}
-	r.relay, err = startChild(role, env...)
+	r.relay, err = relay()
 	if err != nil {
 		r.Close()
 		return nil, err
@@ -128,6 +129,31 @@ func Start(ctx context.Context, cfg Config) (*Run, error) {
 		return nil, err
 	}
 	return r, nil
+}
+
+// relayCommand returns what starts the relay child of a moq, bare or
+// bare058 run.
+func (cfg Config) relayCommand() (func() (*relayChild, error), error) {
+	if cfg.Relay == Bare058 {
+		if cfg.GomoqtBinary == "" {
+			return nil, errors.New("the bare relay on quic-go v0.58 needs Config.GomoqtBinary (see BuildGomoqt)")
+		}
+		if cfg.ExactAllocs {
+			return nil, errors.New("the bare relay on quic-go v0.58 does not attribute its allocations")
+		}
+		return func() (*relayChild, error) {
+			return startRelay("bare relay on quic-go v0.58", exec.Command(cfg.GomoqtBinary, "bare-relay"))
+		}, nil
+	}
+	role, err := cfg.Relay.role()
+	if err != nil {
+		return nil, err
+	}
+	var env []string
+	if cfg.ExactAllocs {
+		env = append(env, AllocsEnv+"=1")
+	}
+	return func() (*relayChild, error) { return startChild(role, env...) }, nil
 }
 
 // startGomoqt starts the gomoqt relay and its peers, both children.

@@ -24,8 +24,9 @@ func TestHarnessSmoke(t *testing.T) {
 // out.
 const gomoqtSmokeEnv = "MOQBRIDGE_BENCH_GOMOQT"
 
-// TestGomoqtSmoke does for the gomoqt contender what TestHarnessSmoke does
-// for the other relays, with two subscribers.
+// TestGomoqtSmoke does for the gomoqt contender, and for the bare relay on
+// its quic-go, what TestHarnessSmoke does for the other relays, with two
+// subscribers.
 func TestGomoqtSmoke(t *testing.T) {
 	if os.Getenv(gomoqtSmokeEnv) != "1" {
 		t.Skipf("set %s=1 to build and smoke-test the gomoqt contender", gomoqtSmokeEnv)
@@ -34,7 +35,11 @@ func TestGomoqtSmoke(t *testing.T) {
 	if err != nil {
 		t.Skipf("the gomoqt contender did not build: %v", err)
 	}
-	smoke(t, Config{Relay: Gomoqt, Load: smokeLoad, Subscribers: 2, GomoqtBinary: bin})
+	for _, kind := range []RelayKind{Gomoqt, Bare058} {
+		t.Run(string(kind), func(t *testing.T) {
+			smoke(t, Config{Relay: kind, Load: smokeLoad, Subscribers: 2, GomoqtBinary: bin})
+		})
+	}
 }
 
 // smokeLoad has small, fast groups so a one-second window sees several

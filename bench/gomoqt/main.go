@@ -7,6 +7,9 @@
 //	gomoqt-bench relay
 //	gomoqt-bench peers -addr ADDR -fingerprint HEX -subs N -frame B -keyframe B -group F -fps R
 //
+// and a third role, bare-relay, the harness' bare quic-go relay on gomoqt's
+// quic-go, to tell gomoqt's design from its quic-go version.
+//
 // The relay child speaks the harness' relay control protocol: one JSON line
 // with its address and certificate fingerprint on stdout, one JSON stats
 // line for every "stats" line on stdin, exit when stdin closes.
@@ -34,7 +37,7 @@ var logger *slog.Logger
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: gomoqt-bench relay | peers [flags]")
+		fmt.Fprintln(os.Stderr, "usage: gomoqt-bench relay | peers [flags] | bare-relay")
 		os.Exit(2)
 	}
 	if os.Getenv(debugEnv) == "1" {
@@ -47,6 +50,8 @@ func main() {
 		err = runRelay()
 	case "peers":
 		err = runPeers(os.Args[2:])
+	case "bare-relay":
+		err = runBareRelay()
 	default:
 		err = fmt.Errorf("unknown role %q", os.Args[1])
 	}

@@ -92,8 +92,17 @@ func runRelay() error {
 	}()
 	defer r.close()
 
+	return serveControl(ln.Addr().String(), fp, prof, func() (uint64, uint64) {
+		return r.groupsSent.Load(), r.groupsDropped.Load()
+	})
+}
+
+// serveControl speaks the harness' relay control protocol on stdin and
+// stdout: the ready line, then one stats line per "stats", until stdin
+// closes. groups returns the group streams completed and reset so far.
+func serveControl(addr string, fp [32]byte, prof *profiler, groups func() (sent, dropped uint64)) error {
 	enc := json.NewEncoder(os.Stdout)
-	if err := enc.Encode(readyMsg{Addr: ln.Addr().String(), Fingerprint: hex.EncodeToString(fp[:])}); err != nil {
+	if err := enc.Encode(readyMsg{Addr: addr, Fingerprint: hex.EncodeToString(fp[:])}); err != nil {
 		return err
 	}
 	sc := bufio.NewScanner(os.Stdin)
@@ -103,12 +112,13 @@ func runRelay() error {
 		}
 		var ms runtime.MemStats
 		runtime.ReadMemStats(&ms)
+		sent, dropped := groups()
 		st := relayStats{
 			CPU:           int64(processCPU()),
 			Mallocs:       ms.Mallocs,
 			HeapAlloc:     ms.HeapAlloc,
-			GroupsSent:    r.groupsSent.Load(),
-			GroupsDropped: r.groupsDropped.Load(),
+			GroupsSent:    sent,
+			GroupsDropped: dropped,
 			RSS:           residentBytes(),
 			PeakRSS:       residentPeak(true),
 		}
