@@ -319,6 +319,9 @@ func (f *forwarder) finished(gs *groupSend) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.forgetLocked(gs)
+	if len(f.groups) == 0 {
+		f.track.markCaughtUp(now) // nothing left to send
+	}
 	f.turn.Broadcast()
 	f.checkLocked(now)
 	f.reapLocked()
@@ -537,6 +540,19 @@ func (f *forwarder) runWorker(gs *groupSend) {
 	}
 }
 
+// waitedForPublisher runs when gs's worker had sent all of gs there was:
+// if gs is the head, the subscription has sent everything (later groups
+// only start once the head is written), so the publisher, not this peer,
+// sets its pace.
+func (f *forwarder) waitedForPublisher(gs *groupSend) {
+	f.mu.Lock()
+	head := f.firstLive() == gs
+	f.mu.Unlock()
+	if head {
+		f.track.markCaughtUp(time.Now())
+	}
+}
+
 // smallFrame is the payload size up to which a frame is copied behind its
 // size prefix and written with one call. Written separately, the few bytes
 // of the size become a QUIC STREAM frame of their own: for frames of a few
@@ -551,7 +567,10 @@ func (f *forwarder) send(gs *groupSend, buf []byte) []byte {
 	s, str, g := f.s, gs.stream, gs.gr
 	buf = wire.AppendGroupHeader(buf[:0], wire.Group{SubscribeID: f.id, Sequence: gs.seq})
 	for {
-		frame, err := g.NextFrame(f.ctx)
+		frame, waited, err := g.nextFrame(f.ctx)
+		if waited {
+			f.waitedForPublisher(gs)
+		}
 		if err != nil {
 			if !errors.Is(err, io.EOF) {
 				f.mu.Lock()

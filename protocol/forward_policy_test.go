@@ -215,7 +215,7 @@ func startSimForward(t *testing.T, bw *BroadcastWriter, kind string, rate float6
 	if err != nil {
 		t.Fatal(err)
 	}
-	tr.forwarder = true
+	tr.setForwarding()
 	fw := newForwarder(s, ctx, wire.Subscribe{ID: 7, Priority: 1, Ordered: true}, tr)
 	sf := &simForward{sess: s, sim: sim, fw: fw, done: make(chan struct{})}
 	go func() {
@@ -472,6 +472,50 @@ func TestForwardPeerStreamLimit(t *testing.T) {
 		sf.stop()
 		if o := sf.outcome(t, 4, 5000); len(o.complete) != 100 || o.reset != 0 {
 			t.Errorf("%d of 100 groups complete, %d reset", len(o.complete), o.reset)
+		}
+	})
+}
+
+// TestForwardPacesIngest: a writer fed from the network (a relay reading a
+// publisher) that paces itself on the track's forwarders goes no faster
+// than the fastest subscriber takes data, so that subscriber loses
+// nothing although the writer could go much faster; a slower subscriber
+// still loses groups rather than holding the writer back.
+func TestForwardPacesIngest(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		bw := NewBroadcast()
+		defer bw.Close()
+		tw, _ := bw.CreateTrack("video", 1)
+		fast := startSimForward(t, bw, transport.KindQUIC, 2e6, Limits{})
+		slow := startSimForward(t, bw, transport.KindQUIC, 0.5e6, Limits{})
+		const groups, frames, size = 60, 10, 20000 // 12 MB, 6 s at 2 MB/s
+		ctx := context.Background()
+		start := time.Now()
+		for range groups {
+			g, _ := tw.AppendGroup()
+			for i := range frames {
+				// The publisher could send 4 MB/s.
+				time.Sleep(5 * time.Millisecond)
+				tw.paceIngest(ctx)
+				_ = g.WriteFrame(simFrame(g.Sequence(), i, size))
+			}
+			_ = g.Close()
+		}
+		took := time.Since(start)
+		time.Sleep(10 * time.Second)
+		_ = tw.Close()
+		fast.stop()
+		slow.stop()
+		of, os := fast.outcome(t, frames, size), slow.outcome(t, frames, size)
+		t.Logf("writer took %v; fast subscriber: %d of %d groups, slow: %d", took, len(of.complete), groups, len(os.complete))
+		if took < 5*time.Second {
+			t.Errorf("the writer took %v for 12 MB: it ran ahead of a 2 MB/s subscriber", took)
+		}
+		if len(of.complete) != groups || of.reset != 0 {
+			t.Errorf("the fastest subscriber got %d of %d groups (%d reset)", len(of.complete), groups, of.reset)
+		}
+		if len(os.complete) >= groups {
+			t.Errorf("the slow subscriber got every group at a quarter of the rate: it held the writer back")
 		}
 	})
 }

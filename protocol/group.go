@@ -272,20 +272,27 @@ func (r *GroupReader) Sequence() uint64 { return r.g.seq }
 // abort error for an aborted one; it returns ctx.Err() when ctx ends while
 // waiting, and ErrClosed after Close.
 func (r *GroupReader) NextFrame(ctx context.Context) ([]byte, error) {
+	f, _, err := r.nextFrame(ctx)
+	return f, err
+}
+
+// nextFrame is NextFrame that also says whether it had to wait for the
+// writer: whether the reader had read everything written so far.
+func (r *GroupReader) nextFrame(ctx context.Context) (frame []byte, waited bool, err error) {
 	g := r.g
 	g.mu.Lock()
 	for {
 		if r.closed {
 			r.finishNextLocked()
 			g.mu.Unlock()
-			return nil, ErrClosed
+			return nil, waited, ErrClosed
 		}
 		if r.pos < len(g.frames) {
 			f := g.frames[r.pos]
 			r.pos++
 			r.inNext = false
 			g.mu.Unlock()
-			return f, nil
+			return f, waited, nil
 		}
 		if g.done {
 			err := g.err
@@ -294,8 +301,9 @@ func (r *GroupReader) NextFrame(ctx context.Context) ([]byte, error) {
 			if err == nil {
 				err = io.EOF
 			}
-			return nil, err
+			return nil, waited, err
 		}
+		waited = true
 		// Register and check under the same lock: a frame appended after
 		// the unlock below finds the registration and wakes us.
 		if r.ch == nil {
@@ -320,7 +328,7 @@ func (r *GroupReader) NextFrame(ctx context.Context) ([]byte, error) {
 				r.inNext = false
 			}
 			g.mu.Unlock()
-			return nil, ctx.Err()
+			return nil, waited, ctx.Err()
 		}
 	}
 }

@@ -148,6 +148,6 @@ func (s *Session) lookupTrack(sub wire.Subscribe) (*TrackReader, error) {
 	if err != nil {
 		return nil, err
 	}
-	tr.forwarder = true
+	tr.setForwarding()
 	return tr, nil
 }

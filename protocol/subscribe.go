@@ -230,6 +230,9 @@ func (s *Session) receiveGroup(str transport.ReceiveStream, after <-chan struct{
 	}
 	defer g.doneWriting()
 	for {
+		// A relay reads no further ahead of its fastest subscriber than
+		// the track's ingest slack (see paceIngest).
+		us.track.paceIngest(us.ctx)
 		size, err := r.ReadVarint()
 		if err != nil {
 			if errors.Is(err, io.EOF) {

@@ -87,9 +87,15 @@ type track struct {
 	waiters  waitList
 	readers  int
 	subs     []*TrackReader // the open readers, with cfg.Consumer only
-	unusedCh chan struct{}
-	unused   bool
-	done     chan struct{}
+	// forwarding are the open readers of forwarders, which pace a writer
+	// fed from the network (paceIngest); ingestWake wakes a paced writer
+	// when one of them caught up, if ingestWaiting says one waits.
+	forwarding    []*TrackReader
+	ingestWake    chan struct{}
+	ingestWaiting atomic.Int32
+	unusedCh      chan struct{}
+	unused        bool
+	done          chan struct{}
 }
 
 func newTrack(name string, priority uint8, cfg CacheConfig, b *broadcast, requested bool) *TrackWriter {
@@ -102,6 +108,7 @@ func newTrack(name string, priority uint8, cfg CacheConfig, b *broadcast, reques
 	t.requested = requested
 	t.unusedCh = make(chan struct{})
 	t.done = make(chan struct{})
+	t.ingestWake = make(chan struct{}, 1)
 	return w
 }
 
@@ -368,10 +375,13 @@ type TrackReader struct {
 	priority uint8
 	pool     chanPool       // wake-up channels for this reader's GroupReaders
 	spare    []*GroupReader // closed GroupReaders handed back by recycle; guarded by t.mu
-	// forwarder marks a forwarder's subscription: it reads each frame only
-	// until it hands the GroupReader back (recycle), so the groups it
-	// alone reads may reuse their payload memory. Set before first use.
+	// forwarder marks a forwarder's subscription (setForwarding): it reads
+	// each frame only until it hands the GroupReader back (recycle), so
+	// the groups it alone reads may reuse their payload memory; and it
+	// tells when it last had sent everything (caughtUp, Unix nanoseconds),
+	// which paces the track's network writer.
 	forwarder bool
+	caughtUp  atomic.Int64
 
 	// Guarded by t.mu; the waiter's channel wakes NextGroup.
 	waiter
@@ -618,6 +628,10 @@ func (r *TrackReader) Close() {
 		t.subs = slices.Delete(t.subs, i, i+1)
 		t.evictLocked(time.Now())
 	}
+	if i := slices.Index(t.forwarding, r); i >= 0 {
+		t.forwarding = slices.Delete(t.forwarding, i, i+1)
+		notify(t.ingestWake) // a writer paced on r alone goes on
+	}
 	becameUnused := t.readers == 0 && !t.unused
 	if becameUnused {
 		t.unused = true
@@ -628,4 +642,88 @@ func (r *TrackReader) Close() {
 	if becameUnused && t.requested && t.b != nil {
 		t.b.dropLocked(t)
 	}
+}
+
+// setForwarding marks r as a forwarder's subscription, before its first
+// read (see TrackReader.forwarder).
+func (r *TrackReader) setForwarding() {
+	t := r.t
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	r.forwarder = true
+	r.caughtUp.Store(time.Now().UnixNano())
+	t.forwarding = append(t.forwarding, r)
+}
+
+// markCaughtUp records that r's forwarder has sent everything the track
+// had for it, and wakes a writer paced on the forwarders.
+func (r *TrackReader) markCaughtUp(now time.Time) {
+	r.caughtUp.Store(now.UnixNano())
+	if r.t.ingestWaiting.Load() > 0 {
+		notify(r.t.ingestWake)
+	}
+}
+
+// Ingest pacing: a relay reads a publisher's groups at network speed, but
+// not further ahead of the fastest of its subscribers than ingestSlack.
+// When every subscriber of a track is behind, the relay itself (its CPU,
+// its links) cannot carry the track at the rate the publisher sends it;
+// reading on would only queue data for all of them until each one's drop
+// rules reset groups. Pausing the read lets QUIC flow control slow the
+// publisher to what the relay delivers instead. A single slow subscriber
+// never pauses the read while another one keeps up, and a pause lasts at
+// most ingestMaxWait at a time, by when the forwarders' own rules (see
+// "Forwarding and overload") have acted on subscribers that stopped.
+const (
+	ingestSlack   = time.Second
+	ingestMaxWait = time.Second
+)
+
+// paceIngest returns once a forwarder of the track has been caught up
+// within ingestSlack, there is none, ctx ends, or ingestMaxWait passed.
+// A network receiver calls it before reading each frame.
+func (w *TrackWriter) paceIngest(ctx context.Context) {
+	t := &w.t
+	if t.leadCaughtUp(time.Now()) {
+		return
+	}
+	t.ingestWaiting.Add(1)
+	defer t.ingestWaiting.Add(-1)
+	timer := time.NewTimer(ingestMaxWait)
+	defer timer.Stop()
+	for {
+		select {
+		case <-t.ingestWake:
+			if t.leadCaughtUp(time.Now()) {
+				// Pass the wake-up on: other receivers may wait too.
+				notify(t.ingestWake)
+				return
+			}
+		case <-timer.C:
+			return
+		case <-ctx.Done():
+			return
+		case <-t.done:
+			return
+		}
+	}
+}
+
+// leadCaughtUp reports whether the track may be written on: no forwarder
+// reads it, a reader other than a forwarder does (an in-process consumer,
+// which a remote subscriber must never slow down), or the most recently
+// caught-up forwarder was caught up within ingestSlack of now.
+func (t *track) leadCaughtUp(now time.Time) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if len(t.forwarding) == 0 || t.readers > len(t.forwarding) {
+		return true
+	}
+	limit := now.Add(-ingestSlack).UnixNano()
+	for _, r := range t.forwarding {
+		if r.caughtUp.Load() >= limit {
+			return true
+		}
+	}
+	return false
 }
