@@ -38,11 +38,11 @@
 // never holds a group back, never skips one that arrived after the
 // subscription (a lower sequence arriving late included), and reads the
 // upstream at network speed whatever one slow subscriber does. Only when
-// every subscriber of a track (and no in-process consumer) is behind, so
-// that the relay itself cannot carry the track at the publisher's rate,
-// does it stop reading further than a second ahead of the fastest one:
-// QUIC flow control then slows the publisher to what the relay delivers,
-// instead of every subscriber losing groups.
+// every one of several subscribers of a track (and no in-process consumer)
+// is behind, so that the relay itself cannot carry the track at the
+// publisher's rate, does it stop reading further than a second ahead of
+// the fastest one: QUIC flow control then slows the publisher to what the
+// relay delivers, instead of every subscriber losing groups.
 //
 // A subscriber that takes data as fast as it is queued for it receives
 // every group, whatever the size of a burst, as long as the track's cache

@@ -519,3 +519,39 @@ func TestForwardPacesIngest(t *testing.T) {
 		}
 	})
 }
+
+// TestForwardSingleSlowPeerDoesNotPace: one subscriber behind is a slow
+// subscriber, not an overloaded relay: the writer is not paced on it, and
+// its forwarder sheds groups instead.
+func TestForwardSingleSlowPeerDoesNotPace(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		bw := NewBroadcast()
+		defer bw.Close()
+		tw, _ := bw.CreateTrack("video", 1)
+		slow := startSimForward(t, bw, transport.KindQUIC, 0.5e6, Limits{})
+		const groups, frames, size = 60, 10, 20000
+		ctx := context.Background()
+		start := time.Now()
+		for range groups {
+			g, _ := tw.AppendGroup()
+			for i := range frames {
+				time.Sleep(5 * time.Millisecond) // 4 MB/s
+				tw.paceIngest(ctx)
+				_ = g.WriteFrame(simFrame(g.Sequence(), i, size))
+			}
+			_ = g.Close()
+		}
+		took := time.Since(start)
+		time.Sleep(10 * time.Second)
+		_ = tw.Close()
+		slow.stop()
+		o := slow.outcome(t, frames, size)
+		t.Logf("writer took %v; the subscriber got %d of %d groups", took, len(o.complete), groups)
+		if took > 4*time.Second {
+			t.Errorf("the writer took %v: it was paced on a single slow subscriber", took)
+		}
+		if len(o.complete) >= groups {
+			t.Error("a subscriber at an eighth of the track's rate got every group")
+		}
+	})
+}

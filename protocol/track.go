@@ -666,14 +666,15 @@ func (r *TrackReader) markCaughtUp(now time.Time) {
 
 // Ingest pacing: a relay reads a publisher's groups at network speed, but
 // not further ahead of the fastest of its subscribers than ingestSlack.
-// When every subscriber of a track is behind, the relay itself (its CPU,
-// its links) cannot carry the track at the rate the publisher sends it;
-// reading on would only queue data for all of them until each one's drop
-// rules reset groups. Pausing the read lets QUIC flow control slow the
-// publisher to what the relay delivers instead. A single slow subscriber
-// never pauses the read while another one keeps up, and a pause lasts at
-// most ingestMaxWait at a time, by when the forwarders' own rules (see
-// "Forwarding and overload") have acted on subscribers that stopped.
+// When every one of several subscribers of a track is behind, the relay
+// itself (its CPU, its links) cannot carry the track at the rate the
+// publisher sends it; reading on would only queue data for all of them
+// until each one's drop rules reset groups. Pausing the read lets QUIC
+// flow control slow the publisher to what the relay delivers instead. A
+// single slow subscriber never pauses the read while another one keeps up,
+// and a pause lasts at most ingestMaxWait at a time, by when the
+// forwarders' own rules (see "Forwarding and overload") have acted on
+// subscribers that stopped.
 const (
 	ingestSlack   = time.Second
 	ingestMaxWait = time.Second
@@ -709,14 +710,16 @@ func (w *TrackWriter) paceIngest(ctx context.Context) {
 	}
 }
 
-// leadCaughtUp reports whether the track may be written on: no forwarder
-// reads it, a reader other than a forwarder does (an in-process consumer,
-// which a remote subscriber must never slow down), or the most recently
-// caught-up forwarder was caught up within ingestSlack of now.
+// leadCaughtUp reports whether the track may be written on: fewer than two
+// forwarders read it (one subscriber behind is a slow subscriber, which
+// its forwarder sheds groups for, not evidence that the relay is
+// overloaded), a reader other than a forwarder does (an in-process
+// consumer, which a remote subscriber must never slow down), or the most
+// recently caught-up forwarder was caught up within ingestSlack of now.
 func (t *track) leadCaughtUp(now time.Time) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if len(t.forwarding) == 0 || t.readers > len(t.forwarding) {
+	if len(t.forwarding) < 2 || t.readers > len(t.forwarding) {
 		return true
 	}
 	limit := now.Add(-ingestSlack).UnixNano()
