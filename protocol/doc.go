@@ -37,12 +37,12 @@
 // group that was the latest when the subscription came in, so the relay
 // never holds a group back, never skips one that arrived after the
 // subscription (a lower sequence arriving late included), and reads the
-// upstream at network speed whatever one slow subscriber does. Only when
+// upstream at network speed whatever one slow subscriber does. Only while
 // every one of several subscribers of a track (and no in-process consumer)
-// is behind, so that the relay itself cannot carry the track at the
-// publisher's rate, does it stop reading further than a second ahead of
-// the fastest one: QUIC flow control then slows the publisher to what the
-// relay delivers, instead of every subscriber losing groups.
+// is behind, with more waiting for it than it takes in half the lag, so
+// that the relay itself cannot carry the track at the publisher's rate,
+// does it pause reading: QUIC flow control then slows the publisher to
+// what the relay delivers, instead of every subscriber losing groups.
 //
 // A subscriber that takes data as fast as it is queued for it receives
 // every group, whatever the size of a burst, as long as the track's cache

@@ -253,6 +253,14 @@ func (f *forwarder) checkLocked(now time.Time) {
 		f.s.log.Debug("moq groups dropped: evicted while waiting for a stream", "subscribe", f.id, "groups", evicted)
 	}
 	rate, stalled := f.pace.state(now, f.lag)
+	var backlog int64
+	for _, gs := range f.groups {
+		if gs.droppable() {
+			backlog += gs.backlog()
+		}
+	}
+	budget := rate * f.lag.Seconds() // bytes the peer takes within lag
+	f.track.setBehind(stalled || rate > 0 && float64(backlog) > budget/2)
 	if stalled {
 		n := 0
 		for _, gs := range f.groups {
@@ -269,13 +277,6 @@ func (f *forwarder) checkLocked(now time.Time) {
 	if rate <= 0 {
 		return
 	}
-	var backlog int64
-	for _, gs := range f.groups {
-		if gs.droppable() {
-			backlog += gs.backlog()
-		}
-	}
-	budget := rate * f.lag.Seconds() // bytes the peer takes within lag
 	// Slower means clearly slower: a peer taking data at the rate it is
 	// queued keeps whatever backlog a burst left, and loses nothing to
 	// the noise of two measurements.
@@ -319,9 +320,6 @@ func (f *forwarder) finished(gs *groupSend) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.forgetLocked(gs)
-	if len(f.groups) == 0 {
-		f.track.markCaughtUp(now) // nothing left to send
-	}
 	f.turn.Broadcast()
 	f.checkLocked(now)
 	f.reapLocked()
@@ -540,19 +538,6 @@ func (f *forwarder) runWorker(gs *groupSend) {
 	}
 }
 
-// waitedForPublisher runs when gs's worker had sent all of gs there was:
-// if gs is the head, the subscription has sent everything (later groups
-// only start once the head is written), so the publisher, not this peer,
-// sets its pace.
-func (f *forwarder) waitedForPublisher(gs *groupSend) {
-	f.mu.Lock()
-	head := f.firstLive() == gs
-	f.mu.Unlock()
-	if head {
-		f.track.markCaughtUp(time.Now())
-	}
-}
-
 // smallFrame is the payload size up to which a frame is copied behind its
 // size prefix and written with one call. Written separately, the few bytes
 // of the size become a QUIC STREAM frame of their own: for frames of a few
@@ -567,10 +552,7 @@ func (f *forwarder) send(gs *groupSend, buf []byte) []byte {
 	s, str, g := f.s, gs.stream, gs.gr
 	buf = wire.AppendGroupHeader(buf[:0], wire.Group{SubscribeID: f.id, Sequence: gs.seq})
 	for {
-		frame, waited, err := g.nextFrame(f.ctx)
-		if waited {
-			f.waitedForPublisher(gs)
-		}
+		frame, err := g.NextFrame(f.ctx)
 		if err != nil {
 			if !errors.Is(err, io.EOF) {
 				f.mu.Lock()

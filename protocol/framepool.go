@@ -106,13 +106,17 @@ func putChunk(c *chunk) {
 type groupBuffers struct {
 	head, tail *chunk
 	free       []byte // unused end of tail
+	// plain gives every frame memory of its own instead, for a consumer's
+	// groups (CacheConfig.Consumer), whose frames are let go one by one
+	// as their readers pass them.
+	plain bool
 }
 
 // alloc returns a buffer of length and capacity n, for a frame whose bytes
 // have all arrived. Its contents are undefined: the caller overwrites all
 // of it.
 func (b *groupBuffers) alloc(n int) []byte {
-	if n > len(b.free) && !b.addChunk(n) {
+	if b.plain || n > len(b.free) && !b.addChunk(n) {
 		return make([]byte, n)
 	}
 	p := b.free[:n:n]
@@ -126,6 +130,9 @@ func (b *groupBuffers) alloc(n int) []byte {
 // previous up to chunkGrowLimit, which the bytes already received into the
 // group (not any declared size) justify.
 func (b *groupBuffers) addChunk(n int) bool {
+	if b.plain {
+		return false
+	}
 	size := n
 	if b.tail != nil {
 		size = max(n, min(2*len(b.tail.buf), chunkGrowLimit))
@@ -223,5 +230,5 @@ func (b *groupBuffers) release() {
 		putChunk(c)
 		c = next
 	}
-	*b = groupBuffers{}
+	*b = groupBuffers{plain: b.plain}
 }

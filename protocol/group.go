@@ -3,6 +3,7 @@ package protocol
 import (
 	"context"
 	"io"
+	"slices"
 	"sync"
 	"time"
 )
@@ -39,6 +40,41 @@ type group struct {
 	pins       int  // forwarders' GroupReaders not yet handed back
 	escaped    bool // a reader other than a forwarder saw the frames
 	released   bool
+
+	// A consumer's group (CacheConfig.Consumer) lets go of the frames
+	// every one of its readers has passed once no track reader may still
+	// start it (settled), so a subscriber holds the frames it has still to
+	// read, not whole groups: readers are its open GroupReaders, trimmed
+	// the frames let go. The last frame is kept (see track.subscribe).
+	readers []*GroupReader
+	settled bool
+	trimmed int
+}
+
+// settle records that no track reader may start g any more and lets go of
+// what its readers have passed.
+func (g *group) settle() {
+	g.mu.Lock()
+	if !g.settled {
+		g.settled = true
+		g.trimLocked()
+	}
+	g.mu.Unlock()
+}
+
+// trimLocked lets go of the frames of a settled group that every one of
+// its readers has passed, all but the last. The caller holds g.mu.
+func (g *group) trimLocked() {
+	if !g.settled {
+		return
+	}
+	upto := len(g.frames) - 1
+	for _, r := range g.readers {
+		upto = min(upto, r.pos)
+	}
+	for ; g.trimmed < upto; g.trimmed++ {
+		g.frames[g.trimmed] = nil
+	}
 }
 
 // maybeReleaseLocked returns the group's payload memory to the pools once
@@ -272,27 +308,23 @@ func (r *GroupReader) Sequence() uint64 { return r.g.seq }
 // abort error for an aborted one; it returns ctx.Err() when ctx ends while
 // waiting, and ErrClosed after Close.
 func (r *GroupReader) NextFrame(ctx context.Context) ([]byte, error) {
-	f, _, err := r.nextFrame(ctx)
-	return f, err
-}
-
-// nextFrame is NextFrame that also says whether it had to wait for the
-// writer: whether the reader had read everything written so far.
-func (r *GroupReader) nextFrame(ctx context.Context) (frame []byte, waited bool, err error) {
 	g := r.g
 	g.mu.Lock()
 	for {
 		if r.closed {
 			r.finishNextLocked()
 			g.mu.Unlock()
-			return nil, waited, ErrClosed
+			return nil, ErrClosed
 		}
 		if r.pos < len(g.frames) {
 			f := g.frames[r.pos]
 			r.pos++
 			r.inNext = false
+			if g.settled {
+				g.trimLocked()
+			}
 			g.mu.Unlock()
-			return f, waited, nil
+			return f, nil
 		}
 		if g.done {
 			err := g.err
@@ -301,9 +333,8 @@ func (r *GroupReader) nextFrame(ctx context.Context) (frame []byte, waited bool,
 			if err == nil {
 				err = io.EOF
 			}
-			return nil, waited, err
+			return nil, err
 		}
-		waited = true
 		// Register and check under the same lock: a frame appended after
 		// the unlock below finds the registration and wakes us.
 		if r.ch == nil {
@@ -328,7 +359,7 @@ func (r *GroupReader) nextFrame(ctx context.Context) (frame []byte, waited bool,
 				r.inNext = false
 			}
 			g.mu.Unlock()
-			return nil, waited, ctx.Err()
+			return nil, ctx.Err()
 		}
 	}
 }
@@ -361,6 +392,10 @@ func (r *GroupReader) Close() {
 		return
 	}
 	r.closed = true
+	if i := slices.Index(g.readers, r); i >= 0 {
+		g.readers = slices.Delete(g.readers, i, i+1)
+		g.trimLocked()
+	}
 	if r.inNext {
 		// A NextFrame call owns the channel; wake it so it sees closed
 		// and returns the channel itself.

@@ -35,8 +35,12 @@ type CacheConfig struct {
 	// Consumer sizes the cache for a consumer rather than a relay: besides
 	// the limits above, a group is kept only while a current reader may
 	// still take it (the latest group always), since no reader will join
-	// later for an older one. A subscriber then holds what its readers
-	// still need and no more. Sessions made by Dial use it unless
+	// later for an older one; and once none may, a group lets go of the
+	// frames all its readers have read (all but its last). A subscriber
+	// then holds the frames its readers have still to read and little
+	// more. A reader that subscribes after the latest group let go of
+	// frames starts with the next group (a group of one frame, such as a
+	// catalog's, stays whole). Sessions made by Dial use it unless
 	// WithCache says otherwise; a relay keeps groups for late joiners.
 	Consumer bool
 }
@@ -197,6 +201,7 @@ func (t *track) createGroup(seq uint64, next bool) (*GroupWriter, error) {
 
 	w := &GroupWriter{}
 	g := &w.g
+	g.bufs.plain = t.cfg.Consumer
 	g.seq = seq
 	g.arrival = t.arrivals
 	g.created = now
@@ -249,11 +254,17 @@ func (t *track) evictLocked(now time.Time) {
 	}
 	if t.cfg.Consumer {
 		for i := 0; i < len(t.cache); {
-			if g := t.cache[i]; g != t.latest && !t.neededLocked(g) {
-				t.removeLocked(i)
+			g := t.cache[i]
+			if t.neededLocked(g) {
+				i++
 				continue
 			}
-			i++
+			g.settle()
+			if g == t.latest {
+				i++
+				continue
+			}
+			t.removeLocked(i)
 		}
 	}
 	t.multi.Store(len(t.cache) > 1)
@@ -351,6 +362,20 @@ func (t *track) subscribe(priority uint8) *TrackReader {
 	r.cursor = t.arrivals
 	if t.cfg.Consumer {
 		t.subs = append(t.subs, r)
+		if g := r.first; g != nil {
+			// A consumer's latest group may have let go of frames its
+			// readers had passed (all but its last, so a group of one
+			// frame, like a catalog's, is always whole); the new reader
+			// then starts with the next group instead of in the middle
+			// of one.
+			g.mu.Lock()
+			if g.trimmed > 0 {
+				r.first = nil
+			} else {
+				g.settled = false
+			}
+			g.mu.Unlock()
+		}
 	}
 	return r
 }
@@ -378,10 +403,10 @@ type TrackReader struct {
 	// forwarder marks a forwarder's subscription (setForwarding): it reads
 	// each frame only until it hands the GroupReader back (recycle), so
 	// the groups it alone reads may reuse their payload memory; and it
-	// tells when it last had sent everything (caughtUp, Unix nanoseconds),
-	// which paces the track's network writer.
+	// tells whether its peer is behind (setBehind), which paces the
+	// track's network writer.
 	forwarder bool
-	caughtUp  atomic.Int64
+	behind    atomic.Bool
 
 	// Guarded by t.mu; the waiter's channel wakes NextGroup.
 	waiter
@@ -483,6 +508,9 @@ func (r *TrackReader) next(ctx context.Context, arrival bool) (*GroupReader, err
 				gr.pinned = true
 			} else {
 				g.escaped = true
+			}
+			if t.cfg.Consumer {
+				g.readers = append(g.readers, gr)
 			}
 			g.mu.Unlock()
 			if t.cfg.Consumer {
@@ -651,41 +679,37 @@ func (r *TrackReader) setForwarding() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	r.forwarder = true
-	r.caughtUp.Store(time.Now().UnixNano())
 	t.forwarding = append(t.forwarding, r)
 }
 
-// markCaughtUp records that r's forwarder has sent everything the track
-// had for it, and wakes a writer paced on the forwarders.
-func (r *TrackReader) markCaughtUp(now time.Time) {
-	r.caughtUp.Store(now.UnixNano())
-	if r.t.ingestWaiting.Load() > 0 {
+// setBehind records whether r's forwarder has more waiting for its peer
+// than the peer takes in half its lag, and wakes a writer paced on the
+// forwarders when it no longer has.
+func (r *TrackReader) setBehind(behind bool) {
+	if r.behind.Swap(behind) && !behind && r.t.ingestWaiting.Load() > 0 {
 		notify(r.t.ingestWake)
 	}
 }
 
 // Ingest pacing: a relay reads a publisher's groups at network speed, but
-// not further ahead of the fastest of its subscribers than ingestSlack.
-// When every one of several subscribers of a track is behind, the relay
+// not while every one of several subscribers of a track is behind (has
+// more waiting for it than it takes in half its lag). Then the relay
 // itself (its CPU, its links) cannot carry the track at the rate the
 // publisher sends it; reading on would only queue data for all of them
 // until each one's drop rules reset groups. Pausing the read lets QUIC
 // flow control slow the publisher to what the relay delivers instead. A
-// single slow subscriber never pauses the read while another one keeps up,
-// and a pause lasts at most ingestMaxWait at a time, by when the
+// single slow subscriber never pauses the read while another one keeps
+// up, and a pause lasts at most ingestMaxWait at a time, by when the
 // forwarders' own rules (see "Forwarding and overload") have acted on
 // subscribers that stopped.
-const (
-	ingestSlack   = time.Second
-	ingestMaxWait = time.Second
-)
+const ingestMaxWait = time.Second
 
-// paceIngest returns once a forwarder of the track has been caught up
-// within ingestSlack, there is none, ctx ends, or ingestMaxWait passed.
-// A network receiver calls it before reading each frame.
+// paceIngest returns once a forwarder of the track is not behind, there
+// are fewer than two, ctx ends, or ingestMaxWait passed. A network
+// receiver calls it before reading each frame.
 func (w *TrackWriter) paceIngest(ctx context.Context) {
 	t := &w.t
-	if t.leadCaughtUp(time.Now()) {
+	if t.mayIngest() {
 		return
 	}
 	t.ingestWaiting.Add(1)
@@ -695,7 +719,7 @@ func (w *TrackWriter) paceIngest(ctx context.Context) {
 	for {
 		select {
 		case <-t.ingestWake:
-			if t.leadCaughtUp(time.Now()) {
+			if t.mayIngest() {
 				// Pass the wake-up on: other receivers may wait too.
 				notify(t.ingestWake)
 				return
@@ -710,21 +734,20 @@ func (w *TrackWriter) paceIngest(ctx context.Context) {
 	}
 }
 
-// leadCaughtUp reports whether the track may be written on: fewer than two
+// mayIngest reports whether the track may be written on: fewer than two
 // forwarders read it (one subscriber behind is a slow subscriber, which
 // its forwarder sheds groups for, not evidence that the relay is
 // overloaded), a reader other than a forwarder does (an in-process
-// consumer, which a remote subscriber must never slow down), or the most
-// recently caught-up forwarder was caught up within ingestSlack of now.
-func (t *track) leadCaughtUp(now time.Time) bool {
+// consumer, which a remote subscriber must never slow down), or a
+// forwarder is not behind.
+func (t *track) mayIngest() bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if len(t.forwarding) < 2 || t.readers > len(t.forwarding) {
 		return true
 	}
-	limit := now.Add(-ingestSlack).UnixNano()
 	for _, r := range t.forwarding {
-		if r.caughtUp.Load() >= limit {
+		if !r.behind.Load() {
 			return true
 		}
 	}

@@ -861,3 +861,64 @@ func TestTrackConsumerCache(t *testing.T) {
 		t.Errorf("a new reader got %d, want the latest (4)", g.Sequence())
 	}
 }
+
+// TestTrackConsumerFrames: a consumer's group lets go of the frames all its
+// readers have passed once no track reader may still start it; a reader
+// subscribing after that starts with the next group, except on a group of
+// one frame (a catalog), which stays whole.
+func TestTrackConsumerFrames(t *testing.T) {
+	bw, tw := newTestTrack(t, CacheConfig{Consumer: true})
+	a := subscribe(t, bw, "video", 0)
+	g0 := writeGroup(t, tw, 5)
+	ga := nextGroup(t, a)
+	b := subscribe(t, bw, "video", 0) // starts at group 0: nothing let go yet
+	gb := nextGroup(t, b)
+	for range 3 {
+		_ = nextFrame(t, ga)
+	}
+	_ = nextFrame(t, gb)
+	frames := func() (held int) {
+		g0.g.mu.Lock()
+		defer g0.g.mu.Unlock()
+		for _, f := range g0.g.frames {
+			if f != nil {
+				held++
+			}
+		}
+		return held
+	}
+	if n := frames(); n != 4 {
+		t.Errorf("group 0 holds %d of 5 frames, want 4 (both readers passed frame 0)", n)
+	}
+	gb.Close() // the slower reader leaves the group
+	if n := frames(); n != 2 {
+		t.Errorf("group 0 holds %d of 5 frames after its slower reader left, want 2", n)
+	}
+	for i := 3; i < 5; i++ {
+		if f := nextFrame(t, ga); !bytes.Equal(f, testFrame(i)) {
+			t.Fatalf("frame %d = %q", i, f)
+		}
+	}
+	if n := frames(); n != 1 {
+		t.Errorf("group 0 holds %d frames once read, want only its last", n)
+	}
+	// A reader subscribing now does not start in the middle of group 0.
+	c := subscribe(t, bw, "video", 0)
+	expectBlocked(t, c)
+	_ = g0.Close()
+	_ = writeGroup(t, tw, 1).Close()
+	if g := nextGroup(t, c); g.Sequence() != 1 {
+		t.Errorf("a late reader got group %d, want 1", g.Sequence())
+	}
+
+	// A group of one frame is whole for a late reader.
+	catBW, cat := newTestTrack(t, CacheConfig{Consumer: true})
+	r := subscribe(t, catBW, "video", 0)
+	_ = writeGroup(t, cat, 1).Close()
+	gr := nextGroup(t, r)
+	_ = nextFrame(t, gr)
+	late := subscribe(t, catBW, "video", 0)
+	if f := nextFrame(t, nextGroup(t, late)); !bytes.Equal(f, testFrame(0)) {
+		t.Errorf("a late reader of a one-frame group got %q", f)
+	}
+}
