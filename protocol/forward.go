@@ -236,7 +236,9 @@ func (f *forwarder) dropLocked(gs *groupSend, code wire.ErrorCode, overload bool
 //
 // A peer that takes data as fast as it is queued loses nothing, whatever
 // the size of a burst the cache holds, and neither rule acts before there
-// is evidence: no rate is assumed before one was measured.
+// is evidence: no rate is assumed before one was measured. The check also
+// tells the track whether this subscriber is behind, for ingest pacing
+// (TrackWriter.paceIngest).
 func (f *forwarder) checkLocked(now time.Time) {
 	queued := f.queuedRate(now) // sampled on every check, used below
 	evicted := 0
