@@ -476,6 +476,23 @@ func TestForwardPeerStreamLimit(t *testing.T) {
 	})
 }
 
+// writePacedGroups writes groups as a relay's network receiver does: a
+// frame every 5 ms (a publisher that could send 4 MB/s of these frames),
+// each after paceIngest. It returns how long that took.
+func writePacedGroups(tw *TrackWriter, groups, frames, size int) time.Duration {
+	start := time.Now()
+	for range groups {
+		g, _ := tw.AppendGroup()
+		for i := range frames {
+			time.Sleep(5 * time.Millisecond)
+			tw.paceIngest(context.Background())
+			_ = g.WriteFrame(simFrame(g.Sequence(), i, size))
+		}
+		_ = g.Close()
+	}
+	return time.Since(start)
+}
+
 // TestForwardPacesIngest: a writer fed from the network (a relay reading a
 // publisher) that paces itself on the track's forwarders goes no faster
 // than the fastest subscriber takes data, so that subscriber loses
@@ -489,19 +506,7 @@ func TestForwardPacesIngest(t *testing.T) {
 		fast := startSimForward(t, bw, transport.KindQUIC, 2e6, Limits{})
 		slow := startSimForward(t, bw, transport.KindQUIC, 0.5e6, Limits{})
 		const groups, frames, size = 60, 10, 20000 // 12 MB, 6 s at 2 MB/s
-		ctx := context.Background()
-		start := time.Now()
-		for range groups {
-			g, _ := tw.AppendGroup()
-			for i := range frames {
-				// The publisher could send 4 MB/s.
-				time.Sleep(5 * time.Millisecond)
-				tw.paceIngest(ctx)
-				_ = g.WriteFrame(simFrame(g.Sequence(), i, size))
-			}
-			_ = g.Close()
-		}
-		took := time.Since(start)
+		took := writePacedGroups(tw, groups, frames, size)
 		time.Sleep(10 * time.Second)
 		_ = tw.Close()
 		fast.stop()
@@ -530,18 +535,7 @@ func TestForwardSingleSlowPeerDoesNotPace(t *testing.T) {
 		tw, _ := bw.CreateTrack("video", 1)
 		slow := startSimForward(t, bw, transport.KindQUIC, 0.5e6, Limits{})
 		const groups, frames, size = 60, 10, 20000
-		ctx := context.Background()
-		start := time.Now()
-		for range groups {
-			g, _ := tw.AppendGroup()
-			for i := range frames {
-				time.Sleep(5 * time.Millisecond) // 4 MB/s
-				tw.paceIngest(ctx)
-				_ = g.WriteFrame(simFrame(g.Sequence(), i, size))
-			}
-			_ = g.Close()
-		}
-		took := time.Since(start)
+		took := writePacedGroups(tw, groups, frames, size)
 		time.Sleep(10 * time.Second)
 		_ = tw.Close()
 		slow.stop()
