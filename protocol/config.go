@@ -41,6 +41,12 @@ type Limits struct {
 	MaxMessageSize int
 	// MaxFrameSize bounds one frame payload on a group stream.
 	MaxFrameSize int
+	// MaxGroupSize bounds the payload of one group received from a peer.
+	// The latest group of a track stays cached whatever its size, so
+	// without it one group stream sending frames for ever would hold
+	// memory without bound; a group going over it is aborted and its
+	// stream reset with CodeBoundsExceeded. Keep it above MaxFrameSize.
+	MaxGroupSize int
 	// MaxPathLength bounds a broadcast path or track name, in bytes.
 	MaxPathLength int
 	// MaxSubscriptions bounds the subscriptions a peer may hold open on this
@@ -99,6 +105,7 @@ type Limits struct {
 var DefaultLimits = Limits{
 	MaxMessageSize:    1 << 20,
 	MaxFrameSize:      16 << 20,
+	MaxGroupSize:      64 << 20,
 	MaxPathLength:     1024,
 	MaxSubscriptions:  1024,
 	MaxStreams:        256,
@@ -115,6 +122,9 @@ func (l Limits) withDefaults() Limits {
 	}
 	if l.MaxFrameSize > 0 {
 		d.MaxFrameSize = l.MaxFrameSize
+	}
+	if l.MaxGroupSize > 0 {
+		d.MaxGroupSize = l.MaxGroupSize
 	}
 	if l.MaxPathLength > 0 {
 		d.MaxPathLength = l.MaxPathLength

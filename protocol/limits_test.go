@@ -109,6 +109,51 @@ func TestFrameSizeLimit(t *testing.T) {
 	}
 }
 
+// TestGroupSizeLimit: a publisher whose group goes on past MaxGroupSize
+// (a stream of frames that never ends) has it aborted at the limit, so the
+// relay holds no more of it; later groups still flow.
+func TestGroupSizeLimit(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	srv := testServer(t, ServerConfig{Limits: Limits{MaxGroupSize: 8 << 10, MaxFrameSize: 1 << 10}})
+	_, _, tw := publishTrack(t, ctx, srv, "quic", "live/long", "video")
+	waitAnnounced(t, ctx, srv.Origin(), "live/long")
+	sub := dialTest(t, ctx, srv, "quic", Lite04)
+	tr, err := sub.Consume("live/long").Subscribe("video", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	g0, _ := tw.AppendGroup()
+	frame := make([]byte, 1<<10)
+	for range 8 {
+		_ = g0.WriteFrame(frame) // exactly the limit
+	}
+	gr, err := tr.NextGroup(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 8 {
+		if _, err := gr.NextFrame(ctx); err != nil {
+			t.Fatalf("frame %d within the group limit: %v", i, err)
+		}
+	}
+	_ = g0.WriteFrame(frame) // one past it
+	if _, err := gr.NextFrame(ctx); err == nil || errors.Is(err, io.EOF) {
+		t.Fatalf("a group past the limit: got %v, want it aborted", err)
+	}
+	_ = g0.Close()
+	g1, _ := tw.AppendGroup()
+	_ = g1.WriteFrame([]byte("after"))
+	_ = g1.Close()
+	if gr, err = tr.NextGroup(ctx); err != nil || gr.Sequence() != 1 {
+		t.Fatalf("next group %v, %v; want 1", gr, err)
+	}
+	if p, err := gr.NextFrame(ctx); err != nil || string(p) != "after" {
+		t.Fatalf("frame after the long group: %q, %v", p, err)
+	}
+}
+
 // TestPublisherGoesAway: when a publishing client disconnects, its
 // broadcasts end cleanly for readers on the other side of the relay.
 func TestPublisherGoesAway(t *testing.T) {

@@ -229,6 +229,7 @@ func (s *Session) receiveGroup(str transport.ReceiveStream, after <-chan struct{
 		return
 	}
 	defer g.doneWriting()
+	var received uint64 // payload bytes of the group so far
 	for {
 		// A relay reads no further ahead of its fastest subscriber than
 		// the track's ingest slack (see paceIngest).
@@ -246,6 +247,11 @@ func (s *Session) receiveGroup(str transport.ReceiveStream, after <-chan struct{
 		if size > uint64(s.limits.MaxFrameSize) {
 			g.Abort(fmt.Errorf("moq group %d: frame of %d bytes exceeds the limit", hdr.Sequence, size))
 			reject(wire.CodeBoundsExceeded, fmt.Errorf("frame of %d bytes exceeds the %d-byte limit", size, s.limits.MaxFrameSize))
+			return
+		}
+		if received += size; received > uint64(s.limits.MaxGroupSize) {
+			g.Abort(fmt.Errorf("moq group %d: more than %d bytes", hdr.Sequence, s.limits.MaxGroupSize))
+			reject(wire.CodeBoundsExceeded, fmt.Errorf("group %d of more than the %d-byte limit", hdr.Sequence, s.limits.MaxGroupSize))
 			return
 		}
 		p, err := s.readFrame(r, g.receiveBuffers(), int(size))

@@ -91,6 +91,8 @@ func newServeCommand() *cobra.Command {
 	f.IntVar(&cfg.Limits.MaxStreams, "max-streams", protocol.DefaultLimits.MaxStreams, "streams one peer may have open at once, bidirectional and unidirectional each (a peer's further streams wait)")
 	cfg.Limits.MaxSessionBuffer = protocol.DefaultLimits.MaxSessionBuffer
 	f.Var((*byteSize)(&cfg.Limits.MaxSessionBuffer), "max-session-buffer", "bytes one session may hold for messages and frames still arriving (units KiB, MiB, GiB); a stream going over it is reset with BoundsExceeded")
+	cfg.Limits.MaxGroupSize = protocol.DefaultLimits.MaxGroupSize
+	f.Var((*byteSize)(&cfg.Limits.MaxGroupSize), "max-group-size", "bytes of one group a publisher may send; a longer group is reset with BoundsExceeded")
 	cfg.Limits.MaxServerBuffer = protocol.DefaultLimits.MaxServerBuffer
 	f.Var((*byteSize)(&cfg.Limits.MaxServerBuffer), "max-server-buffer", "bytes all sessions together may hold for messages and frames still arriving")
 	f.IntVar(&budgets.pending, "max-pending", protocol.DefaultMaxPendingHandshakes, "connections still handshaking (TLS, WebTransport CONNECT, WebSocket upgrade) at once; beyond: refused before the handshake; 0 for no limit")
