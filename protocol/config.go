@@ -45,7 +45,9 @@ type Limits struct {
 	// The latest group of a track stays cached whatever its size, so
 	// without it one group stream sending frames for ever would hold
 	// memory without bound; a group going over it is aborted and its
-	// stream reset with CodeBoundsExceeded. Keep it above MaxFrameSize.
+	// stream reset with CodeBoundsExceeded. Keep it above MaxFrameSize,
+	// and raise it for publishers whose groups are long at a high bitrate
+	// (a keyframe only every few minutes).
 	MaxGroupSize int
 	// MaxPathLength bounds a broadcast path or track name, in bytes.
 	MaxPathLength int

@@ -29,6 +29,7 @@ type group struct {
 	done      bool
 	err       error // set with done: nil means complete (readers get io.EOF)
 	evicted   bool  // no longer counted in the track's cache bytes
+	expired   bool  // evicted for the cache's byte budget or age
 	waiters   waitList
 
 	// Reusable payload memory (framepool.go), for groups a network
@@ -177,12 +178,21 @@ func (w *GroupWriter) Sequence() uint64 { return w.g.seq }
 // allocate nothing: the frame list is preallocated from the previous group
 // of the track and waking readers reuses their channels.
 func (w *GroupWriter) WriteFrame(p []byte) error {
+	_, err := w.writeFrame(p)
+	return err
+}
+
+// writeFrame is WriteFrame that also reports whether the track's cache let
+// the group go for its budget or age (expired) before this frame: a
+// network receiver then stops receiving it (see receiveGroup).
+func (w *GroupWriter) writeFrame(p []byte) (expired bool, err error) {
 	g := &w.g
 	g.mu.Lock()
 	if g.done {
 		g.mu.Unlock()
-		return ErrClosed
+		return false, ErrClosed
 	}
+	expired = g.expired
 	g.frames = append(g.frames, p)
 	n := int64(len(p))
 	g.size += n
@@ -197,7 +207,7 @@ func (w *GroupWriter) WriteFrame(p []byte) error {
 	if counted {
 		g.track.evictIfOverBudget()
 	}
-	return nil
+	return expired, nil
 }
 
 // Close marks the group complete: readers get io.EOF after its last frame.

@@ -154,6 +154,73 @@ func TestGroupSizeLimit(t *testing.T) {
 	}
 }
 
+// TestExpiredGroupStopped: a group still arriving after the relay's cache
+// let it go for its budget is aborted and its stream stopped with Old, so
+// its frames are not held outside every budget; the newer groups flow.
+func TestExpiredGroupStopped(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	srv := testServer(t, ServerConfig{Cache: CacheConfig{MaxBytes: 64 << 10}})
+	_, _, tw := publishTrack(t, ctx, srv, "quic", "live/old", "video")
+	tr, err := waitAnnounced(t, ctx, srv.Origin(), "live/old").Subscribe("video", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	g0, _ := tw.AppendGroup()
+	_ = g0.WriteFrame([]byte("first"))
+	gr0, err := tr.NextGroup(ctx)
+	if err != nil || gr0.Sequence() != 0 {
+		t.Fatalf("group 0: %v, %v", gr0, err)
+	}
+	if p, err := gr0.NextFrame(ctx); err != nil || string(p) != "first" {
+		t.Fatalf("first frame %q, %v", p, err)
+	}
+	// A newer group larger than the relay's cache budget pushes group 0,
+	// still open, out of it.
+	g1, _ := tw.AppendGroup()
+	for range 8 {
+		_ = g1.WriteFrame(make([]byte, 16<<10))
+	}
+	_ = g1.Close()
+	gr1, err := tr.NextGroup(ctx)
+	if err != nil || gr1.Sequence() != 1 {
+		t.Fatalf("group 1: %v, %v", gr1, err)
+	}
+	for range 8 {
+		if _, err := gr1.NextFrame(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Group 0 goes on: the relay stops it.
+	_ = g0.WriteFrame([]byte("late"))
+	for {
+		_, err := gr0.NextFrame(ctx)
+		if err == nil {
+			continue
+		}
+		if !errors.Is(err, ErrGroupDropped) {
+			t.Fatalf("group 0 after the cache let it go: %v, want ErrGroupDropped", err)
+		}
+		break
+	}
+	_ = g0.Close()
+	// The relay counts the stream it stopped right after aborting the group.
+	for {
+		var rejected uint64
+		for _, sess := range srv.Sessions() {
+			rejected += sess.Stats().StreamsRejected
+		}
+		if rejected > 0 {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatal("the relay did not stop the expired group's stream")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 // TestPublisherGoesAway: when a publishing client disconnects, its
 // broadcasts end cleanly for readers on the other side of the relay.
 func TestPublisherGoesAway(t *testing.T) {

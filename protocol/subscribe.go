@@ -266,11 +266,20 @@ func (s *Session) receiveGroup(str transport.ReceiveStream, after <-chan struct{
 			}
 			return
 		}
-		if err := g.WriteFrame(p); err != nil {
+		expired, err := g.writeFrame(p)
+		if err != nil {
 			str.CancelRead(uint64(wire.CodeCancel))
 			return
 		}
 		s.stats.framesReceived.Add(1)
+		if expired {
+			// The cache let the group go for its budget or age while it
+			// was still arriving: no reader joins it any more, and
+			// receiving on would hold its frames outside every budget.
+			g.Abort(fmt.Errorf("moq group %d: %w", hdr.Sequence, ErrGroupDropped))
+			reject(wire.CodeOld, fmt.Errorf("group %d still arriving after the cache let it go", hdr.Sequence))
+			return
+		}
 	}
 }
 

@@ -250,6 +250,9 @@ func (t *track) evictLocked(now time.Time) {
 		if t.bytes.Load() <= t.cfg.MaxBytes && now.Sub(v.created) <= t.cfg.MaxAge {
 			break
 		}
+		v.mu.Lock()
+		v.expired = true
+		v.mu.Unlock()
 		t.removeLocked(i)
 	}
 	if t.cfg.Consumer {
