@@ -400,7 +400,10 @@ func TestOtherVideoCodecs(t *testing.T) {
 	for _, vc := range []string{"libx265", "libvpx-vp9", "libsvtav1"} {
 		t.Run(vc, func(t *testing.T) {
 			if out, _ := exec.Command("ffmpeg", "-hide_banner", "-encoders").Output(); !strings.Contains(string(out), " "+vc+" ") {
-				t.Skipf("ffmpeg has no %s encoder", vc)
+				if os.Getenv("MOQBRIDGE_INTEROP") == "require" {
+					t.Fatalf("ffmpeg has no %s encoder and MOQBRIDGE_INTEROP=require (install an ffmpeg built with it)", vc)
+				}
+				t.Skipf("ffmpeg has no %s encoder; set MOQBRIDGE_INTEROP=require to make this a failure", vc)
 			}
 			in := readFFmpegClip(t, makeClipCodec(t, t.TempDir(), 2, vc, "opus"))
 			s, err := record(t, Config{Dir: t.TempDir(), Path: "live/test", VideoTimescale: in[0].timescale}, in, nil)

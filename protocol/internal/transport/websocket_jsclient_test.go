@@ -91,16 +91,38 @@ console.log("OK");
 process.exit(0);
 `
 
-func TestJSClientInterop(t *testing.T) {
-	dir := os.Getenv("MOQBRIDGE_QMUX_JS")
-	if dir == "" {
-		t.Skip("set MOQBRIDGE_QMUX_JS to an unpacked @moq/qmux 0.0.6 package to run")
-	}
+// jsPeer finds node and the @moq/qmux 0.0.6 package: $MOQBRIDGE_QMUX_JS,
+// else the copy `npm ci` installs in interop/node_modules. When one is
+// missing the test is skipped with the reason, or fails if
+// MOQBRIDGE_INTEROP=require (as CI sets it), as interop's requireTools does.
+func jsPeer(t *testing.T) (node, dir string) {
+	t.Helper()
+	var missing []string
 	node, err := exec.LookPath("node")
 	if err != nil {
-		t.Skip("node not found")
+		missing = append(missing, "node (not in PATH)")
+	}
+	dir = os.Getenv("MOQBRIDGE_QMUX_JS")
+	if dir == "" {
+		dir = filepath.Join("..", "..", "..", "interop", "node_modules", "@moq", "qmux")
 	}
 	dir, _ = filepath.Abs(dir)
+	if _, err := os.Stat(filepath.Join(dir, "index.js")); err != nil {
+		missing = append(missing, fmt.Sprintf("@moq/qmux 0.0.6 (%v; run `npm ci` in interop/ or set MOQBRIDGE_QMUX_JS)", err))
+	}
+	if len(missing) == 0 {
+		return node, dir
+	}
+	msg := "JS interop peer missing: " + strings.Join(missing, ", ")
+	if os.Getenv("MOQBRIDGE_INTEROP") == "require" {
+		t.Fatalf("%s (MOQBRIDGE_INTEROP=require)", msg)
+	}
+	t.Skipf("%s; set MOQBRIDGE_INTEROP=require to make this a failure", msg)
+	return "", ""
+}
+
+func TestJSClientInterop(t *testing.T) {
+	node, dir := jsPeer(t)
 	script := filepath.Join(t.TempDir(), "interop.mjs")
 	if err := os.WriteFile(script, []byte(jsInteropScript), 0o600); err != nil {
 		t.Fatal(err)
