@@ -30,7 +30,7 @@ func newPublishCommand() *cobra.Command {
 		Example: `  moqbridge publish --fingerprint <hex> clip.mp4 https://localhost:4443/
   ffmpeg -re -i in.mp4 -c copy -movflags cmaf+separate_moof+delay_moov+skip_trailer+frag_every_frame -f mp4 - \
     | moqbridge publish --broadcast live/cam - moql://localhost:4443`,
-		Args: cobra.ExactArgs(2),
+		Args: needArgs("INPUT", "URL"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			input, url := args[0], args[1]
 			if broadcast == "" {

@@ -24,11 +24,25 @@ func newRecordCommand() *cobra.Command {
 		Use:     "record [--duration D] [--segment D] -o DIR URL BROADCAST",
 		Short:   "Record a MOQ broadcast (all its tracks) to fragmented MP4 files",
 		Example: `  moqbridge record --fingerprint <hex> --segment 1m -o recordings https://localhost:4443/ live/cam`,
-		Args:    cobra.ExactArgs(2),
+		Args:    needArgs("URL", "BROADCAST"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			url, path := args[0], args[1]
 			if cfg.Dir == "" {
 				return errors.New("-o DIR is required")
+			}
+			for _, c := range []struct {
+				flag string
+				d    time.Duration
+			}{{"duration", duration}, {"segment", cfg.SegmentDuration}, {"max-age", cfg.MaxAge}} {
+				if err := notNegative(c.flag, c.d); err != nil {
+					return err
+				}
+			}
+			if cfg.MaxTotalBytes < 0 {
+				return fmt.Errorf("--max-bytes %d: must not be negative (0 turns it off)", cfg.MaxTotalBytes)
+			}
+			if err := checkFileTemplate(cfg.FileTemplate); err != nil {
+				return err
 			}
 			opts, err := dial.options()
 			if err != nil {

@@ -1,0 +1,90 @@
+package main
+
+import (
+	"fmt"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+)
+
+// needArgs accepts exactly the named positional arguments and, otherwise,
+// says which ones the command needs.
+func needArgs(names ...string) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if len(args) == len(names) {
+			return nil
+		}
+		list := strings.Join(names, " and ")
+		if len(names) > 2 {
+			list = strings.Join(names[:len(names)-1], ", ") + " and " + names[len(names)-1]
+		}
+		return fmt.Errorf("%s needs %s, got %d argument%s (see \"moqbridge %s --help\")",
+			cmd.Name(), list, len(args), plural(len(args)), cmd.Name())
+	}
+}
+
+func plural(n int) string {
+	if n == 1 {
+		return ""
+	}
+	return "s"
+}
+
+// notNegative refuses a negative duration flag.
+func notNegative(flag string, d time.Duration) error {
+	if d < 0 {
+		return fmt.Errorf("--%s %s: must not be negative (0 turns it off)", flag, d)
+	}
+	return nil
+}
+
+// templatePlaceholders are the placeholders of record --name.
+const templatePlaceholders = "{path}, {start}, {start:LAYOUT} (a Go time layout) and {seq}"
+
+// checkFileTemplate refuses a record --name with an unknown placeholder or
+// one that would write outside the output directory.
+func checkFileTemplate(tmpl string) error {
+	if tmpl == "" {
+		return nil
+	}
+	rest := tmpl
+	for {
+		i := strings.IndexByte(rest, '{')
+		if i < 0 {
+			break
+		}
+		j := strings.IndexByte(rest[i:], '}')
+		if j < 0 {
+			return fmt.Errorf("--name %q: unclosed %q; the placeholders are %s", tmpl, rest[i:], templatePlaceholders)
+		}
+		key, _, _ := strings.Cut(rest[i+1:i+j], ":")
+		switch key {
+		case "path", "start", "seq":
+		default:
+			return fmt.Errorf("--name %q: unknown placeholder %q; the placeholders are %s", tmpl, rest[i:i+j+1], templatePlaceholders)
+		}
+		rest = rest[i+j+1:]
+	}
+	// {path} expands to a cleaned relative path and the others to file
+	// name characters, so the literal text decides where the file goes.
+	sample := strings.NewReplacer("{path}", "p", "{seq}", "0001").Replace(tmpl)
+	for {
+		i := strings.Index(sample, "{start")
+		if i < 0 {
+			break
+		}
+		j := strings.IndexByte(sample[i:], '}')
+		sample = sample[:i] + "t" + sample[i+j+1:]
+	}
+	if !filepath.IsLocal(filepath.FromSlash(sample)) {
+		return fmt.Errorf("--name %q: the file would be outside the -o directory; use a relative name without \"..\"", tmpl)
+	}
+	return nil
+}
+
+// explain turns an error into what the user should read.
+func explain(err error) error {
+	return err
+}

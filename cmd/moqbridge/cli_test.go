@@ -1,0 +1,63 @@
+package main
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+)
+
+// runCLI runs moqbridge with args as main does and returns its exit status
+// and what it printed on stdout and stderr.
+func runCLI(t *testing.T, ctx context.Context, args ...string) (int, string, string) {
+	t.Helper()
+	var stdout, stderr strings.Builder
+	code := run(ctx, append([]string{"--log-level", "error"}, args...), &stdout, &stderr)
+	return code, stdout.String(), stderr.String()
+}
+
+// wantError runs moqbridge with args and checks it fails with exactly the
+// message want on stderr.
+func wantError(t *testing.T, want string, args ...string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	code, _, stderr := runCLI(t, ctx, args...)
+	if code == 0 {
+		t.Errorf("moqbridge %q: exit status 0, want an error", args)
+	}
+	if got := strings.TrimSuffix(stderr, "\n"); got != want {
+		t.Errorf("moqbridge %q printed\n\t%s\nwant\n\t%s", args, got, want)
+	}
+}
+
+// TestRecordRefusesBadValues: negative durations and sizes, unknown
+// placeholders and names that leave -o are refused before connecting.
+func TestRecordRefusesBadValues(t *testing.T) {
+	dir := t.TempDir()
+	url := "moql://127.0.0.1:9"
+	for _, tc := range []struct {
+		flags []string
+		want  string
+	}{
+		{[]string{"--duration", "-3s"}, "moqbridge: --duration -3s: must not be negative (0 turns it off)"},
+		{[]string{"--segment", "-1m"}, "moqbridge: --segment -1m0s: must not be negative (0 turns it off)"},
+		{[]string{"--max-bytes", "-5"}, "moqbridge: --max-bytes -5: must not be negative (0 turns it off)"},
+		{[]string{"--name", "{path}/{date}.mp4"}, `moqbridge: --name "{path}/{date}.mp4": unknown placeholder "{date}"; the placeholders are {path}, {start}, {start:LAYOUT} (a Go time layout) and {seq}`},
+		{[]string{"--name", "{path}/{seq.mp4"}, `moqbridge: --name "{path}/{seq.mp4": unclosed "{seq.mp4"; the placeholders are {path}, {start}, {start:LAYOUT} (a Go time layout) and {seq}`},
+		{[]string{"--name", "../../x.mp4"}, `moqbridge: --name "../../x.mp4": the file would be outside the -o directory; use a relative name without ".."`},
+		{[]string{"--name", "{path}/../../{seq}.mp4"}, `moqbridge: --name "{path}/../../{seq}.mp4": the file would be outside the -o directory; use a relative name without ".."`},
+		{[]string{"--name", "/tmp/{seq}.mp4"}, `moqbridge: --name "/tmp/{seq}.mp4": the file would be outside the -o directory; use a relative name without ".."`},
+	} {
+		wantError(t, tc.want, append(append([]string{"record", "-o", dir}, tc.flags...), url, "live")...)
+	}
+	if err := checkFileTemplate("{path}/{start:2006/01/02}/{seq}-{start}.mp4"); err != nil {
+		t.Errorf("a valid template refused: %v", err)
+	}
+}
+
+// TestMissingArguments: a missing argument is named.
+func TestMissingArguments(t *testing.T) {
+	wantError(t, `moqbridge: publish needs INPUT and URL, got 1 argument (see "moqbridge publish --help")`, "publish", "clip.mp4")
+	wantError(t, `moqbridge: record needs URL and BROADCAST, got 0 arguments (see "moqbridge record --help")`, "record", "-o", t.TempDir())
+}
