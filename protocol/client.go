@@ -134,7 +134,7 @@ func Dial(ctx context.Context, rawURL string, opts ...DialOption) (*Session, err
 		consume:        o.consume,
 		limits:         o.limits,
 		cache:          o.clientCache(),
-		log:            o.log,
+		log:            transport.RedactTokens(loggerOr(o.log)),
 		legacyVersions: legacyOf(o.versions),
 	})
 	if err != nil {

@@ -155,7 +155,7 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, origin: cfg.Origin, log: loggerOr(cfg.Logger), sessions: make(map[*Session]struct{})}
+	s := &Server{cfg: cfg, origin: cfg.Origin, log: transport.RedactTokens(loggerOr(cfg.Logger)), sessions: make(map[*Session]struct{})}
 	s.buffers = newByteBudget("server", cfg.Limits.withDefaults().MaxServerBuffer)
 	if s.origin == nil {
 		s.origin = NewOrigin()

@@ -125,6 +125,7 @@ func Listen(cfg ListenConfig) (*Listener, error) {
 	if log == nil {
 		log = slog.Default()
 	}
+	log = RedactTokens(log) // the HTTP/3 server logs request URIs
 	addr, err := net.ResolveUDPAddr("udp", cfg.Addr)
 	if err != nil {
 		return nil, fmt.Errorf("transport: resolve %q: %w", cfg.Addr, err)
