@@ -1,12 +1,17 @@
 package main
 
 import (
+	"errors"
+	"io"
+	"os"
 	"fmt"
 	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/moqbridge/moqbridge/sources/fmp4"
 )
 
 // needArgs accepts exactly the named positional arguments and, otherwise,
@@ -87,4 +92,36 @@ func checkFileTemplate(tmpl string) error {
 // explain turns an error into what the user should read.
 func explain(err error) error {
 	return err
+}
+
+// mp4TopLevel are the box types an MP4 or fMP4 file starts with.
+var mp4TopLevel = map[string]bool{
+	"ftyp": true, "styp": true, "moov": true, "moof": true, "sidx": true,
+	"free": true, "skip": true, "wide": true, "mdat": true, "pdin": true, "uuid": true,
+}
+
+// checkMP4 reads the first box header of the file input and refuses it
+// unless it starts like an MP4 file, so that a wrong input is reported
+// before connecting to the relay.
+func checkMP4(input string) error {
+	f, err := os.Open(input)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if st.IsDir() {
+		return fmt.Errorf("%s: is a directory, not an MP4 file", input)
+	}
+	h, err := fmp4.NewBoxReader(f, 0).Next()
+	if errors.Is(err, io.EOF) {
+		return fmt.Errorf("%s: empty file, not an MP4 file", input)
+	}
+	if err != nil || !mp4TopLevel[h.Type] || h.Size > st.Size() {
+		return fmt.Errorf("%s: not an MP4 file", input)
+	}
+	return nil
 }

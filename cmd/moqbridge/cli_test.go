@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -60,4 +62,25 @@ func TestRecordRefusesBadValues(t *testing.T) {
 func TestMissingArguments(t *testing.T) {
 	wantError(t, `moqbridge: publish needs INPUT and URL, got 1 argument (see "moqbridge publish --help")`, "publish", "clip.mp4")
 	wantError(t, `moqbridge: record needs URL and BROADCAST, got 0 arguments (see "moqbridge record --help")`, "record", "-o", t.TempDir())
+}
+
+// TestPublishChecksInput: an input that is not an MP4 file is refused
+// before dialling (the URL has nothing listening).
+func TestPublishChecksInput(t *testing.T) {
+	dir := t.TempDir()
+	txt := filepath.Join(dir, "hello.txt")
+	if err := os.WriteFile(txt, []byte("hello world\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	empty := filepath.Join(dir, "empty.mp4")
+	if err := os.WriteFile(empty, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	wantError(t, "moqbridge: "+txt+": not an MP4 file", "publish", txt, "moql://127.0.0.1:9")
+	wantError(t, "moqbridge: "+empty+": empty file, not an MP4 file", "publish", empty, "moql://127.0.0.1:9")
+	wantError(t, "moqbridge: "+dir+": is a directory, not an MP4 file", "publish", dir, "moql://127.0.0.1:9")
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("refusing took %v: it dialled first", d)
+	}
 }

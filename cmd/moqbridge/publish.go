@@ -40,6 +40,11 @@ func newPublishCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if input != "-" {
+				if err := checkMP4(input); err != nil {
+					return err
+				}
+			}
 			src, closeBar, err := openSource(input, fmp4.Options{Fast: fast, Loop: loop}, cmd.ErrOrStderr())
 			if err != nil {
 				return err
