@@ -525,13 +525,16 @@ func runChromium(t *testing.T, tc chromiumCase) {
 	t.Logf("all checks passed: page received %d groups of interop/go, from %d (%v)",
 		len(received), firstSeq, time.Since(start).Round(time.Millisecond))
 
-	// Let the page close its connection; the relay should see it go.
+	// Let the page close its connection; the relay must see it go.
+	if countSessions(srv, tc.transport) == 0 {
+		t.Fatalf("relay has no %s session for the browser before the page was told to close", tc.transport)
+	}
 	ps.setState(true, true)
 	deadline := time.After(5 * time.Second)
 	for countSessions(srv, tc.transport) > 0 {
 		select {
 		case <-deadline:
-			t.Logf("browser session still open 5 s after the page was told to close")
+			t.Errorf("browser session still open at the relay 5 s after the page was told to close")
 			return
 		case <-time.After(50 * time.Millisecond):
 		}

@@ -720,10 +720,30 @@ func TestBroadcastHandlerReturnsOpen(t *testing.T) {
 // one requested track name: every subscriber must get data from a live
 // request, never join one that is being cancelled. (Requests may overlap
 // briefly: an unused one leaves the table before its handler returns.)
+//
+// The number of handlers running at once is not bounded (a handler whose
+// request went unused may not have been scheduled yet), so what is checked
+// is the table: when a handler starts, every other running handler's
+// request must already be unused or closed, i.e. at most one request per
+// name is in the table at a time; and every handler returns once the
+// broadcast closes.
 func TestBroadcastConcurrentSubscribe(t *testing.T) {
 	bw := NewBroadcast()
-	var live, maxLive atomic.Int32
+	var live, maxLive, requests atomic.Int32
+	var mu sync.Mutex
+	running := map[*TrackWriter]bool{}
+	gone := func(w *TrackWriter) bool {
+		select {
+		case <-w.Unused():
+			return true
+		case <-w.Done():
+			return true
+		default:
+			return false
+		}
+	}
 	bw.HandleRequests(func(tw *TrackWriter) {
+		requests.Add(1)
 		n := live.Add(1)
 		for {
 			m := maxLive.Load()
@@ -731,6 +751,19 @@ func TestBroadcastConcurrentSubscribe(t *testing.T) {
 				break
 			}
 		}
+		mu.Lock()
+		for other := range running {
+			if !gone(other) {
+				t.Errorf("request started while an earlier request for the same name is neither unused nor closed")
+			}
+		}
+		running[tw] = true
+		mu.Unlock()
+		defer func() {
+			mu.Lock()
+			delete(running, tw)
+			mu.Unlock()
+		}()
 		g, _ := tw.AppendGroup()
 		_ = g.WriteFrame([]byte("x"))
 		_ = g.Close()
@@ -766,7 +799,15 @@ func TestBroadcastConcurrentSubscribe(t *testing.T) {
 	if err := bw.Close(); err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("max concurrently live requests: %d", maxLive.Load())
+	if requests.Load() == 0 {
+		t.Fatal("no request reached the handler")
+	}
+	for deadline := time.Now().Add(5 * time.Second); live.Load() > 0; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d handlers still running 5 s after the broadcast closed", live.Load())
+		}
+	}
+	t.Logf("%d requests, at most %d handlers running at once", requests.Load(), maxLive.Load())
 }
 
 // TestTrackBurstBeforeFirstRead: groups that arrive between a subscription
