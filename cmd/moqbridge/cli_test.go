@@ -84,3 +84,51 @@ func TestPublishChecksInput(t *testing.T) {
 		t.Errorf("refusing took %v: it dialled first", d)
 	}
 }
+
+// TestURLMistakes: a URL without a scheme, an untrusted certificate and
+// an unreachable relay each say what to do.
+func TestURLMistakes(t *testing.T) {
+	dir := t.TempDir()
+	schemes := "use moql://HOST:PORT (QUIC), https://HOST:PORT/ (WebTransport), ws:// or wss:// (WebSocket), "
+	wantError(t, `moqbridge: "127.0.0.1:4443" is not a relay URL: `+schemes+
+		`e.g. moql://127.0.0.1:4443, or http://127.0.0.1:4443/ for a development relay (moqbridge serve)`,
+		"record", "-o", dir, "127.0.0.1:4443", "live")
+	wantError(t, `moqbridge: "relay.example" is not a relay URL: `+schemes+
+		`e.g. moql://localhost:4443, or http://localhost:4443/ for a development relay (moqbridge serve)`,
+		"publish", "../../sources/fmp4/testdata/h264_aac_bframes.mp4", "relay.example")
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_, url, _ := startRelay(t, ctx)
+	host := strings.TrimPrefix(url, "moql://")
+	wantError(t, `moqbridge: the relay's certificate is not trusted (x509: certificate signed by unknown authority): `+
+		`pass --fingerprint HEX with the SHA-256 that "moqbridge serve" prints, or use http://`+host+`/ against a development relay`,
+		"record", "-o", dir, "--duration", "5s", url, "live")
+
+	// Nothing answers on the discard port: the dial is bounded by the
+	// duration and reported as such.
+	start := time.Now()
+	wantError(t, "moqbridge: could not reach the relay at moql://127.0.0.1:9 within 1s: is it running, and is the address right?",
+		"record", "-o", dir, "--duration", "1s", "moql://127.0.0.1:9", "live")
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("unreachable relay took %v", d)
+	}
+}
+
+// TestFingerprintHelp: the --fingerprint help is not turned into a
+// placeholder by backticks.
+func TestFingerprintHelp(t *testing.T) {
+	for _, c := range []string{"publish", "record"} {
+		_, out, _ := runCLI(t, context.Background(), c, "--help")
+		line := ""
+		for _, l := range strings.Split(out, "\n") {
+			if strings.Contains(l, "--fingerprint") {
+				line = strings.Join(strings.Fields(l), " ")
+			}
+		}
+		want := `--fingerprint string accept exactly the server certificate with this SHA-256 (hex), as printed by "moqbridge serve"`
+		if line != want {
+			t.Errorf("%s --help:\n\t%s\nwant\n\t%s", c, line, want)
+		}
+	}
+}

@@ -17,7 +17,7 @@ type dialFlags struct {
 }
 
 func (d *dialFlags) register(f *pflag.FlagSet) {
-	f.StringVar(&d.fingerprint, "fingerprint", "", "accept exactly the server certificate with this SHA-256 (hex), as printed by `moqbridge serve`")
+	f.StringVar(&d.fingerprint, "fingerprint", "", "accept exactly the server certificate with this SHA-256 (hex), as printed by \"moqbridge serve\"")
 	f.BoolVar(&d.insecure, "insecure", false, "skip certificate verification (development only)")
 }
 

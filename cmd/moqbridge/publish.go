@@ -40,6 +40,9 @@ func newPublishCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if err := checkURL(url); err != nil {
+				return err
+			}
 			if input != "-" {
 				if err := checkMP4(input); err != nil {
 					return err
@@ -103,7 +106,7 @@ func publish(ctx context.Context, src sdk.Source, path, url string, opts []proto
 	if err := origin.Publish(path, pb.Reader()); err != nil {
 		return err
 	}
-	sess, err := protocol.Dial(ctx, url, append(opts, protocol.WithPublish(origin), protocol.WithLogger(slog.Default()))...)
+	sess, err := dialRelay(ctx, url, 0, append(opts, protocol.WithPublish(origin), protocol.WithLogger(slog.Default())))
 	if err != nil {
 		return err
 	}

@@ -44,6 +44,9 @@ func newRecordCommand() *cobra.Command {
 			if err := checkFileTemplate(cfg.FileTemplate); err != nil {
 				return err
 			}
+			if err := checkURL(url); err != nil {
+				return err
+			}
 			opts, err := dial.options()
 			if err != nil {
 				return err
@@ -56,7 +59,7 @@ func newRecordCommand() *cobra.Command {
 				ctx, cancel = context.WithTimeout(ctx, duration)
 				defer cancel()
 			}
-			return record(ctx, cmd, url, path, cfg, opts)
+			return record(ctx, cmd, url, path, duration, cfg, opts)
 		},
 	}
 	f := cmd.Flags()
@@ -72,9 +75,12 @@ func newRecordCommand() *cobra.Command {
 
 // record subscribes to the broadcast at path through the relay at url and
 // writes it to files until ctx ends or the broadcast does.
-func record(ctx context.Context, cmd *cobra.Command, url, path string, cfg fmp4sink.Config, opts []protocol.DialOption) error {
-	sess, err := protocol.Dial(ctx, url, append(opts, protocol.WithLogger(slog.Default()))...)
+func record(ctx context.Context, cmd *cobra.Command, url, path string, duration time.Duration, cfg fmp4sink.Config, opts []protocol.DialOption) error {
+	sess, err := dialRelay(ctx, url, duration, append(opts, protocol.WithLogger(slog.Default())))
 	if err != nil {
+		if errors.Is(err, context.Canceled) {
+			return nil
+		}
 		return err
 	}
 	defer sess.Close()
