@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/moqbridge/moqbridge/protocol"
 	"github.com/moqbridge/moqbridge/sources/fmp4"
 )
 
@@ -89,8 +90,26 @@ func checkFileTemplate(tmpl string) error {
 	return nil
 }
 
-// explain turns an error into what the user should read.
+// codeClosed is MOQ Lite's Closed error code, which protocol does not
+// export.
+const codeClosed = 25
+
+// errRelayShutDown is reported when the relay ends the session because it
+// is stopping.
+var errRelayShutDown = errors.New("relay shut down")
+
+// explain turns an error into what the user should read: the relay
+// closing the session as it stops (a MOQ Closed session error with the
+// reason "server shutting down", over QUIC, HTTP/3 or WebSocket) is
+// "relay shut down".
 func explain(err error) error {
+	var se *protocol.SessionError
+	if errors.As(err, &se) && se.Remote && se.Code == codeClosed && se.Reason == "server shutting down" {
+		return errRelayShutDown
+	}
+	if strings.Contains(err.Error(), "server shutting down") {
+		return errRelayShutDown
+	}
 	return err
 }
 

@@ -2,11 +2,14 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/moqbridge/moqbridge/protocol"
 )
 
 // runCLI runs moqbridge with args as main does and returns its exit status
@@ -130,5 +133,44 @@ func TestFingerprintHelp(t *testing.T) {
 		if line != want {
 			t.Errorf("%s --help:\n\t%s\nwant\n\t%s", c, line, want)
 		}
+	}
+}
+
+// TestRelayShutDown: a publisher whose relay stops reports "relay shut
+// down", not the transport's close error.
+func TestRelayShutDown(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	srv, url, fp := startRelay(t, ctx)
+	ann := srv.Origin().Announced("test/stop")
+	defer ann.Close()
+	type result struct {
+		code   int
+		stderr string
+	}
+	done := make(chan result, 1)
+	go func() {
+		code, _, stderr := runCLI(t, ctx, "publish", "--loop", "--broadcast", "test/stop", "--fingerprint", fp,
+			"../../sources/fmp4/testdata/h264_aac_bframes.mp4", url)
+		done <- result{code, stderr}
+	}()
+	if _, err := ann.Next(ctx); err != nil {
+		t.Fatal(err)
+	}
+	_ = srv.Close()
+	r := <-done
+	if want := "moqbridge: relay shut down\n"; r.code == 0 || r.stderr != want {
+		t.Fatalf("publish exited %d printing %q, want %q", r.code, r.stderr, want)
+	}
+}
+
+func TestExplainSessionClose(t *testing.T) {
+	err := fmt.Errorf("relay session ended: %w", &protocol.SessionError{Code: codeClosed, Reason: "server shutting down", Remote: true})
+	if got := explain(err); got != errRelayShutDown {
+		t.Errorf("explain(%v) = %v", err, got)
+	}
+	other := &protocol.SessionError{Code: codeClosed, Reason: "session stream reset", Remote: true}
+	if got := explain(other); got != other {
+		t.Errorf("explain(%v) = %v", other, got)
 	}
 }
