@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"net/url"
+	"runtime/debug"
 	"strings"
 	"testing"
 	"time"
@@ -34,15 +35,30 @@ func TestServe(t *testing.T) {
 }
 
 func TestVersion(t *testing.T) {
-	var out strings.Builder
-	cmd := newRootCommand()
-	cmd.SetOut(&out)
-	cmd.SetArgs([]string{"version"})
-	if err := cmd.Execute(); err != nil {
-		t.Fatal(err)
+	code, out, _ := runCLI(t, context.Background(), "version")
+	if code != 0 || !strings.HasPrefix(out, "moqbridge ") || strings.Contains(out, "dev\n") {
+		t.Fatalf("version exited %d printing %q", code, out)
 	}
-	if !strings.HasPrefix(out.String(), "moqbridge ") {
-		t.Fatalf("version printed %q", out.String())
+	if info, ok := debug.ReadBuildInfo(); ok {
+		if want := versionString("", info) + "\n"; out != want {
+			t.Fatalf("version printed %q, want %q", out, want)
+		}
+	}
+	rev := []debug.BuildSetting{{Key: "vcs", Value: "git"}, {Key: "vcs.revision", Value: "79d6274e1f2a"}, {Key: "vcs.modified", Value: "true"}}
+	for _, tc := range []struct {
+		override string
+		info     *debug.BuildInfo
+		want     string
+	}{
+		{"", &debug.BuildInfo{Main: debug.Module{Version: "(devel)"}, Settings: rev}, "moqbridge (devel) revision 79d6274e1f2a (modified)"},
+		{"", &debug.BuildInfo{Main: debug.Module{Version: "(devel)"}, Settings: rev[:2]}, "moqbridge (devel) revision 79d6274e1f2a"},
+		{"", &debug.BuildInfo{Main: debug.Module{Version: "v0.3.0"}}, "moqbridge v0.3.0"},
+		{"v1.0.0", &debug.BuildInfo{Main: debug.Module{Version: "(devel)"}}, "moqbridge v1.0.0"},
+		{"", nil, "moqbridge (unknown)"},
+	} {
+		if got := versionString(tc.override, tc.info); got != tc.want {
+			t.Errorf("versionString(%q, %+v) = %q, want %q", tc.override, tc.info, got, tc.want)
+		}
 	}
 }
 

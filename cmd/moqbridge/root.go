@@ -4,12 +4,15 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"runtime/debug"
+	"strings"
 
 	"github.com/spf13/cobra"
 )
 
-// version is set at build time with -ldflags "-X main.version=…".
-var version = "dev"
+// version, when set at build time with -ldflags "-X main.version=…",
+// replaces the version from the build information.
+var version = ""
 
 func newRootCommand() *cobra.Command {
 	var logLevel string
@@ -47,7 +50,40 @@ func newVersionCommand() *cobra.Command {
 		Short: "Print the moqbridge version",
 		Args:  cobra.NoArgs,
 		Run: func(cmd *cobra.Command, _ []string) {
-			fmt.Fprintln(cmd.OutOrStdout(), "moqbridge", version)
+			info, _ := debug.ReadBuildInfo()
+			fmt.Fprintln(cmd.OutOrStdout(), versionString(version, info))
 		},
 	}
+}
+
+// versionString is the version line: the -X version if set, else the
+// module version ("(devel)" for a build from a checkout), then the VCS
+// revision and whether the checkout had changes, when recorded.
+func versionString(override string, info *debug.BuildInfo) string {
+	v := override
+	if v == "" && info != nil {
+		v = info.Main.Version
+	}
+	if v == "" {
+		v = "(unknown)"
+	}
+	parts := []string{"moqbridge", v}
+	if info != nil {
+		var rev, modified string
+		for _, s := range info.Settings {
+			switch s.Key {
+			case "vcs.revision":
+				rev = s.Value
+			case "vcs.modified":
+				modified = s.Value
+			}
+		}
+		if rev != "" {
+			parts = append(parts, "revision", rev)
+			if modified == "true" {
+				parts = append(parts, "(modified)")
+			}
+		}
+	}
+	return strings.Join(parts, " ")
 }
