@@ -92,3 +92,15 @@ func TestToken(t *testing.T) {
 		t.Fatalf("grant %+v", g)
 	}
 }
+
+// TestDescription: the help promises only what exists, with RTMP and RTP
+// as coming.
+func TestDescription(t *testing.T) {
+	root := newRootCommand()
+	if want := "MOQ Lite relay, and fMP4 publish and record (RTMP and RTP are coming)"; root.Short != want {
+		t.Errorf("short description %q, want %q", root.Short, want)
+	}
+	if !strings.Contains(root.Long, "RTMP and RTP adapters are coming.") {
+		t.Errorf("long description does not say RTMP and RTP are coming:\n%s", root.Long)
+	}
+}

@@ -18,9 +18,11 @@ func newRootCommand() *cobra.Command {
 	var logLevel string
 	root := &cobra.Command{
 		Use:   "moqbridge",
-		Short: "Bridge live media between RTMP, RTP, fMP4 and MOQ Lite",
-		Long: `moqbridge moves live media between the protocols people run today and
-MOQ Lite (Media over QUIC Lite) over QUIC and WebTransport.
+		Short: "MOQ Lite relay, and fMP4 publish and record (RTMP and RTP are coming)",
+		Long: `moqbridge moves live media over MOQ Lite (Media over QUIC Lite) on QUIC,
+WebTransport and WebSocket: a relay (serve), fMP4 files or live fMP4 on
+stdin into a relay (publish), and broadcasts from a relay into fMP4 files
+(record). RTMP and RTP adapters are coming.
 
 Run without a command, it starts the built-in relay on its defaults
 (the same as "moqbridge serve").`,
