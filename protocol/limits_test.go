@@ -35,6 +35,7 @@ func TestLimits(t *testing.T) {
 	_ = gw.WriteFrame([]byte("ok"))
 	_ = gw.Close()
 	conn := rawDial(t, ctx, srv)
+	sessions := relaySessions(t, ctx, srv, 2) // the publisher's and conn's
 
 	long := strings.Repeat("x", 65)
 	expectReset(t, "long broadcast path", rawSubscribe(t, ctx, conn, 0, long, "video"), wire.CodeBoundsExceeded)
@@ -61,11 +62,7 @@ func TestLimits(t *testing.T) {
 	_, _ = str.Write(wire.AppendVarint(wire.AppendStreamType(nil, wire.StreamSubscribe), 2<<20))
 	expectReset(t, "2 MiB subscribe message", str, wire.CodeBoundsExceeded)
 
-	for _, sess := range srv.Sessions() {
-		if err := sess.Err(); err != nil {
-			t.Fatalf("a relay session ended: %v", err)
-		}
-	}
+	checkSessionsUp(t, srv, sessions, "after refused requests")
 }
 
 // TestFrameSizeLimit: a publisher sending a frame over the limit has that
@@ -298,6 +295,7 @@ func TestGoaway(t *testing.T) {
 	defer cancel()
 	srv := testServer(t, ServerConfig{})
 	conn := rawDial(t, ctx, srv)
+	sessions := relaySessions(t, ctx, srv, 1)
 	str, err := conn.OpenStream(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -307,11 +305,7 @@ func TestGoaway(t *testing.T) {
 	if _, err := io.ReadAll(str); err != nil {
 		t.Fatalf("goaway stream: %v, want a FIN", err)
 	}
-	for _, sess := range srv.Sessions() {
-		if err := sess.Err(); err != nil {
-			t.Fatalf("session ended after GOAWAY: %v", err)
-		}
-	}
+	checkSessionsUp(t, srv, sessions, "after GOAWAY")
 }
 
 // TestVersionMismatch: a legacy client offering only versions the server
