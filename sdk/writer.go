@@ -58,8 +58,9 @@ type BroadcastWriter struct {
 	closed   bool
 	tracks   []*TrackWriter // in the order they were added
 	names    map[string]*TrackWriter
-	counter  int    // tracks added, for generated names
-	lastJSON []byte // the catalog last published
+	counter  int           // tracks added, for generated names
+	lastJSON []byte        // the catalog last published
+	written  chan struct{} // closed once the first catalog is published
 }
 
 // NewBroadcastWriter wraps b, which the caller publishes into an Origin,
@@ -73,8 +74,14 @@ func NewBroadcastWriter(b *protocol.BroadcastWriter, cfg WriterConfig) (*Broadca
 	if err != nil {
 		return nil, fmt.Errorf("sdk: create %s track: %w", CatalogTrackName, err)
 	}
-	return &BroadcastWriter{b: b, cfg: cfg, catalog: cat, names: make(map[string]*TrackWriter)}, nil
+	return &BroadcastWriter{b: b, cfg: cfg, catalog: cat, names: make(map[string]*TrackWriter), written: make(chan struct{})}, nil
 }
+
+// CatalogWritten returns a channel closed once the first catalog group is
+// published, that is when the initial tracks have been added. Publish the
+// protocol broadcast into an Origin then, so that a subscriber reacting to
+// its announcement finds catalog.json.
+func (w *BroadcastWriter) CatalogWritten() <-chan struct{} { return w.written }
 
 // AddTrack adds a track and publishes the new catalog. An empty t.Name is
 // replaced by "video<n>" or "audio<n>" (n counting the tracks added, as
@@ -197,6 +204,9 @@ func (w *BroadcastWriter) publishCatalogLocked() error {
 	}
 	if err := g.Close(); err != nil {
 		return fmt.Errorf("sdk: catalog: %w", err)
+	}
+	if w.lastJSON == nil {
+		close(w.written)
 	}
 	w.lastJSON = b
 	return nil

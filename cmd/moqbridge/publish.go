@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -98,16 +99,19 @@ func openSource(input string, opt fmp4.Options, stderr io.Writer) (*fmp4.Source,
 }
 
 // publish runs src into a broadcast at path and serves it to the relay at
-// url until the input ends or ctx is cancelled.
+// url until the input ends or ctx is cancelled. The broadcast enters the
+// origin, and so is announced to the relay, only once its catalog is
+// written: a subscriber reacting at once to the announcement finds
+// catalog.json.
 func publish(ctx context.Context, src sdk.Source, path, url string, opts []protocol.DialOption) error {
 	origin := protocol.NewOrigin()
 	defer origin.Close()
 	pb := protocol.NewBroadcast()
-	if err := origin.Publish(path, pb.Reader()); err != nil {
-		return err
-	}
 	sess, err := dialRelay(ctx, url, 0, append(opts, protocol.WithPublish(origin), protocol.WithLogger(slog.Default())))
 	if err != nil {
+		if errors.Is(err, context.Canceled) {
+			return nil
+		}
 		return err
 	}
 	defer sess.Close()
@@ -115,7 +119,6 @@ func publish(ctx context.Context, src sdk.Source, path, url string, opts []proto
 	if err != nil {
 		return err
 	}
-	slog.Info("publishing", "broadcast", path, "url", url, "version", sess.Version().String())
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go func() {
@@ -125,7 +128,19 @@ func publish(ctx context.Context, src sdk.Source, path, url string, opts []proto
 		case <-runCtx.Done():
 		}
 	}()
-	err = src.Run(runCtx, w)
+	ran := make(chan error, 1)
+	go func() { ran <- src.Run(runCtx, w) }()
+	select {
+	case <-w.CatalogWritten():
+		if err = origin.Publish(path, pb.Reader()); err == nil {
+			slog.Info("publishing", "broadcast", path, "url", url, "version", sess.Version().String())
+			err = <-ran
+		} else {
+			cancel()
+			<-ran
+		}
+	case err = <-ran:
+	}
 	_ = w.Close()
 	if sessErr := sess.Err(); sessErr != nil && ctx.Err() == nil {
 		return fmt.Errorf("relay session ended: %w", sessErr)

@@ -92,3 +92,81 @@ func publishClip(t *testing.T, ctx context.Context, url, fp, path string, flags 
 		}
 	})
 }
+
+// TestPublishCatalogFirst: a subscriber that asks for catalog.json as soon
+// as the relay announces the broadcast gets the catalog, never not found:
+// publish announces only once the catalog is written.
+func TestPublishCatalogFirst(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	srv, url, fp := startRelay(t, ctx)
+	for i := range 5 {
+		path := fmt.Sprintf("test/first%d", i)
+		ann := srv.Origin().Announced(path)
+		publishClip(t, ctx, url, fp, path)
+		a, err := ann.Next(ctx)
+		if err != nil || !a.Active {
+			t.Fatalf("%s: not announced: %v", path, err)
+		}
+		tr, err := a.Broadcast.Subscribe(sdk.CatalogTrackName, sdk.PriorityCatalog)
+		if err != nil {
+			t.Fatalf("%s: subscribe to the catalog on announcement: %v", path, err)
+		}
+		g, err := tr.NextGroup(ctx)
+		if err != nil {
+			t.Fatalf("%s: catalog on announcement: %v", path, err)
+		}
+		if b, err := g.NextFrame(ctx); err != nil || len(b) == 0 {
+			t.Fatalf("%s: catalog frame: %d bytes, %v", path, len(b), err)
+		}
+		g.Close()
+		tr.Close()
+		ann.Close()
+	}
+}
+
+// TestPublishAnnouncesAfterCatalog: with a source that takes a while to
+// find its tracks, the relay sees the broadcast only after the catalog
+// is written.
+func TestPublishAnnouncesAfterCatalog(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	srv, url, fp := startRelay(t, ctx)
+	opts, err := (&dialFlags{fingerprint: fp}).options()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ann := srv.Origin().Announced("test/slow")
+	defer ann.Close()
+	written := make(chan struct{})
+	src := sdk.SourceFunc(func(ctx context.Context, w *sdk.BroadcastWriter) error {
+		time.Sleep(300 * time.Millisecond)
+		tr, err := sdk.OpusFromChannels(2)
+		if err != nil {
+			return err
+		}
+		if _, err := w.AddTrack(tr); err != nil {
+			return err
+		}
+		close(written)
+		<-ctx.Done()
+		return ctx.Err()
+	})
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- publish(runCtx, src, "test/slow", url, opts) }()
+	defer func() {
+		stop()
+		if err := <-done; err != nil {
+			t.Errorf("publish: %v", err)
+		}
+	}()
+	if _, err := ann.Next(ctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-written:
+	default:
+		t.Fatal("the relay saw the broadcast before its catalog was written")
+	}
+}
