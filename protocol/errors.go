@@ -24,4 +24,8 @@ var (
 	// from a track's cache never interrupts a reader that already holds
 	// the group.)
 	ErrGroupDropped = errors.New("moq: group dropped")
+
+	// ErrInvalidPath reports a broadcast path or track name that
+	// ValidatePath refuses.
+	ErrInvalidPath = errors.New("moq: invalid path")
 )

@@ -2,6 +2,7 @@ package protocol
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -50,10 +51,14 @@ func NewOrigin() *Origin {
 // doubled slashes). If the path is free, b becomes active and is announced;
 // otherwise it waits as a backup until the broadcasts before it are gone.
 // When b's writer closes it, it is removed automatically. Publish returns
+// an error wrapping ErrInvalidPath if the cleaned path fails ValidatePath,
 // ErrDuplicate if b is already published at path, and ErrClosed if b has
 // ended or the Origin is closed.
 func (o *Origin) Publish(path string, b *BroadcastReader) error {
 	path = cleanPath(path)
+	if err := ValidatePath(path); err != nil {
+		return fmt.Errorf("moq publish: %w", err)
+	}
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if o.closed {

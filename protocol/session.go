@@ -492,10 +492,14 @@ func (s *Session) localPath(wirePath string) string {
 	return wire.JoinPath(s.perm.Root, wirePath)
 }
 
-// checkPath enforces the path length limit.
+// checkPath enforces the path length limit and ValidatePath's rules on a
+// path or name a peer sent.
 func (s *Session) checkPath(what, p string) error {
 	if len(p) > s.limits.MaxPathLength {
 		return coded(wire.CodeBoundsExceeded, "%s: %d bytes exceeds the %d-byte limit", what, len(p), s.limits.MaxPathLength)
+	}
+	if err := validatePath(p, s.limits.MaxPathLength); err != nil {
+		return coded(wire.CodeDecode, "%s: %w", what, err)
 	}
 	return nil
 }
