@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/moqbridge/moqbridge/sdk"
 )
@@ -529,20 +530,46 @@ func expandTemplate(tmpl, path string, start time.Time, seq int) string {
 	return b.String()
 }
 
-// cleanPath makes a broadcast path safe as a relative file path: no
-// leading slash, no "." or ".." elements.
+// cleanPath makes a broadcast path safe as a relative file path that any
+// file system opens: no leading slash, no "." or ".." elements, no control
+// characters or characters file systems reserve (\ : * ? " < > |, each
+// replaced by '_'), and no element longer than maxNameElement bytes.
+// Broadcast paths are validated before they get here (protocol.ValidatePath);
+// this is the recording directory's own guarantee.
 func cleanPath(p string) string {
 	var parts []string
 	for _, e := range strings.Split(p, "/") {
 		if e == "" || e == "." || e == ".." {
 			continue
 		}
-		parts = append(parts, e)
+		e = strings.Map(func(r rune) rune {
+			if r < 0x20 || r == 0x7f || strings.ContainsRune(`\:*?"<>|`, r) {
+				return '_'
+			}
+			return r
+		}, e)
+		parts = append(parts, truncateUTF8(e, maxNameElement))
 	}
 	if len(parts) == 0 {
 		return "broadcast"
 	}
 	return filepath.Join(parts...)
+}
+
+// maxNameElement bounds one element of a path made from a broadcast path,
+// leaving room under the common 255-byte file name limit for what a
+// template appends to the last one.
+const maxNameElement = 200
+
+// truncateUTF8 cuts s to at most n bytes without splitting a character.
+func truncateUTF8(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
 }
 
 // stripTemporalDelimiter removes a leading AV1 temporal delimiter OBU,
