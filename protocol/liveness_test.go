@@ -17,9 +17,8 @@ import (
 	"time"
 )
 
-// livenessChildEnv turns the test binary, re-executed with
-// -test.run=^TestLivenessHelperPublisher$, into a publisher process:
-// "URL|FINGERPRINT-HEX|NAME|PATH".
+// livenessChildEnv turns the test binary into a publisher process (see
+// TestMain and runLivenessPublisher): "URL|FINGERPRINT-HEX|NAME|PATH".
 const livenessChildEnv = "MOQBRIDGE_LIVENESS_PUBLISHER"
 
 // livenessTrack is the track the helper publishers write: one group of
@@ -30,18 +29,11 @@ const (
 	livenessPath       = "live/backup"
 )
 
-// TestLivenessHelperPublisher is not a test: it is the publisher process of
-// TestLivenessBackupTakesOver. It dials the relay, publishes frames tagged
+// runLivenessPublisher is the publisher process of
+// TestLivenessBackupTakesOver, which TestMain runs instead of the tests
+// when livenessChildEnv is set. It dials the relay, publishes frames tagged
 // with its name, prints "ready" once the session is up, and runs until its
 // stdin closes (the parent ends or dies) or a minute has passed.
-func TestLivenessHelperPublisher(t *testing.T) {
-	spec := os.Getenv(livenessChildEnv)
-	if spec == "" {
-		t.Skip("helper process of TestLivenessBackupTakesOver")
-	}
-	os.Exit(runLivenessPublisher(spec))
-}
-
 func runLivenessPublisher(spec string) int {
 	parts := strings.Split(spec, "|")
 	if len(parts) != 4 {
@@ -117,7 +109,7 @@ func startLivenessPublisher(t *testing.T, ctx context.Context, url string, fp [3
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(exe, "-test.run=^TestLivenessHelperPublisher$", "-test.count=1")
+	cmd := exec.Command(exe, "-test.run=^$", "-test.count=1")
 	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s|%s|%s|%s", livenessChildEnv, url, hex.EncodeToString(fp[:]), name, livenessPath))
 	cmd.Stderr = os.Stderr
 	stdin, err := cmd.StdinPipe()

@@ -1,6 +1,7 @@
 package protocol
 
 import (
+	"os"
 	"testing"
 
 	"go.uber.org/goleak"
@@ -8,6 +9,12 @@ import (
 
 // TestMain fails the package if any test leaves a goroutine running: every
 // goroutine in protocol must have an owner that waits for it.
+//
+// With livenessChildEnv set, the binary is instead the publisher process
+// of TestLivenessBackupTakesOver.
 func TestMain(m *testing.M) {
+	if spec := os.Getenv(livenessChildEnv); spec != "" {
+		os.Exit(runLivenessPublisher(spec))
+	}
 	goleak.VerifyTestMain(m)
 }
