@@ -313,6 +313,16 @@ func (s *Server) Sessions() []*Session {
 func (s *Server) Serve(ctx context.Context) error {
 	stop := context.AfterFunc(ctx, func() { _ = s.Close() })
 	defer stop()
+	logCtx, stopLog := context.WithCancel(context.Background())
+	logDone := make(chan struct{})
+	go func() {
+		defer close(logDone)
+		s.logBroadcasts(logCtx)
+	}()
+	defer func() {
+		stopLog()
+		<-logDone
+	}()
 	for {
 		conn, err := s.ln.Accept(ctx)
 		if err != nil {
@@ -327,6 +337,24 @@ func (s *Server) Serve(ctx context.Context) error {
 			defer s.wg.Done()
 			s.serveConn(ctx, conn)
 		}()
+	}
+}
+
+// logBroadcasts writes one info line whenever a broadcast becomes live at a
+// path of the Origin or ends there, until ctx ends.
+func (s *Server) logBroadcasts(ctx context.Context) {
+	ann := s.origin.Announced("")
+	defer ann.Close()
+	for {
+		a, err := ann.Next(ctx)
+		if err != nil {
+			return
+		}
+		if a.Active {
+			s.log.Info("moq broadcast live", "path", a.Path)
+		} else {
+			s.log.Info("moq broadcast ended", "path", a.Path)
+		}
 	}
 }
 
@@ -401,11 +429,13 @@ func (s *Server) serveConn(ctx context.Context, conn transport.Session) {
 	}
 	s.sessions[sess] = struct{}{}
 	s.mu.Unlock()
+	remote := conn.RemoteAddr().String()
+	s.log.Info("moq session started", "remote", remote, "transport", sess.Transport(), "version", sess.Version().String(), "root", perm.Root)
 	_ = sess.Wait()
 	s.mu.Lock()
 	delete(s.sessions, sess)
 	s.mu.Unlock()
-	s.log.Debug("moq session ended", "remote", conn.RemoteAddr().String(), "err", sess.Err())
+	s.log.Info("moq session ended", "remote", remote, "reason", sess.Err())
 }
 
 // Close stops accepting, closes every session and waits for them.
