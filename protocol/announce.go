@@ -256,6 +256,10 @@ func (s *Session) addRemote(wirePath string) error {
 	}
 	if err := s.consume.Publish(local, b.Reader()); err != nil {
 		s.log.Warn("moq cannot publish announced broadcast", "path", local, "err", err)
+	} else if active, err := s.consume.Consume(local); err == nil && active != b.Reader() {
+		// The Origin queued it behind the broadcast live at the path; it
+		// goes live when that one ends.
+		s.log.Info("moq broadcast waiting as backup", "path", local)
 	}
 	return nil
 }

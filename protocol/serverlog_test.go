@@ -47,3 +47,24 @@ func TestServerInfoLog(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// TestServerLogsBackup: a second publisher of a live path is told apart in
+// the relay's log: it waits as a backup.
+func TestServerLogsBackup(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var logs syncBuffer
+	srv := testServer(t, ServerConfig{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	publishTrack(t, ctx, srv, "quic", "live/twice", "video")
+	waitAnnounced(t, ctx, srv.Origin(), "live/twice")
+	publishTrack(t, ctx, srv, "quic", "live/twice", "video")
+	for !strings.Contains(logs.String(), `level=INFO msg="moq broadcast waiting as backup" path=live/twice`) {
+		if ctx.Err() != nil {
+			t.Fatalf("no backup line in the relay's log:\n%s", logs.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := strings.Count(logs.String(), `msg="moq broadcast live" path=live/twice`); n != 1 {
+		t.Errorf("%d broadcast-live lines for one live path, want 1:\n%s", n, logs.String())
+	}
+}
