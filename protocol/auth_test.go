@@ -15,12 +15,10 @@ import (
 	"github.com/moqbridge/moqbridge/protocol/internal/wire"
 )
 
-// TestAuth: a server with JWT auth refuses a connection without a token
-// (HTTP 401), accepts a valid one, lets it publish and subscribe inside its
-// prefixes, and resets a subscribe outside them with Unauthorized.
-func TestAuth(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+// testAuthorizer returns an authorizer of tokens signed with a fresh HS256
+// key, and the key's file for minting them.
+func testAuthorizer(t *testing.T) (*auth.Authorizer, string) {
+	t.Helper()
 	key, err := auth.GenerateKey("HS256")
 	if err != nil {
 		t.Fatal(err)
@@ -33,11 +31,21 @@ func TestAuth(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return az, keyFile
+}
+
+// TestAuth: a server with JWT auth refuses a connection without a token
+// (HTTP 401), accepts a valid one, lets it publish and subscribe inside its
+// prefixes, and resets a subscribe outside them with Unauthorized.
+func TestAuth(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	az, keyFile := testAuthorizer(t)
 	srv := testServer(t, ServerConfig{Auth: az})
 	base := fmt.Sprintf("https://127.0.0.1:%d/", srv.Addr().Port)
 	fp := WithFingerprint(srv.Fingerprint())
 
-	_, err = Dial(ctx, base+"room", fp)
+	_, err := Dial(ctx, base+"room", fp)
 	var he *transport.HTTPError
 	if !errors.As(err, &he) || he.Status != 401 {
 		t.Fatalf("dial without a token: %v, want HTTP 401", err)

@@ -5,8 +5,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -40,18 +38,7 @@ func (s *syncBuffer) String() string {
 func TestTokensNotLogged(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	key, err := auth.GenerateKey("HS256")
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyFile := filepath.Join(t.TempDir(), "key.jwk")
-	if err := os.WriteFile(keyFile, key, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	az, err := auth.New(auth.Config{KeyFiles: []string{keyFile}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	az, keyFile := testAuthorizer(t)
 	var relayLog, clientLog syncBuffer
 	debug := &slog.HandlerOptions{Level: slog.LevelDebug}
 	srv := testServer(t, ServerConfig{Auth: az, Logger: slog.New(slog.NewTextHandler(&relayLog, debug))})
