@@ -240,7 +240,6 @@ func (f *forwarder) dropLocked(gs *groupSend, code wire.ErrorCode, overload bool
 // tells the track whether this subscriber is behind, for ingest pacing
 // (TrackWriter.paceIngest).
 func (f *forwarder) checkLocked(now time.Time) {
-	queued := f.queuedRate(now) // sampled on every check, used below
 	evicted := 0
 	for _, gs := range f.toOpen {
 		// A group still waiting for a stream is not being read yet: like
@@ -254,13 +253,18 @@ func (f *forwarder) checkLocked(now time.Time) {
 	if evicted > 0 {
 		f.s.log.Debug("moq groups dropped: evicted while waiting for a stream", "subscribe", f.id, "groups", evicted)
 	}
-	rate, stalled := f.pace.state(now, f.lag)
-	var backlog int64
+	// One pass over the groups gives what was queued for the peer (sampled
+	// on every check) and what of it is still to be written.
+	total, backlog := f.offered, int64(0)
 	for _, gs := range f.groups {
+		size := gs.gr.g.sizeNow()
+		total += size
 		if gs.droppable() {
-			backlog += gs.backlog()
+			backlog += size - gs.written.Load()
 		}
 	}
+	queued := f.queued.rate(now, total)
+	rate, stalled := f.pace.state(now, f.lag)
 	budget := rate * f.lag.Seconds() // bytes the peer takes within lag
 	f.track.setBehind(stalled || rate > 0 && float64(backlog) > budget/2)
 	if stalled {
@@ -303,16 +307,6 @@ func (f *forwarder) checkLocked(now time.Time) {
 		f.s.log.Debug("moq groups dropped: subscriber slower than its track", "subscribe", f.id, "groups", n,
 			"rate", int64(rate), "queued_rate", int64(queued), "backlog", backlog, "lag", f.lag)
 	}
-}
-
-// queuedRate returns the rate, in bytes per second, at which data has been
-// queued for the peer over the last span, and samples it for later calls.
-func (f *forwarder) queuedRate(now time.Time) float64 {
-	total := f.offered
-	for _, gs := range f.groups {
-		total += gs.gr.g.sizeNow()
-	}
-	return f.queued.rate(now, total)
 }
 
 // finished removes gs after its opener or worker is done with it and
