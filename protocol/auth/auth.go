@@ -30,9 +30,18 @@ type Grant struct {
 
 // Config says how connections are authorized.
 type Config struct {
-	// KeyFiles are the verification keys: JWK or JWK-set files, PEM public
-	// or private keys, or raw HMAC secret files, in any mix.
+	// KeyFiles are the verification keys: JWK or JWK-set files and PEM
+	// public or private keys, in any mix. A file that is none of these
+	// (a raw secret, a certificate, other JSON, an empty file) is refused;
+	// the error is a *KeyFileError, wrapping ErrNotAKey when the file may
+	// be a raw secret.
 	KeyFiles []string
+	// SecretFiles are raw HMAC secrets: each file's bytes less trailing
+	// newlines, at least MinSecretSize bytes, for HS256 (and HS384 and
+	// HS512 when at least 48 and 64 bytes). A file that holds or looks like
+	// a key (PEM, JWK, JSON) is refused with an error wrapping
+	// ErrNotASecret.
+	SecretFiles []string
 	// PublicPrefix, when not nil, lets connections without a token publish
 	// and subscribe under this prefix; "" means everywhere. nil: a token is
 	// always required.
@@ -47,12 +56,12 @@ type Authorizer struct {
 	parser *jwt.Parser
 }
 
-// New loads cfg's keys. Errors name the offending file. At least one key
-// file or a public prefix is required.
+// New loads cfg's keys. An unusable file is reported as a *KeyFileError.
+// At least one key or secret file, or a public prefix, is required.
 func New(cfg Config) (*Authorizer, error) {
 	a := &Authorizer{parser: jwt.NewParser()}
 	for _, file := range cfg.KeyFiles {
-		keys, _, err := loadKeyFile(file)
+		keys, err := loadKeyFile(file)
 		if err != nil {
 			return nil, err
 		}
@@ -63,15 +72,22 @@ func New(cfg Config) (*Authorizer, error) {
 			}
 		}
 		if len(a.keys) == n {
-			return nil, fmt.Errorf(`auth: key file %s: no key may verify (its "key_ops" lack "verify")`, file)
+			return nil, &KeyFileError{File: file, Err: errors.New(`no key may verify (its "key_ops" lack "verify")`)}
 		}
+	}
+	for _, file := range cfg.SecretFiles {
+		k, err := loadSecretFile(file)
+		if err != nil {
+			return nil, err
+		}
+		a.keys = append(a.keys, k)
 	}
 	if cfg.PublicPrefix != nil {
 		p := wire.CleanPath(*cfg.PublicPrefix)
 		a.public = &p
 	}
 	if len(a.keys) == 0 && a.public == nil {
-		return nil, errors.New("auth: no key file and no public prefix: no connection could be authorized")
+		return nil, errors.New("auth: no key file, no secret file and no public prefix: no connection could be authorized")
 	}
 	return a, nil
 }

@@ -162,25 +162,45 @@ func jsonEqual(a, b any) bool {
 }
 
 func TestRawSecretFile(t *testing.T) {
-	withNL := writeFile(t, "secret", []byte("correct horse battery staple\r\n"))
-	without := writeFile(t, "secret2", []byte("correct horse battery staple"))
-	tok := mint(t, withNL, Claims{Root: "a", Put: []string{""}})
+	const secret = "correct horse battery staple, 40 bytes.." // 40 bytes: HS256 only
+	withNL := writeFile(t, "secret", []byte(secret+"\r\n"))
+	without := writeFile(t, "secret2", []byte(secret))
+	tok, err := MintSecret(withNL, Claims{Root: "a", Put: []string{""}})
+	if err != nil {
+		t.Fatal(err)
+	}
 	if h := header(t, tok); h["alg"] != "HS256" || h["kid"] != nil {
 		t.Fatalf("header = %v", h)
 	}
 	want := Grant{Root: "a", Publish: []string{""}, Subscribe: []string{}}
-	wantGrant(t, newAuth(t, Config{KeyFiles: []string{without}}), connURL("/a", tok), want)
-	wantGrant(t, newAuth(t, Config{KeyFiles: []string{withNL}}), connURL("/a", tok), want)
+	wantGrant(t, newAuth(t, Config{SecretFiles: []string{without}}), connURL("/a", tok), want)
+	wantGrant(t, newAuth(t, Config{SecretFiles: []string{withNL}}), connURL("/a", tok), want)
 
-	// A raw secret verifies HS384 and HS512 as well; a token with a kid
-	// falls back to the keys without one.
+	// A token with a kid falls back to the keys without one.
+	wantGrant(t, newAuth(t, Config{SecretFiles: []string{withNL}}), connURL("/a",
+		signRaw(t, jwt.SigningMethodHS256, []byte(secret), jwt.MapClaims{"root": "a", "put": ""}, "some-kid")), want)
+	// HS384 and HS512 need a secret of 48 and 64 bytes (RFC 7518 §3.2).
 	for _, m := range []jwt.SigningMethod{jwt.SigningMethodHS384, jwt.SigningMethodHS512} {
-		tok := signRaw(t, m, []byte("correct horse battery staple"), jwt.MapClaims{"root": "a", "put": ""}, "some-kid")
-		wantGrant(t, newAuth(t, Config{KeyFiles: []string{withNL}}), connURL("/a", tok), want)
+		tok := signRaw(t, m, []byte(secret), jwt.MapClaims{"root": "a", "put": ""}, "")
+		wantRefused(t, newAuth(t, Config{SecretFiles: []string{withNL}}), connURL("/a", tok), "wrong algorithm for key")
 	}
-	// A different secret does not.
-	other := writeFile(t, "other", []byte("correct horse battery stapler\n"))
-	wantRefused(t, newAuth(t, Config{KeyFiles: []string{other}}), connURL("/a", tok), "bad signature")
+	long := strings.Repeat("0123456789abcdef", 4) // 64 bytes
+	longFile := writeFile(t, "long", []byte(long+"\n"))
+	for _, m := range []jwt.SigningMethod{jwt.SigningMethodHS256, jwt.SigningMethodHS384, jwt.SigningMethodHS512} {
+		tok := signRaw(t, m, []byte(long), jwt.MapClaims{"root": "a", "put": ""}, "")
+		wantGrant(t, newAuth(t, Config{SecretFiles: []string{longFile}}), connURL("/a", tok), want)
+	}
+	// A different secret does not verify.
+	other := writeFile(t, "other", []byte(secret+"!\n"))
+	wantRefused(t, newAuth(t, Config{SecretFiles: []string{other}}), connURL("/a", tok), "bad signature")
+
+	// A secret file is neither a key file nor a key for Mint.
+	if _, err := New(Config{KeyFiles: []string{withNL}}); !errors.Is(err, ErrNotAKey) {
+		t.Errorf("New with a secret as a key file: %v, want ErrNotAKey", err)
+	}
+	if _, err := Mint(withNL, Claims{Put: []string{""}}); !errors.Is(err, ErrNotAKey) {
+		t.Errorf("Mint with a secret file: %v, want ErrNotAKey", err)
+	}
 }
 
 func TestPEMKeys(t *testing.T) {
@@ -308,13 +328,14 @@ func TestExpiry(t *testing.T) {
 		wantGrant(t, a, connURL("/", forever), Grant{Publish: []string{""}, Subscribe: []string{}})
 	}
 	// nbf in the future is refused; exp: null counts as absent.
-	secret := writeFile(t, "s", []byte("s3cret"))
-	a := newAuth(t, Config{KeyFiles: []string{secret}})
-	tok := signRaw(t, jwt.SigningMethodHS256, []byte("s3cret"), jwt.MapClaims{"put": "", "nbf": time.Now().Add(time.Hour).Unix()}, "")
+	const s3cret = "a secret of at least thirty-two bytes"
+	secret := writeFile(t, "s", []byte(s3cret))
+	a := newAuth(t, Config{SecretFiles: []string{secret}})
+	tok := signRaw(t, jwt.SigningMethodHS256, []byte(s3cret), jwt.MapClaims{"put": "", "nbf": time.Now().Add(time.Hour).Unix()}, "")
 	wantRefused(t, a, connURL("/", tok), "not valid yet")
-	tok = signRaw(t, jwt.SigningMethodHS256, []byte("s3cret"), jwt.MapClaims{"put": "", "exp": nil}, "")
+	tok = signRaw(t, jwt.SigningMethodHS256, []byte(s3cret), jwt.MapClaims{"put": "", "exp": nil}, "")
 	wantGrant(t, a, connURL("/", tok), Grant{Publish: []string{""}, Subscribe: []string{}})
-	tok = signRaw(t, jwt.SigningMethodHS256, []byte("s3cret"), jwt.MapClaims{"put": "", "exp": "tomorrow"}, "")
+	tok = signRaw(t, jwt.SigningMethodHS256, []byte(s3cret), jwt.MapClaims{"put": "", "exp": "tomorrow"}, "")
 	wantRefused(t, a, connURL("/", tok), "malformed token")
 }
 
@@ -390,14 +411,14 @@ func TestAlgorithmConfusion(t *testing.T) {
 	wantRefused(t, a, connURL("/", signRaw(t, jwt.SigningMethodEdDSA, edKey, claims, "")), "wrong algorithm for key")
 
 	// An ES256 token against an HMAC-only authorizer.
-	hs := newAuth(t, Config{KeyFiles: []string{writeFile(t, "s", []byte("secret"))}})
+	hs := newAuth(t, Config{SecretFiles: []string{writeFile(t, "s", []byte("a secret of at least thirty-two bytes"))}})
 	wantRefused(t, hs, connURL("/", signRaw(t, jwt.SigningMethodES256, ecKey, claims, "")), "wrong algorithm for key")
 
 	// An oct JWK with alg HS256 does not take HS512.
-	oct := `{"kty":"oct","alg":"HS256","k":"` + base64.RawURLEncoding.EncodeToString([]byte("octsecret")) + `"}`
+	oct := `{"kty":"oct","alg":"HS256","k":"` + base64.RawURLEncoding.EncodeToString([]byte("octsecret-octsecret-octsecret-32")) + `"}`
 	ao := newAuth(t, Config{KeyFiles: []string{writeFile(t, "oct.jwk", []byte(oct))}})
-	wantRefused(t, ao, connURL("/", signRaw(t, jwt.SigningMethodHS512, []byte("octsecret"), claims, "")), "wrong algorithm for key")
-	wantGrant(t, ao, connURL("/", signRaw(t, jwt.SigningMethodHS256, []byte("octsecret"), claims, "")), Grant{Publish: []string{""}, Subscribe: []string{""}})
+	wantRefused(t, ao, connURL("/", signRaw(t, jwt.SigningMethodHS512, []byte("octsecret-octsecret-octsecret-32"), claims, "")), "wrong algorithm for key")
+	wantGrant(t, ao, connURL("/", signRaw(t, jwt.SigningMethodHS256, []byte("octsecret-octsecret-octsecret-32"), claims, "")), Grant{Publish: []string{""}, Subscribe: []string{""}})
 
 	// alg "none" and unknown algorithms.
 	none, err := jwt.NewWithClaims(jwt.SigningMethodNone, claims).SignedString(jwt.UnsafeAllowNoneSignatureType)
@@ -411,8 +432,8 @@ func TestAlgorithmConfusion(t *testing.T) {
 }
 
 func TestScope(t *testing.T) {
-	secret := []byte("scope-secret")
-	a := newAuth(t, Config{KeyFiles: []string{writeFile(t, "s", secret)}})
+	secret := []byte("scope-secret-scope-secret-scope-secret")
+	a := newAuth(t, Config{SecretFiles: []string{writeFile(t, "s", secret)}})
 	type claims = jwt.MapClaims
 	cases := []struct {
 		name   string
@@ -583,7 +604,7 @@ func TestMintErrors(t *testing.T) {
 	if _, err := Mint(writeFile(t, "pub.pem", pubPEM), Claims{Put: []string{""}}); err == nil {
 		t.Error("Mint with a PEM public key succeeded")
 	}
-	verifyOnly := `{"kty":"oct","k":"c2VjcmV0","key_ops":["verify"]}`
+	verifyOnly := `{"kty":"oct","k":"` + base64.RawURLEncoding.EncodeToString(make([]byte, 32)) + `","key_ops":["verify"]}`
 	if _, err := Mint(writeFile(t, "v.jwk", []byte(verifyOnly)), Claims{Put: []string{""}}); err == nil {
 		t.Error("Mint with a verify-only key succeeded")
 	}

@@ -43,15 +43,30 @@
 //
 // # Keys
 //
-// Key files are recognised by their content:
+// Key files (Config.KeyFiles) are recognised by their content:
 //
-//   - PEM (PUBLIC KEY, PRIVATE KEY, EC PRIVATE KEY, CERTIFICATE) holding
-//     EC P-256/P-384 or Ed25519 keys;
+//   - PEM (PUBLIC KEY, PRIVATE KEY, EC PRIVATE KEY) holding EC
+//     P-256/P-384 or Ed25519 keys. CERTIFICATE blocks are skipped, and a
+//     file of only certificates is refused: a certificate passed as a key
+//     is far more often a mistake (the TLS certificate) than the intent;
+//     to verify with a certificate's key, extract its public key;
 //   - a JWK, or a JWK set {"keys":[…]}, as JSON or base64url-encoded JSON,
 //     with kty "oct" (secret "k"), "EC" (crv P-256 or P-384) or "OKP" (crv
-//     Ed25519); "alg", "kid", "use" and "key_ops" are honoured;
-//   - anything else is a raw HMAC secret: the file's bytes less trailing
-//     newlines.
+//     Ed25519); "alg", "kid", "use" and "key_ops" are honoured.
+//
+// Anything else is refused with a *KeyFileError that says what the file
+// looks like: empty, a certificate, JSON that is not a JWK, DER, text or
+// binary data (ErrNotAKey). A raw HMAC secret is never guessed from a key
+// file, since any mistyped path would then become a secret: it is given
+// explicitly as a secret file (Config.SecretFiles, MintSecret), whose
+// bytes less trailing newlines are the secret, used as they are. A secret
+// file that holds or looks like a key (PEM, JSON, a base64url JWK, DER) is
+// refused (ErrNotASecret): a public key's text would be a secret anyone
+// can sign with.
+//
+// HMAC keys, raw or JWK, are at least MinSecretSize (32) bytes, and verify
+// only the algorithms their length allows (RFC 7518 §3.2): HS256 from 32
+// bytes, HS384 from 48, HS512 from 64; a JWK's "alg" narrows this to one.
 //
 // A token is checked against the keys whose kid equals the token's "kid"
 // header (or, when no key has that kid, the keys without one), or against

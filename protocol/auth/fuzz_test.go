@@ -80,11 +80,17 @@ func FuzzParseKeys(f *testing.F) {
 	f.Add([]byte(refHS256Key))
 	f.Add([]byte(`{"keys":[` + refEdPublic + `]}`))
 	f.Add([]byte("secret\n"))
+	f.Add([]byte("0123456789abcdef0123456789abcdef\n"))
+	f.Add([]byte(`{"name":"not a key"}`))
 	f.Add([]byte("-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		keys, _, err := parseKeys(data)
+		keys, _, err := parseKeys("key", data)
 		if err == nil && len(keys) == 0 {
 			t.Fatal("no error and no keys")
+		}
+		// A file is a key or a secret, never both.
+		if k, err := parseSecret("secret", data); err == nil && (len(keys) > 0 || len(k.secret) < MinSecretSize) {
+			t.Fatalf("parseSecret accepted %q (also a key: %v)", data, len(keys) > 0)
 		}
 		_, _ = PublicJWK(data)
 	})

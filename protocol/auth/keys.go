@@ -14,10 +14,8 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"os"
 	"slices"
 	"strings"
-	"unicode/utf8"
 
 	"github.com/golang-jwt/jwt/v5"
 )
@@ -43,6 +41,9 @@ const (
 
 // key is one signing or verification key.
 type key struct {
+	file   string    // the file it was loaded from, as given
+	format keyFormat // what that file holds
+
 	kid  string // JWK "kid"; "" when the file gives none
 	alg  string // JWK "alg"; "" when unspecified
 	kind keyKind
@@ -92,7 +93,9 @@ func (k *key) accepts(alg string) bool {
 		if k.alg != "" {
 			return alg == k.alg
 		}
-		return alg == algHS256 || alg == algHS384 || alg == algHS512
+		// RFC 7518 §3.2: the key must be at least as long as the hash.
+		n := hmacMinSize(alg)
+		return n > 0 && len(k.secret) >= n
 	case kindEC:
 		want, _, _, _ := curveAlg(k.ecPub.Curve)
 		return alg == want
@@ -150,57 +153,6 @@ func (k *key) signer() (jwt.SigningMethod, any) {
 	}
 }
 
-// loadKeyFile reads and parses one key file. Errors name the file.
-func loadKeyFile(path string) ([]*key, keyFormat, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, 0, fmt.Errorf("auth: key file: %w", err)
-	}
-	keys, format, err := parseKeys(data)
-	if err != nil {
-		return nil, 0, fmt.Errorf("auth: key file %s: %w", path, err)
-	}
-	return keys, format, nil
-}
-
-// parseKeys recognises a key file by its content:
-//
-//   - text containing "-----BEGIN " is PEM: PUBLIC KEY (PKIX), PRIVATE KEY
-//     (PKCS #8), EC PRIVATE KEY (SEC 1) or CERTIFICATE blocks holding EC
-//     P-256/P-384 or Ed25519 keys;
-//   - text starting with '{' is a JWK or a JWK set ({"keys":[…]});
-//   - a single base64url word that decodes to a JSON object is a JWK (the
-//     encoding moq-token writes its key files in);
-//   - anything else is a raw HMAC secret: the file's bytes with trailing
-//     newlines ("\n", "\r\n") removed.
-func parseKeys(data []byte) ([]*key, keyFormat, error) {
-	text := bytes.TrimSpace(data)
-	if len(text) == 0 {
-		return nil, 0, errors.New("file is empty")
-	}
-	if utf8.Valid(text) {
-		switch {
-		case bytes.Contains(text, []byte("-----BEGIN ")):
-			keys, err := parsePEM(text)
-			return keys, formatPEM, err
-		case text[0] == '{':
-			return parseJWKJSON(text)
-		}
-		if decoded, ok := decodeBase64JSON(text); ok {
-			keys, format, err := parseJWKJSON(decoded)
-			if err != nil {
-				return nil, 0, fmt.Errorf("base64url-encoded JWK: %w", err)
-			}
-			return keys, format, nil
-		}
-	}
-	secret := bytes.TrimRight(data, "\r\n")
-	if len(secret) == 0 {
-		return nil, 0, errors.New("HMAC secret is empty")
-	}
-	return []*key{{kind: kindHMAC, secret: bytes.Clone(secret), sign: true, verify: true}}, formatSecret, nil
-}
-
 // decodeBase64JSON decodes text as base64url (padded or not) and reports
 // whether the result is a JSON object.
 func decodeBase64JSON(text []byte) ([]byte, bool) {
@@ -215,6 +167,10 @@ func decodeBase64JSON(text []byte) ([]byte, bool) {
 	}
 	return decoded, true
 }
+
+// jwkMembers are the members that make a JSON object a (possibly broken)
+// JWK rather than some other JSON document.
+var jwkMembers = []string{"kty", "k", "crv", "x", "y", "d", "n", "e", "alg", "kid", "use", "key_ops"}
 
 // jwk is the JSON form of the keys moqbridge reads and writes.
 type jwk struct {
@@ -232,12 +188,20 @@ type jwk struct {
 
 // parseJWKJSON parses a JWK or a JWK set.
 func parseJWKJSON(text []byte) ([]*key, keyFormat, error) {
+	if !json.Valid(text) {
+		var v any
+		err := json.Unmarshal(text, &v)
+		return nil, 0, fmt.Errorf("invalid JSON: %w", err)
+	}
 	var probe map[string]json.RawMessage
 	if err := json.Unmarshal(text, &probe); err != nil {
-		return nil, 0, fmt.Errorf("invalid JSON: %w", err)
+		return nil, 0, errors.New("JSON, but not an object: not a JWK or JWK set")
 	}
 	set, ok := probe["keys"]
 	if !ok {
+		if !slices.ContainsFunc(jwkMembers, func(m string) bool { _, ok := probe[m]; return ok }) {
+			return nil, 0, errors.New(`JSON, but not a JWK or JWK set (no "kty" or "keys" member)`)
+		}
 		k, err := parseJWK(text)
 		if err != nil {
 			return nil, 0, err
@@ -327,6 +291,13 @@ func (k *key) parseOct(j jwk) error {
 	}
 	if len(secret) == 0 {
 		return errors.New(`"k" is empty`)
+	}
+	alg, min := j.Alg, hmacMinSize(j.Alg)
+	if alg == "" {
+		alg, min = "HMAC", MinSecretSize
+	}
+	if len(secret) < min {
+		return fmt.Errorf(`"k" is %d bytes; %s needs at least %d (RFC 7518 §3.2)`, len(secret), alg, min)
 	}
 	k.kind = kindHMAC
 	k.secret = secret
@@ -433,15 +404,24 @@ func decodeFixed(name, s string, size int) ([]byte, error) {
 	return b, nil
 }
 
-// parsePEM reads every key block of a PEM file.
-func parsePEM(text []byte) ([]*key, error) {
+// parsePEM reads every key block of a PEM file. CERTIFICATE blocks are
+// skipped (a file may hold a certificate beside its key), but a file with
+// certificates and no key is refused: verifying with a certificate's key
+// is possible, but a certificate given as a key file is far more often the
+// TLS certificate passed by mistake.
+func parsePEM(name string, text []byte) ([]*key, error) {
 	var keys []*key
+	certs := 0
 	rest := text
 	for n := 1; ; n++ {
 		var block *pem.Block
 		block, rest = pem.Decode(rest)
 		if block == nil {
 			break
+		}
+		if block.Type == "CERTIFICATE" {
+			certs++
+			continue
 		}
 		k, err := pemKey(block)
 		if err != nil {
@@ -451,10 +431,13 @@ func parsePEM(text []byte) ([]*key, error) {
 			keys = append(keys, k)
 		}
 	}
-	if len(keys) == 0 {
-		return nil, errors.New("no PEM key block found")
+	switch {
+	case len(keys) > 0:
+		return keys, nil
+	case certs > 0:
+		return nil, fmt.Errorf("a certificate, not a key; to verify tokens signed with its key, pass its public key (openssl x509 -pubkey -noout -in %s)", name)
 	}
-	return keys, nil
+	return nil, errors.New("no PEM key block found")
 }
 
 func pemKey(block *pem.Block) (*key, error) {
@@ -465,12 +448,6 @@ func pemKey(block *pem.Block) (*key, error) {
 			return nil, err
 		}
 		return publicKey(pub)
-	case "CERTIFICATE":
-		cert, err := x509.ParseCertificate(block.Bytes)
-		if err != nil {
-			return nil, err
-		}
-		return publicKey(cert.PublicKey)
 	case "PRIVATE KEY":
 		priv, err := x509.ParsePKCS8PrivateKey(block.Bytes)
 		if err != nil {
@@ -489,8 +466,10 @@ func pemKey(block *pem.Block) (*key, error) {
 		return nil, errors.New("encrypted private keys are not supported")
 	case "RSA PRIVATE KEY", "RSA PUBLIC KEY":
 		return nil, errRSA
+	case "OPENSSH PRIVATE KEY":
+		return nil, errors.New("OpenSSH key files are not supported (use a PKCS #8 PEM key or a JWK)")
 	}
-	return nil, errors.New("unsupported PEM block type")
+	return nil, errors.New("not a key (want PUBLIC KEY, PRIVATE KEY or EC PRIVATE KEY)")
 }
 
 var errRSA = errors.New("RSA keys are not supported (use an EC P-256/P-384 or Ed25519 key)")
@@ -623,12 +602,9 @@ func GenerateKey(alg string) ([]byte, error) {
 // too) or a PEM private key. HMAC (oct) keys have no public half and are
 // refused.
 func PublicJWK(private []byte) ([]byte, error) {
-	keys, format, err := parseKeys(private)
+	keys, format, err := parseKeys("FILE", private)
 	if err != nil {
 		return nil, fmt.Errorf("auth: %w", err)
-	}
-	if format == formatSecret {
-		return nil, errors.New("auth: not a JWK or PEM key")
 	}
 	out := make([]jwk, 0, len(keys))
 	for _, k := range keys {

@@ -76,16 +76,17 @@ func (p *pathList) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-// Mint signs claims with the first key in keyFile that can sign: an HMAC
-// secret file or a JWK "oct" key signs HS256 (or the JWK's HS384/HS512
-// "alg"), an EC P-256 or P-384 private key ES256 or ES384, an Ed25519
-// private key EdDSA. A JWK's "kid" goes into the token header. Public keys
-// cannot mint.
+// Mint signs claims with the first key in keyFile (a JWK, JWK set or PEM
+// key, as Config.KeyFiles) that can sign: a JWK "oct" key signs HS256 (or
+// the JWK's HS384/HS512 "alg"), an EC P-256 or P-384 private key ES256 or
+// ES384, an Ed25519 private key EdDSA. A JWK's "kid" goes into the token
+// header. Public keys cannot mint; a raw HMAC secret file is refused with
+// an error wrapping ErrNotAKey: use MintSecret.
 func Mint(keyFile string, claims Claims) (string, error) {
-	if len(claims.Put) == 0 && len(claims.Get) == 0 {
-		return "", errors.New("auth: the token would allow nothing: give at least one put or get prefix")
+	if err := checkClaims(claims); err != nil {
+		return "", err
 	}
-	keys, _, err := loadKeyFile(keyFile)
+	keys, err := loadKeyFile(keyFile)
 	if err != nil {
 		return "", err
 	}
@@ -97,8 +98,32 @@ func Mint(keyFile string, claims Claims) (string, error) {
 		}
 	}
 	if k == nil {
-		return "", fmt.Errorf("auth: key file %s: no private or secret key to sign with", keyFile)
+		return "", &KeyFileError{File: keyFile, Err: errors.New("no private or secret key to sign with")}
 	}
+	return sign(k, claims)
+}
+
+// MintSecret signs claims with HS256 and the raw HMAC secret in
+// secretFile, read as Config.SecretFiles reads it. The token has no kid.
+func MintSecret(secretFile string, claims Claims) (string, error) {
+	if err := checkClaims(claims); err != nil {
+		return "", err
+	}
+	k, err := loadSecretFile(secretFile)
+	if err != nil {
+		return "", err
+	}
+	return sign(k, claims)
+}
+
+func checkClaims(claims Claims) error {
+	if len(claims.Put) == 0 && len(claims.Get) == 0 {
+		return errors.New("auth: the token would allow nothing: give at least one put or get prefix")
+	}
+	return nil
+}
+
+func sign(k *key, claims Claims) (string, error) {
 	tc := &tokenClaims{Root: claims.Root, Put: claims.Put, Get: claims.Get}
 	if !claims.Expires.IsZero() {
 		tc.Exp = jwt.NewNumericDate(claims.Expires)
@@ -113,7 +138,7 @@ func Mint(keyFile string, claims Claims) (string, error) {
 	}
 	s, err := tok.SignedString(signKey)
 	if err != nil {
-		return "", fmt.Errorf("auth: signing with %s: %w", keyFile, err)
+		return "", fmt.Errorf("auth: signing with %s: %w", k.file, err)
 	}
 	return s, nil
 }
