@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math"
@@ -17,7 +18,7 @@ import (
 
 func newServeCommand() *cobra.Command {
 	var cfg protocol.ServerConfig
-	var authKeys []string
+	var authKeys, authSecrets []string
 	var tcpMode string
 	var authPublic string
 	var budgets struct{ sessions, perAddr, pending int }
@@ -37,14 +38,14 @@ func newServeCommand() *cobra.Command {
 			default:
 				return fmt.Errorf("--tcp: %q is not one of http, https, off", tcpMode)
 			}
-			if len(authKeys) > 0 || cmd.Flags().Changed("auth-public") {
-				ac := auth.Config{KeyFiles: authKeys}
+			if len(authKeys) > 0 || len(authSecrets) > 0 || cmd.Flags().Changed("auth-public") {
+				ac := auth.Config{KeyFiles: authKeys, SecretFiles: authSecrets}
 				if cmd.Flags().Changed("auth-public") {
 					ac.PublicPrefix = &authPublic
 				}
 				az, err := auth.New(ac)
 				if err != nil {
-					return fmt.Errorf("--auth-key: %w", err)
+					return authFlagError(err)
 				}
 				cfg.Auth = az
 			}
@@ -83,7 +84,7 @@ func newServeCommand() *cobra.Command {
 	f.StringVar(&cfg.CertFile, "cert", "", "TLS certificate chain (PEM); empty: generate a 13-day self-signed certificate")
 	f.StringVar(&cfg.KeyFile, "key", "", "TLS private key (PEM) for --cert")
 	f.StringVar(&tcpMode, "tcp", "http", "same port over TCP for /certificate.sha256 and the WebSocket fallback: http, https or off")
-	f.StringArrayVar(&cfg.AllowedOrigins, "allow-origin", nil, "restrict the browser origins (scheme://host[:port]) that may open WebTransport and WebSocket sessions (repeatable); default: any origin, access is controlled with tokens (--auth-key)")
+	f.StringArrayVar(&cfg.AllowedOrigins, "allow-origin", nil, "restrict the browser origins (scheme://host[:port]) that may open WebTransport and WebSocket sessions (repeatable); default: any origin, access is controlled with tokens (--auth-key, --auth-secret)")
 	f.DurationVar(&cfg.Liveness.IdleTimeout, "idle-timeout", protocol.DefaultLiveness.IdleTimeout, "end a session whose peer has sent nothing (not even an acknowledgement or pong) for this long; a dead publisher's path goes to its backup then")
 	f.DurationVar(&cfg.Liveness.KeepAlive, "keep-alive", protocol.DefaultLiveness.KeepAlive, "send a keep-alive (QUIC PING, WebSocket ping) after this much silence from the peer")
 	f.IntVar(&budgets.sessions, "max-sessions", protocol.DefaultMaxSessions, "sessions served at once, all transports; beyond: refused (QUIC: BoundsExceeded, HTTP: 503); 0 for no limit")
@@ -96,7 +97,8 @@ func newServeCommand() *cobra.Command {
 	cfg.Limits.MaxServerBuffer = protocol.DefaultLimits.MaxServerBuffer
 	f.Var((*byteSize)(&cfg.Limits.MaxServerBuffer), "max-server-buffer", "bytes all sessions together may hold for messages and frames still arriving")
 	f.IntVar(&budgets.pending, "max-pending", protocol.DefaultMaxPendingHandshakes, "connections still handshaking (TLS, WebTransport CONNECT, WebSocket upgrade) at once; beyond: refused before the handshake; 0 for no limit")
-	f.StringArrayVar(&authKeys, "auth-key", nil, "JWT verification key file (JWK, PEM or secret); repeatable; enables auth")
+	f.StringArrayVar(&authKeys, "auth-key", nil, "JWT verification key file: a JWK, JWK set or PEM key (EC P-256/P-384, Ed25519; not a certificate); repeatable; enables auth")
+	f.StringArrayVar(&authSecrets, "auth-secret", nil, fmt.Sprintf("raw HMAC secret file: its bytes less trailing newlines, at least %d (HS256; HS384 and HS512 from 48 and 64); repeatable; enables auth", auth.MinSecretSize))
 	f.StringVar(&authPublic, "auth-public", "", "path prefix open to clients without a token (\"\" for everything)")
 	return cmd
 }
@@ -136,7 +138,68 @@ func printConnectInfo(cmd *cobra.Command, srv *protocol.Server, cfg protocol.Ser
 		fmt.Fprintf(out, "  self-signed certificate SHA-256: %s\n", hex.EncodeToString(fp[:]))
 		fmt.Fprintf(out, "  (browsers: serverCertificateHashes; Go: protocol.WithFingerprint)\n")
 	}
+	for _, line := range authBanner(cfg.Auth) {
+		fmt.Fprintln(out, line)
+	}
 	fmt.Fprintln(out, "press Ctrl-C to stop")
+}
+
+// authBanner says who may connect: anyone (auth off), or who without a
+// token (--auth-public) and with a token signed by which keys.
+func authBanner(az *auth.Authorizer) []string {
+	if az == nil {
+		return []string{"  auth: off — anyone may publish and subscribe; --auth-key enables tokens"}
+	}
+	keys := az.Keys()
+	public, open := az.PublicPrefix()
+	var access string
+	switch {
+	case !open:
+		access = "a token signed with one of these keys is needed:"
+	case public == "" && len(keys) > 0:
+		access = `without a token: publish and subscribe anywhere (--auth-public ""); a token given must be signed with one of these keys:`
+	case public == "":
+		access = `without a token: publish and subscribe anywhere (--auth-public ""); no --auth-key, so any token is refused`
+	case len(keys) > 0:
+		access = fmt.Sprintf("without a token: publish and subscribe under %q only (--auth-public); elsewhere a token signed with one of these keys:", public)
+	default:
+		access = fmt.Sprintf("without a token: publish and subscribe under %q only (--auth-public); no --auth-key, so nothing else is reachable", public)
+	}
+	lines := []string{"  auth: on — " + access}
+	for _, k := range keys {
+		line := fmt.Sprintf("    %s: %s, %s", k.File, k.Format, strings.Join(k.Algs, "/"))
+		if k.Kid != "" {
+			line += fmt.Sprintf(", kid %q", k.Kid)
+		}
+		if k.Private {
+			line += ", private key (the relay needs only its public half)"
+		}
+		lines = append(lines, line)
+	}
+	return lines
+}
+
+// authFlagError names the flag and file of an unusable key or secret file,
+// and says which flag the file belongs to when it is the other kind.
+func authFlagError(err error) error {
+	var kfe *auth.KeyFileError
+	if !errors.As(err, &kfe) {
+		return fmt.Errorf("--auth-key: %w", err)
+	}
+	flag := "--auth-key"
+	if kfe.Secret {
+		flag = "--auth-secret"
+	}
+	msg := fmt.Sprintf("%s %s: %v", flag, kfe.File, kfe.Err)
+	switch {
+	case errors.Is(kfe.Err, auth.ErrNotAKey):
+		msg += "; if it is a raw HMAC secret, pass it as --auth-secret " + kfe.File
+	case errors.Is(kfe.Err, auth.ErrNotASecret):
+		if _, err := auth.New(auth.Config{KeyFiles: []string{kfe.File}}); err == nil {
+			msg += "; pass it as --auth-key " + kfe.File
+		}
+	}
+	return errors.New(msg)
 }
 
 // byteSize is a flag value in bytes, written as a number with an optional

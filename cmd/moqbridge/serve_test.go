@@ -6,12 +6,15 @@ import (
 	"encoding/hex"
 	"errors"
 	"io"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/moqbridge/moqbridge/protocol"
+	"github.com/moqbridge/moqbridge/protocol/auth"
 )
 
 // runServe runs `moqbridge serve` with args (plus a loopback listen
@@ -155,4 +158,33 @@ func TestByteSize(t *testing.T) {
 			t.Errorf("Set(%q) accepted", bad)
 		}
 	}
+}
+
+// TestServeAuthSecret: a relay run with --auth-secret admits a session
+// whose token was signed with that secret (auth.MintSecret, as "moqbridge
+// token" would) and refuses one without a token.
+func TestServeAuthSecret(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	secret := filepath.Join(t.TempDir(), "hmac.key")
+	if err := os.WriteFile(secret, []byte(strings.Repeat("0123456789abcdef", 2)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	url, fp := runServe(t, ctx, "--auth-secret", secret, "--tcp", "off")
+	base := strings.Replace(url, "moql://", "https://", 1) + "/room"
+	if s, err := protocol.Dial(ctx, base, protocol.WithFingerprint(fp)); err == nil {
+		s.Close()
+		t.Fatal("a session without a token was admitted")
+	} else if !strings.Contains(err.Error(), "401") {
+		t.Fatalf("dial without a token: %v, want HTTP 401", err)
+	}
+	token, err := auth.MintSecret(secret, auth.Claims{Root: "room", Get: []string{""}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := protocol.Dial(ctx, base+"?jwt="+token, protocol.WithFingerprint(fp))
+	if err != nil {
+		t.Fatalf("dial with a token signed with the secret: %v", err)
+	}
+	s.Close()
 }
