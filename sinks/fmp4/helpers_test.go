@@ -175,6 +175,7 @@ func tickTime(v int64, ts uint32) time.Duration {
 // BroadcastReader on the same path.
 type pipeline struct {
 	origin *protocol.Origin
+	pb     *protocol.BroadcastWriter // under w, to end the broadcast with an error
 	w      *sdk.BroadcastWriter
 	r      *sdk.BroadcastReader
 }
@@ -183,6 +184,7 @@ func newPipeline(t testing.TB, tracks ...sdk.Track) (*pipeline, []*sdk.TrackWrit
 	t.Helper()
 	p := &pipeline{origin: protocol.NewOrigin()}
 	pb := protocol.NewBroadcast()
+	p.pb = pb
 	var err error
 	if p.w, err = sdk.NewBroadcastWriter(pb, sdk.WriterConfig{}); err != nil {
 		t.Fatal(err)
@@ -249,18 +251,34 @@ func interleave(cts []*clipTrack) []tframe {
 // called before every frame.
 func record(t testing.TB, cfg Config, cts []*clipTrack, pace func(i int)) (*Sink, error) {
 	t.Helper()
+	s := newTestSink(cfg)
+	return s, recordInto(t, s, cts, pace, nil)
+}
+
+// newTestSink is New with the logger discarding what it is given unless
+// cfg has one.
+func newTestSink(cfg Config) *Sink {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return New(cfg)
+}
+
+// recordInto is one Run of s over a new broadcast of the clip tracks, as
+// record does. end, if set, ends the broadcast instead of closing its
+// writer; it is called once every frame is written.
+func recordInto(t testing.TB, s *Sink, cts []*clipTrack, pace func(i int), end func(*pipeline)) error {
+	t.Helper()
 	var tracks []sdk.Track
 	for _, ct := range cts {
 		tracks = append(tracks, sdkTrack(t, ct))
 	}
 	p, tws := newPipeline(t, tracks...)
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.DiscardHandler)
-	}
-	s := New(cfg)
 	ready := make(chan struct{})
 	s.subscribed = func() { close(ready) }
-	s.started = func() { close(s.startedCh) }
+	started := make(chan struct{})
+	s.startedCh = started
+	s.started = func() { close(started) }
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	done := make(chan error, 1)
@@ -268,13 +286,15 @@ func record(t testing.TB, cfg Config, cts []*clipTrack, pace func(i int)) (*Sink
 	select {
 	case <-ready:
 	case err := <-done:
-		return s, err
+		return err
 	}
 	writeFrames(t, s, tws, cts, pace, done)
-	if err := p.w.Close(); err != nil {
+	if end != nil {
+		end(p)
+	} else if err := p.w.Close(); err != nil {
 		t.Fatal(err)
 	}
-	return s, <-done
+	return <-done
 }
 
 // needFFmpeg skips the test when ffmpeg or ffprobe is missing, unless

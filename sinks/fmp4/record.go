@@ -1,6 +1,7 @@
 package fmp4
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -95,19 +96,23 @@ func (k *track) codecDuration(p []byte) int64 {
 }
 
 // recorder turns frames into fragments and segment files. It is driven by
-// one goroutine.
+// one goroutine. A Sink keeps its recorder from one Run to the next (see
+// reset), so files, numbering, retention and media time continue.
 type recorder struct {
 	cfg    *Config
 	log    *slog.Logger
 	tracks []*track
 	hasVid bool
+	init   []byte // init segment of tracks
 
 	origin    time.Duration
-	originSet bool
+	originSet bool          // this Run fixed the origin
+	timed     bool          // an earlier Run fixed it: media time continues
+	end       time.Duration // media time up to which earlier Runs wrote
 
 	seg      *segment
-	segStart time.Duration // media time of the open segment's first fragment
-	rotate   bool          // close the segment before the next fragment
+	last     *segment      // closed at the end of the last Run; the next may continue it
+	segStart time.Duration // media time of the open (or last) segment's first fragment
 	seq      uint32        // mfhd sequence number
 	nseg     int
 	out      []byte // reused fragment buffer
@@ -129,17 +134,30 @@ type segInfo struct {
 type segment struct {
 	path  string
 	f     *os.File
-	size  int64
+	size  int64 // bytes of whole boxes written
 	frags int
 	start time.Time
 }
 
-func newRecorder(cfg *Config, tracks []sdk.Track) (*recorder, error) {
+func newRecorder(cfg *Config, all []sdk.Track) (*recorder, error) {
 	r := &recorder{cfg: cfg, log: cfg.Logger, stats: &stats{}}
-	for _, t := range tracks {
+	r.tracks, r.hasVid = newTracks(cfg, all)
+	if len(r.tracks) == 0 {
+		return nil, errNoTrack
+	}
+	r.init = initSegment(r.tracks)
+	return r, nil
+}
+
+var errNoTrack = errors.New("fmp4: no track can be recorded")
+
+// newTracks returns the recording state of the tracks MP4 can carry,
+// logging the others.
+func newTracks(cfg *Config, all []sdk.Track) (tracks []*track, hasVid bool) {
+	for _, t := range all {
 		e, err := sampleEntry(t)
 		if err != nil {
-			r.log.Warn("fmp4: track not recorded", "track", t.Name, "codec", t.Codec, "err", err)
+			cfg.Logger.Warn("fmp4: track not recorded", "path", cfg.Path, "track", t.Name, "codec", t.Codec, "err", err)
 			continue
 		}
 		k := &track{t: t, e: e, video: t.Kind == sdk.KindVideo, lastDTS: -1}
@@ -150,7 +168,7 @@ func newRecorder(cfg *Config, tracks []sdk.Track) (*recorder, error) {
 				k.nominal = max(1, int64(float64(k.ts)/t.Framerate+0.5))
 			}
 			k.waitKey = true
-			r.hasVid = true
+			hasVid = true
 		} else {
 			k.ts = uint32(e.rate)
 			if e.fourcc == "Opus" || k.ts == 0 {
@@ -161,19 +179,93 @@ func newRecorder(cfg *Config, tracks []sdk.Track) (*recorder, error) {
 				k.nominal = 960 * int64(k.ts) / 48000
 			}
 		}
-		k.e.id = uint32(len(r.tracks) + 1)
+		k.e.id = uint32(len(tracks) + 1)
 		k.e.timescale = k.ts
-		r.tracks = append(r.tracks, k)
+		tracks = append(tracks, k)
 	}
-	if len(r.tracks) == 0 {
-		return nil, errors.New("fmp4: no track can be recorded")
-	}
-	return r, nil
+	return tracks, hasVid
 }
 
-// setOrigin fixes the media time that maps to 0 in every track.
-func (r *recorder) setOrigin(o time.Duration) {
+// initSegment returns the init segment (ftyp + moov) of tracks.
+func initSegment(tracks []*track) []byte {
+	es := make([]entry, 0, len(tracks))
+	for _, k := range tracks {
+		es = append(es, k.e)
+	}
+	return appendInit(nil, es)
+}
+
+// reset prepares the recorder for the next Run of its Sink, over the
+// tracks of a new broadcast. The segment the previous Run closed at its end
+// (r.last) is continued by the next fragment if the recorded tracks are the
+// same (same names, byte-identical init segment); otherwise the next
+// fragment starts a new file. Either way the file numbering, the retention
+// list and the media time continue: setOrigin places the new frames after
+// everything written so far. On error the recorder is left as it was.
+func (r *recorder) reset(all []sdk.Track) error {
+	tracks, hasVid := newTracks(r.cfg, all)
+	if len(tracks) == 0 {
+		return errNoTrack
+	}
+	for _, k := range r.tracks {
+		if k.lastDTS >= 0 {
+			r.end = max(r.end, tickDuration(k.lastDTS+k.lastDur, k.ts))
+		}
+	}
+	r.timed = r.timed || r.originSet
+	r.originSet = false
+	init := initSegment(tracks)
+	same := bytes.Equal(init, r.init) && len(tracks) == len(r.tracks)
+	for i := 0; same && i < len(tracks); i++ {
+		same = tracks[i].t.Name == r.tracks[i].t.Name
+	}
+	if same {
+		// Decode times continue in the same file.
+		for i, k := range tracks {
+			old := r.tracks[i]
+			k.lastDTS, k.lastDur = old.lastDTS, old.lastDur
+			if k.video && k.t.Framerate <= 0 {
+				k.nominal = old.nominal
+			}
+		}
+	} else if r.last != nil {
+		r.log.Info("fmp4: the tracks changed, the recording goes on in a new file", "path", r.cfg.Path, "previous", r.last.path)
+		r.last = nil
+	}
+	r.tracks, r.hasVid, r.init = tracks, hasVid, init
+	return nil
+}
+
+// setOrigin fixes the media time that maps to 0 in every track, given
+// the first timestamp of this Run. The first Run maps first to 0. A later
+// Run keeps the origin when its frames lie after everything written
+// (a gap stays a gap), and otherwise (a publisher that restarted its clock)
+// moves it, once for all tracks, so that first maps to the end of what was
+// written: decode times keep increasing in every track and the tracks stay
+// aligned.
+func (r *recorder) setOrigin(first time.Duration) {
+	o := first
+	if r.timed {
+		o = min(r.origin, first-r.end)
+		if o != r.origin {
+			r.log.Info("fmp4: timestamps went back, recording continues after what was written",
+				"path", r.cfg.Path, "shift", r.origin-o)
+		}
+	}
 	r.origin, r.originSet = o, true
+}
+
+// tickDuration converts ticks of timescale ts to a duration, rounding up
+// (so that ticks(tickDuration(v, ts), ts) >= v).
+func tickDuration(v int64, ts uint32) time.Duration {
+	if v <= 0 {
+		return 0
+	}
+	hi, lo := bits.Mul64(uint64(v), uint64(time.Second))
+	lo, c := bits.Add64(lo, uint64(ts)-1, 0)
+	hi += c
+	q, _ := bits.Div64(hi%uint64(ts), lo, uint64(ts)) // hi%ts keeps Div64 from panicking on absurd inputs
+	return time.Duration(min(q, 1<<62))
 }
 
 // frame adds one frame of track i.
@@ -368,40 +460,111 @@ func (r *recorder) videoTiming(k *track, ss []sample, next int64, haveNext bool)
 }
 
 // write appends the built fragment to the open segment, opening one first
-// if needed. The init segment and the first fragment go out in one write,
-// so a file on disk always holds at least one whole fragment.
+// if needed: the one the previous Run left (see reset) when it can be
+// continued, else a new file. The init segment and the first fragment of a
+// new file go out in one write, so a file on disk always holds at least one
+// whole fragment. A failed write is undone (see failed).
 func (r *recorder) write(start time.Duration) error {
+	if r.seg == nil && r.last != nil {
+		r.reopen(start)
+	}
 	r.out = r.out[:0]
-	if r.seg == nil {
-		var es []entry
-		for _, k := range r.tracks {
-			es = append(es, k.e)
-		}
-		r.out = appendInit(r.out, es)
+	fresh := r.seg == nil
+	if fresh {
+		r.out = append(r.out, r.init...)
 	}
 	r.seq++
 	r.out = appendFragment(r.out, r.seq, r.runs)
-	if r.seg == nil {
+	if fresh {
 		if err := r.openSegment(); err != nil {
+			r.seq--
 			return err
 		}
 		r.segStart = start
 	}
 	s := r.seg
 	if _, err := s.f.Write(r.out); err != nil {
-		return fmt.Errorf("fmp4: write %s: %w", s.path, err)
+		return r.failed("write", err)
+	}
+	if r.cfg.Sync == SyncFragment {
+		if err := s.f.Sync(); err != nil {
+			return r.failed("sync", err)
+		}
 	}
 	s.size += int64(len(r.out))
 	s.frags++
 	r.stats.fragments.Add(1)
 	r.stats.bytes.Add(uint64(len(r.out)))
-	if r.cfg.Sync == SyncFragment {
-		if err := s.f.Sync(); err != nil {
-			return fmt.Errorf("fmp4: sync %s: %w", s.path, err)
-		}
-	}
 	r.log.Debug("fmp4: fragment written", "file", s.path, "seq", r.seq, "bytes", len(r.out))
 	return nil
+}
+
+// failed handles a write or sync of a fragment that failed (a full disk):
+// the open segment is cut back to its whole fragments, closed, and removed
+// if that leaves no fragment; the error is logged and returned naming the
+// file. Only regular files are cut or removed.
+func (r *recorder) failed(op string, cause error) error {
+	s := r.seg
+	r.seg = nil
+	r.seq-- // the fragment is not in the file
+	err := fmt.Errorf("fmp4: %s %s: %w", op, s.path, cause)
+	regular := false
+	if st, serr := s.f.Stat(); serr == nil {
+		regular = st.Mode().IsRegular()
+	}
+	if regular {
+		if terr := s.f.Truncate(s.size); terr != nil {
+			r.log.Error("fmp4: cannot cut the segment back to its last fragment", "path", r.cfg.Path, "file", s.path, "err", terr)
+		}
+	}
+	_ = s.f.Close()
+	kept := true
+	if regular && s.frags == 0 {
+		if rerr := os.Remove(s.path); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
+			r.log.Error("fmp4: cannot remove the empty segment", "path", r.cfg.Path, "file", s.path, "err", rerr)
+		} else {
+			kept = false
+			if n := len(r.files); n > 0 && r.files[n-1] == s.path {
+				r.files = r.files[:n-1]
+			}
+		}
+	}
+	r.log.Error("fmp4: recording stopped: "+op+" failed", "path", r.cfg.Path, "file", s.path, "err", cause,
+		"fragments", s.frags, "bytes", s.size, "kept", kept)
+	if kept {
+		r.finished = append(r.finished, segInfo{path: s.path, size: s.size, end: r.cfg.Now()})
+		r.retain()
+	}
+	return err
+}
+
+// reopen makes the segment the previous Run left the open one again, for
+// appending, unless rotation is due at media time start or the file is not
+// as that Run left it. r.last is consumed either way.
+func (r *recorder) reopen(start time.Duration) {
+	l := r.last
+	r.last = nil
+	if r.cfg.SegmentDuration > 0 && start-r.segStart >= r.cfg.SegmentDuration {
+		return
+	}
+	f, err := os.OpenFile(l.path, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		r.log.Warn("fmp4: cannot continue the last segment, starting a new one", "path", r.cfg.Path, "file", l.path, "err", err)
+		return
+	}
+	if st, err := f.Stat(); err != nil || st.Size() != l.size {
+		_ = f.Close()
+		r.log.Warn("fmp4: the last segment changed since it was closed, starting a new one", "path", r.cfg.Path, "file", l.path)
+		return
+	}
+	r.seg = &segment{path: l.path, f: f, size: l.size, frags: l.frags, start: l.start}
+	for i, fi := range r.finished {
+		if fi.path == l.path {
+			r.finished = slices.Delete(r.finished, i, i+1)
+			break
+		}
+	}
+	r.log.Info("fmp4: recording continues", "path", r.cfg.Path, "file", l.path)
 }
 
 // openSegment creates the next segment file.
@@ -418,6 +581,7 @@ func (r *recorder) openSegment() error {
 	for n := 1; ; n++ {
 		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
 		if err == nil {
+			r.last = nil
 			r.seg = &segment{path: path, f: f, start: now}
 			r.files = append(r.files, path)
 			r.stats.segments.Add(1)
@@ -476,23 +640,30 @@ func (r *recorder) retain() {
 	}
 }
 
-// finish flushes what is pending and closes the open segment.
+// finish flushes what is pending and closes the open segment, which the
+// next Run may continue.
 func (r *recorder) finish() error {
 	err := r.flush(-1, nil)
+	s := r.seg
 	if cerr := r.closeSegment(); err == nil {
 		err = cerr
+		if err == nil && s != nil {
+			r.last = &segment{path: s.path, size: s.size, frags: s.frags, start: s.start}
+		}
 	} else if r.seg != nil {
-		_ = r.seg.f.Close()
-		r.seg = nil
+		r.abort()
 	}
 	return err
 }
 
-// abort closes the open segment after an error without flushing.
+// abort closes the open segment after an error without flushing. The file
+// holds whole fragments; it is kept, under retention.
 func (r *recorder) abort() {
-	if r.seg != nil {
-		_ = r.seg.f.Close()
+	if s := r.seg; s != nil {
 		r.seg = nil
+		_ = s.f.Close()
+		r.finished = append(r.finished, segInfo{path: s.path, size: s.size, end: r.cfg.Now()})
+		r.retain()
 	}
 }
 

@@ -103,9 +103,20 @@ type Sink struct {
 
 	stats stats
 
+	running atomic.Bool
+	rec     *recorder // kept from one Run to the next; used by the running Run only
+
 	mu    sync.Mutex
 	files []string
 }
+
+// ErrSourceLost is wrapped by the error Run returns when the broadcast was
+// lost rather than ended: a track (or, before recording started, the
+// catalog) ended with an error other than io.EOF or protocol.ErrClosed, for
+// example because the relay or the publisher's connection went away. What
+// was recorded is written and the file closed as for a clean end; calling
+// Run again with the broadcast once it is back continues the recording.
+var ErrSourceLost = errors.New("fmp4: source lost")
 
 // Stats counts what a Sink recorded.
 type Stats struct {
@@ -172,16 +183,35 @@ type event struct {
 }
 
 // Run records r until the broadcast ends or ctx ends; either way the
-// pending fragment is written and the file closed, and Run returns nil.
-// It records the tracks of the catalog as it is when recording starts; a
-// track whose codec cannot go into MP4 is skipped with a warning. A write
-// error (unwritable directory, full disk) ends Run with an error naming
-// the file.
+// pending fragment is written and the file closed. It returns nil then,
+// unless the broadcast was lost: when a track ended with an error other
+// than io.EOF or protocol.ErrClosed (and ctx is not done), Run writes and
+// closes as well and returns an error that wraps ErrSourceLost and the
+// track's error. A write error (unwritable directory, full disk) ends Run
+// with an error naming the file, which takes precedence.
+//
+// Run records the tracks of the catalog as it is when recording starts; a
+// track whose codec cannot go into MP4 is skipped with a warning.
+//
+// Run may be called again on the same Sink, one call at a time (a
+// concurrent call fails), to go on recording after the broadcast came back
+// with a new reader: with the same tracks (identical sample entries) the
+// next fragment is appended to the file the previous Run closed, unless
+// rotation is due; with other tracks a new file starts. File numbering
+// ({seq}), Files(), retention and the media time continue across Runs; see
+// the package documentation.
 func (s *Sink) Run(ctx context.Context, r *sdk.BroadcastReader) error {
+	if !s.running.CompareAndSwap(false, true) {
+		return errors.New("fmp4: Run called while another Run of the same Sink runs")
+	}
+	defer s.running.Store(false)
 	log := s.cfg.Logger
 	if err := r.WaitCatalog(ctx); err != nil {
 		if ctx.Err() != nil {
 			return nil
+		}
+		if !endedCleanly(err) {
+			return fmt.Errorf("%w: %w", ErrSourceLost, err)
 		}
 		return fmt.Errorf("fmp4: %w", err)
 	}
@@ -189,11 +219,18 @@ func (s *Sink) Run(ctx context.Context, r *sdk.BroadcastReader) error {
 		return err
 	}
 	all := r.Tracks()
-	rec, err := newRecorder(&s.cfg, all)
-	if err != nil {
+	rec := s.rec
+	if rec == nil {
+		var err error
+		if rec, err = newRecorder(&s.cfg, all); err != nil {
+			return err
+		}
+		rec.stats = &s.stats
+		s.rec = rec
+	} else if err := rec.reset(all); err != nil {
 		return err
 	}
-	rec.stats = &s.stats
+	outer := ctx
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	readers := make([]*sdk.TrackReader, 0, len(rec.tracks))
@@ -233,7 +270,7 @@ func (s *Sink) Run(ctx context.Context, r *sdk.BroadcastReader) error {
 	}
 	log.Info("fmp4: subscribed", "path", s.cfg.Path, "tracks", len(readers))
 
-	err = s.loop(ctx, rec, events)
+	lost, err := s.loop(ctx, rec, events)
 	if err != nil {
 		rec.abort()
 		s.noteFiles(rec)
@@ -241,7 +278,19 @@ func (s *Sink) Run(ctx context.Context, r *sdk.BroadcastReader) error {
 	}
 	err = rec.finish()
 	s.noteFiles(rec)
-	return err
+	if err != nil {
+		return err
+	}
+	if lost != nil && outer.Err() == nil {
+		return fmt.Errorf("%w: %w", ErrSourceLost, lost)
+	}
+	return nil
+}
+
+// endedCleanly reports whether a track or catalog error is the normal end
+// of the broadcast.
+func endedCleanly(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, protocol.ErrClosed)
 }
 
 func (s *Sink) noteFiles(rec *recorder) {
@@ -250,8 +299,9 @@ func (s *Sink) noteFiles(rec *recorder) {
 	s.files = append(s.files[:0], rec.files...)
 }
 
-// loop feeds events to rec until every track ended or ctx ended.
-func (s *Sink) loop(ctx context.Context, rec *recorder, events <-chan event) error {
+// loop feeds events to rec until every track ended or ctx ended. lost is
+// the first track that ended with an error (see ErrSourceLost).
+func (s *Sink) loop(ctx context.Context, rec *recorder, events <-chan event) (lost, err error) {
 	live := len(rec.tracks)
 	// Until the origin is fixed, frames wait here.
 	early := make([][]sdk.Frame, len(rec.tracks))
@@ -288,14 +338,14 @@ func (s *Sink) loop(ctx context.Context, rec *recorder, events <-chan event) err
 		select {
 		case <-ctx.Done():
 			if !rec.originSet {
-				return start()
+				return lost, start()
 			}
-			return nil
+			return lost, nil
 		case <-timer.C:
 			waited = true
 			if !rec.originSet {
 				if err := start(); err != nil {
-					return err
+					return lost, err
 				}
 			}
 			continue
@@ -305,8 +355,12 @@ func (s *Sink) loop(ctx context.Context, rec *recorder, events <-chan event) err
 			if ctx.Err() != nil {
 				continue
 			}
-			if !errors.Is(ev.err, io.EOF) && !errors.Is(ev.err, protocol.ErrClosed) {
-				rec.log.Warn("fmp4: track ended with an error", "track", rec.tracks[ev.track].t.Name, "err", ev.err)
+			if !endedCleanly(ev.err) {
+				name := rec.tracks[ev.track].t.Name
+				rec.log.Warn("fmp4: track ended with an error", "path", s.cfg.Path, "track", name, "err", ev.err)
+				if lost == nil {
+					lost = fmt.Errorf("track %q: %w", name, ev.err)
+				}
 			}
 			rec.endTrack(ev.track)
 			live--
@@ -320,19 +374,19 @@ func (s *Sink) loop(ctx context.Context, rec *recorder, events <-chan event) err
 			early[ev.track] = append(early[ev.track], ev.frame)
 			if have == len(rec.tracks) || waited {
 				if err := start(); err != nil {
-					return err
+					return lost, err
 				}
 			}
 			continue
 		}
 		if err := rec.frame(ev.track, &ev.frame); err != nil {
-			return err
+			return lost, err
 		}
 	}
 	if !rec.originSet {
-		return start()
+		return lost, start()
 	}
-	return nil
+	return lost, nil
 }
 
 // checkDir creates dir and checks that files can be created in it.
