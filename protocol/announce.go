@@ -5,6 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
+	"strings"
+	"time"
 
 	"github.com/moqbridge/moqbridge/protocol/internal/transport"
 	"github.com/moqbridge/moqbridge/protocol/internal/wire"
@@ -32,6 +35,9 @@ func (s *Session) serveAnnounce(str transport.Stream, r *wire.Reader) {
 		s.reject(str, wire.CodeUnauthorized, fmt.Errorf("announce interest in %q is outside the session's subscribe permissions", interest.Prefix))
 		return
 	}
+
+	s.noteInterest(r, s.localPath(interest.Prefix), true)
+	defer s.noteInterest(r, "", false)
 
 	ctx, cancel := context.WithCancel(s.ctx)
 	defer cancel()
@@ -181,7 +187,14 @@ func (s *Session) runAnnounceSubscriber(prefix string) {
 	if s.version <= Lite02 {
 		body, err := r.ReadMessage(s.limits.MaxMessageSize)
 		if err != nil {
-			if !errors.Is(err, io.EOF) && s.ctx.Err() == nil {
+			var se *StreamError
+			switch {
+			case errors.Is(err, io.EOF) || s.ctx.Err() != nil:
+			case errors.As(err, &se) && se.Remote:
+				// The peer refused the interest (a token without
+				// subscribe rights there): nothing to answer.
+				s.log.Debug("moq announce interest refused", "prefix", prefix, "err", err)
+			default:
 				fail(codeFor(err), fmt.Errorf("announce init: %w", err))
 			}
 			return
@@ -252,7 +265,7 @@ func (s *Session) addRemote(wirePath string) error {
 	s.own[b.Reader()] = struct{}{}
 	s.mu.Unlock()
 	if old != nil {
-		s.forget(old)
+		s.forget(old, nil)
 	}
 	if err := s.consume.Publish(local, b.Reader()); err != nil {
 		s.log.Warn("moq cannot publish announced broadcast", "path", local, "err", err)
@@ -264,21 +277,44 @@ func (s *Session) addRemote(wirePath string) error {
 	return nil
 }
 
-// removeRemote ends the broadcast the peer announced at wirePath.
+// removeRemote ends the broadcast the peer announced at wirePath. It leaves
+// the consume Origin at once, so no new reader finds it, but its tracks end
+// by their own subscriptions: a publisher that finished FINs them, one that
+// vanished has them reset, and closing the broadcast first would make both
+// look finished to the readers. Whatever is still open after
+// trackEndGrace, or when the session ends, is closed then.
 func (s *Session) removeRemote(wirePath string) {
 	local := s.localPath(wirePath)
 	s.mu.Lock()
 	b := s.remote[local]
 	delete(s.remote, local)
 	s.mu.Unlock()
-	if b != nil {
-		s.forget(b)
+	if b == nil {
+		return
 	}
+	s.consume.Unpublish(local, b.Reader())
+	s.spawn(func() {
+		timer := time.NewTimer(trackEndGrace)
+		defer timer.Stop()
+		select {
+		case <-b.b.handlersIdle():
+			s.forget(b, nil)
+		case <-timer.C:
+			s.forget(b, nil)
+		case <-s.ctx.Done():
+			s.forget(b, s.Err())
+		}
+	})
 }
 
-// forget closes a remote broadcast and drops it from the echo filter.
-func (s *Session) forget(b *BroadcastWriter) {
-	_ = b.Close()
+// forget closes a remote broadcast, with err when it was lost, and drops it
+// from the echo filter.
+func (s *Session) forget(b *BroadcastWriter, err error) {
+	if err != nil {
+		_ = b.CloseWithError(err)
+	} else {
+		_ = b.Close()
+	}
 	s.mu.Lock()
 	delete(s.own, b.Reader())
 	s.mu.Unlock()
@@ -312,4 +348,98 @@ func (s *Session) Consume(path string) *BroadcastReader {
 	s.consumed[path] = b
 	s.mu.Unlock()
 	return b.Reader()
+}
+
+// noteInterest records that the peer asked for announcements under prefix
+// on the stream read by r (add), or that it stopped.
+func (s *Session) noteInterest(r *wire.Reader, prefix string, add bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.interests == nil { // a session built by hand, as the fuzz targets do
+		s.interests = make(map[*wire.Reader]string)
+		s.interestCh = make(chan struct{})
+	}
+	if add {
+		s.interests[r] = prefix
+	} else {
+		delete(s.interests, r)
+	}
+	close(s.interestCh)
+	s.interestCh = make(chan struct{})
+}
+
+// PeerInterests returns the prefixes under which the peer has asked for
+// this session's announcements (the root as ""), and a channel closed when
+// they change. A relay asks under the prefixes a client may publish to, so
+// a broadcast outside all of them never reaches it.
+func (s *Session) PeerInterests() ([]string, <-chan struct{}) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.interestCh == nil {
+		s.interestCh = make(chan struct{})
+	}
+	list := make([]string, 0, len(s.interests))
+	for _, p := range s.interests {
+		list = append(list, p)
+	}
+	slices.Sort(list)
+	return slices.Compact(list), s.interestCh
+}
+
+// ErrNotWanted reports that the peer has not asked for the announcements of
+// a path: a broadcast published there is not seen by it.
+var ErrNotWanted = errors.New("moq: the peer does not ask for this path")
+
+// interestGrace is how long after a session starts WaitWanted waits for the
+// peer's announce interests: a relay asks for them as soon as the session
+// is up.
+const interestGrace = 2 * time.Second
+
+// WaitWanted waits until the peer has asked for announcements under a
+// prefix that covers path, so that a broadcast published there reaches it.
+// If no such interest has arrived two seconds after the session started,
+// it returns an error wrapping ErrNotWanted that lists the prefixes the
+// peer did ask for. A relay that refuses a client's broadcasts (outside
+// the token's put claim) shows it this way: MOQ Lite has no message that
+// refuses an announcement.
+func (s *Session) WaitWanted(ctx context.Context, path string) error {
+	path = wire.CleanPath(path)
+	deadline := time.NewTimer(time.Until(s.started.Add(interestGrace)))
+	defer deadline.Stop()
+	for {
+		prefixes, changed := s.PeerInterests()
+		for _, p := range prefixes {
+			if wire.HasPathPrefix(path, p) {
+				return nil
+			}
+		}
+		select {
+		case <-changed:
+		case <-deadline.C:
+			if len(prefixes) == 0 {
+				return fmt.Errorf("%w %q: it asked for no announcements at all", ErrNotWanted, path)
+			}
+			return fmt.Errorf("%w %q: it asks only for broadcasts under %s", ErrNotWanted, path, quoteList(prefixes))
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-s.ctx.Done():
+			return s.Err()
+		}
+	}
+}
+
+// quoteList writes prefixes as "a/", "b/".
+func quoteList(prefixes []string) string {
+	var b strings.Builder
+	for i, p := range prefixes {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		if p == "" {
+			b.WriteString("the root")
+		} else {
+			fmt.Fprintf(&b, "%q", p+"/")
+		}
+	}
+	return b.String()
 }

@@ -16,6 +16,11 @@ type broadcast struct {
 	done   chan struct{}
 	wg     sync.WaitGroup // request handler goroutines
 
+	// running counts the request handlers running; idle, when not nil, is
+	// closed when it drops to zero (handlersIdle).
+	running int
+	idle    chan struct{}
+
 	mu      sync.Mutex
 	closed  bool
 	tracks  map[string]*track   // live tracks by name: what Subscribe finds
@@ -99,6 +104,21 @@ func (w *BroadcastWriter) Reader() *BroadcastReader { return &w.b.reader }
 // handlers to return. Groups still being written are left to their writers.
 // It returns ErrClosed if the broadcast was already closed.
 func (w *BroadcastWriter) Close() error {
+	return w.close(nil)
+}
+
+// CloseWithError ends the broadcast as Close does, but its tracks end with
+// err (see TrackWriter.CloseWithError), so that readers can tell a
+// broadcast that was lost (its publisher or the connection to it gone) from
+// one that finished. A nil err ends the tracks with ErrClosed.
+func (w *BroadcastWriter) CloseWithError(err error) error {
+	if err == nil {
+		err = ErrClosed
+	}
+	return w.close(err)
+}
+
+func (w *BroadcastWriter) close(err error) error {
 	b := w.b
 	b.mu.Lock()
 	if b.closed {
@@ -118,7 +138,7 @@ func (w *BroadcastWriter) Close() error {
 	b.mu.Unlock()
 
 	for _, t := range tracks {
-		_ = t.close(nil)
+		_ = t.close(err)
 	}
 	close(b.done)
 	for _, fn := range callbacks {
@@ -142,6 +162,34 @@ func (b *broadcast) dropLocked(t *track) {
 	if b.tracks[t.name] == t {
 		delete(b.tracks, t.name)
 	}
+}
+
+// handlerReturned counts a request handler out.
+func (b *broadcast) handlerReturned() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.running--
+	if b.running == 0 && b.idle != nil {
+		close(b.idle)
+		b.idle = nil
+	}
+}
+
+// handlersIdle returns a channel closed once no request handler runs (at
+// once if none does now).
+func (b *broadcast) handlersIdle() <-chan struct{} {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.idle == nil {
+		b.idle = make(chan struct{})
+		if b.running == 0 {
+			close(b.idle)
+			ch := b.idle
+			b.idle = nil
+			return ch
+		}
+	}
+	return b.idle
 }
 
 // addDoneCallback registers fn to run once when the broadcast closes. It
@@ -201,8 +249,10 @@ func (r *BroadcastReader) Subscribe(track string, priority uint8) (*TrackReader,
 	b.all[t] = struct{}{}
 	tr := t.subscribe(priority)
 	b.wg.Add(1)
+	b.running++
 	go func() {
 		defer b.wg.Done()
+		defer b.handlerReturned()
 		fn(tw)
 		_ = tw.Close()
 	}()

@@ -30,6 +30,8 @@ type dialOptions struct {
 	cacheSet    bool
 	liveness    Liveness
 	log         *slog.Logger
+	reconnect   Reconnect
+	interest    []string
 }
 
 // WithTLSConfig uses conf (cloned) for the TLS handshake.
@@ -54,6 +56,13 @@ func WithPublish(origin *Origin) DialOption { return func(o *dialOptions) { o.pu
 
 // WithConsume mirrors the peer's announced broadcasts into origin.
 func WithConsume(origin *Origin) DialOption { return func(o *dialOptions) { o.consume = origin } }
+
+// WithAnnounceInterest asks the peer only for the announcements under the
+// given prefixes (default: every path), for a client that follows one
+// broadcast or one part of a relay. Announcements outside them are refused.
+func WithAnnounceInterest(prefixes ...string) DialOption {
+	return func(o *dialOptions) { o.interest = append([]string{}, prefixes...) }
+}
 
 // WithLimits sets the session limits (zero fields take DefaultLimits).
 func WithLimits(l Limits) DialOption { return func(o *dialOptions) { o.limits = l } }
@@ -132,6 +141,7 @@ func Dial(ctx context.Context, rawURL string, opts ...DialOption) (*Session, err
 	sess, err := startSession(ctx, conn, sessionConfig{
 		publish:        o.publish,
 		consume:        o.consume,
+		perm:           Permissions{Publish: o.interest},
 		limits:         o.limits,
 		cache:          o.clientCache(),
 		log:            transport.RedactTokens(loggerOr(o.log)),

@@ -424,7 +424,7 @@ func (s *Server) serveConn(ctx context.Context, conn transport.Session) {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
-		_ = sess.CloseWithError(wire.CodeClosed, "server shutting down")
+		_ = sess.CloseWithError(wire.CodeClosed, serverShutdownReason)
 		return
 	}
 	s.sessions[sess] = struct{}{}
@@ -454,7 +454,7 @@ func (s *Server) Close() error {
 	s.mu.Unlock()
 	err := s.ln.Close()
 	for _, sess := range sessions {
-		_ = sess.CloseWithError(wire.CodeClosed, "server shutting down")
+		_ = sess.CloseWithError(wire.CodeClosed, serverShutdownReason)
 	}
 	s.wg.Wait()
 	if s.ownsOrigin {

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/moqbridge/moqbridge/protocol/internal/transport"
 	"github.com/moqbridge/moqbridge/protocol/internal/wire"
@@ -52,12 +53,18 @@ type Session struct {
 	bidiSlots, uniSlots chan struct{}
 	limitLog            transport.LogLimiter
 
-	mu         sync.Mutex
-	nextSubID  uint64
-	upstream   map[uint64]*upstreamSub
-	remote     map[string]*BroadcastWriter // broadcasts the peer announced, by local path
-	consumed   map[string]*BroadcastWriter // broadcasts opened with Consume, by wire path
-	own        map[*BroadcastReader]struct{}
+	mu        sync.Mutex
+	nextSubID uint64
+	upstream  map[uint64]*upstreamSub
+	remote    map[string]*BroadcastWriter // broadcasts the peer announced, by local path
+	consumed  map[string]*BroadcastWriter // broadcasts opened with Consume, by wire path
+	own       map[*BroadcastReader]struct{}
+	// interests are the prefixes (local paths) the peer asked for
+	// announcements under, by stream; interestCh is closed and replaced
+	// when they change (PeerInterests).
+	interests  map[*wire.Reader]string
+	interestCh chan struct{}
+	started    time.Time
 	inboundSub int
 
 	stats sessionCounters
@@ -143,6 +150,10 @@ func startSession(ctx context.Context, conn transport.Session, cfg sessionConfig
 		remote:   make(map[string]*BroadcastWriter),
 		consumed: make(map[string]*BroadcastWriter),
 		own:      make(map[*BroadcastReader]struct{}),
+
+		interests:  make(map[*wire.Reader]string),
+		interestCh: make(chan struct{}),
+		started:    time.Now(),
 	}
 	if cfg.shared == nil {
 		cfg.shared = newByteBudget("server", s.limits.MaxServerBuffer)
@@ -309,8 +320,11 @@ func (s *Session) shutdown() {
 	clear(s.remote)
 	clear(s.consumed)
 	s.mu.Unlock()
+	// Their tracks end with the session's error: a reader can tell the
+	// connection was lost from a broadcast that finished.
+	cause := s.Err()
 	for _, b := range ending {
-		_ = b.Close()
+		_ = b.CloseWithError(cause)
 	}
 	s.wg.Wait()
 	s.mem.settle()
