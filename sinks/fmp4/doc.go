@@ -58,9 +58,44 @@
 // file of another sink.
 //
 // Cancelling Run's context writes the open fragment and closes the file;
-// Run then returns nil. A directory that cannot be created or written, a
-// full disk or any other write error ends Run with an error naming the
-// path; it is contained in this sink.
+// Run then returns nil, as it does when the broadcast ends (every track
+// ends with io.EOF or protocol.ErrClosed). A directory that cannot be
+// created or written, a full disk or any other write error ends Run with
+// an error naming the path; it is contained in this sink. A fragment whose
+// write (or, with SyncFragment, fsync) fails is undone: the file is cut
+// back to the size it had before, so it ends with its last whole fragment,
+// and closed; a new file that did not get its first fragment is removed.
+// The error is logged at ERROR level with the file name.
+//
+// # Lost broadcasts and resuming
+//
+// When a track ends with another error (the relay restarted, the
+// publisher's connection dropped), Run writes what it has and closes the
+// file as for a clean end, then returns an error wrapping ErrSourceLost and
+// the track's error (a catalog lost before recording started is reported
+// the same way). The caller may wait for the broadcast to come back and
+// call Run again on the same Sink with a new reader; Runs of one Sink must
+// not overlap. The recording then continues:
+//
+//   - If the recordable tracks are the same as in the previous Run (same
+//     names, identical sample entries, so the init segment would be
+//     byte-identical) and that Run's last file was closed at its end rather
+//     than rotated away, the next fragment is appended to that file
+//     (reopened with O_APPEND, taken off the retention list while open):
+//     no second init segment, mfhd sequence numbers going on. Rotation
+//     that is due by then (Config.SegmentDuration) starts a new file
+//     instead, and so does a file that changed size since it was closed.
+//   - Otherwise the next file starts, with a new init segment.
+//
+// Either way {seq} goes on from the previous Run, Files lists the files
+// of every Run, and retention covers them all. Media time goes on too: the
+// time origin is kept when the new frames lie after what was written (a
+// gap in the source stays a gap in the file); when they go back (the
+// publisher restarted its clock), the origin moves, once for all tracks,
+// so that the new frames follow the end of every track written so far.
+// Decode times therefore keep increasing within a file and from file to
+// file, and the tracks stay aligned. A resumed Run is a discontinuity:
+// video waits for a keyframe.
 //
 // # Libraries and hand-written parts
 //

@@ -606,11 +606,13 @@ func (r *recorder) closeSegment() error {
 	if cerr := s.f.Close(); err == nil {
 		err = cerr
 	}
+	r.finished = append(r.finished, segInfo{path: s.path, size: s.size, end: r.cfg.Now()})
 	if err != nil {
+		r.log.Error("fmp4: closing the segment failed", "path", r.cfg.Path, "file", s.path, "err", err)
+		r.retain()
 		return fmt.Errorf("fmp4: close %s: %w", s.path, err)
 	}
 	r.log.Info("fmp4: segment closed", "file", s.path, "bytes", s.size, "fragments", s.frags)
-	r.finished = append(r.finished, segInfo{path: s.path, size: s.size, end: r.cfg.Now()})
 	r.retain()
 	return nil
 }
@@ -645,13 +647,12 @@ func (r *recorder) retain() {
 func (r *recorder) finish() error {
 	err := r.flush(-1, nil)
 	s := r.seg
-	if cerr := r.closeSegment(); err == nil {
+	cerr := r.closeSegment()
+	if err == nil && cerr == nil && s != nil {
+		r.last = &segment{path: s.path, size: s.size, frags: s.frags, start: s.start}
+	}
+	if err == nil {
 		err = cerr
-		if err == nil && s != nil {
-			r.last = &segment{path: s.path, size: s.size, frags: s.frags, start: s.start}
-		}
-	} else if r.seg != nil {
-		r.abort()
 	}
 	return err
 }

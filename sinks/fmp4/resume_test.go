@@ -2,6 +2,7 @@ package fmp4
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -416,5 +417,60 @@ func TestDiskFullTmpfs(t *testing.T) {
 				t.Errorf("video %+v, want at least the first clip's %d frames", v, len(clip[0].samples))
 			}
 		})
+	}
+}
+
+// TestResumeChangedFile: a file that changed since the previous Run closed
+// it is left alone; the next Run starts a new one.
+func TestResumeChangedFile(t *testing.T) {
+	in := append(readClip(t, "../../sdk/testdata/h264_bframes_cmaf.mp4"), readClip(t, "../../sdk/testdata/aac_cmaf.mp4")...)
+	dir := t.TempDir()
+	s := newTestSink(Config{Dir: dir, FileTemplate: "{seq}.mp4", VideoTimescale: in[0].timescale})
+	if err := recordInto(t, s, in, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	f := s.Files()[0]
+	b, err := os.ReadFile(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(f, b[:len(b)-1], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := recordInto(t, s, in, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	if files := s.Files(); len(files) != 2 || files[1] != filepath.Join(dir, "0002.mp4") {
+		t.Fatalf("files %v, want a second one", files)
+	}
+	if b2, _ := os.ReadFile(f); len(b2) != len(b)-1 {
+		t.Errorf("the changed file was written to: %d bytes, want %d", len(b2), len(b)-1)
+	}
+	out := readClip(t, s.Files()[1])
+	if len(out[0].samples) != len(in[0].samples) || len(out[1].samples) != len(in[1].samples) {
+		t.Errorf("second file: %d and %d samples, want %d and %d", len(out[0].samples), len(out[1].samples), len(in[0].samples), len(in[1].samples))
+	}
+	if first := parseFMP4(t, b); out[0].samples[0].dts <= first[0].samples[len(first[0].samples)-1].dts {
+		t.Errorf("second file's video starts at dts %d, not after the first's", out[0].samples[0].dts)
+	}
+}
+
+// TestRunOverlap: a second Run of a Sink while one runs fails at once.
+func TestRunOverlap(t *testing.T) {
+	in := readClip(t, "../../sdk/testdata/opus_cmaf.mp4")
+	p, _ := newPipeline(t, sdkTrack(t, in[0]))
+	s := newTestSink(Config{Dir: t.TempDir()})
+	ready := make(chan struct{})
+	s.subscribed = func() { close(ready) }
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx, p.r) }()
+	<-ready
+	if err := s.Run(ctx, p.r); err == nil || !strings.Contains(err.Error(), "another Run") {
+		t.Errorf("overlapping Run: err %v", err)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
 	}
 }

@@ -50,8 +50,9 @@ type Config struct {
 	// {path} (the broadcast path, made safe as a relative path),
 	// {start:LAYOUT} (the wall-clock time the segment was opened, UTC,
 	// formatted with the Go time layout; {start} uses 20060102-150405) and
-	// {seq} (the segment number, from 0001). A name that exists already
-	// gets a -N suffix. Default DefaultFileTemplate.
+	// {seq} (the segment number, from 0001, going on over the Runs of a
+	// Sink). A name that exists already gets a -N suffix. Default
+	// DefaultFileTemplate.
 	FileTemplate string
 
 	// SegmentDuration starts a new file at the first video keyframe (or,
@@ -63,8 +64,8 @@ type Config struct {
 	// track to cut fragments at keyframes. Default DefaultPartDuration.
 	PartDuration time.Duration
 
-	// MaxAge deletes finished segments of this sink older than this
-	// (measured from when they were closed); 0 keeps them.
+	// MaxAge deletes finished segments of this sink (of all its Runs)
+	// older than this (measured from when they were closed); 0 keeps them.
 	MaxAge time.Duration
 	// MaxTotalBytes deletes the oldest finished segments of this sink
 	// while their total size exceeds it; 0 means no limit.
@@ -124,7 +125,7 @@ type Stats struct {
 	Dropped   uint64 // frames not recorded (waiting for a keyframe, timestamps going back)
 	Fragments uint64 // moof+mdat fragments written
 	Bytes     uint64 // bytes written to segment files
-	Segments  uint64 // segment files created
+	Segments  uint64 // segment files created (a file a later Run continues counts once)
 }
 
 type stats struct {
@@ -167,8 +168,10 @@ func New(cfg Config) *Sink {
 	return &Sink{cfg: cfg, startedCh: make(chan struct{})}
 }
 
-// Files returns the segment files the sink has created, in order,
-// including any deleted by retention since.
+// Files returns the segment files the sink has created over all its
+// Runs, in order, including any deleted by retention since (but not a new
+// file removed because its first fragment could not be written). A file
+// that a later Run continues is listed once.
 func (s *Sink) Files() []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
