@@ -90,8 +90,10 @@
 // Either way {seq} goes on from the previous Run, Files lists the files
 // of every Run, and retention covers them all. Media time goes on too: the
 // time origin is kept when the new frames lie after what was written (a
-// gap in the source stays a gap in the file); when they go back (the
-// publisher restarted its clock), the origin moves, once for all tracks,
+// gap in the source stays a gap in the file), and also when they start
+// within the group written last (a relay hands a new subscriber its latest
+// group: what was written already is dropped as a repeat); when they go
+// back further (the publisher restarted its clock), the origin moves, once for all tracks,
 // so that the new frames follow the end of every track written so far.
 // Decode times therefore keep increasing within a file and from file to
 // file, and the tracks stay aligned. A resumed Run is a discontinuity:

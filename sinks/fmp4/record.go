@@ -109,6 +109,7 @@ type recorder struct {
 	originSet bool          // this Run fixed the origin
 	timed     bool          // an earlier Run fixed it: media time continues
 	end       time.Duration // media time up to which earlier Runs wrote
+	lastKey   time.Duration // media time of the last keyframe (without video: frame) taken
 
 	seg      *segment
 	last     *segment      // closed at the end of the last Run; the next may continue it
@@ -247,6 +248,13 @@ func (r *recorder) setOrigin(first time.Duration) {
 	o := first
 	if r.timed {
 		o = min(r.origin, first-r.end)
+		if t := first - r.origin; t < r.end && t >= r.lastKey {
+			// A resumed subscription starts at the latest group the
+			// relay holds, which may be the group written last, in
+			// part: the same clock, so the origin stays and what was
+			// written already is dropped as a repeat.
+			o = r.origin
+		}
 		if o != r.origin {
 			r.log.Info("fmp4: timestamps went back, recording continues after what was written",
 				"path", r.cfg.Path, "shift", r.origin-o)
@@ -311,6 +319,9 @@ func (r *recorder) frame(i int, f *sdk.Frame) error {
 		return nil
 	}
 	k.waitKey = false
+	if f.Keyframe && (k.video || !r.hasVid) {
+		r.lastKey = max(r.lastKey, t)
+	}
 	if k.video && f.Keyframe && len(k.pending) > 0 {
 		if err := r.flush(pts, k); err != nil {
 			return err

@@ -474,3 +474,64 @@ func TestRunOverlap(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestResumeOverlap: a Run resumed on the same clock that starts with the
+// group written last (a relay hands a new subscriber its latest group) is
+// not taken for a restarted clock: the origin stays, the repeated frames
+// are dropped, and the file holds no frame twice and no shifted time.
+func TestResumeOverlap(t *testing.T) {
+	needFFmpeg(t)
+	in := readFFmpegClip(t, makeClip(t, t.TempDir(), 3, "aac"))
+	// The first Run ends 2 s in; the second starts at the last keyframe
+	// before that, as a relay's latest group would.
+	var head, from []int
+	lastKey := 0
+	for i, ct := range in {
+		n := 0
+		for n < len(ct.samples) && ct.samples[n].dts < ticks(2*time.Second, ct.timescale) {
+			if i == 0 && ct.samples[n].key {
+				lastKey = n
+			}
+			n++
+		}
+		head = append(head, n)
+	}
+	keyTime := tickTime(in[0].samples[lastKey].pts, in[0].timescale)
+	for _, ct := range in {
+		n := 0
+		for n < len(ct.samples) && tickTime(ct.samples[n].pts, ct.timescale) < keyTime {
+			n++
+		}
+		from = append(from, n)
+	}
+	first := make([]*clipTrack, len(in))
+	for i, ct := range in {
+		c := *ct
+		c.samples = ct.samples[:head[i]]
+		first[i] = &c
+	}
+	s := newTestSink(Config{Dir: t.TempDir(), Path: "live/test", FileTemplate: "{seq}.mp4", VideoTimescale: in[0].timescale})
+	if err := recordInto(t, s, first, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := recordInto(t, s, tail(in, from), nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	files := s.Files()
+	if len(files) != 1 {
+		t.Fatalf("files %v, want one", files)
+	}
+	checkOneRecording(t, files[0])
+	out := readClip(t, files[0])
+	checkIncreasing(t, out)
+	for i, ct := range out {
+		if len(ct.samples) > len(in[i].samples) {
+			t.Errorf("track %d: %d samples of a clip of %d: frames repeated", i, len(ct.samples), len(in[i].samples))
+		}
+		end := tickTime(ct.samples[len(ct.samples)-1].pts, ct.timescale)
+		want := tickTime(in[i].samples[len(in[i].samples)-1].pts-in[i].samples[0].pts, in[i].timescale)
+		if d := end - want; d < -50*time.Millisecond || d > 50*time.Millisecond {
+			t.Errorf("track %d ends at %v, the clip at %v: the resumed Run was shifted", i, end, want)
+		}
+	}
+}
