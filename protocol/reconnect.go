@@ -144,6 +144,9 @@ func (c *Client) Session() (*Session, <-chan struct{}) {
 	return c.sess, c.changed
 }
 
+// URL is the URL the client dials.
+func (c *Client) URL() string { return c.url }
+
 // Done returns a channel closed when the client has stopped: after Close,
 // or when it gave up reconnecting.
 func (c *Client) Done() <-chan struct{} { return c.done }
@@ -279,22 +282,23 @@ func Permanent(err error) bool {
 // it stops.
 const serverShutdownReason = "server shutting down"
 
-// EndReason says in a few words why a session ended, for log lines: "the
-// peer shut down", "the peer stopped answering", or the error itself.
+// EndReason says in a few words why a client's session with a relay ended,
+// for log lines: "the relay shut down", "the relay stopped answering", or
+// the error itself.
 func EndReason(err error) string {
 	if err == nil {
 		return "closed"
 	}
 	var se *SessionError
 	if errors.As(err, &se) && se.Remote && se.Reason == serverShutdownReason {
-		return "the peer shut down"
+		return "the relay shut down"
 	}
 	s := err.Error()
 	switch {
 	case strings.Contains(s, serverShutdownReason):
-		return "the peer shut down"
+		return "the relay shut down"
 	case strings.Contains(s, "timeout: no recent network activity"), strings.Contains(s, "idle timeout"):
-		return "the peer stopped answering (idle timeout)"
+		return "the relay stopped answering (idle timeout)"
 	}
 	return s
 }

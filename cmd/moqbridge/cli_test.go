@@ -136,8 +136,8 @@ func TestFingerprintHelp(t *testing.T) {
 	}
 }
 
-// TestRelayShutDown: a publisher whose relay stops reports "relay shut
-// down", not the transport's close error.
+// TestRelayShutDown: a publisher told not to reconnect whose relay stops
+// reports "relay shut down", not the transport's close error.
 func TestRelayShutDown(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -150,7 +150,7 @@ func TestRelayShutDown(t *testing.T) {
 	}
 	done := make(chan result, 1)
 	go func() {
-		code, _, stderr := runCLI(t, ctx, "publish", "--loop", "--broadcast", "test/stop", "--fingerprint", fp,
+		code, _, stderr := runCLI(t, ctx, "publish", "--loop", "--reconnect=false", "--broadcast", "test/stop", "--fingerprint", fp,
 			"../../sources/fmp4/testdata/h264_aac_bframes.mp4", url)
 		done <- result{code, stderr}
 	}()
@@ -172,5 +172,35 @@ func TestExplainSessionClose(t *testing.T) {
 	other := &protocol.SessionError{Code: codeClosed, Reason: "session stream reset", Remote: true}
 	if got := explain(other); got != other {
 		t.Errorf("explain(%v) = %v", other, got)
+	}
+}
+
+// TestTokenKeyErrors: token names the flag of a signing key it cannot use
+// and points a raw secret to --secret and a JWK to --key.
+func TestTokenKeyErrors(t *testing.T) {
+	dir := t.TempDir()
+	secret := filepath.Join(dir, "hmac.key")
+	if err := os.WriteFile(secret, []byte(strings.Repeat("0123456789abcdef", 4)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	jwk := filepath.Join(dir, "relay.jwk")
+	if code, _, stderr := runCLI(t, context.Background(), "token", "--generate", "HS256", "--key", jwk); code != 0 {
+		t.Fatalf("token --generate: %s", stderr)
+	}
+	wantError(t, "moqbridge: --key "+secret+": not a JWK or PEM key; if it is a raw HMAC secret, pass it as --secret "+secret,
+		"token", "--key", secret, "--put", "a")
+	wantError(t, "moqbridge: --secret "+jwk+": a JWK, not a raw secret; pass it as --key "+jwk,
+		"token", "--secret", jwk, "--put", "a")
+	wantError(t, "moqbridge: --key FILE (a JWK or PEM key) or --secret FILE (a raw HMAC secret) is required", "token", "--put", "a")
+	wantError(t, "moqbridge: --key and --secret: give one signing key, not both", "token", "--key", jwk, "--secret", secret)
+	for _, flag := range []string{"--key", "--secret"} {
+		file := jwk
+		if flag == "--secret" {
+			file = secret
+		}
+		code, out, stderr := runCLI(t, context.Background(), "token", flag, file, "--put", "a")
+		if code != 0 || strings.Count(out, ".") != 2 {
+			t.Errorf("token %s: exit %d, %q %q", flag, code, out, stderr)
+		}
 	}
 }

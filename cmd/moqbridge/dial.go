@@ -36,9 +36,10 @@ func checkURL(raw string) error {
 		"e.g. moql://%s, or http://%s/ for a development relay (moqbridge serve)", raw, hostPort, hostPort)
 }
 
-// dialRelay connects to the relay at raw within maxDialTime (or limit,
-// when it is positive and shorter) and explains the usual failures.
-func dialRelay(ctx context.Context, raw string, limit time.Duration, opts []protocol.DialOption) (*protocol.Session, error) {
+// connectRelay connects to the relay at raw within maxDialTime (or limit,
+// when it is positive and shorter), explaining the usual failures, and
+// returns a client that keeps the connection (protocol.Connect).
+func connectRelay(ctx context.Context, raw string, limit time.Duration, opts []protocol.DialOption) (*protocol.Client, error) {
 	if err := checkURL(raw); err != nil {
 		return nil, err
 	}
@@ -48,22 +49,43 @@ func dialRelay(ctx context.Context, raw string, limit time.Duration, opts []prot
 	}
 	dialCtx, cancel := context.WithTimeout(ctx, bound)
 	defer cancel()
-	sess, err := protocol.Dial(dialCtx, raw, opts...)
+	c, err := protocol.Connect(dialCtx, raw, opts...)
 	if err == nil {
-		return sess, nil
+		return c, nil
 	}
 	if errors.Is(ctx.Err(), context.Canceled) {
 		return nil, ctx.Err()
 	}
-	if isCertError(err) {
-		u, _ := url.Parse(raw)
-		return nil, fmt.Errorf("the relay's certificate is not trusted (%s): pass --fingerprint HEX with the SHA-256 that \"moqbridge serve\" prints, "+
-			"or use http://%s/ against a development relay", certReason(err), u.Host)
-	}
 	if errors.Is(dialCtx.Err(), context.DeadlineExceeded) {
 		return nil, fmt.Errorf("could not reach the relay at %s within %s: is it running, and is the address right?", raw, bound)
 	}
-	return nil, err
+	return nil, explainDialError(raw, err)
+}
+
+// explainDialError says what to do about a certificate the client does
+// not trust; other errors pass unchanged.
+func explainDialError(raw string, err error) error {
+	if isCertError(err) {
+		u, _ := url.Parse(raw)
+		return fmt.Errorf("the relay's certificate is not trusted (%s): pass --fingerprint HEX with the SHA-256 that \"moqbridge serve\" prints, "+
+			"or use http://%s/ against a development relay", certReason(err), u.Host)
+	}
+	return err
+}
+
+// lostRelay explains why a client stopped: it gave up reconnecting, or the
+// relay came back with something no retry cures (a new certificate, a
+// refused token).
+func lostRelay(raw string, c *protocol.Client) error {
+	err := c.Err()
+	if errors.Is(err, protocol.ErrGaveUp) {
+		return fmt.Errorf("lost the relay at %s and %w", raw, err)
+	}
+	if isCertError(err) {
+		return fmt.Errorf("lost the relay at %s, and it came back with a certificate that is not trusted (%s): a relay without --cert makes a new one at every start; "+
+			"give it --cert and --key, or use its http:// development URL, which fetches the fingerprint again", raw, certReason(err))
+	}
+	return fmt.Errorf("lost the relay at %s and cannot reconnect: %w", raw, err)
 }
 
 // isCertError reports whether err is a failed certificate verification.
@@ -77,7 +99,7 @@ func isCertError(err error) bool {
 	if errors.As(err, &cv) || errors.As(err, &ua) || errors.As(err, &he) || errors.As(err, &ci) {
 		return true
 	}
-	return strings.Contains(err.Error(), "failed to verify certificate")
+	return protocol.Permanent(err) && (strings.Contains(err.Error(), "certificate") || strings.Contains(err.Error(), "x509"))
 }
 
 // certReason is the x509 part of a certificate error.

@@ -54,7 +54,7 @@ func newPublishCommand() *cobra.Command {
 				return err
 			}
 			defer closeBar()
-			return publish(cmd.Context(), src, broadcast, url, opts)
+			return publish(cmd.Context(), src, broadcast, url, dial.reconnect, opts)
 		},
 	}
 	f := cmd.Flags()
@@ -102,51 +102,127 @@ func openSource(input string, opt fmp4.Options, stderr io.Writer) (*fmp4.Source,
 // url until the input ends or ctx is cancelled. The broadcast enters the
 // origin, and so is announced to the relay, only once its catalog is
 // written: a subscriber reacting at once to the announcement finds
-// catalog.json.
-func publish(ctx context.Context, src sdk.Source, path, url string, opts []protocol.DialOption) error {
+// catalog.json. When the relay goes away the source keeps running and the
+// client reconnects (unless --reconnect=false): the relay gets the same
+// broadcast again, with group sequences going on where they were.
+func publish(ctx context.Context, src sdk.Source, path, url string, reconnect bool, opts []protocol.DialOption) error {
+	if err := protocol.ValidatePath(path); err != nil {
+		return fmt.Errorf("--broadcast %q: %w", path, err)
+	}
 	origin := protocol.NewOrigin()
 	defer origin.Close()
+	// others mirrors what the relay announces at path: another publisher's
+	// broadcast there means this one waits as its backup.
+	others := protocol.NewOrigin()
+	defer others.Close()
 	pb := protocol.NewBroadcast()
-	sess, err := dialRelay(ctx, url, 0, append(opts, protocol.WithPublish(origin), protocol.WithLogger(slog.Default())))
+	client, err := connectRelay(ctx, url, 0, append(opts, protocol.WithPublish(origin), protocol.WithConsume(others),
+		protocol.WithAnnounceInterest(path), protocol.WithLogger(slog.Default())))
 	if err != nil {
 		if errors.Is(err, context.Canceled) {
 			return nil
 		}
 		return err
 	}
-	defer sess.Close()
+	defer client.Close()
 	w, err := sdk.NewBroadcastWriter(pb, sdk.WriterConfig{})
 	if err != nil {
 		return err
 	}
+	defer w.Close()
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	go func() {
-		select {
-		case <-sess.Done():
-			cancel()
-		case <-runCtx.Done():
-		}
-	}()
 	ran := make(chan error, 1)
 	go func() { ran <- src.Run(runCtx, w) }()
 	select {
 	case <-w.CatalogWritten():
-		if err = origin.Publish(path, pb.Reader()); err == nil {
-			slog.Info("publishing", "broadcast", path, "url", url, "version", sess.Version().String())
-			err = <-ran
-		} else {
-			cancel()
-			<-ran
+	case err := <-ran:
+		if ctx.Err() != nil {
+			return nil
 		}
-	case err = <-ran:
-	}
-	_ = w.Close()
-	if sessErr := sess.Err(); sessErr != nil && ctx.Err() == nil {
-		return fmt.Errorf("relay session ended: %w", sessErr)
-	}
-	if ctx.Err() != nil {
+		return err
+	case <-ctx.Done():
 		return nil
 	}
-	return err
+	if err := origin.Publish(path, pb.Reader()); err != nil {
+		return err
+	}
+	go reportBackup(runCtx, client, others, path)
+
+	// Each session, the first and every one after a reconnection, must be
+	// one the relay takes the broadcast on.
+	var sess *protocol.Session
+	for {
+		next, changed := client.Session()
+		if next != sess && next != nil {
+			sess = next
+			if err := sess.WaitWanted(runCtx, path); err != nil {
+				if errors.Is(err, protocol.ErrNotWanted) {
+					return refusedPublish(path, err)
+				}
+				if runCtx.Err() != nil {
+					return nil
+				}
+				continue // the session ended meanwhile
+			}
+			slog.Info("publishing", "broadcast", path, "url", url, "version", sess.Version().String())
+		}
+		select {
+		case err := <-ran:
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		case <-ctx.Done():
+			return nil
+		case <-client.Done():
+			return lostRelay(url, client)
+		case <-changed:
+			if s, _ := client.Session(); s == nil && !reconnect {
+				return sessionEnded(sess.Err())
+			}
+		}
+	}
+}
+
+// sessionEnded explains why the relay session ended.
+func sessionEnded(err error) error {
+	if e := explain(err); e == errRelayShutDown {
+		return e
+	}
+	return fmt.Errorf("relay session ended: %w", err)
+}
+
+// refusedPublish explains a relay that does not ask for the broadcast.
+func refusedPublish(path string, err error) error {
+	_, asked, _ := strings.Cut(err.Error(), ": it asks ")
+	return fmt.Errorf("the relay does not accept a broadcast at %q: it asks %s; a token's put claim decides where a client may publish", path, asked)
+}
+
+// reportBackup logs when another publisher's broadcast is live at path on
+// the relay, so that this one waits as its backup, and when that ends.
+func reportBackup(ctx context.Context, client *protocol.Client, others *protocol.Origin, path string) {
+	ann := others.Announced(path)
+	defer ann.Close()
+	backup := false
+	for {
+		a, err := ann.Next(ctx)
+		if err != nil {
+			return
+		}
+		if a.Path != path || a.Active == backup {
+			continue
+		}
+		if s, _ := client.Session(); !a.Active && (s == nil || s.Err() != nil) {
+			// The relay connection ended, not the other publisher.
+			backup = false
+			continue
+		}
+		backup = a.Active
+		if backup {
+			slog.Warn("another publisher is live at this path: this one waits as its backup and goes live when that one ends", "broadcast", path)
+		} else {
+			slog.Info("the publisher live at this path ended: this one is live now", "broadcast", path)
+		}
+	}
 }

@@ -154,7 +154,7 @@ func TestPublishAnnouncesAfterCatalog(t *testing.T) {
 	})
 	runCtx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
-	go func() { done <- publish(runCtx, src, "test/slow", url, opts) }()
+	go func() { done <- publish(runCtx, src, "test/slow", url, true, opts) }()
 	defer func() {
 		stop()
 		if err := <-done; err != nil {

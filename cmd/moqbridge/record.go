@@ -18,10 +18,11 @@ func newRecordCommand() *cobra.Command {
 	var (
 		cfg      fmp4sink.Config
 		duration time.Duration
+		wait     = waitFlag{d: -1}
 		dial     dialFlags
 	)
 	cmd := &cobra.Command{
-		Use:     "record [--duration D] [--segment D] -o DIR URL BROADCAST",
+		Use:     "record [--duration D] [--segment D] [--wait D] -o DIR URL BROADCAST",
 		Short:   "Record a MOQ broadcast (all its tracks) to fragmented MP4 files",
 		Example: `  moqbridge record --fingerprint <hex> --segment 1m -o recordings https://localhost:4443/ live/cam`,
 		Args:    needArgs("URL", "BROADCAST"),
@@ -59,12 +60,13 @@ func newRecordCommand() *cobra.Command {
 				ctx, cancel = context.WithTimeout(ctx, duration)
 				defer cancel()
 			}
-			return record(ctx, cmd, url, path, duration, cfg, opts)
+			return record(ctx, cmd, url, path, duration, wait.d, dial.reconnect, cfg, opts)
 		},
 	}
 	f := cmd.Flags()
 	f.StringVarP(&cfg.Dir, "output", "o", "", "directory for the recordings (created if missing)")
 	f.DurationVar(&duration, "duration", 0, "stop after this long (0: until the broadcast ends or Ctrl-C)")
+	f.Var(&wait, "wait", "how long to wait for the broadcast to appear on the relay: a duration, or 0 to fail at once if it is not there")
 	f.DurationVar(&cfg.SegmentDuration, "segment", 0, "start a new file at the first keyframe after this long (0: one file)")
 	f.StringVar(&cfg.FileTemplate, "name", "", `file name template: {path}, {start:LAYOUT}, {seq} (default "{path}/{start:20060102-150405}.mp4")`)
 	f.DurationVar(&cfg.MaxAge, "max-age", 0, "delete finished recordings older than this (0: keep)")
@@ -74,28 +76,164 @@ func newRecordCommand() *cobra.Command {
 }
 
 // record subscribes to the broadcast at path through the relay at url and
-// writes it to files until ctx ends or the broadcast does.
-func record(ctx context.Context, cmd *cobra.Command, url, path string, duration time.Duration, cfg fmp4sink.Config, opts []protocol.DialOption) error {
-	sess, err := dialRelay(ctx, url, duration, append(opts, protocol.WithLogger(slog.Default())))
+// writes it to files until ctx ends (--duration, Ctrl-C) or the broadcast
+// ends. It waits up to wait for the broadcast to appear (forever when
+// negative). When the relay or the publisher goes away it waits for the
+// broadcast to come back and records on into the same file (unless
+// --reconnect=false). It fails when it recorded nothing, when the
+// broadcast was lost without reconnecting, and on any write error.
+func record(ctx context.Context, cmd *cobra.Command, url, path string, duration, wait time.Duration, reconnect bool, cfg fmp4sink.Config, opts []protocol.DialOption) error {
+	began := time.Now()
+	consume := protocol.NewOrigin()
+	defer consume.Close()
+	client, err := connectRelay(ctx, url, duration, append(opts, protocol.WithConsume(consume),
+		protocol.WithAnnounceInterest(path), protocol.WithLogger(slog.Default())))
 	if err != nil {
-		if errors.Is(err, context.Canceled) {
+		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) && ctx.Err() != nil {
 			return nil
 		}
 		return err
 	}
-	defer sess.Close()
-	r, err := sdk.NewBroadcastReader(sess.Consume(path))
-	if err != nil {
-		return err
-	}
-	defer r.Close()
+	defer client.Close()
 	sink := fmp4sink.New(cfg)
-	err = sink.Run(ctx, r)
-	for _, f := range sink.Files() {
-		fmt.Fprintln(cmd.OutOrStdout(), f)
+	defer func() {
+		for _, f := range sink.Files() {
+			fmt.Fprintln(cmd.OutOrStdout(), f)
+		}
+	}()
+	nothing := func(why string) error {
+		if sink.Stats().Fragments > 0 {
+			return nil
+		}
+		return fmt.Errorf("nothing was recorded: %s", why)
 	}
-	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+	for first := true; ; first = false {
+		limit := time.Duration(-1)
+		if first {
+			limit = wait
+		}
+		b, err := waitBroadcast(ctx, client, consume, path, limit)
+		switch {
+		case ctx.Err() != nil:
+			return nothing(fmt.Sprintf("broadcast %q did not appear within %s", path, time.Since(began).Round(time.Second)))
+		case errors.Is(err, errNotAnnounced):
+			if wait == 0 {
+				return fmt.Errorf("broadcast %q is not on the relay (--wait 0); leave --wait out to wait for it", path)
+			}
+			return fmt.Errorf("broadcast %q did not appear within --wait %s", path, wait)
+		case err != nil:
+			return err
+		}
+		r, err := sdk.NewBroadcastReader(b)
+		if err != nil {
+			return err
+		}
+		err = sink.Run(ctx, r)
+		r.Close()
+		switch {
+		case ctx.Err() != nil:
+			return nothing("the broadcast sent no media that could be recorded")
+		case errors.Is(err, fmp4sink.ErrSourceLost):
+			if !reconnect {
+				return fmt.Errorf("lost broadcast %q after %s: %w", path, time.Since(began).Round(time.Second), explain(err))
+			}
+			slog.Warn("lost the broadcast; waiting for it to come back", "broadcast", path, "err", explain(err))
+		case err != nil:
+			return err
+		case duration > 0 && reconnect:
+			slog.Warn("the broadcast ended before --duration; waiting for it to come back", "broadcast", path)
+		case duration > 0:
+			return fmt.Errorf("broadcast %q ended after %s, before --duration %s", path, time.Since(began).Round(time.Second), duration)
+		default:
+			return nothing("the broadcast ended before any media could be recorded")
+		}
+	}
+}
+
+// errNotAnnounced reports that a broadcast did not appear in time.
+var errNotAnnounced = errors.New("not announced")
+
+// waitBroadcast waits for the relay to announce the broadcast at path,
+// across reconnections, for up to limit (forever when negative; with 0 it
+// gives the relay a moment to send what is live now). It returns ctx's
+// error when ctx ends, and explains a client that stopped reconnecting.
+func waitBroadcast(ctx context.Context, client *protocol.Client, consume *protocol.Origin, path string, limit time.Duration) (*protocol.BroadcastReader, error) {
+	ann := consume.Announced(path)
+	defer ann.Close()
+	waitCtx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	if limit >= 0 {
+		// Announcements of what is live arrive within a round trip.
+		timer := time.AfterFunc(max(limit, nowGrace), func() { cancel(errNotAnnounced) })
+		defer timer.Stop()
+	}
+	go func() {
+		select {
+		case <-client.Done():
+			cancel(errClientStopped)
+		case <-waitCtx.Done():
+		}
+	}()
+	logged := false
+	for {
+		if a, ok, _ := ann.TryNext(); ok {
+			if a.Active && a.Path == path {
+				return a.Broadcast, nil
+			}
+			continue
+		}
+		if !logged && limit != 0 {
+			slog.Info("waiting for the broadcast", "broadcast", path)
+			logged = true
+		}
+		a, err := ann.Next(waitCtx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			switch cause := context.Cause(waitCtx); cause {
+			case errClientStopped:
+				return nil, lostRelay(client.URL(), client)
+			case errNotAnnounced:
+				return nil, errNotAnnounced
+			}
+			return nil, err
+		}
+		if a.Active && a.Path == path {
+			return a.Broadcast, nil
+		}
+	}
+}
+
+// nowGrace is how long --wait 0 gives the relay to announce what is live.
+const nowGrace = time.Second
+
+var errClientStopped = errors.New("client stopped")
+
+// waitFlag is --wait: a duration, or "forever" (the default, stored as -1).
+type waitFlag struct{ d time.Duration }
+
+func (w *waitFlag) String() string {
+	if w.d < 0 {
+		return "forever"
+	}
+	return w.d.String()
+}
+
+func (w *waitFlag) Set(s string) error {
+	if s == "forever" {
+		w.d = -1
 		return nil
 	}
-	return err
+	d, err := time.ParseDuration(s)
+	if s == "0" {
+		d, err = 0, nil
+	}
+	if err != nil || d < 0 {
+		return fmt.Errorf("want a duration such as 30s, 0 (do not wait) or forever, got %q", s)
+	}
+	w.d = d
+	return nil
 }
+
+func (w *waitFlag) Type() string { return "duration" }
