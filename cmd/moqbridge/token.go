@@ -15,9 +15,9 @@ import (
 func newTokenCommand() *cobra.Command {
 	var (
 		keyFile, secretFile, root string
-		generate, publicOut          string
-		put, get                           []string
-		expires                            time.Duration
+		generate, publicOut       string
+		put, get                  []string
+		expires                   time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "token (--key FILE | --secret FILE) [--root PATH] [--put PREFIX]... [--get PREFIX]... [--expires 24h]",
