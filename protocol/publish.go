@@ -72,6 +72,8 @@ func (s *Session) serveSubscribe(str transport.Stream, r *wire.Reader) {
 		return
 	}
 	defer track.Close()
+	finished := s.noteServed(track)
+	defer finished()
 
 	ok := wire.SubscribeOK{Priority: sub.Priority, Ordered: sub.Ordered}
 	if _, err := str.Write(wire.AppendSubscribeOK(nil, s.version, ok)); err != nil {
@@ -150,4 +152,54 @@ func (s *Session) lookupTrack(sub wire.Subscribe) (*TrackReader, error) {
 	}
 	tr.setForwarding()
 	return tr, nil
+}
+
+// noteServed records a subscription being served from track until the
+// returned function is called, for Close (finishEnded).
+func (s *Session) noteServed(track *TrackReader) func() {
+	done := make(chan struct{})
+	s.mu.Lock()
+	if s.served == nil {
+		s.served = make(map[*TrackReader]chan struct{})
+	}
+	s.served[track] = done
+	s.mu.Unlock()
+	return func() {
+		s.mu.Lock()
+		delete(s.served, track)
+		s.mu.Unlock()
+		close(done)
+	}
+}
+
+// finishEnded gives the subscriptions whose tracks have ended up to grace
+// to deliver their last groups and FIN, and the peer to acknowledge it, so
+// that the peer sees those tracks finish instead of the connection drop
+// under them (closing a connection discards what its streams have not
+// sent).
+func (s *Session) finishEnded(grace time.Duration) {
+	s.mu.Lock()
+	var waits []chan struct{}
+	for tr, done := range s.served {
+		select {
+		case <-tr.t.done:
+			waits = append(waits, done)
+		default:
+		}
+	}
+	s.mu.Unlock()
+	if len(waits) == 0 {
+		return
+	}
+	timer := time.NewTimer(grace)
+	defer timer.Stop()
+	for _, done := range waits {
+		select {
+		case <-done:
+		case <-timer.C:
+			return
+		case <-s.ctx.Done():
+			return
+		}
+	}
 }

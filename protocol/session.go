@@ -59,6 +59,7 @@ type Session struct {
 	remote    map[string]*BroadcastWriter // broadcasts the peer announced, by local path
 	consumed  map[string]*BroadcastWriter // broadcasts opened with Consume, by wire path
 	own       map[*BroadcastReader]struct{}
+	served    map[*TrackReader]chan struct{} // subscriptions being served (noteServed)
 	// interests are the prefixes (local paths) the peer asked for
 	// announcements under, by stream; interestCh is closed and replaced
 	// when they change (PeerInterests).
@@ -285,7 +286,17 @@ func (s *Session) Bandwidth() (bitrate, rttMillis uint64) {
 }
 
 // Close ends the session normally (code 0) and waits for its goroutines.
-func (s *Session) Close() error { return s.CloseWithError(0, "") }
+// Subscriptions the peer made to tracks that have ended get up to
+// closeGrace to deliver their last groups and FIN first: a publisher that
+// closes its broadcast and then the session has its tracks seen as
+// finished, not lost.
+func (s *Session) Close() error {
+	s.finishEnded(closeGrace)
+	return s.CloseWithError(0, "")
+}
+
+// closeGrace bounds how long Close waits for ended subscriptions.
+const closeGrace = 2 * time.Second
 
 // CloseWithError ends the session with an application code and reason the
 // peer will see, and waits until everything the session started has stopped.
