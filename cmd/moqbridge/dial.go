@@ -79,7 +79,7 @@ func explainDialError(raw string, err error) error {
 func lostRelay(raw string, c *protocol.Client) error {
 	err := c.Err()
 	if errors.Is(err, protocol.ErrGaveUp) {
-		return fmt.Errorf("lost the relay at %s and %w", raw, err)
+		return fmt.Errorf("lost the relay at %s and %s (--give-up)", raw, strings.TrimPrefix(err.Error(), "moq: "))
 	}
 	if isCertError(err) {
 		return fmt.Errorf("lost the relay at %s, and it came back with a certificate that is not trusted (%s): a relay without --cert makes a new one at every start; "+
@@ -106,6 +106,9 @@ func isCertError(err error) bool {
 func certReason(err error) string {
 	s := err.Error()
 	if i := strings.Index(s, "x509: "); i >= 0 {
+		return s[i:]
+	}
+	if i := strings.Index(s, "server certificate SHA-256"); i >= 0 {
 		return s[i:]
 	}
 	return s

@@ -154,3 +154,55 @@ func TestPublishBackup(t *testing.T) {
 	_ = second.cmd.Process.Signal(os.Interrupt)
 	second.wait(t, ctx, "the second publisher")
 }
+
+// TestReconnectGivesUp: a client that cannot get its relay back says why
+// and exits non-zero: the relay came back with a new self-signed
+// certificate the pinned fingerprint does not match, or it stayed away
+// longer than --give-up.
+func TestReconnectGivesUp(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	port := freePort(t)
+	relay := startServe(t, ctx, port)
+	url := fmt.Sprintf("moql://127.0.0.1:%d", port)
+	pub := startProcess(t, ctx, "publish", "--loop", "--reconnect-max", "500ms", "--fingerprint", relay.fingerprint,
+		"--broadcast", "test/pinned", testClip, url)
+	waitFor(t, ctx, "publishing", func() bool { return strings.Contains(pub.stderr.String(), "msg=publishing") })
+	relay.stop(t, syscall.SIGTERM)
+	relay = startServe(t, ctx, port)
+	if code := pub.wait(t, ctx, "publish"); code == 0 {
+		t.Fatal("publish exited 0")
+	}
+	want := "moqbridge: lost the relay at " + url + ", and it came back with a certificate that is not trusted (server certificate SHA-256 " +
+		relay.fingerprint + " does not match pinned " + pubFingerprint(pub) + "): a relay without --cert makes a new one at every start; " +
+		"give it --cert and --key, or use its http:// development URL, which fetches the fingerprint again"
+	if got := lastLine(pub.stderr.String()); got != want {
+		t.Errorf("publish printed\n\t%s\nwant\n\t%s", got, want)
+	}
+
+	rec := startProcess(t, ctx, "record", "--give-up", "2s", "--reconnect-max", "500ms", "-o", t.TempDir(), "--fingerprint", relay.fingerprint, url, "test/none")
+	waitFor(t, ctx, "record to wait", func() bool { return strings.Contains(rec.stderr.String(), "waiting for the broadcast") })
+	relay.stop(t, syscall.SIGTERM)
+	if code := rec.wait(t, ctx, "record"); code == 0 {
+		t.Fatal("record exited 0")
+	}
+	if got, want := lastLine(rec.stderr.String()), "moqbridge: lost the relay at "+url+" and gave up reconnecting after 2s (--give-up)"; got != want {
+		t.Errorf("record printed\n\t%s\nwant\n\t%s", got, want)
+	}
+}
+
+// pubFingerprint is the --fingerprint a process was started with.
+func pubFingerprint(p *process) string {
+	for i, a := range p.cmd.Args {
+		if a == "--fingerprint" && i+1 < len(p.cmd.Args) {
+			return p.cmd.Args[i+1]
+		}
+	}
+	return ""
+}
+
+// lastLine is the last line of a process's output.
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	return lines[len(lines)-1]
+}

@@ -72,6 +72,8 @@ type process struct {
 	stdout bytes.Buffer
 	stderr syncBuffer
 	done   chan error
+
+	fingerprint string // serve: the certificate's SHA-256 it printed
 }
 
 // syncBuffer is a bytes.Buffer safe for a writer and concurrent readers.
@@ -141,7 +143,10 @@ func startServe(t *testing.T, ctx context.Context, port int, flags ...string) *p
 		sc := bufio.NewScanner(out)
 		ok := false
 		for sc.Scan() {
-			if !ok && strings.HasPrefix(sc.Text(), "moqbridge relay listening") {
+			if fp, found := strings.CutPrefix(strings.TrimSpace(sc.Text()), "self-signed certificate SHA-256: "); found {
+				p.fingerprint = fp
+			}
+			if !ok && strings.HasPrefix(sc.Text(), "press Ctrl-C") {
 				ok = true
 				listening <- true
 			}
