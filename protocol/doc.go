@@ -72,4 +72,16 @@
 // has left the cache and every forwarder has sent it, unless an in-process
 // consumer also read the group (its frames then stay valid for as long as
 // the consumer keeps them).
+//
+// # Clients and reconnection
+//
+// Dial makes one session. Connect makes a Client, which keeps a session to
+// a relay: when the session ends it dials again with exponential backoff
+// and jitter (Reconnect), serving the same publish Origin and mirroring
+// into the same consume Origin, so broadcasts go on where they were. A
+// session ending makes the broadcasts it fed end with its error, and an
+// announced end lets the subscriptions finish by themselves, so a reader
+// can tell a broadcast that was lost from one that finished.
+// Session.WaitWanted tells a publisher whether the relay asks for its path
+// at all (MOQ Lite has no message refusing an announcement).
 package protocol
