@@ -293,11 +293,20 @@ func (s *Session) removeRemote(wirePath string) {
 		return
 	}
 	s.consume.Unpublish(local, b.Reader())
+	idle := b.b.handlersIdle()
+	select {
+	case <-idle:
+		// Nothing subscribed: nothing to wait for (and a peer that
+		// toggles announcements leaves no goroutines behind).
+		s.forget(b, nil)
+		return
+	default:
+	}
 	s.spawn(func() {
 		timer := time.NewTimer(trackEndGrace)
 		defer timer.Stop()
 		select {
-		case <-b.b.handlersIdle():
+		case <-idle:
 			s.forget(b, nil)
 		case <-timer.C:
 			s.forget(b, nil)
