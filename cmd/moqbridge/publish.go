@@ -132,17 +132,20 @@ func publish(ctx context.Context, src sdk.Source, path, url string, reconnect bo
 	defer w.Close()
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	// The source ends when the input does or when ctx does (Ctrl-C: not
+	// an error).
 	ran := make(chan error, 1)
 	go func() { ran <- src.Run(runCtx, w) }()
-	select {
-	case <-w.CatalogWritten():
-	case err := <-ran:
+	sourceEnded := func(err error) error {
 		if ctx.Err() != nil {
 			return nil
 		}
 		return err
-	case <-ctx.Done():
-		return nil
+	}
+	select {
+	case <-w.CatalogWritten():
+	case err := <-ran:
+		return sourceEnded(err)
 	}
 	if err := origin.Publish(path, pb.Reader()); err != nil {
 		return err
@@ -169,12 +172,7 @@ func publish(ctx context.Context, src sdk.Source, path, url string, reconnect bo
 		}
 		select {
 		case err := <-ran:
-			if ctx.Err() != nil {
-				return nil
-			}
-			return err
-		case <-ctx.Done():
-			return nil
+			return sourceEnded(err)
 		case <-client.Done():
 			return lostRelay(url, client)
 		case <-changed:
