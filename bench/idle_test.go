@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/moqbridge/moqbridge/moq"
 	"github.com/moqbridge/moqbridge/protocol"
 )
 
@@ -197,7 +198,7 @@ func benchIdle(b *testing.B, kind string) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	origin := protocol.NewOrigin()
+	origin := moq.NewOrigin()
 	defer origin.Close()
 	sessions := make([]*protocol.Session, idleSessions)
 	var (

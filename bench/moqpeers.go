@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/moqbridge/moqbridge/moq"
 	"github.com/moqbridge/moqbridge/protocol"
 )
 
@@ -37,13 +38,13 @@ const (
 // the relay.
 type moqPublisher struct {
 	sess   *protocol.Session
-	origin *protocol.Origin
-	bw     *protocol.BroadcastWriter
-	tw     *protocol.TrackWriter
+	origin *moq.Origin
+	bw     *moq.BroadcastWriter
+	tw     *moq.TrackWriter
 }
 
 func dialMOQPublisher(ctx context.Context, addr string, fp [32]byte) (*moqPublisher, error) {
-	p := &moqPublisher{origin: protocol.NewOrigin(), bw: protocol.NewBroadcast()}
+	p := &moqPublisher{origin: moq.NewOrigin(), bw: moq.NewBroadcast()}
 	tw, err := p.bw.CreateTrack(trackName, trackPriority)
 	if err == nil {
 		p.tw = tw
@@ -116,15 +117,15 @@ func (p *moqPublisher) close() {
 // moqSubscriber is one subscriber session holding one track subscription.
 type moqSubscriber struct {
 	sess   *protocol.Session
-	origin *protocol.Origin
-	tr     *protocol.TrackReader
+	origin *moq.Origin
+	tr     *moq.TrackReader
 }
 
 // dialMOQSubscriber connects, waits until the relay announces the
 // broadcast (subscribing earlier would be refused with NotFound) and
 // subscribes to the track.
 func dialMOQSubscriber(ctx context.Context, addr string, fp [32]byte) (*moqSubscriber, error) {
-	s := &moqSubscriber{origin: protocol.NewOrigin()}
+	s := &moqSubscriber{origin: moq.NewOrigin()}
 	var err error
 	s.sess, err = protocol.Dial(ctx, "moql://"+addr, protocol.WithFingerprint(fp), protocol.WithConsume(s.origin))
 	if err != nil {
@@ -142,7 +143,7 @@ func dialMOQSubscriber(ctx context.Context, addr string, fp [32]byte) (*moqSubsc
 	return s, nil
 }
 
-func waitAnnounced(ctx context.Context, o *protocol.Origin, path string) (*protocol.BroadcastReader, error) {
+func waitAnnounced(ctx context.Context, o *moq.Origin, path string) (*moq.BroadcastReader, error) {
 	ann := o.Announced(path)
 	defer ann.Close()
 	for {

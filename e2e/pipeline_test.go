@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"testing"
 
+	"github.com/moqbridge/moqbridge/moq"
 	"github.com/moqbridge/moqbridge/protocol"
 	"github.com/moqbridge/moqbridge/sdk"
 	fmp4sink "github.com/moqbridge/moqbridge/sinks/fmp4"
@@ -19,11 +20,11 @@ var discard = slog.New(slog.DiscardHandler)
 
 // transport carries a published broadcast to a consumer: it returns the
 // reader side of pb as a subscriber sees it. Cleanups go to t.Cleanup.
-type transport func(t *testing.T, ctx context.Context, pb *protocol.BroadcastWriter) *protocol.BroadcastReader
+type transport func(t *testing.T, ctx context.Context, pb *moq.BroadcastWriter) *moq.BroadcastReader
 
 // inProcess publishes pb into an in-process Origin and consumes it there.
-func inProcess(t *testing.T, _ context.Context, pb *protocol.BroadcastWriter) *protocol.BroadcastReader {
-	origin := protocol.NewOrigin()
+func inProcess(t *testing.T, _ context.Context, pb *moq.BroadcastWriter) *moq.BroadcastReader {
+	origin := moq.NewOrigin()
 	t.Cleanup(origin.Close)
 	if err := origin.Publish(broadcastPath, pb.Reader()); err != nil {
 		t.Fatal(err)
@@ -38,7 +39,7 @@ func inProcess(t *testing.T, _ context.Context, pb *protocol.BroadcastWriter) *p
 // overNetwork runs a relay (protocol.NewServer on 127.0.0.1:0), publishes
 // pb to it from one protocol.Dial session over raw QUIC and consumes it
 // through another.
-func overNetwork(t *testing.T, ctx context.Context, pb *protocol.BroadcastWriter) *protocol.BroadcastReader {
+func overNetwork(t *testing.T, ctx context.Context, pb *moq.BroadcastWriter) *moq.BroadcastReader {
 	srv, err := protocol.NewServer(protocol.ServerConfig{Addr: "127.0.0.1:0"})
 	if err != nil {
 		t.Fatal(err)
@@ -54,7 +55,7 @@ func overNetwork(t *testing.T, ctx context.Context, pb *protocol.BroadcastWriter
 	fp := srv.Fingerprint()
 	url := fmt.Sprintf("moql://127.0.0.1:%d", srv.Addr().Port)
 
-	pubOrigin := protocol.NewOrigin()
+	pubOrigin := moq.NewOrigin()
 	t.Cleanup(pubOrigin.Close)
 	if err := pubOrigin.Publish(broadcastPath, pb.Reader()); err != nil {
 		t.Fatal(err)
@@ -96,7 +97,7 @@ type recordResult struct {
 // (Fast, Progress, OnTracks set).
 func record(t *testing.T, ctx context.Context, tr transport, ft *frameTally, videoTimescale uint32, newSource func(fmp4src.Options) *fmp4src.Source) recordResult {
 	t.Helper()
-	pb := protocol.NewBroadcast()
+	pb := moq.NewBroadcast()
 	w, err := sdk.NewBroadcastWriter(pb, sdk.WriterConfig{})
 	if err != nil {
 		t.Fatal(err)

@@ -28,6 +28,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/moqbridge/moqbridge/moq"
 	"github.com/moqbridge/moqbridge/protocol"
 )
 
@@ -88,7 +89,7 @@ func parseBurstTrack(name string) (burstShape, bool) {
 }
 
 // writeBurstGo writes tw's burst at once and returns the first sequence.
-func writeBurstGo(tw *protocol.TrackWriter, s burstShape) (uint64, error) {
+func writeBurstGo(tw *moq.TrackWriter, s burstShape) (uint64, error) {
 	var first uint64
 	for i := range s.groups {
 		gw, err := tw.AppendGroup()
@@ -516,7 +517,7 @@ func (c *burstCheck) round(t *testing.T, ctx context.Context, s burstShape, what
 
 // goReader is a Go subscriber, sub, of track of the broadcast at path,
 // read from b (a session's or the relay's broadcast).
-func (c *burstCheck) goReader(ctx context.Context, wg *sync.WaitGroup, sub string, b *protocol.BroadcastReader, path, track string) burstReader {
+func (c *burstCheck) goReader(ctx context.Context, wg *sync.WaitGroup, sub string, b *moq.BroadcastReader, path, track string) burstReader {
 	k := burstKey{sub: sub, path: path, track: track}
 	return burstReader{key: k, start: func() {
 		wg.Add(1)
@@ -531,7 +532,7 @@ func (c *burstCheck) goReader(ctx context.Context, wg *sync.WaitGroup, sub strin
 // arrives (NextArrival: the first group, then every later-arriving one of
 // a higher sequence, without waiting for order), each group read in its
 // own goroutine, until the track or ctx ends.
-func (c *burstCheck) readGo(ctx context.Context, k burstKey, b *protocol.BroadcastReader) {
+func (c *burstCheck) readGo(ctx context.Context, k burstKey, b *moq.BroadcastReader) {
 	tr, err := b.Subscribe(k.track, 0)
 	if err != nil {
 		c.trackEnded(k, err.Error())
@@ -575,19 +576,19 @@ func (c *burstCheck) readGo(ctx context.Context, k burstKey, b *protocol.Broadca
 
 // goBurstOrigin returns an Origin with a Go broadcast at path whose
 // requested burst tracks get their burst at once, written by the
-// in-process TrackWriter of each subscription (protocol.BroadcastWriter's
+// in-process TrackWriter of each subscription (moq.BroadcastWriter's
 // HandleRequests), for a Go client to publish.
-func (c *burstCheck) goBurstOrigin(t *testing.T, path string) *protocol.Origin {
+func (c *burstCheck) goBurstOrigin(t *testing.T, path string) *moq.Origin {
 	t.Helper()
-	origin := protocol.NewOrigin()
+	origin := moq.NewOrigin()
 	t.Cleanup(origin.Close)
-	bw := protocol.NewBroadcast()
+	bw := moq.NewBroadcast()
 	t.Cleanup(func() { _ = bw.Close() })
-	bw.HandleRequests(func(tw *protocol.TrackWriter) {
+	bw.HandleRequests(func(tw *moq.TrackWriter) {
 		c.requested(path, tw.Name())
 		shape, ok := parseBurstTrack(tw.Name())
 		if !ok {
-			tw.CloseWithError(protocol.ErrNotFound)
+			tw.CloseWithError(moq.ErrNotFound)
 			return
 		}
 		first, err := writeBurstGo(tw, shape)

@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/moqbridge/moqbridge/moq"
 	"github.com/moqbridge/moqbridge/protocol"
 )
 
@@ -160,7 +161,7 @@ func (p *pageServer) consoleLog() string {
 
 // goPublisher writes interop/go "data" and remembers every group's frames.
 type goPublisher struct {
-	tw *protocol.TrackWriter
+	tw *moq.TrackWriter
 
 	mu   sync.Mutex
 	sent map[uint64][][]byte
@@ -223,7 +224,7 @@ func (g *goPublisher) run(ctx context.Context, final <-chan struct{}, finals cha
 }
 
 // readBrowserGroup reads all frames of gr.
-func readBrowserGroup(ctx context.Context, gr *protocol.GroupReader) ([][]byte, error) {
+func readBrowserGroup(ctx context.Context, gr *moq.GroupReader) ([][]byte, error) {
 	defer gr.Close()
 	var frames [][]byte
 	for {
@@ -356,7 +357,7 @@ func runChromium(t *testing.T, tc chromiumCase) {
 	dial := func(opts ...protocol.DialOption) *protocol.Session {
 		t.Helper()
 		opts = append([]protocol.DialOption{protocol.WithFingerprint(fp), protocol.WithLimits(noDrops),
-			protocol.WithCache(protocol.CacheConfig{ReorderWait: time.Minute})}, opts...)
+			protocol.WithCache(moq.CacheConfig{ReorderWait: time.Minute})}, opts...)
 		sess, err := protocol.Dial(ctx, quicURL, opts...)
 		if err != nil {
 			t.Fatalf("Dial %s: %v", quicURL, err)
@@ -366,9 +367,9 @@ func runChromium(t *testing.T, tc chromiumCase) {
 	}
 
 	// The Go publisher: interop/go with track "data".
-	pubOrigin := protocol.NewOrigin()
+	pubOrigin := moq.NewOrigin()
 	t.Cleanup(pubOrigin.Close)
-	bw := protocol.NewBroadcast()
+	bw := moq.NewBroadcast()
 	t.Cleanup(func() { _ = bw.Close() })
 	tw, err := bw.CreateTrack("data", 0)
 	if err != nil {
@@ -560,7 +561,7 @@ func startChromium(t *testing.T, pageURL string, extra ...string) *process {
 }
 
 // waitAnnounced blocks until o has path.
-func waitAnnounced(t *testing.T, ctx context.Context, o *protocol.Origin, path string) {
+func waitAnnounced(t *testing.T, ctx context.Context, o *moq.Origin, path string) {
 	t.Helper()
 	ann := o.Announced(path)
 	defer ann.Close()

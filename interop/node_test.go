@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/moqbridge/moqbridge/moq"
 	"github.com/moqbridge/moqbridge/protocol"
 	"github.com/moqbridge/moqbridge/protocol/auth"
 )
@@ -195,7 +196,7 @@ func (e *nodeEnv) dial(t *testing.T, ctx context.Context, opts ...protocol.DialO
 func (e *nodeEnv) dialURL(t *testing.T, ctx context.Context, url string, opts ...protocol.DialOption) *protocol.Session {
 	t.Helper()
 	opts = append([]protocol.DialOption{protocol.WithFingerprint(e.srv.Fingerprint()), protocol.WithLimits(e.limits),
-		protocol.WithCache(protocol.CacheConfig{ReorderWait: time.Minute})}, opts...)
+		protocol.WithCache(moq.CacheConfig{ReorderWait: time.Minute})}, opts...)
 	sess, err := protocol.Dial(ctx, url, opts...)
 	if err != nil {
 		t.Fatalf("Dial %s: %v", url, err)
@@ -276,7 +277,7 @@ func forDialects(t *testing.T, fn func(t *testing.T, ctx context.Context, d node
 // publishes:
 // warm-up groups until joined is called, then the final groups of
 // nodeFinal[track], byte for byte, with no group missing.
-func receiveNodeTrack(ctx context.Context, tr *protocol.TrackReader, track string, joined func()) error {
+func receiveNodeTrack(ctx context.Context, tr *moq.TrackReader, track string, joined func()) error {
 	defer tr.Close()
 	finals := nodeFinal[track]
 	next := 0
@@ -402,9 +403,9 @@ func TestNodePublishWebSocket(t *testing.T) {
 func TestNodeSubscribeWebSocket(t *testing.T) {
 	forDialects(t, func(t *testing.T, ctx context.Context, d nodeDialect) {
 		env := startNodeRelay(t, nil)
-		origin := protocol.NewOrigin()
+		origin := moq.NewOrigin()
 		t.Cleanup(origin.Close)
-		bw := protocol.NewBroadcast()
+		bw := moq.NewBroadcast()
 		t.Cleanup(func() { _ = bw.Close() })
 		pubs := map[string]*goPublisher{}
 		for _, track := range []string{"a", "b"} {
@@ -523,7 +524,7 @@ func TestNodeSubscribeWebSocket(t *testing.T) {
 func TestNodeAnnouncedWebSocket(t *testing.T) {
 	forDialects(t, func(t *testing.T, ctx context.Context, d nodeDialect) {
 		env := startNodeRelay(t, nil)
-		origin := protocol.NewOrigin()
+		origin := moq.NewOrigin()
 		t.Cleanup(origin.Close)
 		env.dial(t, ctx, protocol.WithPublish(origin))
 
@@ -535,12 +536,12 @@ func TestNodeAnnouncedWebSocket(t *testing.T) {
 		}
 
 		// Outside the prefix ("interop/announced" shares only characters).
-		other := protocol.NewBroadcast()
+		other := moq.NewBroadcast()
 		t.Cleanup(func() { _ = other.Close() })
 		if err := origin.Publish("interop/announced", other.Reader()); err != nil {
 			t.Fatal(err)
 		}
-		bw := protocol.NewBroadcast()
+		bw := moq.NewBroadcast()
 		t.Cleanup(func() { _ = bw.Close() })
 		if _, err := bw.CreateTrack("data", 0); err != nil {
 			t.Fatal(err)
@@ -570,7 +571,7 @@ func TestNodeAnnouncedWebSocket(t *testing.T) {
 			t.Fatalf("node saw interop/ann/one announced twice: %v", seen)
 		}
 		// And again: a new broadcast at the same path is announced anew.
-		bw2 := protocol.NewBroadcast()
+		bw2 := moq.NewBroadcast()
 		t.Cleanup(func() { _ = bw2.Close() })
 		if err := origin.Publish("interop/ann/one", bw2.Reader()); err != nil {
 			t.Fatal(err)
@@ -629,7 +630,7 @@ func TestNodeAuthWebSocket(t *testing.T) {
 		}
 
 		// The Go broadcast node may read: room/bob, track "a".
-		bob := protocol.NewBroadcast()
+		bob := moq.NewBroadcast()
 		t.Cleanup(func() { _ = bob.Close() })
 		bobTrack, err := bob.CreateTrack("a", 0)
 		if err != nil {

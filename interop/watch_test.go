@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/moqbridge/moqbridge/moq"
 	"github.com/moqbridge/moqbridge/protocol"
 	"github.com/moqbridge/moqbridge/sdk"
 	"github.com/moqbridge/moqbridge/sources/fmp4"
@@ -133,9 +134,9 @@ func TestWatchPlays(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	origin := protocol.NewOrigin()
+	origin := moq.NewOrigin()
 	t.Cleanup(origin.Close)
-	pb := protocol.NewBroadcast()
+	pb := moq.NewBroadcast()
 	if err := origin.Publish(watchBroadcast, pb.Reader()); err != nil {
 		t.Fatal(err)
 	}

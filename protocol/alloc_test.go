@@ -5,13 +5,15 @@ import (
 	"errors"
 	"io"
 	"testing"
+
+	"github.com/moqbridge/moqbridge/moq"
 )
 
 // TestForwardedFrameAllocs gates the "0 allocations per forwarded frame"
 // that BenchmarkGroupFanout and BenchmarkTrackFanout report, on the
-// in-process path a forwarder reads from: GroupWriter.WriteFrame, then
-// GroupReader.NextFrame on every reader of the track (the forwarder's
-// TrackReader.NextGroup / GroupReader.NextFrame loop). Frames are 1 KiB and
+// in-process path a forwarder reads from: moq.GroupWriter.WriteFrame, then
+// moq.GroupReader.NextFrame on every reader of the track (the forwarder's
+// moq.TrackReader.NextGroup / moq.GroupReader.NextFrame loop). Frames are 1 KiB and
 // are shared, not copied, so the writer's payload is not counted.
 //
 // What is gated, after one warm-up group as long as the measured one has
@@ -45,16 +47,16 @@ func TestForwardedFrameAllocs(t *testing.T) {
 	payload := make([]byte, 1024)
 
 	t.Run("frame ready", func(t *testing.T) {
-		bw := NewBroadcastWithCache(CacheConfig{MaxBytes: 1 << 40})
+		bw := moq.NewBroadcastWithCache(moq.CacheConfig{MaxBytes: 1 << 40})
 		defer func() { _ = bw.Close() }()
 		tw, _ := bw.CreateTrack("alloc", 0)
-		var subs [readers]*TrackReader
+		var subs [readers]*moq.TrackReader
 		for i := range subs {
 			subs[i], _ = bw.Reader().Subscribe("alloc", 0)
 			defer subs[i].Close()
 		}
-		var grs [readers]*GroupReader
-		group := func() *GroupWriter {
+		var grs [readers]*moq.GroupReader
+		group := func() *moq.GroupWriter {
 			g, err := tw.AppendGroup()
 			if err != nil {
 				t.Fatal(err)
@@ -69,7 +71,7 @@ func TestForwardedFrameAllocs(t *testing.T) {
 			}
 			return g
 		}
-		frame := func(g *GroupWriter) {
+		frame := func(g *moq.GroupWriter) {
 			if err := g.WriteFrame(payload); err != nil {
 				t.Fatal(err)
 			}
@@ -100,7 +102,7 @@ func TestForwardedFrameAllocs(t *testing.T) {
 	})
 
 	t.Run("reader woken", func(t *testing.T) {
-		bw := NewBroadcastWithCache(CacheConfig{MaxBytes: 1 << 40})
+		bw := moq.NewBroadcastWithCache(moq.CacheConfig{MaxBytes: 1 << 40})
 		defer func() { _ = bw.Close() }()
 		tw, _ := bw.CreateTrack("alloc", 0)
 		// Each reader goroutine blocks in NextFrame until the write wakes
@@ -112,7 +114,7 @@ func TestForwardedFrameAllocs(t *testing.T) {
 			took[i] = make(chan struct{})
 			tr, _ := bw.Reader().Subscribe("alloc", 0)
 			defer tr.Close()
-			go func(tr *TrackReader, took chan<- struct{}) {
+			go func(tr *moq.TrackReader, took chan<- struct{}) {
 				for {
 					gr, err := tr.NextGroup(ctx)
 					if err != nil {
@@ -131,7 +133,7 @@ func TestForwardedFrameAllocs(t *testing.T) {
 				}
 			}(tr, took[i])
 		}
-		frame := func(g *GroupWriter) {
+		frame := func(g *moq.GroupWriter) {
 			if err := g.WriteFrame(payload); err != nil {
 				t.Fatal(err)
 			}
@@ -164,15 +166,15 @@ func TestForwardedFrameAllocs(t *testing.T) {
 	})
 
 	t.Run("per group", func(t *testing.T) {
-		bw := NewBroadcastWithCache(CacheConfig{MaxBytes: 4 << 20})
+		bw := moq.NewBroadcastWithCache(moq.CacheConfig{MaxBytes: 4 << 20})
 		defer func() { _ = bw.Close() }()
 		tw, _ := bw.CreateTrack("alloc", 0)
-		var subs [readers]*TrackReader
+		var subs [readers]*moq.TrackReader
 		for i := range subs {
 			subs[i], _ = bw.Reader().Subscribe("alloc", 0)
 			defer subs[i].Close()
 		}
-		var grs [readers]*GroupReader
+		var grs [readers]*moq.GroupReader
 		group := func() {
 			g, err := tw.AppendGroup()
 			if err != nil {

@@ -11,10 +11,12 @@ import (
 
 	"github.com/moqbridge/moqbridge/protocol/internal/transport"
 	"github.com/moqbridge/moqbridge/protocol/internal/wire"
+
+	"github.com/moqbridge/moqbridge/moq"
 )
 
 // serveAnnounce answers the peer's ANNOUNCE_INTEREST with the broadcasts of
-// the publish Origin under the requested prefix, then with live changes,
+// the publish moq.Origin under the requested prefix, then with live changes,
 // until either side ends the stream.
 func (s *Session) serveAnnounce(str transport.Stream, r *wire.Reader) {
 	body, err := r.ReadMessage(s.limits.MaxMessageSize)
@@ -55,16 +57,16 @@ func (s *Session) serveAnnounce(str transport.Stream, r *wire.Reader) {
 	}()
 
 	fullPrefix := s.localPath(interest.Prefix)
-	var ann *AnnouncementReader
+	var ann *moq.AnnouncementReader
 	if s.publish != nil {
 		ann = s.publish.Announced(fullPrefix)
 		defer ann.Close()
 	}
 	// told holds the suffixes the peer currently believes active, so that
 	// what goes on the wire alternates active/ended per path whatever the
-	// Origin reports.
+	// moq.Origin reports.
 	told := make(map[string]bool)
-	visible := func(a Announcement) (string, bool) {
+	visible := func(a moq.Announcement) (string, bool) {
 		if !wire.HasPathPrefix(a.Path, fullPrefix) {
 			return "", false
 		}
@@ -147,7 +149,7 @@ func (p Permissions) overlaps(list []string, prefix string) bool {
 
 // isOwn reports whether b was learned from this very session, so it is not
 // announced back to the peer that published it.
-func (s *Session) isOwn(b *BroadcastReader) bool {
+func (s *Session) isOwn(b *moq.BroadcastReader) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	_, ok := s.own[b]
@@ -155,7 +157,7 @@ func (s *Session) isOwn(b *BroadcastReader) bool {
 }
 
 // runAnnounceSubscriber asks the peer for its broadcasts under prefix and
-// mirrors them into the consume Origin for as long as the stream lives.
+// mirrors them into the consume moq.Origin for as long as the stream lives.
 func (s *Session) runAnnounceSubscriber(prefix string) {
 	str, err := s.conn.OpenStream(s.ctx)
 	if err != nil {
@@ -244,7 +246,7 @@ func (s *Session) runAnnounceSubscriber(prefix string) {
 }
 
 // addRemote publishes a broadcast the peer announced at wirePath into the
-// consume Origin; its tracks are subscribed upstream on first demand.
+// consume moq.Origin; its tracks are subscribed upstream on first demand.
 func (s *Session) addRemote(wirePath string) error {
 	if err := s.checkPath("announced path", wirePath); err != nil {
 		return err
@@ -270,7 +272,7 @@ func (s *Session) addRemote(wirePath string) error {
 	if err := s.consume.Publish(local, b.Reader()); err != nil {
 		s.log.Warn("moq cannot publish announced broadcast", "path", local, "err", err)
 	} else if active, err := s.consume.Consume(local); err == nil && active != b.Reader() {
-		// The Origin queued it behind the broadcast live at the path; it
+		// The moq.Origin queued it behind the broadcast live at the path; it
 		// goes live when that one ends.
 		s.log.Info("moq broadcast waiting as backup", "path", local)
 	}
@@ -278,7 +280,7 @@ func (s *Session) addRemote(wirePath string) error {
 }
 
 // removeRemote ends the broadcast the peer announced at wirePath. It leaves
-// the consume Origin at once, so no new reader finds it, but its tracks end
+// the consume moq.Origin at once, so no new reader finds it, but its tracks end
 // by their own subscriptions: a publisher that finished FINs them, one that
 // vanished has them reset, and closing the broadcast first would make both
 // look finished to the readers. Whatever is still open after
@@ -293,7 +295,7 @@ func (s *Session) removeRemote(wirePath string) {
 		return
 	}
 	s.consume.Unpublish(local, b.Reader())
-	idle := b.b.handlersIdle()
+	idle := b.RequestsIdle()
 	select {
 	case <-idle:
 		// Nothing subscribed: nothing to wait for (and a peer that
@@ -318,7 +320,7 @@ func (s *Session) removeRemote(wirePath string) {
 
 // forget closes a remote broadcast, with err when it was lost, and drops it
 // from the echo filter.
-func (s *Session) forget(b *BroadcastWriter, err error) {
+func (s *Session) forget(b *moq.BroadcastWriter, err error) {
 	if err != nil {
 		_ = b.CloseWithError(err)
 	} else {
@@ -331,9 +333,9 @@ func (s *Session) forget(b *BroadcastWriter, err error) {
 
 // newRemoteBroadcast makes a broadcast whose tracks are fetched from the
 // peer on demand: N local readers of a track share one upstream SUBSCRIBE.
-func (s *Session) newRemoteBroadcast(wirePath string) *BroadcastWriter {
-	b := NewBroadcastWithCache(s.cache)
-	b.HandleRequests(func(t *TrackWriter) { s.runUpstream(wirePath, t) })
+func (s *Session) newRemoteBroadcast(wirePath string) *moq.BroadcastWriter {
+	b := moq.NewBroadcastWithCache(s.cache)
+	b.HandleRequests(func(t *moq.TrackWriter) { s.runUpstream(wirePath, t) })
 	return b
 }
 
@@ -341,7 +343,7 @@ func (s *Session) newRemoteBroadcast(wirePath string) *BroadcastWriter {
 // waiting for an announcement; tracks are subscribed on first demand. A
 // track the peer does not have ends with an error when subscribed. Calls
 // for one path share one broadcast, which ends with the session.
-func (s *Session) Consume(path string) *BroadcastReader {
+func (s *Session) Consume(path string) *moq.BroadcastReader {
 	path = wire.CleanPath(path)
 	s.mu.Lock()
 	if b, ok := s.consumed[path]; ok {

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/moqbridge/moqbridge/protocol/internal/wire"
+
+	"github.com/moqbridge/moqbridge/moq"
 )
 
 // The memory attack of a hostile peer, as it was reported: every stream
@@ -60,7 +62,7 @@ func testMemoryAttack(t *testing.T, kind string) {
 	// Small caches keep the honest traffic's own footprint out of the
 	// measurement; a long lag bound keeps a loaded machine from turning
 	// scheduling delays into dropped honest groups.
-	cache := CacheConfig{MaxBytes: 256 << 10}
+	cache := moq.CacheConfig{MaxBytes: 256 << 10}
 	limits := Limits{MaxStreams: 1024, MaxGroupLag: time.Minute}
 	srv := testServer(t, ServerConfig{Limits: limits, Cache: cache})
 
@@ -127,12 +129,12 @@ func attackBytes(bidi, uni int) int {
 // subscribes to it over kind, then exchanges groups in lock step, checking
 // every frame, until stop is closed. exchanged counts the groups received
 // whole and byte-exact; done yields the first error, or nil.
-func startHonestExchange(t *testing.T, ctx context.Context, srv *Server, kind string, cache CacheConfig) (exchanged *atomic.Int64, stop chan struct{}, done chan error) {
+func startHonestExchange(t *testing.T, ctx context.Context, srv *Server, kind string, cache moq.CacheConfig) (exchanged *atomic.Int64, stop chan struct{}, done chan error) {
 	t.Helper()
 	const frames = 5
-	origin := NewOrigin()
+	origin := moq.NewOrigin()
 	t.Cleanup(origin.Close)
-	bw := NewBroadcastWithCache(cache)
+	bw := moq.NewBroadcastWithCache(cache)
 	video, err := bw.CreateTrack("video", 128)
 	if err != nil {
 		t.Fatal(err)
@@ -229,9 +231,9 @@ func attack(t *testing.T, ctx context.Context, srv *Server, kind string, i int) 
 	// its group streams name a subscription that exists: the relay's
 	// first upstream subscription on a session has id 0.
 	path := fmt.Sprintf("attack/%d", i)
-	origin := NewOrigin()
+	origin := moq.NewOrigin()
 	t.Cleanup(origin.Close)
-	bw := NewBroadcast()
+	bw := moq.NewBroadcast()
 	if _, err := bw.CreateTrack("video", 0); err != nil {
 		t.Fatal(err)
 	}

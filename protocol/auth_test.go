@@ -13,6 +13,8 @@ import (
 	"github.com/moqbridge/moqbridge/protocol/auth"
 	"github.com/moqbridge/moqbridge/protocol/internal/transport"
 	"github.com/moqbridge/moqbridge/protocol/internal/wire"
+
+	"github.com/moqbridge/moqbridge/moq"
 )
 
 // testAuthorizer returns an authorizer of tokens signed with a fresh HS256
@@ -55,12 +57,12 @@ func TestAuth(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	origin := NewOrigin()
+	origin := moq.NewOrigin()
 	defer origin.Close()
-	bw := NewBroadcast()
+	bw := moq.NewBroadcast()
 	tw, _ := bw.CreateTrack("video", 1)
 	_ = origin.Publish("alice", bw.Reader())
-	_ = origin.Publish("mallory", NewBroadcast().Reader())
+	_ = origin.Publish("mallory", moq.NewBroadcast().Reader())
 	pub, err := Dial(ctx, base+"room?jwt="+token, fp, WithPublish(origin))
 	if err != nil {
 		t.Fatalf("dial with a valid token: %v", err)
@@ -115,7 +117,7 @@ func TestOriginPolicy(t *testing.T) {
 	req := func(origin, host string) *http.Request {
 		r := &http.Request{Header: http.Header{}, Host: host}
 		if origin != "" {
-			r.Header.Set("Origin", origin)
+			r.Header.Set("moq.Origin", origin)
 		}
 		return r
 	}

@@ -16,7 +16,7 @@ import (
 // (Limits.MaxServerBuffer; a session made with Dial has one of its own).
 // Bytes are reserved as the memory is allocated and released when the
 // message or frame is complete or abandoned; complete frames belong to the
-// track cache and its own budget (CacheConfig). A reservation that would go
+// track cache and its own budget (moq.CacheConfig). A reservation that would go
 // over either budget fails, and the stream that asked is reset with
 // wire.CodeBoundsExceeded.
 

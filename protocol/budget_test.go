@@ -10,6 +10,8 @@ import (
 
 	"github.com/moqbridge/moqbridge/protocol/internal/transport"
 	"github.com/moqbridge/moqbridge/protocol/internal/wire"
+
+	"github.com/moqbridge/moqbridge/moq"
 )
 
 // TestSessionBudget: a reservation takes from the session's budget and the
@@ -113,9 +115,9 @@ func TestBufferBudgetResets(t *testing.T) {
 
 	// A frame: the relay subscribes to the peer, which declares a 1 MiB
 	// frame on a valid group stream and sends 300 KiB of it.
-	origin := NewOrigin()
+	origin := moq.NewOrigin()
 	defer origin.Close()
-	bw := NewBroadcast()
+	bw := moq.NewBroadcast()
 	if _, err := bw.CreateTrack("video", 0); err != nil {
 		t.Fatal(err)
 	}

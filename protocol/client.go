@@ -12,6 +12,8 @@ import (
 	"github.com/quic-go/quic-go"
 
 	"github.com/moqbridge/moqbridge/protocol/internal/transport"
+
+	"github.com/moqbridge/moqbridge/moq"
 )
 
 // DialOption configures Dial.
@@ -23,10 +25,10 @@ type dialOptions struct {
 	fingerprint *[32]byte
 	insecure    bool
 	versions    []Version
-	publish     *Origin
-	consume     *Origin
+	publish     *moq.Origin
+	consume     *moq.Origin
 	limits      Limits
-	cache       CacheConfig
+	cache       moq.CacheConfig
 	cacheSet    bool
 	liveness    Liveness
 	log         *slog.Logger
@@ -52,10 +54,10 @@ func WithInsecure() DialOption { return func(o *dialOptions) { o.insecure = true
 func WithVersions(v ...Version) DialOption { return func(o *dialOptions) { o.versions = v } }
 
 // WithPublish serves the peer's announce and subscribe requests from origin.
-func WithPublish(origin *Origin) DialOption { return func(o *dialOptions) { o.publish = origin } }
+func WithPublish(origin *moq.Origin) DialOption { return func(o *dialOptions) { o.publish = origin } }
 
 // WithConsume mirrors the peer's announced broadcasts into origin.
-func WithConsume(origin *Origin) DialOption { return func(o *dialOptions) { o.consume = origin } }
+func WithConsume(origin *moq.Origin) DialOption { return func(o *dialOptions) { o.consume = origin } }
 
 // WithAnnounceInterest asks the peer only for the announcements under the
 // given prefixes (default: every path), for a client that follows one
@@ -69,11 +71,11 @@ func WithLimits(l Limits) DialOption { return func(o *dialOptions) { o.limits = 
 
 // WithCache bounds what the session keeps per track of the peer's
 // broadcasts. Without it a dialled session is a consumer: it keeps a group
-// only while one of its readers may still take it (CacheConfig.Consumer).
+// only while one of its readers may still take it (moq.CacheConfig.Consumer).
 // A session whose broadcasts are served on to others (a relay in front of
-// this one) passes a relay's cache, such as CacheConfig{}, so that readers
+// this one) passes a relay's cache, such as moq.CacheConfig{}, so that readers
 // joining later find the latest group.
-func WithCache(c CacheConfig) DialOption {
+func WithCache(c moq.CacheConfig) DialOption {
 	return func(o *dialOptions) { o.cache, o.cacheSet = c, true }
 }
 
@@ -190,9 +192,9 @@ func quicConfig(l Limits, lv Liveness) *quic.Config {
 
 // clientCache is the cache of the session's tracks: WithCache's, or a
 // consumer's.
-func (o *dialOptions) clientCache() CacheConfig {
+func (o *dialOptions) clientCache() moq.CacheConfig {
 	if o.cacheSet {
 		return o.cache
 	}
-	return CacheConfig{Consumer: true}
+	return moq.CacheConfig{Consumer: true}
 }

@@ -1,39 +1,13 @@
 // Package protocol implements MOQ Lite for moqbridge: sessions, client,
-// server and relay, and the in-process data model they all share.
-//
-// # Data model
-//
-// The model is the moq-lite one: Broadcast → Track → Group → Frame.
-//
-//   - A frame is an immutable byte slice, shared (never copied) by every
-//     reader.
-//   - A group is an ordered, append-only list of frames with a sequence
-//     number, written through a GroupWriter and followed from frame 0 by any
-//     number of GroupReaders.
-//   - A track is a named stream of groups with a priority and a bounded
-//     cache (CacheConfig). A TrackReader starts at the latest group, then
-//     follows new groups in arrival order and never goes backwards in
-//     sequence; a reader that falls behind skips to newer groups instead of
-//     making the cache grow.
-//   - A broadcast is a set of named tracks, optionally created on demand
-//     (BroadcastWriter.HandleRequests) when backed by a remote peer.
-//
-// Everything meets in an Origin, a table of live broadcasts keyed by path
-// that sources publish into and sinks, sessions and the relay consume from,
-// with announcements of what appears and disappears.
-//
-// Every object has a writer half and a reader half so ownership is plain:
-// one goroutine writes a track or group, any number read it, and a slow
-// reader can neither block the writer or other readers nor pin memory
-// beyond the cache budget. Waiting readers are woken through channels
-// (never by polling), and the per-frame path allocates nothing in steady
-// state. Each type's documentation says which goroutines may call what.
+// server and relay. The data model they serve and fill (Origin, Broadcast,
+// Track, Group, Frame) is package moq, which has no network code; protocol
+// uses it through its exported API only.
 //
 // # Forwarding and overload
 //
 // A session answers each SUBSCRIBE by forwarding the track's groups, one
 // unidirectional stream per group, opened in arrival order. Its groups are
-// read from the Origin as they arrive (TrackReader.NextArrival), from the
+// read from the moq.Origin as they arrive (moq.TrackReader.NextArrival), from the
 // group that was the latest when the subscription came in, so the relay
 // never holds a group back, never skips one that arrived after the
 // subscription (a lower sequence arriving late included), and reads the
@@ -77,8 +51,8 @@
 //
 // Dial makes one session. Connect makes a Client, which keeps a session to
 // a relay: when the session ends it dials again with exponential backoff
-// and jitter (Reconnect), serving the same publish Origin and mirroring
-// into the same consume Origin, so broadcasts go on where they were. A
+// and jitter (Reconnect), serving the same publish moq.Origin and mirroring
+// into the same consume moq.Origin, so broadcasts go on where they were. A
 // session ending makes the broadcasts it fed end with its error, and an
 // announced end lets the subscriptions finish by themselves, so a reader
 // can tell a broadcast that was lost from one that finished.

@@ -10,6 +10,8 @@ import (
 
 	"github.com/moqbridge/moqbridge/protocol/internal/transport"
 	"github.com/moqbridge/moqbridge/protocol/internal/wire"
+
+	"github.com/moqbridge/moqbridge/moq"
 )
 
 // A forwarder sends the groups of one subscription to the peer, one
@@ -44,7 +46,7 @@ type forwarder struct {
 	ordered  bool
 	limit    int
 	lag      time.Duration
-	track    *TrackReader // where group readers are handed back for reuse
+	track    *moq.TrackReader // where group readers are handed back for reuse
 
 	mu      sync.Mutex
 	groups  []*groupSend // unfinished groups in arrival order, queued ones included
@@ -94,7 +96,7 @@ const (
 // updates as it goes.
 type groupSend struct {
 	seq     uint64
-	gr      *GroupReader
+	gr      *moq.GroupReader
 	stream  transport.SendStream
 	state   sendState
 	dropped bool
@@ -104,7 +106,7 @@ type groupSend struct {
 	writing bool         // a Write on the stream is under way
 }
 
-func newForwarder(s *Session, ctx context.Context, sub wire.Subscribe, track *TrackReader) *forwarder {
+func newForwarder(s *Session, ctx context.Context, sub wire.Subscribe, track *moq.TrackReader) *forwarder {
 	lag := s.limits.MaxGroupLag
 	if sub.MaxLatencyMs > 0 {
 		lag = time.Duration(sub.MaxLatencyMs) * time.Millisecond
@@ -145,7 +147,7 @@ const (
 )
 
 // start queues g for sending. It never blocks.
-func (f *forwarder) start(g *GroupReader) {
+func (f *forwarder) start(g *moq.GroupReader) {
 	now := time.Now()
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -174,7 +176,7 @@ func (f *forwarder) start(g *GroupReader) {
 func (gs *groupSend) droppable() bool { return !gs.dropped && gs.state != stateClosing }
 
 // backlog is the payload of gs still to be written.
-func (gs *groupSend) backlog() int64 { return gs.gr.g.sizeNow() - gs.written.Load() }
+func (gs *groupSend) backlog() int64 { return gs.gr.Size() - gs.written.Load() }
 
 // firstLive returns the head: the oldest group not dropped, or nil.
 func (f *forwarder) firstLive() *groupSend {
@@ -238,14 +240,14 @@ func (f *forwarder) dropLocked(gs *groupSend, code wire.ErrorCode, overload bool
 // the size of a burst the cache holds, and neither rule acts before there
 // is evidence: no rate is assumed before one was measured. The check also
 // tells the track whether this subscriber is behind, for ingest pacing
-// (TrackWriter.paceIngest).
+// (moq.TrackWriter.paceIngest).
 func (f *forwarder) checkLocked(now time.Time) {
 	evicted := 0
 	for _, gs := range f.toOpen {
 		// A group still waiting for a stream is not being read yet: like
 		// a track reader that fell behind, the peer skips it once the
 		// cache let it go, so waiting groups pin no more than the cache.
-		if gs.droppable() && gs.gr.g.isEvicted() {
+		if gs.droppable() && gs.gr.Evicted() {
 			f.dropLocked(gs, wire.CodeDropped, true)
 			evicted++
 		}
@@ -257,7 +259,7 @@ func (f *forwarder) checkLocked(now time.Time) {
 	// on every check) and what of it is still to be written.
 	total, backlog := f.offered, int64(0)
 	for _, gs := range f.groups {
-		size := gs.gr.g.sizeNow()
+		size := gs.gr.Size()
 		total += size
 		if gs.droppable() {
 			backlog += size - gs.written.Load()
@@ -266,7 +268,7 @@ func (f *forwarder) checkLocked(now time.Time) {
 	queued := f.queued.rate(now, total)
 	rate, stalled := f.pace.state(now, f.lag)
 	budget := rate * f.lag.Seconds() // bytes the peer takes within lag
-	f.track.setBehind(stalled || rate > 0 && float64(backlog) > budget/2)
+	f.track.SetBehind(stalled || rate > 0 && float64(backlog) > budget/2)
 	if stalled {
 		n := 0
 		for _, gs := range f.groups {
@@ -352,16 +354,16 @@ func (f *forwarder) forgetLocked(gs *groupSend) {
 			break
 		}
 	}
-	f.offered += gs.gr.g.sizeNow()
+	f.offered += gs.gr.Size()
 	f.releaseReader(gs.gr)
 	f.put(gs)
 }
 
 // releaseReader closes a group reader and hands it back to the track reader
 // for reuse. The caller holds f.mu and nothing else uses gr any more.
-func (f *forwarder) releaseReader(gr *GroupReader) {
+func (f *forwarder) releaseReader(gr *moq.GroupReader) {
 	gr.Close()
-	f.track.recycle(gr)
+	f.track.Recycle(gr)
 }
 
 func (f *forwarder) get() *groupSend {
@@ -670,4 +672,12 @@ func (f *forwarder) stop(cause error, code wire.ErrorCode) {
 	f.wg.Wait()
 	f.checkTimer.Stop()
 	f.openCancel()
+}
+
+// notify does a non-blocking send on a wake-up channel of capacity one.
+func notify(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
 }

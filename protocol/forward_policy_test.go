@@ -14,6 +14,8 @@ import (
 
 	"github.com/moqbridge/moqbridge/protocol/internal/transport"
 	"github.com/moqbridge/moqbridge/protocol/internal/wire"
+
+	"github.com/moqbridge/moqbridge/moq"
 )
 
 // The forwarding policy as a unit: a forwarder writes into a simulated link
@@ -206,7 +208,7 @@ type simForward struct {
 	stop func()
 }
 
-func startSimForward(t *testing.T, bw *BroadcastWriter, kind string, rate float64, limits Limits) *simForward {
+func startSimForward(t *testing.T, bw *moq.BroadcastWriter, kind string, rate float64, limits Limits) *simForward {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	sim := &simSession{link: &simLink{rate: rate}, kind: kind, ctx: ctx, freed: make(chan struct{})}
@@ -215,7 +217,7 @@ func startSimForward(t *testing.T, bw *BroadcastWriter, kind string, rate float6
 	if err != nil {
 		t.Fatal(err)
 	}
-	tr.setForwarding()
+	tr.SetForwarding()
 	fw := newForwarder(s, ctx, wire.Subscribe{ID: 7, Priority: 1, Ordered: true}, tr)
 	sf := &simForward{sess: s, sim: sim, fw: fw, done: make(chan struct{})}
 	go func() {
@@ -296,7 +298,7 @@ func (sf *simForward) outcome(t *testing.T, frames, size int) simOutcome {
 }
 
 // writeSimGroup writes group seq of frames frames, pausing between frames.
-func writeSimGroup(t *testing.T, tw *TrackWriter, frames, size int, pause time.Duration) {
+func writeSimGroup(t *testing.T, tw *moq.TrackWriter, frames, size int, pause time.Duration) {
 	t.Helper()
 	g, err := tw.AppendGroup()
 	if err != nil {
@@ -330,7 +332,7 @@ func TestForwardBurst(t *testing.T) {
 			name := fmt.Sprintf("%s/%dx%dx%d@%.0fMBps", kind, c.groups, c.frames, c.size, c.rate/1e6)
 			t.Run(name, func(t *testing.T) {
 				synctest.Test(t, func(t *testing.T) {
-					bw := NewBroadcast()
+					bw := moq.NewBroadcast()
 					defer bw.Close()
 					tw, _ := bw.CreateTrack("video", 1)
 					sf := startSimForward(t, bw, kind, c.rate, Limits{MaxInflightGroups: 4})
@@ -363,7 +365,7 @@ func TestForwardSlowPeer(t *testing.T) {
 	for _, kind := range []string{transport.KindQUIC, transport.KindWebTransport} {
 		t.Run(kind, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				bw := NewBroadcast()
+				bw := moq.NewBroadcast()
 				defer bw.Close()
 				tw, _ := bw.CreateTrack("video", 1)
 				// 200 kB groups of 10 frames, a frame every 10 ms: 2 MB/s
@@ -408,7 +410,7 @@ func TestForwardSlowPeer(t *testing.T) {
 // newest ones when it reads again; while it reads it loses nothing.
 func TestForwardStalledPeer(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		bw := NewBroadcast()
+		bw := moq.NewBroadcast()
 		defer bw.Close()
 		tw, _ := bw.CreateTrack("video", 1)
 		const frames, size = 10, 10000 // 100 kB groups
@@ -457,7 +459,7 @@ func TestForwardStalledPeer(t *testing.T) {
 // slows the opening of streams: every group still arrives.
 func TestForwardPeerStreamLimit(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		bw := NewBroadcast()
+		bw := moq.NewBroadcast()
 		defer bw.Close()
 		tw, _ := bw.CreateTrack("video", 1)
 		sf := startSimForward(t, bw, transport.KindWebTransport, 20e6, Limits{})
@@ -479,13 +481,13 @@ func TestForwardPeerStreamLimit(t *testing.T) {
 // writePacedGroups writes groups as a relay's network receiver does: a
 // frame every 5 ms (a publisher that could send 4 MB/s of these frames),
 // each after paceIngest. It returns how long that took.
-func writePacedGroups(tw *TrackWriter, groups, frames, size int) time.Duration {
+func writePacedGroups(tw *moq.TrackWriter, groups, frames, size int) time.Duration {
 	start := time.Now()
 	for range groups {
 		g, _ := tw.AppendGroup()
 		for i := range frames {
 			time.Sleep(5 * time.Millisecond)
-			tw.paceIngest(context.Background())
+			tw.PaceIngest(context.Background())
 			_ = g.WriteFrame(simFrame(g.Sequence(), i, size))
 		}
 		_ = g.Close()
@@ -500,7 +502,7 @@ func writePacedGroups(tw *TrackWriter, groups, frames, size int) time.Duration {
 // still loses groups rather than holding the writer back.
 func TestForwardPacesIngest(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		bw := NewBroadcast()
+		bw := moq.NewBroadcast()
 		defer bw.Close()
 		tw, _ := bw.CreateTrack("video", 1)
 		fast := startSimForward(t, bw, transport.KindQUIC, 2e6, Limits{})
@@ -530,7 +532,7 @@ func TestForwardPacesIngest(t *testing.T) {
 // its forwarder sheds groups instead.
 func TestForwardSingleSlowPeerDoesNotPace(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		bw := NewBroadcast()
+		bw := moq.NewBroadcast()
 		defer bw.Close()
 		tw, _ := bw.CreateTrack("video", 1)
 		slow := startSimForward(t, bw, transport.KindQUIC, 0.5e6, Limits{})

@@ -12,6 +12,8 @@ import (
 
 	"github.com/moqbridge/moqbridge/protocol/internal/transport"
 	"github.com/moqbridge/moqbridge/protocol/internal/wire"
+
+	"github.com/moqbridge/moqbridge/moq"
 )
 
 // FuzzPeerStream feeds a stream's bytes, as a peer sends them, to what a
@@ -94,7 +96,7 @@ func FuzzPeerStream(f *testing.F) {
 // fuzzSession is a running session with small limits (so that short
 // inputs reach them) on a connection that carries nothing, holding one
 // upstream subscription, id 0, into the returned track.
-func fuzzSession(v Version) (*Session, *TrackWriter) {
+func fuzzSession(v Version) (*Session, *moq.TrackWriter) {
 	s := &Session{
 		conn:     fuzzConn{},
 		version:  v,
@@ -102,13 +104,13 @@ func fuzzSession(v Version) (*Session, *TrackWriter) {
 		limits:   Limits{MaxMessageSize: 64 << 10, MaxFrameSize: 256 << 10, MaxSessionBuffer: 8 << 10, MaxServerBuffer: 1 << 20}.withDefaults(),
 		log:      slog.New(slog.DiscardHandler),
 		upstream: make(map[uint64]*upstreamSub),
-		remote:   make(map[string]*BroadcastWriter),
-		consumed: make(map[string]*BroadcastWriter),
-		own:      make(map[*BroadcastReader]struct{}),
+		remote:   make(map[string]*moq.BroadcastWriter),
+		consumed: make(map[string]*moq.BroadcastWriter),
+		own:      make(map[*moq.BroadcastReader]struct{}),
 	}
 	s.mem = sessionBudget{own: newByteBudget("session", s.limits.MaxSessionBuffer), shared: newByteBudget("server", s.limits.MaxServerBuffer)}
 	s.ctx, s.cancel = context.WithCancelCause(context.Background())
-	tw, _ := NewBroadcast().CreateTrack("video", 0)
+	tw, _ := moq.NewBroadcast().CreateTrack("video", 0)
 	s.upstream[0] = &upstreamSub{track: tw, ctx: s.ctx}
 	return s, tw
 }

@@ -10,6 +10,8 @@ import (
 
 	"github.com/moqbridge/moqbridge/protocol/internal/transport"
 	"github.com/moqbridge/moqbridge/protocol/internal/wire"
+
+	"github.com/moqbridge/moqbridge/moq"
 )
 
 // expectReset reads str to its end and requires a reset with code.
@@ -157,7 +159,7 @@ func TestGroupSizeLimit(t *testing.T) {
 func TestExpiredGroupStopped(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	srv := testServer(t, ServerConfig{Cache: CacheConfig{MaxBytes: 64 << 10}})
+	srv := testServer(t, ServerConfig{Cache: moq.CacheConfig{MaxBytes: 64 << 10}})
 	_, _, tw := publishTrack(t, ctx, srv, "quic", "live/old", "video")
 	tr, err := waitAnnounced(t, ctx, srv.Origin(), "live/old").Subscribe("video", 1)
 	if err != nil {
@@ -196,8 +198,8 @@ func TestExpiredGroupStopped(t *testing.T) {
 		if err == nil {
 			continue
 		}
-		if !errors.Is(err, ErrGroupDropped) {
-			t.Fatalf("group 0 after the cache let it go: %v, want ErrGroupDropped", err)
+		if !errors.Is(err, moq.ErrGroupDropped) {
+			t.Fatalf("group 0 after the cache let it go: %v, want moq.ErrGroupDropped", err)
 		}
 		break
 	}
@@ -225,7 +227,7 @@ func TestPublisherGoesAway(t *testing.T) {
 	defer cancel()
 	srv := testServer(t, ServerConfig{})
 	pub, _, tw := publishTrack(t, ctx, srv, "webtransport", "live/gone", "video")
-	subOrigin := NewOrigin()
+	subOrigin := moq.NewOrigin()
 	defer subOrigin.Close()
 	dialTest(t, ctx, srv, "quic", Lite02, WithConsume(subOrigin))
 	b := waitAnnounced(t, ctx, subOrigin, "live/gone")

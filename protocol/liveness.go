@@ -16,7 +16,7 @@ type Liveness struct {
 	// IdleTimeout ends a session from whose peer nothing at all (data,
 	// acknowledgements, pongs) has been received for this long; the
 	// session's error is then a net.Error whose Timeout() is true, and the
-	// broadcasts it published leave the Origin (a waiting backup takes
+	// broadcasts it published leave the moq.Origin (a waiting backup takes
 	// over). Over QUIC and WebTransport it is QUIC's max_idle_timeout, so
 	// the smaller value of the two ends applies; quic-go counts it from the
 	// first packet sent after the last one received and never below three

@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/moqbridge/moqbridge/moq"
 )
 
 // livenessChildEnv turns the test binary into a publisher process (see
@@ -55,8 +57,8 @@ func runLivenessPublisher(spec string) int {
 		_, _ = io.Copy(io.Discard, os.Stdin)
 		cancel()
 	}()
-	origin := NewOrigin()
-	bw := NewBroadcast()
+	origin := moq.NewOrigin()
+	bw := moq.NewBroadcast()
 	tw, err := bw.CreateTrack(livenessTrack, 0)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -157,14 +159,7 @@ func startLivenessPublisher(t *testing.T, ctx context.Context, url string, fp [3
 }
 
 // backupCount is how many broadcasts wait as backups at path in o.
-func backupCount(o *Origin, path string) int {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	if e := o.paths[path]; e != nil {
-		return len(e.backups)
-	}
-	return 0
-}
+func backupCount(o *moq.Origin, path string) int { return o.Backups(path) }
 
 // TestLivenessBackupTakesOver: publisher A (its own process) publishes a
 // path on the relay, publisher B (another process) publishes the same path
@@ -216,7 +211,7 @@ func testBackupTakesOver(t *testing.T, kind string, sig syscall.Signal) {
 		at    time.Time
 	}
 	frames := make(chan seen, 1024)
-	local := NewOrigin()
+	local := moq.NewOrigin()
 	defer local.Close()
 	sub := dialTest(t, ctx, srv, "quic", Lite04, WithConsume(local))
 	subCtx, stopSub := context.WithCancel(ctx)

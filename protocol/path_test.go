@@ -8,17 +8,19 @@ import (
 	"time"
 
 	"github.com/moqbridge/moqbridge/protocol/internal/wire"
+
+	"github.com/moqbridge/moqbridge/moq"
 )
 
 func TestValidatePath(t *testing.T) {
 	for _, ok := range []string{"", "live/alice", "catalog.json", "a/.b/c..", "日本/ライブ", strings.Repeat("x", 1024)} {
-		if err := ValidatePath(ok); err != nil {
-			t.Errorf("ValidatePath(%q) = %v, want nil", ok, err)
+		if err := moq.ValidatePath(ok); err != nil {
+			t.Errorf("moq.ValidatePath(%q) = %v, want nil", ok, err)
 		}
 	}
 	for _, bad := range []string{"..", "live/../x", "./live", "live/.", "a\x00b", "a\nb", "a\x7fb", "a\u0085b", "\xff\xfe", strings.Repeat("x", 1025)} {
-		if err := ValidatePath(bad); !errors.Is(err, ErrInvalidPath) {
-			t.Errorf("ValidatePath(%q) = %v, want ErrInvalidPath", bad, err)
+		if err := moq.ValidatePath(bad); !errors.Is(err, moq.ErrInvalidPath) {
+			t.Errorf("moq.ValidatePath(%q) = %v, want moq.ErrInvalidPath", bad, err)
 		}
 	}
 }
@@ -26,14 +28,14 @@ func TestValidatePath(t *testing.T) {
 // TestOriginPublishInvalidPath: an in-process publisher gets the refusal at
 // once, and nothing is announced.
 func TestOriginPublishInvalidPath(t *testing.T) {
-	o := NewOrigin()
+	o := moq.NewOrigin()
 	defer o.Close()
 	ann := o.Announced("")
 	defer ann.Close()
 	for _, bad := range []string{"/live/../../etc/", "live/a\x00b"} {
-		bw := NewBroadcast()
-		if err := o.Publish(bad, bw.Reader()); !errors.Is(err, ErrInvalidPath) {
-			t.Errorf("Publish(%q) = %v, want ErrInvalidPath", bad, err)
+		bw := moq.NewBroadcast()
+		if err := o.Publish(bad, bw.Reader()); !errors.Is(err, moq.ErrInvalidPath) {
+			t.Errorf("Publish(%q) = %v, want moq.ErrInvalidPath", bad, err)
 		}
 		_ = bw.Close()
 	}

@@ -10,6 +10,8 @@ import (
 
 	"github.com/moqbridge/moqbridge/protocol/internal/transport"
 	"github.com/moqbridge/moqbridge/protocol/internal/wire"
+
+	"github.com/moqbridge/moqbridge/moq"
 )
 
 // errUnsubscribed is the cause when the peer ended its subscription.
@@ -20,7 +22,7 @@ var errUnsubscribed = errors.New("unsubscribed")
 const unsubscribeGrace = 5 * time.Second
 
 // serveSubscribe answers one SUBSCRIBE from the peer: it finds the track in
-// the publish Origin and forwards its groups, one unidirectional stream per
+// the publish moq.Origin and forwards its groups, one unidirectional stream per
 // group, starting at the latest group.
 func (s *Session) serveSubscribe(str transport.Stream, r *wire.Reader) {
 	body, err := r.ReadMessage(s.limits.MaxMessageSize)
@@ -108,7 +110,7 @@ func (s *Session) serveSubscribe(str transport.Stream, r *wire.Reader) {
 		fw.start(g)
 	}
 	switch {
-	case errors.Is(endErr, io.EOF) || errors.Is(endErr, ErrClosed):
+	case errors.Is(endErr, io.EOF) || errors.Is(endErr, moq.ErrClosed):
 		// The track is over: let the group streams finish, then FIN.
 		fw.stop(nil, 0)
 		_ = str.Close()
@@ -121,7 +123,7 @@ func (s *Session) serveSubscribe(str transport.Stream, r *wire.Reader) {
 	default:
 		fw.stop(endErr, wire.CodeCancel)
 		code := wire.CodeCancel
-		if errors.Is(endErr, ErrNotFound) {
+		if errors.Is(endErr, moq.ErrNotFound) {
 			code = wire.CodeNotFound
 		}
 		str.CancelWrite(uint64(code))
@@ -137,10 +139,10 @@ func (s *Session) serveSubscribe(str transport.Stream, r *wire.Reader) {
 	}
 }
 
-// lookupTrack finds the subscribed track in the publish Origin.
-func (s *Session) lookupTrack(sub wire.Subscribe) (*TrackReader, error) {
+// lookupTrack finds the subscribed track in the publish moq.Origin.
+func (s *Session) lookupTrack(sub wire.Subscribe) (*moq.TrackReader, error) {
 	if s.publish == nil {
-		return nil, ErrNotFound
+		return nil, moq.ErrNotFound
 	}
 	b, err := s.publish.Consume(s.localPath(sub.Broadcast))
 	if err != nil {
@@ -150,17 +152,17 @@ func (s *Session) lookupTrack(sub wire.Subscribe) (*TrackReader, error) {
 	if err != nil {
 		return nil, err
 	}
-	tr.setForwarding()
+	tr.SetForwarding()
 	return tr, nil
 }
 
 // noteServed records a subscription being served from track until the
 // returned function is called, for Close (finishEnded).
-func (s *Session) noteServed(track *TrackReader) func() {
+func (s *Session) noteServed(track *moq.TrackReader) func() {
 	done := make(chan struct{})
 	s.mu.Lock()
 	if s.served == nil {
-		s.served = make(map[*TrackReader]chan struct{})
+		s.served = make(map[*moq.TrackReader]chan struct{})
 	}
 	s.served[track] = done
 	s.mu.Unlock()
@@ -182,7 +184,7 @@ func (s *Session) finishEnded(grace time.Duration) {
 	var waits []chan struct{}
 	for tr, done := range s.served {
 		select {
-		case <-tr.t.done:
+		case <-tr.Ended():
 			waits = append(waits, done)
 		default:
 		}

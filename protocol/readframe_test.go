@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime"
 	"testing"
 
+	"github.com/moqbridge/moqbridge/moq"
 	"github.com/moqbridge/moqbridge/protocol/internal/wire"
 )
 
@@ -45,10 +47,10 @@ func TestReadFrame(t *testing.T) {
 	for _, packet := range []int{1, 1200, 70_000} {
 		s := budgetedSession(64<<20, 64<<20)
 		r := wire.NewReader(&chunkedSource{data: stream, n: packet})
-		var b groupBuffers
+		b := receiveGroupWriter(t)
 		var frames [][]byte
 		for i, n := range sizes {
-			p, err := s.readFrame(r, &b, n)
+			p, err := s.readFrame(r, b, n)
 			if err != nil {
 				t.Fatalf("packets of %d: frame %d (%d bytes): %v", packet, i, n, err)
 			}
@@ -65,27 +67,7 @@ func TestReadFrame(t *testing.T) {
 		if own, shared := s.mem.own.used.Load(), s.mem.shared.used.Load(); own != 0 || shared != 0 {
 			t.Errorf("packets of %d: %d and %d bytes still reserved after complete frames", packet, own, shared)
 		}
-		b.release()
-	}
-}
-
-// TestReadFrameChunks: a frame that grows alone in its chunks leaves one
-// chunk behind, not one per doubling; later frames share it.
-func TestReadFrameChunks(t *testing.T) {
-	s := budgetedSession(64<<20, 64<<20)
-	const size = 300_000
-	r := wire.NewReader(&chunkedSource{data: make([]byte, size), n: 1200})
-	var b groupBuffers
-	defer b.release()
-	if _, err := s.readFrame(r, &b, size); err != nil {
-		t.Fatal(err)
-	}
-	chunks := 0
-	for c := b.head; c != nil; c = c.next {
-		chunks++
-	}
-	if chunks != 1 || b.head != b.tail || len(b.tail.buf) < size {
-		t.Fatalf("a %d-byte frame in a new group left %d chunks", size, chunks)
+		b.DoneReceiving()
 	}
 }
 
@@ -101,13 +83,13 @@ func TestReadFrameMemoryFollowsBytes(t *testing.T) {
 		src := &observedReader{data: make([]byte, sent), seen: func() {
 			peak = max(peak, s.mem.own.used.Load())
 		}}
-		var b groupBuffers
-		if _, err := s.readFrame(wire.NewReader(src), &b, declared); !errors.Is(err, io.ErrUnexpectedEOF) {
+		b := receiveGroupWriter(t)
+		if _, err := s.readFrame(wire.NewReader(src), b, declared); !errors.Is(err, io.ErrUnexpectedEOF) {
 			t.Fatalf("%d of %d bytes: %v, want io.ErrUnexpectedEOF", sent, declared, err)
 		}
 		bound := int64(0)
 		if sent > 0 {
-			bound = int64(max(frameStartSize, 2*sent))
+			bound = int64(max(moq.FrameStartSize, 2*sent))
 		}
 		if peak > bound {
 			t.Errorf("%d of %d bytes: %d bytes reserved, want at most %d", sent, declared, peak, bound)
@@ -115,14 +97,14 @@ func TestReadFrameMemoryFollowsBytes(t *testing.T) {
 		if used := s.mem.own.used.Load() + s.mem.shared.used.Load(); used != 0 {
 			t.Errorf("%d bytes: %d still reserved after the frame failed", sent, used)
 		}
-		b.release()
+		b.DoneReceiving()
 	}
 
 	for _, limits := range [][2]int{{1 << 20, 64 << 20}, {64 << 20, 1 << 20}} {
 		s := budgetedSession(limits[0], limits[1])
-		var b groupBuffers
+		b := receiveGroupWriter(t)
 		r := wire.NewReader(&observedReader{data: make([]byte, 4<<20), seen: func() {}})
-		_, err := s.readFrame(r, &b, 4<<20)
+		_, err := s.readFrame(r, b, 4<<20)
 		var we wireCoded
 		if !errors.As(err, &we) || we.code != wire.CodeBoundsExceeded {
 			t.Errorf("4 MiB frame with budgets %v: %v, want BoundsExceeded", limits, err)
@@ -130,7 +112,7 @@ func TestReadFrameMemoryFollowsBytes(t *testing.T) {
 		if used := s.mem.own.used.Load() + s.mem.shared.used.Load(); used != 0 {
 			t.Errorf("budgets %v: %d still reserved after the frame failed", limits, used)
 		}
-		b.release()
+		b.DoneReceiving()
 	}
 }
 
@@ -170,22 +152,39 @@ func benchReceiveFrames(b *testing.B, size int, upfront bool) {
 	const framesPerGroup = 30
 	s := budgetedSession(1<<30, 1<<30)
 	r := wire.NewReader(&chunkedSource{data: make([]byte, size), n: 1200})
-	var bufs groupBuffers
-	read := func() {
-		if upfront {
-			if err := r.ReadFull(bufs.alloc(size)); err != nil {
-				b.Fatal(err)
-			}
-			return
-		}
-		if _, err := s.readFrame(r, &bufs, size); err != nil {
+	// A small cache lets each group go (and its memory back to the pools)
+	// soon after the next one starts, as a relay's cache does.
+	tw, err := moq.NewBroadcastWithCache(moq.CacheConfig{MaxBytes: 1}).CreateTrack("t", 0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	g, err := tw.AppendGroup()
+	if err != nil {
+		b.Fatal(err)
+	}
+	nextGroup := func() {
+		_ = g.Close()
+		g.DoneReceiving()
+		if g, err = tw.AppendGroup(); err != nil {
 			b.Fatal(err)
 		}
+	}
+	read := func() {
+		var p []byte
+		if upfront {
+			p = g.AllocFrame(size)
+			if err := r.ReadFull(p); err != nil {
+				b.Fatal(err)
+			}
+		} else if p, err = s.readFrame(r, g, size); err != nil {
+			b.Fatal(err)
+		}
+		_ = g.WriteFrame(p)
 	}
 	for range framesPerGroup { // warm the pools
 		read()
 	}
-	bufs.release()
+	nextGroup()
 	b.SetBytes(int64(size))
 	b.ReportAllocs()
 	before := mallocs()
@@ -193,9 +192,30 @@ func benchReceiveFrames(b *testing.B, size int, upfront bool) {
 	for b.Loop() {
 		read()
 		if i++; i%framesPerGroup == 0 {
-			bufs.release()
+			nextGroup()
 		}
 	}
 	b.ReportMetric(float64(mallocs()-before)/float64(b.N), "allocs/frame")
-	bufs.release()
+}
+
+// receiveGroupWriter returns a group of a new track for readFrame to
+// receive into.
+func receiveGroupWriter(t testing.TB) *moq.GroupWriter {
+	t.Helper()
+	tw, err := moq.NewBroadcast().CreateTrack("t", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := tw.AppendGroup()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return g
+}
+
+// mallocs is the process's count of heap allocations so far.
+func mallocs() uint64 {
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return ms.Mallocs
 }

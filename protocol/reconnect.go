@@ -86,9 +86,9 @@ var ErrGaveUp = errors.New("moq: gave up reconnecting")
 // reason but Close, it dials again with the Reconnect policy, so a relay
 // that restarts or a network that drops for a while costs the application
 // nothing but the gap. Every session it makes serves the same publish
-// Origin (WithPublish), so the application's broadcasts are announced again
+// moq.Origin (WithPublish), so the application's broadcasts are announced again
 // and continue where they are, and mirrors the peer's announcements into
-// the same consume Origin (WithConsume), where they reappear as the peer
+// the same consume moq.Origin (WithConsume), where they reappear as the peer
 // announces them again. Its methods are safe for concurrent use.
 type Client struct {
 	url  string

@@ -16,6 +16,8 @@ import (
 
 	"github.com/moqbridge/moqbridge/protocol/auth"
 	"github.com/moqbridge/moqbridge/protocol/internal/transport"
+
+	"github.com/moqbridge/moqbridge/moq"
 )
 
 // writeTestCert writes a self-signed certificate for 127.0.0.1 and its key
@@ -130,9 +132,9 @@ func TestClientReconnect(t *testing.T) {
 				opts = append(opts, WithFingerprint(fp))
 			}
 
-			pubOrigin := NewOrigin()
+			pubOrigin := moq.NewOrigin()
 			defer pubOrigin.Close()
-			bw := NewBroadcast()
+			bw := moq.NewBroadcast()
 			defer bw.Close()
 			tw, err := bw.CreateTrack("t", 0)
 			if err != nil {
@@ -168,7 +170,7 @@ func TestClientReconnect(t *testing.T) {
 			}
 			defer pub.Close()
 
-			subOrigin := NewOrigin()
+			subOrigin := moq.NewOrigin()
 			defer subOrigin.Close()
 			sub, err := Connect(ctx, url, append(opts, WithConsume(subOrigin), WithAnnounceInterest("live/r"))...)
 			if err != nil {
@@ -209,7 +211,7 @@ func TestClientReconnect(t *testing.T) {
 			select {
 			case err := <-readErrs:
 				t.Logf("the reader saw the loss as: %v", err)
-				if errors.Is(err, ErrClosed) {
+				if errors.Is(err, moq.ErrClosed) {
 					t.Errorf("the lost broadcast ended as if finished: %v", err)
 				}
 			default:
@@ -222,7 +224,7 @@ func TestClientReconnect(t *testing.T) {
 // followTrack reads track name of the broadcast at path in o, finding the
 // broadcast again whenever it ends, and sends each group's sequence. How
 // each broadcast ended goes to ends.
-func followTrack(ctx context.Context, o *Origin, path, name string, seqs chan<- uint64, ends chan<- error) {
+func followTrack(ctx context.Context, o *moq.Origin, path, name string, seqs chan<- uint64, ends chan<- error) {
 	ann := o.Announced(path)
 	defer ann.Close()
 	for {
@@ -331,7 +333,7 @@ func TestWaitWanted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sess, err := Dial(ctx, fmt.Sprintf("https://127.0.0.1:%d/?jwt=%s", srv.Addr().Port, token), WithFingerprint(srv.Fingerprint()), WithPublish(NewOrigin()))
+	sess, err := Dial(ctx, fmt.Sprintf("https://127.0.0.1:%d/?jwt=%s", srv.Addr().Port, token), WithFingerprint(srv.Fingerprint()), WithPublish(moq.NewOrigin()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -347,7 +349,7 @@ func TestWaitWanted(t *testing.T) {
 		t.Errorf("error %q, want %q", err, want)
 	}
 	open := testServer(t, ServerConfig{})
-	sess2 := dialTest(t, ctx, open, "quic", Lite04, WithPublish(NewOrigin()))
+	sess2 := dialTest(t, ctx, open, "quic", Lite04, WithPublish(moq.NewOrigin()))
 	if err := sess2.WaitWanted(ctx, "any/where"); err != nil {
 		t.Errorf("an open relay: %v", err)
 	}

@@ -15,15 +15,17 @@ import (
 
 	"github.com/moqbridge/moqbridge/protocol/internal/transport"
 	"github.com/moqbridge/moqbridge/protocol/internal/wire"
+
+	"github.com/moqbridge/moqbridge/moq"
 )
 
-// publishTrack publishes broadcast path with one track into a new Origin
+// publishTrack publishes broadcast path with one track into a new moq.Origin
 // and connects it to the relay.
-func publishTrack(t *testing.T, ctx context.Context, srv *Server, kind, path, track string, opts ...DialOption) (*Session, *BroadcastWriter, *TrackWriter) {
+func publishTrack(t *testing.T, ctx context.Context, srv *Server, kind, path, track string, opts ...DialOption) (*Session, *moq.BroadcastWriter, *moq.TrackWriter) {
 	t.Helper()
-	origin := NewOrigin()
+	origin := moq.NewOrigin()
 	t.Cleanup(origin.Close)
-	bw := NewBroadcast()
+	bw := moq.NewBroadcast()
 	tw, err := bw.CreateTrack(track, 128)
 	if err != nil {
 		t.Fatal(err)
@@ -35,8 +37,8 @@ func publishTrack(t *testing.T, ctx context.Context, srv *Server, kind, path, tr
 	return sess, bw, tw
 }
 
-// waitAnnounced blocks until the relay's Origin has path.
-func waitAnnounced(t *testing.T, ctx context.Context, o *Origin, path string) *BroadcastReader {
+// waitAnnounced blocks until the relay's moq.Origin has path.
+func waitAnnounced(t *testing.T, ctx context.Context, o *moq.Origin, path string) *moq.BroadcastReader {
 	t.Helper()
 	ann := o.Announced(path)
 	defer ann.Close()
@@ -66,7 +68,7 @@ func TestRelayFanout(t *testing.T) {
 	waitAnnounced(t, ctx, srv.Origin(), "live/fan")
 
 	const subscribers, groups, frames = 100, 8, 30
-	write := func(g int, first bool) *GroupWriter {
+	write := func(g int, first bool) *moq.GroupWriter {
 		gw, err := tw.AppendGroup()
 		if err != nil {
 			t.Fatal(err)
@@ -92,7 +94,7 @@ func TestRelayFanout(t *testing.T) {
 		// Groups may overtake each other on the way (newer groups are sent
 		// first); a long reorder wait makes the reader deliver every group
 		// that arrives, in order, however loaded the machine.
-		sess := dialTest(t, ctx, srv, "quic", Lite04, WithCache(CacheConfig{ReorderWait: time.Minute}))
+		sess := dialTest(t, ctx, srv, "quic", Lite04, WithCache(moq.CacheConfig{ReorderWait: time.Minute}))
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -124,7 +126,7 @@ func TestRelayFanout(t *testing.T) {
 
 // receiveAll subscribes to "video" and checks groups 0..groups-1 arrive
 // complete and byte-exact; joined is called after the first frame.
-func receiveAll(ctx context.Context, b *BroadcastReader, groups, frames int, joined func()) error {
+func receiveAll(ctx context.Context, b *moq.BroadcastReader, groups, frames int, joined func()) error {
 	tr, err := b.Subscribe("video", 128)
 	if err != nil {
 		joined()
@@ -258,12 +260,12 @@ func TestSlowReader(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	const cacheBytes, inflight = 1 << 20, 4
-	cache := CacheConfig{MaxBytes: cacheBytes}
+	cache := moq.CacheConfig{MaxBytes: cacheBytes}
 	srv := testServer(t, ServerConfig{Cache: cache, Limits: Limits{MaxInflightGroups: inflight}})
 
-	origin := NewOrigin()
+	origin := moq.NewOrigin()
 	defer origin.Close()
-	bw := NewBroadcastWithCache(cache)
+	bw := moq.NewBroadcastWithCache(cache)
 	tw, _ := bw.CreateTrack("video", 128)
 	_ = origin.Publish("live/slow", bw.Reader())
 	dialTest(t, ctx, srv, "quic", Lite04, WithPublish(origin))

@@ -16,10 +16,12 @@ import (
 	"github.com/moqbridge/moqbridge/protocol/auth"
 	"github.com/moqbridge/moqbridge/protocol/internal/transport"
 	"github.com/moqbridge/moqbridge/protocol/internal/wire"
+
+	"github.com/moqbridge/moqbridge/moq"
 )
 
 // ServerConfig configures a Server. The zero value serves on :4443 with a
-// generated self-signed certificate and a fresh Origin.
+// generated self-signed certificate and a fresh moq.Origin.
 type ServerConfig struct {
 	// Addr is the UDP address raw QUIC and WebTransport share (default ":4443").
 	Addr string
@@ -33,21 +35,21 @@ type ServerConfig struct {
 	// TLSConfig, when set, is used as is (its certificates win).
 	TLSConfig *tls.Config
 	// Origin is what the server serves and where clients publish (default: a
-	// new Origin, see Server.Origin).
-	Origin *Origin
+	// new moq.Origin, see Server.Origin).
+	Origin *moq.Origin
 	// Versions the server accepts (default: all, preferring the newest).
 	Versions []Version
 	// Limits per session (zero fields take DefaultLimits).
 	Limits Limits
 	// Cache bounds what the relay keeps per track of a client's broadcast
 	// (zero fields take the defaults: 16 MiB, 30 s).
-	Cache CacheConfig
+	Cache moq.CacheConfig
 	// AllowedOrigins, when not empty, restricts the browser origins (e.g.
 	// "https://app.example") that may open WebTransport and WebSocket
 	// sessions; "*" allows any. When empty, any origin may connect, as
 	// with the reference relay and MediaMTX: a page's origin is no
 	// authorization (non-browser clients send whatever they like), tokens
-	// are (Auth). Requests without an Origin header (non-browser clients)
+	// are (Auth). Requests without a moq.Origin header (non-browser clients)
 	// are always allowed. A refused request gets HTTP 403 and a warning
 	// in the log naming the origin.
 	AllowedOrigins []string
@@ -122,13 +124,13 @@ func budget(v, def int) int {
 	return v
 }
 
-// Server is a MOQ Lite relay: clients publish into its Origin and subscribe
+// Server is a MOQ Lite relay: clients publish into its moq.Origin and subscribe
 // from it, over raw QUIC and WebTransport on one UDP port. N subscribers of
 // one track share one upstream subscription, because every remote track is
-// fetched through the Origin's broadcast, which deduplicates by name.
+// fetched through the moq.Origin's broadcast, which deduplicates by name.
 type Server struct {
 	cfg         ServerConfig
-	origin      *Origin
+	origin      *moq.Origin
 	ownsOrigin  bool
 	ln          *transport.Listener
 	fingerprint [32]byte
@@ -158,7 +160,7 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	s := &Server{cfg: cfg, origin: cfg.Origin, log: transport.RedactTokens(loggerOr(cfg.Logger)), sessions: make(map[*Session]struct{})}
 	s.buffers = newByteBudget("server", cfg.Limits.withDefaults().MaxServerBuffer)
 	if s.origin == nil {
-		s.origin = NewOrigin()
+		s.origin = moq.NewOrigin()
 		s.ownsOrigin = true
 	}
 	if len(tlsConf.Certificates) > 0 {
@@ -203,7 +205,7 @@ func originPolicy(cfg ServerConfig) func(*http.Request) bool {
 		allowed[strings.TrimSuffix(strings.ToLower(o), "/")] = true
 	}
 	return func(r *http.Request) bool {
-		origin := r.Header.Get("Origin")
+		origin := r.Header.Get("moq.Origin")
 		return origin == "" || allowed["*"] || allowed[strings.ToLower(origin)]
 	}
 }
@@ -219,7 +221,7 @@ func (s *Server) checkOrigin(check func(*http.Request) bool) func(*http.Request)
 			return true
 		}
 		s.originLog.Log(s.log, slog.LevelWarn, "moq connection refused: browser origin not allowed; add it with --allow-origin (ServerConfig.AllowedOrigins)",
-			"origin", r.Header.Get("Origin"), "remote", r.RemoteAddr, "path", r.URL.Path)
+			"origin", r.Header.Get("moq.Origin"), "remote", r.RemoteAddr, "path", r.URL.Path)
 		return false
 	}
 }
@@ -294,8 +296,8 @@ const (
 // pin with serverCertificateHashes and clients with WithFingerprint.
 func (s *Server) Fingerprint() [32]byte { return s.fingerprint }
 
-// Origin is the table of broadcasts the server relays.
-func (s *Server) Origin() *Origin { return s.origin }
+// moq.Origin is the table of broadcasts the server relays.
+func (s *Server) Origin() *moq.Origin { return s.origin }
 
 // Sessions returns the sessions currently being served.
 func (s *Server) Sessions() []*Session {
@@ -341,7 +343,7 @@ func (s *Server) Serve(ctx context.Context) error {
 }
 
 // logBroadcasts writes one info line whenever a broadcast becomes live at a
-// path of the Origin or ends there, until ctx ends.
+// path of the moq.Origin or ends there, until ctx ends.
 func (s *Server) logBroadcasts(ctx context.Context) {
 	ann := s.origin.Announced("")
 	defer ann.Close()

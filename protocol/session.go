@@ -12,6 +12,8 @@ import (
 
 	"github.com/moqbridge/moqbridge/protocol/internal/transport"
 	"github.com/moqbridge/moqbridge/protocol/internal/wire"
+
+	"github.com/moqbridge/moqbridge/moq"
 )
 
 // SessionError reports that a session was closed with an application code;
@@ -24,18 +26,18 @@ type StreamError = transport.StreamError
 // Session is one MOQ Lite session with a peer, on any transport and version.
 //
 // A session is symmetric: it serves the peer's announce and subscribe
-// requests from its publish Origin, and it learns the peer's broadcasts
-// into its consume Origin, subscribing upstream only when a local reader
-// asks for a track. Either Origin may be nil (then that direction is off).
+// requests from its publish moq.Origin, and it learns the peer's broadcasts
+// into its consume moq.Origin, subscribing upstream only when a local reader
+// asks for a track. Either moq.Origin may be nil (then that direction is off).
 type Session struct {
 	conn    transport.Session
 	version Version
 	server  bool
 	perm    Permissions
-	publish *Origin
-	consume *Origin
+	publish *moq.Origin
+	consume *moq.Origin
 	limits  Limits
-	cache   CacheConfig
+	cache   moq.CacheConfig
 	log     *slog.Logger
 
 	ctx    context.Context
@@ -56,10 +58,10 @@ type Session struct {
 	mu        sync.Mutex
 	nextSubID uint64
 	upstream  map[uint64]*upstreamSub
-	remote    map[string]*BroadcastWriter // broadcasts the peer announced, by local path
-	consumed  map[string]*BroadcastWriter // broadcasts opened with Consume, by wire path
-	own       map[*BroadcastReader]struct{}
-	served    map[*TrackReader]chan struct{} // subscriptions being served (noteServed)
+	remote    map[string]*moq.BroadcastWriter // broadcasts the peer announced, by local path
+	consumed  map[string]*moq.BroadcastWriter // broadcasts opened with Consume, by wire path
+	own       map[*moq.BroadcastReader]struct{}
+	served    map[*moq.TrackReader]chan struct{} // subscriptions being served (noteServed)
 	// interests are the prefixes (local paths) the peer asked for
 	// announcements under, by stream; interestCh is closed and replaced
 	// when they change (PeerInterests).
@@ -123,10 +125,10 @@ type sessionCounters struct {
 type sessionConfig struct {
 	server  bool
 	perm    Permissions
-	publish *Origin
-	consume *Origin
+	publish *moq.Origin
+	consume *moq.Origin
 	limits  Limits
-	cache   CacheConfig
+	cache   moq.CacheConfig
 	log     *slog.Logger
 	// versions offered (client) or accepted (server) on the legacy SETUP path.
 	legacyVersions []Version
@@ -148,9 +150,9 @@ func startSession(ctx context.Context, conn transport.Session, cfg sessionConfig
 		limits:   cfg.limits.withDefaults(),
 		cache:    cfg.cache,
 		upstream: make(map[uint64]*upstreamSub),
-		remote:   make(map[string]*BroadcastWriter),
-		consumed: make(map[string]*BroadcastWriter),
-		own:      make(map[*BroadcastReader]struct{}),
+		remote:   make(map[string]*moq.BroadcastWriter),
+		consumed: make(map[string]*moq.BroadcastWriter),
+		own:      make(map[*moq.BroadcastReader]struct{}),
 
 		interests:  make(map[*wire.Reader]string),
 		interestCh: make(chan struct{}),
@@ -316,12 +318,12 @@ func (s *Session) Wait() error {
 
 var errSessionClosed = errors.New("moq session closed")
 
-// shutdown ends every broadcast the session fed into the consume Origin and
+// shutdown ends every broadcast the session fed into the consume moq.Origin and
 // waits for all session goroutines. Safe to call more than once.
 func (s *Session) shutdown() {
 	s.end(errSessionClosed)
 	s.mu.Lock()
-	var ending []*BroadcastWriter
+	var ending []*moq.BroadcastWriter
 	for _, b := range s.remote {
 		ending = append(ending, b)
 	}
@@ -512,18 +514,18 @@ func (s *Session) serveGoaway(str transport.Stream, r *wire.Reader) {
 	_ = str.Close()
 }
 
-// localPath maps a root-relative wire path to the Origin path.
+// localPath maps a root-relative wire path to the moq.Origin path.
 func (s *Session) localPath(wirePath string) string {
 	return wire.JoinPath(s.perm.Root, wirePath)
 }
 
-// checkPath enforces the path length limit and ValidatePath's rules on a
+// checkPath enforces the path length limit and moq.ValidatePath's rules on a
 // path or name a peer sent.
 func (s *Session) checkPath(what, p string) error {
 	if len(p) > s.limits.MaxPathLength {
 		return coded(wire.CodeBoundsExceeded, "%s: %d bytes exceeds the %d-byte limit", what, len(p), s.limits.MaxPathLength)
 	}
-	if err := validatePath(p, s.limits.MaxPathLength); err != nil {
+	if err := moq.ValidatePathMax(p, s.limits.MaxPathLength); err != nil {
 		return coded(wire.CodeDecode, "%s: %w", what, err)
 	}
 	return nil

@@ -8,6 +8,8 @@ import (
 	"io"
 	"testing"
 	"time"
+
+	"github.com/moqbridge/moqbridge/moq"
 )
 
 // testServer starts a relay on loopback and returns it with its address.
@@ -72,7 +74,7 @@ func dialTest(t *testing.T, ctx context.Context, srv *Server, kind string, v Ver
 }
 
 // nextAnnouncement waits for the next announcement or fails the test.
-func nextAnnouncement(t *testing.T, ctx context.Context, a *AnnouncementReader) Announcement {
+func nextAnnouncement(t *testing.T, ctx context.Context, a *moq.AnnouncementReader) moq.Announcement {
 	t.Helper()
 	an, err := a.Next(ctx)
 	if err != nil {
@@ -107,9 +109,9 @@ func testPublishSubscribe(t *testing.T, kind string, v Version) {
 	defer cancel()
 	srv := testServer(t, ServerConfig{})
 
-	pubOrigin := NewOrigin()
+	pubOrigin := moq.NewOrigin()
 	defer pubOrigin.Close()
-	bw := NewBroadcast()
+	bw := moq.NewBroadcast()
 	video, err := bw.CreateTrack("video", 200)
 	if err != nil {
 		t.Fatal(err)
@@ -119,7 +121,7 @@ func testPublishSubscribe(t *testing.T, kind string, v Version) {
 	}
 	pub := dialTest(t, ctx, srv, kind, v, WithPublish(pubOrigin))
 
-	subOrigin := NewOrigin()
+	subOrigin := moq.NewOrigin()
 	defer subOrigin.Close()
 	sub := dialTest(t, ctx, srv, kind, v, WithConsume(subOrigin))
 	ann := subOrigin.Announced("demo")

@@ -11,12 +11,14 @@ import (
 
 	"github.com/moqbridge/moqbridge/protocol/internal/transport"
 	"github.com/moqbridge/moqbridge/protocol/internal/wire"
+
+	"github.com/moqbridge/moqbridge/moq"
 )
 
 // upstreamSub is one SUBSCRIBE this session sent to the peer; incoming
 // group streams carrying its id are written into track.
 type upstreamSub struct {
-	track *TrackWriter
+	track *moq.TrackWriter
 	ctx   context.Context // cancelled when the subscription ends
 	// streams are the group streams being received, stopped when the
 	// subscription ends (one watch for all, not one per stream).
@@ -31,7 +33,7 @@ const trackEndGrace = 2 * time.Second
 // runUpstream subscribes to track t of the peer's broadcast at wirePath and
 // feeds t until no local reader is left, the broadcast ends, or the peer
 // ends the subscription.
-func (s *Session) runUpstream(wirePath string, t *TrackWriter) {
+func (s *Session) runUpstream(wirePath string, t *moq.TrackWriter) {
 	ctx, cancel := context.WithCancel(s.ctx)
 	defer cancel()
 	us := &upstreamSub{track: t, ctx: ctx}
@@ -94,7 +96,7 @@ func (s *Session) runUpstream(wirePath string, t *TrackWriter) {
 		}
 		var se *StreamError
 		if errors.As(err, &se) && se.Code == uint64(wire.CodeNotFound) {
-			err = fmt.Errorf("%w: %s/%s", ErrNotFound, wirePath, t.Name())
+			err = fmt.Errorf("%w: %s/%s", moq.ErrNotFound, wirePath, t.Name())
 		}
 		str.CancelWrite(uint64(wire.CodeCancel))
 		t.CloseWithError(fmt.Errorf("moq subscribe %s/%s: %w", wirePath, t.Name(), err))
@@ -222,18 +224,18 @@ func (s *Session) receiveGroup(str transport.ReceiveStream, after <-chan struct{
 	markCreated()
 	if err != nil {
 		code := wire.CodeCancel
-		if errors.Is(err, ErrDuplicate) {
+		if errors.Is(err, moq.ErrDuplicate) {
 			code = wire.CodeDuplicate
 		}
 		reject(code, fmt.Errorf("group %d: %w", hdr.Sequence, err))
 		return
 	}
-	defer g.doneWriting()
+	defer g.DoneReceiving()
 	var received uint64 // payload bytes of the group so far
 	for {
 		// A relay reads no further ahead of its fastest subscriber than
 		// the track's ingest slack (see paceIngest).
-		us.track.paceIngest(us.ctx)
+		us.track.PaceIngest(us.ctx)
 		size, err := r.ReadVarint()
 		if err != nil {
 			if errors.Is(err, io.EOF) {
@@ -254,7 +256,7 @@ func (s *Session) receiveGroup(str transport.ReceiveStream, after <-chan struct{
 			reject(wire.CodeBoundsExceeded, fmt.Errorf("group %d of more than the %d-byte limit", hdr.Sequence, s.limits.MaxGroupSize))
 			return
 		}
-		p, err := s.readFrame(r, g.receiveBuffers(), int(size))
+		p, err := s.readFrame(r, g, int(size))
 		if err != nil {
 			g.Abort(fmt.Errorf("moq group %d: %w", hdr.Sequence, err))
 			var we wireCoded
@@ -266,7 +268,7 @@ func (s *Session) receiveGroup(str transport.ReceiveStream, after <-chan struct{
 			}
 			return
 		}
-		expired, err := g.writeFrame(p)
+		expired, err := g.WriteReceived(p)
 		if err != nil {
 			str.CancelRead(uint64(wire.CodeCancel))
 			return
@@ -276,7 +278,7 @@ func (s *Session) receiveGroup(str transport.ReceiveStream, after <-chan struct{
 			// The cache let the group go for its budget or age while it
 			// was still arriving: no reader joins it any more, and
 			// receiving on would hold its frames outside every budget.
-			g.Abort(fmt.Errorf("moq group %d: %w", hdr.Sequence, ErrGroupDropped))
+			g.Abort(fmt.Errorf("moq group %d: %w", hdr.Sequence, moq.ErrGroupDropped))
 			reject(wire.CodeOld, fmt.Errorf("group %d still arriving after the cache let it go", hdr.Sequence))
 			return
 		}
@@ -289,36 +291,36 @@ func (s *Session) receiveGroup(str transport.ReceiveStream, after <-chan struct{
 // here, then frameStartSize, doubling as more arrive, up to n; while the
 // frame is incomplete that memory counts against the session's buffer
 // budgets. A budget error carries wire.CodeBoundsExceeded.
-func (s *Session) readFrame(r *wire.Reader, b *groupBuffers, n int) ([]byte, error) {
+func (s *Session) readFrame(r *wire.Reader, g *moq.GroupWriter, n int) ([]byte, error) {
 	if n <= r.Buffered() {
-		p := b.alloc(n)
+		p := g.AllocFrame(n)
 		_ = r.ReadFull(p) // cannot fail: the bytes are buffered
 		return p, nil
 	}
-	var f partialFrame
-	defer func() { s.mem.Release(cap(f.p)) }()
-	for len(f.p) < n {
-		if len(f.p) == cap(f.p) {
+	var f moq.FrameBuffer
+	defer func() { s.mem.Release(f.Cap()) }()
+	for f.Len() < n {
+		if f.Len() == f.Cap() {
 			// The first memory waits for the first bytes; later it
 			// doubles what has arrived.
-			if len(f.p) == 0 {
+			if f.Len() == 0 {
 				if err := r.Fill(); err != nil {
 					return nil, unexpectedEOF(err)
 				}
 			}
-			want := min(n, max(frameStartSize, 2*len(f.p)))
-			if err := s.mem.Reserve(want - cap(f.p)); err != nil {
+			want := min(n, max(moq.FrameStartSize, 2*f.Len()))
+			if err := s.mem.Reserve(want - f.Cap()); err != nil {
 				return nil, fmt.Errorf("frame of %d bytes: %w", n, err)
 			}
-			b.grow(&f, want)
+			g.GrowFrame(&f, want)
 		}
-		m, err := r.Read(f.p[len(f.p):cap(f.p)])
-		f.p = f.p[:len(f.p)+m]
+		m, err := r.Read(f.Spare())
+		f.Advance(m)
 		if err != nil {
 			return nil, unexpectedEOF(err)
 		}
 	}
-	return b.finish(&f), nil
+	return g.FinishFrame(&f), nil
 }
 
 // unexpectedEOF converts io.EOF into io.ErrUnexpectedEOF for reads of an

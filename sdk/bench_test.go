@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/moqbridge/moqbridge/protocol"
+	"github.com/moqbridge/moqbridge/moq"
 )
 
 // BenchmarkWriterFrame measures TrackWriter.WriteFrame into a published
@@ -23,7 +23,7 @@ func BenchmarkWriterFrame(b *testing.B) {
 		{"audio-200B", KindAudio, 200},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
-			p := newPipeline(b, protocol.CacheConfig{}, WriterConfig{})
+			p := newPipeline(b, moq.CacheConfig{}, WriterConfig{})
 			tr := Track{Kind: bc.kind, Codec: "vp8", SampleRate: 48000, Channels: 2}
 			tw, err := p.w.AddTrack(tr)
 			if err != nil {
@@ -50,7 +50,7 @@ func BenchmarkWriterFrame(b *testing.B) {
 // 1200-byte legacy frame through the Origin, a group every 60 frames.
 func BenchmarkReaderFrame(b *testing.B) {
 	ctx := context.Background()
-	p := newPipeline(b, protocol.CacheConfig{}, WriterConfig{})
+	p := newPipeline(b, moq.CacheConfig{}, WriterConfig{})
 	tw, err := p.w.AddTrack(Track{Name: "v", Kind: KindVideo, Codec: "vp8"})
 	if err != nil {
 		b.Fatal(err)

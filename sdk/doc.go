@@ -20,9 +20,9 @@
 //     MOQ frame), read.
 //   - BroadcastWriter, what a source writes into: it turns tracks and frames
 //     into a catalog track, groups (one per video GOP, audio grouped by
-//     duration) and legacy frames on a protocol.BroadcastWriter.
+//     duration) and legacy frames on a moq.BroadcastWriter.
 //   - BroadcastReader, what a sink reads from: it follows the catalog of a
-//     protocol.BroadcastReader and turns groups back into Frames, reporting
+//     moq.BroadcastReader and turns groups back into Frames, reporting
 //     the groups it had to skip.
 //
 // sdk only uses package protocol (the MOQ Lite data model); it never

@@ -9,7 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/moqbridge/moqbridge/protocol"
+	"github.com/moqbridge/moqbridge/moq"
 )
 
 // ErrUnsupportedContainer is returned when subscribing to a rendition whose
@@ -17,7 +17,7 @@ import (
 var ErrUnsupportedContainer = errors.New("unsupported container")
 
 // BroadcastReader is what a sink reads from: it follows the hang catalog of
-// a protocol.BroadcastReader and subscribes to its tracks.
+// a moq.BroadcastReader and subscribes to its tracks.
 //
 // A goroutine owned by the BroadcastReader follows the catalog.json track
 // from its latest group on: the first frame of a group is the full catalog,
@@ -26,7 +26,7 @@ var ErrUnsupportedContainer = errors.New("unsupported container")
 // parse is ignored (LastError reports it) and the previous one stays in
 // effect. All methods are safe for concurrent use.
 type BroadcastReader struct {
-	b      *protocol.BroadcastReader
+	b      *moq.BroadcastReader
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
@@ -42,9 +42,9 @@ type BroadcastReader struct {
 }
 
 // NewBroadcastReader subscribes to the catalog of b and starts following
-// it. It fails with protocol.ErrNotFound (wrapped) if b has no catalog.json
-// track, and protocol.ErrClosed if b has ended. Close the reader when done.
-func NewBroadcastReader(b *protocol.BroadcastReader) (*BroadcastReader, error) {
+// it. It fails with moq.ErrNotFound (wrapped) if b has no catalog.json
+// track, and moq.ErrClosed if b has ended. Close the reader when done.
+func NewBroadcastReader(b *moq.BroadcastReader) (*BroadcastReader, error) {
 	tr, err := b.Subscribe(CatalogTrackName, PriorityCatalog)
 	if err != nil {
 		return nil, fmt.Errorf("sdk: subscribe %s: %w", CatalogTrackName, err)
@@ -138,7 +138,7 @@ func (r *BroadcastReader) LastError() error {
 func (r *BroadcastReader) Done() <-chan struct{} { return r.b.Done() }
 
 // Subscribe returns a reader for the named track of the current catalog.
-// It fails with protocol.ErrNotFound (wrapped) if the catalog has no such
+// It fails with moq.ErrNotFound (wrapped) if the catalog has no such
 // rendition or the broadcast no such track, and with
 // ErrUnsupportedContainer for containers other than legacy and cmaf. The
 // TrackReader is bound to the track as described at this moment: a
@@ -170,7 +170,7 @@ func (r *BroadcastReader) Subscribe(name string) (*TrackReader, error) {
 		return nil, fmt.Errorf("sdk: subscribe %q: %w %q", name, ErrUnsupportedContainer, t.Container)
 	}
 	if !found {
-		return nil, fmt.Errorf("sdk: subscribe %q: not in the catalog: %w", name, protocol.ErrNotFound)
+		return nil, fmt.Errorf("sdk: subscribe %q: not in the catalog: %w", name, moq.ErrNotFound)
 	}
 	tr, err := r.b.Subscribe(name, t.Priority)
 	if err != nil {
@@ -271,13 +271,13 @@ func usableTracks(c *Catalog) ([]Track, map[string]*cmafInit) {
 // stays open (a publisher that keeps appending patches).
 type catalogFollower struct {
 	r    *BroadcastReader
-	tr   *protocol.TrackReader
+	tr   *moq.TrackReader
 	wake chan struct{} // capacity one
 
 	mu     sync.Mutex
-	latest *protocol.GroupReader // newest group, not yet taken by read
-	cur    *protocol.GroupReader // group being read
-	err    error                 // fetching ended
+	latest *moq.GroupReader // newest group, not yet taken by read
+	cur    *moq.GroupReader // group being read
+	err    error            // fetching ended
 }
 
 func (f *catalogFollower) fetch(ctx context.Context) {
@@ -344,7 +344,7 @@ func (f *catalogFollower) read(ctx context.Context) {
 }
 
 // readGroup applies the frames of one catalog group.
-func (f *catalogFollower) readGroup(ctx context.Context, g *protocol.GroupReader) {
+func (f *catalogFollower) readGroup(ctx context.Context, g *moq.GroupReader) {
 	var doc []byte
 	for {
 		p, err := g.NextFrame(ctx)
@@ -392,14 +392,14 @@ type TrackStats struct {
 // one goroutine at a time; Close and Stats may be called from any.
 type TrackReader struct {
 	track Track
-	tr    *protocol.TrackReader
+	tr    *moq.TrackReader
 	cmaf  *cmafInit // nil for legacy
 
 	// cur is the group being read, published for Close.
-	cur    atomic.Pointer[protocol.GroupReader]
+	cur    atomic.Pointer[moq.GroupReader]
 	closed atomic.Bool
 
-	g        *protocol.GroupReader
+	g        *moq.GroupReader
 	started  bool
 	lastSeq  uint64
 	inGroup  int  // frames returned from the current group
@@ -440,12 +440,12 @@ func (t *TrackReader) Skipped() uint64 { return t.skipped.Load() }
 // (counted in Stats). The payload is shared: do not modify it.
 //
 // It returns io.EOF when the track ends, the track's error if it was
-// closed with one, protocol.ErrClosed after Close, and ctx.Err() when ctx
+// closed with one, moq.ErrClosed after Close, and ctx.Err() when ctx
 // ends first (a later call resumes where this one stopped).
 func (t *TrackReader) ReadFrame(ctx context.Context) (Frame, error) {
 	for {
 		if t.closed.Load() {
-			return Frame{}, protocol.ErrClosed
+			return Frame{}, moq.ErrClosed
 		}
 		if f, ok := t.nextSample(); ok {
 			return f, nil
@@ -458,7 +458,7 @@ func (t *TrackReader) ReadFrame(ctx context.Context) (Frame, error) {
 			t.cur.Store(g)
 			if t.closed.Load() {
 				g.Close()
-				return Frame{}, protocol.ErrClosed
+				return Frame{}, moq.ErrClosed
 			}
 			seq := g.Sequence()
 			if t.started && seq > t.lastSeq+1 {
@@ -475,7 +475,7 @@ func (t *TrackReader) ReadFrame(ctx context.Context) (Frame, error) {
 				return Frame{}, err
 			}
 			if t.closed.Load() {
-				return Frame{}, protocol.ErrClosed
+				return Frame{}, moq.ErrClosed
 			}
 			if !errors.Is(err, io.EOF) {
 				t.truncated.Add(1)
@@ -557,7 +557,7 @@ func (t *TrackReader) endGroup() {
 }
 
 // Close ends the subscription; a pending or later ReadFrame returns
-// protocol.ErrClosed.
+// moq.ErrClosed.
 func (t *TrackReader) Close() {
 	t.closed.Store(true)
 	t.tr.Close()

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/moqbridge/moqbridge/protocol"
+	"github.com/moqbridge/moqbridge/moq"
 )
 
 func trackNames(ts []Track) []string {
@@ -42,7 +42,7 @@ func waitTracks(ctx context.Context, t *testing.T, r *BroadcastReader, names str
 // reader follows it.
 func TestCatalogRepublished(t *testing.T) {
 	ctx := testContext(t)
-	p := newPipeline(t, protocol.CacheConfig{}, WriterConfig{})
+	p := newPipeline(t, moq.CacheConfig{}, WriterConfig{})
 	started, raw := readRaw(ctx, t, p.pb.Reader(), CatalogTrackName)
 	video, err := H264FromConfig(unhex(t, avcCases[1].avcC))
 	if err != nil {
@@ -75,17 +75,17 @@ func TestCatalogRepublished(t *testing.T) {
 	if err := aw.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if err := aw.Close(); !errors.Is(err, protocol.ErrClosed) {
+	if err := aw.Close(); !errors.Is(err, moq.ErrClosed) {
 		t.Errorf("second Close: %v", err)
 	}
-	if err := aw.WriteFrame(Frame{Payload: []byte{1}}); !errors.Is(err, protocol.ErrClosed) {
+	if err := aw.WriteFrame(Frame{Payload: []byte{1}}); !errors.Is(err, moq.ErrClosed) {
 		t.Errorf("WriteFrame after Close: %v", err)
 	}
 	waitTracks(ctx, t, r, "[video0]")
 	if got := fmt.Sprint(trackNames(p.w.Tracks())); got != "[video0]" {
 		t.Errorf("writer tracks %s", got)
 	}
-	if _, err := r.Subscribe("audio1"); !errors.Is(err, protocol.ErrNotFound) {
+	if _, err := r.Subscribe("audio1"); !errors.Is(err, moq.ErrNotFound) {
 		t.Errorf("subscribing a removed track: %v", err)
 	}
 	_ = vw
@@ -143,7 +143,7 @@ func rotateVideoFirst(names []string) []string {
 // next frame, a keyframe, as a discontinuity.
 func TestReaderSkipsGroups(t *testing.T) {
 	ctx := testContext(t)
-	p := newPipeline(t, protocol.CacheConfig{MaxBytes: 1}, WriterConfig{})
+	p := newPipeline(t, moq.CacheConfig{MaxBytes: 1}, WriterConfig{})
 	tw, err := p.w.AddTrack(Track{Name: "v", Kind: KindVideo, Codec: "av01.0.08M.08"})
 	if err != nil {
 		t.Fatal(err)
@@ -200,14 +200,14 @@ func TestReaderSkipsGroups(t *testing.T) {
 // rawBroadcast publishes a hand-made hang broadcast, as another publisher
 // would: a catalog and tracks written through protocol directly.
 type rawBroadcast struct {
-	origin *protocol.Origin
-	b      *protocol.BroadcastWriter
-	cat    *protocol.TrackWriter
+	origin *moq.Origin
+	b      *moq.BroadcastWriter
+	cat    *moq.TrackWriter
 }
 
 func newRawBroadcast(t *testing.T) *rawBroadcast {
 	t.Helper()
-	rb := &rawBroadcast{origin: protocol.NewOrigin(), b: protocol.NewBroadcast()}
+	rb := &rawBroadcast{origin: moq.NewOrigin(), b: moq.NewBroadcast()}
 	var err error
 	if rb.cat, err = rb.b.CreateTrack(CatalogTrackName, PriorityCatalog); err != nil {
 		t.Fatal(err)
@@ -223,7 +223,7 @@ func newRawBroadcast(t *testing.T) *rawBroadcast {
 }
 
 // group writes one group of frames to tw and closes it, or leaves it open.
-func writeGroup(t *testing.T, tw *protocol.TrackWriter, close bool, frames ...[]byte) *protocol.GroupWriter {
+func writeGroup(t *testing.T, tw *moq.TrackWriter, close bool, frames ...[]byte) *moq.GroupWriter {
 	t.Helper()
 	g, err := tw.AppendGroup()
 	if err != nil {
@@ -364,7 +364,7 @@ func TestReaderAbortedGroup(t *testing.T) {
 	}()
 	time.Sleep(10 * time.Millisecond)
 	tr.Close()
-	if err := <-errc; !errors.Is(err, protocol.ErrClosed) {
+	if err := <-errc; !errors.Is(err, moq.ErrClosed) {
 		t.Errorf("ReadFrame after Close: %v", err)
 	}
 }
@@ -406,8 +406,8 @@ func TestReaderCatalogUpdates(t *testing.T) {
 
 func TestReaderErrors(t *testing.T) {
 	ctx := testContext(t)
-	b := protocol.NewBroadcast()
-	if _, err := NewBroadcastReader(b.Reader()); !errors.Is(err, protocol.ErrNotFound) {
+	b := moq.NewBroadcast()
+	if _, err := NewBroadcastReader(b.Reader()); !errors.Is(err, moq.ErrNotFound) {
 		t.Errorf("no catalog track: %v", err)
 	}
 	if _, err := b.CreateTrack(CatalogTrackName, 100); err != nil {
@@ -426,7 +426,7 @@ func TestReaderErrors(t *testing.T) {
 	if r.Tracks() != nil || r.Catalog() != nil {
 		t.Error("tracks before the catalog")
 	}
-	if _, err := r.Subscribe("x"); !errors.Is(err, protocol.ErrNotFound) {
+	if _, err := r.Subscribe("x"); !errors.Is(err, moq.ErrNotFound) {
 		t.Errorf("Subscribe before the catalog: %v", err)
 	}
 	_ = b.Close()
@@ -434,13 +434,13 @@ func TestReaderErrors(t *testing.T) {
 		t.Errorf("WaitCatalog after the broadcast ended: %v", err)
 	}
 	<-r.Done()
-	if _, err := NewBroadcastReader(b.Reader()); !errors.Is(err, protocol.ErrClosed) {
+	if _, err := NewBroadcastReader(b.Reader()); !errors.Is(err, moq.ErrClosed) {
 		t.Errorf("ended broadcast: %v", err)
 	}
 }
 
 func TestWriterErrors(t *testing.T) {
-	p := newPipeline(t, protocol.CacheConfig{}, WriterConfig{})
+	p := newPipeline(t, moq.CacheConfig{}, WriterConfig{})
 	opus, _ := OpusFromChannels(2)
 	for name, tr := range map[string]Track{
 		"no kind":        {Codec: "opus"},
@@ -460,10 +460,10 @@ func TestWriterErrors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := p.w.AddTrack(opus); !errors.Is(err, protocol.ErrDuplicate) {
+	if _, err := p.w.AddTrack(opus); !errors.Is(err, moq.ErrDuplicate) {
 		t.Errorf("duplicate name: %v", err)
 	}
-	if _, err := p.w.AddTracks(Track{Name: "b", Kind: KindVideo, Codec: "vp8"}, Track{Name: "b", Kind: KindVideo, Codec: "vp8"}); !errors.Is(err, protocol.ErrDuplicate) {
+	if _, err := p.w.AddTracks(Track{Name: "b", Kind: KindVideo, Codec: "vp8"}, Track{Name: "b", Kind: KindVideo, Codec: "vp8"}); !errors.Is(err, moq.ErrDuplicate) {
 		t.Errorf("duplicate name in one call: %v", err)
 	}
 	if got := fmt.Sprint(trackNames(p.w.Tracks())); got != "[a]" {
@@ -478,13 +478,13 @@ func TestWriterErrors(t *testing.T) {
 	if err := p.w.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if err := p.w.Close(); !errors.Is(err, protocol.ErrClosed) {
+	if err := p.w.Close(); !errors.Is(err, moq.ErrClosed) {
 		t.Errorf("second Close: %v", err)
 	}
-	if err := tw.WriteFrame(Frame{Payload: []byte{1}}); !errors.Is(err, protocol.ErrClosed) {
+	if err := tw.WriteFrame(Frame{Payload: []byte{1}}); !errors.Is(err, moq.ErrClosed) {
 		t.Errorf("WriteFrame after Close: %v", err)
 	}
-	if _, err := p.w.AddTrack(Track{Kind: KindVideo, Codec: "vp8"}); !errors.Is(err, protocol.ErrClosed) {
+	if _, err := p.w.AddTrack(Track{Kind: KindVideo, Codec: "vp8"}); !errors.Is(err, moq.ErrClosed) {
 		t.Errorf("AddTrack after Close: %v", err)
 	}
 }
@@ -493,9 +493,9 @@ func TestWriterErrors(t *testing.T) {
 // pipeline does.
 func TestSourceSink(t *testing.T) {
 	ctx := testContext(t)
-	origin := protocol.NewOrigin()
+	origin := moq.NewOrigin()
 	defer origin.Close()
-	pb := protocol.NewBroadcast()
+	pb := moq.NewBroadcast()
 	w, err := NewBroadcastWriter(pb, WriterConfig{})
 	if err != nil {
 		t.Fatal(err)

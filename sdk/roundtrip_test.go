@@ -10,20 +10,20 @@ import (
 	"testing"
 	"time"
 
-	"github.com/moqbridge/moqbridge/protocol"
+	"github.com/moqbridge/moqbridge/moq"
 )
 
 // pipeline is a BroadcastWriter published into an in-process Origin and a
 // BroadcastReader on the same path, as a source and a sink see them.
 type pipeline struct {
-	origin *protocol.Origin
-	pb     *protocol.BroadcastWriter
+	origin *moq.Origin
+	pb     *moq.BroadcastWriter
 	w      *BroadcastWriter
 }
 
-func newPipeline(t testing.TB, cache protocol.CacheConfig, cfg WriterConfig) *pipeline {
+func newPipeline(t testing.TB, cache moq.CacheConfig, cfg WriterConfig) *pipeline {
 	t.Helper()
-	p := &pipeline{origin: protocol.NewOrigin(), pb: protocol.NewBroadcastWithCache(cache)}
+	p := &pipeline{origin: moq.NewOrigin(), pb: moq.NewBroadcastWithCache(cache)}
 	var err error
 	if p.w, err = NewBroadcastWriter(p.pb, cfg); err != nil {
 		t.Fatal(err)
@@ -97,7 +97,7 @@ func payload(rng *rand.Rand, n int) []byte {
 // timestamps come back byte-exact, keyframes where groups start.
 func TestRoundTrip(t *testing.T) {
 	ctx := testContext(t)
-	p := newPipeline(t, protocol.CacheConfig{}, WriterConfig{})
+	p := newPipeline(t, moq.CacheConfig{}, WriterConfig{})
 	video, err := H264FromConfig(unhex(t, avcCases[0].avcC))
 	if err != nil {
 		t.Fatal(err)
@@ -243,7 +243,7 @@ type rawGroup struct {
 // starts at the latest group, so a test writes one group and waits for
 // started before writing more), and result returns every group and frame
 // once the track ends.
-func readRaw(ctx context.Context, t *testing.T, b *protocol.BroadcastReader, name string) (started <-chan struct{}, result func() []rawGroup) {
+func readRaw(ctx context.Context, t *testing.T, b *moq.BroadcastReader, name string) (started <-chan struct{}, result func() []rawGroup) {
 	t.Helper()
 	tr, err := b.Subscribe(name, 0)
 	if err != nil {
@@ -283,7 +283,7 @@ func readRaw(ctx context.Context, t *testing.T, b *protocol.BroadcastReader, nam
 // sequence numbers, and the legacy frame header on every frame.
 func TestGroupCutting(t *testing.T) {
 	ctx := testContext(t)
-	p := newPipeline(t, protocol.CacheConfig{}, WriterConfig{})
+	p := newPipeline(t, moq.CacheConfig{}, WriterConfig{})
 	tw, err := p.w.AddTrack(Track{Kind: KindVideo, Codec: "vp09.00.10.08", Width: 64, Height: 64})
 	if err != nil {
 		t.Fatal(err)
@@ -336,7 +336,7 @@ func TestGroupCutting(t *testing.T) {
 // a timestamp going backwards starts a group.
 func TestAudioOnlyGrouping(t *testing.T) {
 	ctx := testContext(t)
-	p := newPipeline(t, protocol.CacheConfig{}, WriterConfig{AudioGroupDuration: 100 * time.Millisecond})
+	p := newPipeline(t, moq.CacheConfig{}, WriterConfig{AudioGroupDuration: 100 * time.Millisecond})
 	tr, err := AACFromConfig(unhex(t, "1190"))
 	if err != nil {
 		t.Fatal(err)

@@ -8,7 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/moqbridge/moqbridge/protocol"
+	"github.com/moqbridge/moqbridge/moq"
 )
 
 // DefaultAudioGroupDuration is how much audio a group holds by default.
@@ -29,7 +29,7 @@ type WriterConfig struct {
 }
 
 // BroadcastWriter is what a source writes into: it maps tracks and frames
-// onto a protocol.BroadcastWriter in the hang format.
+// onto a moq.BroadcastWriter in the hang format.
 //
 //   - The catalog.json track (priority 100) gets a new group holding the
 //     full catalog JSON whenever the set of tracks changes. It exists from
@@ -50,9 +50,9 @@ type WriterConfig struct {
 // AddTrack, AddTracks, Tracks and Close are safe for concurrent use; each
 // TrackWriter is written by one goroutine at a time.
 type BroadcastWriter struct {
-	b       *protocol.BroadcastWriter
+	b       *moq.BroadcastWriter
 	cfg     WriterConfig
-	catalog *protocol.TrackWriter
+	catalog *moq.TrackWriter
 
 	mu       sync.Mutex
 	closed   bool
@@ -66,7 +66,7 @@ type BroadcastWriter struct {
 // NewBroadcastWriter wraps b, which the caller publishes into an Origin,
 // and creates its catalog.json track. The BroadcastWriter owns b from then
 // on: Close closes it.
-func NewBroadcastWriter(b *protocol.BroadcastWriter, cfg WriterConfig) (*BroadcastWriter, error) {
+func NewBroadcastWriter(b *moq.BroadcastWriter, cfg WriterConfig) (*BroadcastWriter, error) {
 	if cfg.AudioGroupDuration <= 0 {
 		cfg.AudioGroupDuration = DefaultAudioGroupDuration
 	}
@@ -104,7 +104,7 @@ func (w *BroadcastWriter) AddTracks(ts ...Track) ([]*TrackWriter, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.closed {
-		return nil, fmt.Errorf("sdk: add track: %w", protocol.ErrClosed)
+		return nil, fmt.Errorf("sdk: add track: %w", moq.ErrClosed)
 	}
 	ts = append([]Track(nil), ts...)
 	seen := make(map[string]bool, len(ts))
@@ -132,7 +132,7 @@ func (w *BroadcastWriter) AddTracks(ts ...Track) ([]*TrackWriter, error) {
 			return nil, fmt.Errorf("sdk: add track: name %q is reserved", t.Name)
 		}
 		if w.names[t.Name] != nil || seen[t.Name] {
-			return nil, fmt.Errorf("sdk: add track %q: %w", t.Name, protocol.ErrDuplicate)
+			return nil, fmt.Errorf("sdk: add track %q: %w", t.Name, moq.ErrDuplicate)
 		}
 		seen[t.Name] = true
 		t.Container = ContainerLegacy
@@ -231,12 +231,12 @@ func (w *BroadcastWriter) removeTrack(tw *TrackWriter) error {
 
 // Close ends the broadcast: the open group of every track is closed, then
 // the protocol broadcast, so readers get the remaining frames and then the
-// end of every track. It returns protocol.ErrClosed if already closed.
+// end of every track. It returns moq.ErrClosed if already closed.
 func (w *BroadcastWriter) Close() error {
 	w.mu.Lock()
 	if w.closed {
 		w.mu.Unlock()
-		return fmt.Errorf("sdk: close: %w", protocol.ErrClosed)
+		return fmt.Errorf("sdk: close: %w", moq.ErrClosed)
 	}
 	w.closed = true
 	tracks := w.tracks
@@ -247,7 +247,7 @@ func (w *BroadcastWriter) Close() error {
 	for _, tw := range tracks {
 		tw.finish()
 	}
-	if err := w.b.Close(); err != nil && !errors.Is(err, protocol.ErrClosed) {
+	if err := w.b.Close(); err != nil && !errors.Is(err, moq.ErrClosed) {
 		return fmt.Errorf("sdk: close: %w", err)
 	}
 	return nil
@@ -258,16 +258,16 @@ func (w *BroadcastWriter) Close() error {
 type TrackWriter struct {
 	w        *BroadcastWriter
 	track    Track
-	pt       *protocol.TrackWriter
+	pt       *moq.TrackWriter
 	video    bool
 	groupDur time.Duration
 	dropped  atomic.Uint64
 
 	mu         sync.Mutex
 	closed     bool
-	group      *protocol.GroupWriter
+	group      *moq.GroupWriter
 	groupStart time.Duration // PTS of the group's first frame
-	alloc      protocol.FrameAllocator
+	alloc      moq.FrameAllocator
 }
 
 // Track returns the track as published (with its assigned name).
@@ -286,7 +286,7 @@ func (t *TrackWriter) Dropped() uint64 { return t.dropped.Load() }
 // frames thus cost no allocation.
 //
 // It returns ErrEmptyPayload for an empty payload, an ErrTimestampRange
-// error for a timestamp out of range, and protocol.ErrClosed (wrapped)
+// error for a timestamp out of range, and moq.ErrClosed (wrapped)
 // once the track or the broadcast is closed.
 func (t *TrackWriter) WriteFrame(f Frame) error {
 	if len(f.Payload) == 0 {
@@ -299,7 +299,7 @@ func (t *TrackWriter) WriteFrame(f Frame) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.closed {
-		return fmt.Errorf("sdk: track %q: %w", t.track.Name, protocol.ErrClosed)
+		return fmt.Errorf("sdk: track %q: %w", t.track.Name, moq.ErrClosed)
 	}
 	var cut bool
 	if t.video {
@@ -335,13 +335,13 @@ func (t *TrackWriter) WriteFrame(f Frame) error {
 // (a new catalog is published) and its MOQ track ends. A source replaces a
 // track whose configuration changed (say, a new SPS) by adding a new one
 // under another name and closing the old one, as the reference publishers
-// do. Close returns protocol.ErrClosed if the track was already closed.
+// do. Close returns moq.ErrClosed if the track was already closed.
 func (t *TrackWriter) Close() error {
 	if !t.finish() {
-		return fmt.Errorf("sdk: track %q: %w", t.track.Name, protocol.ErrClosed)
+		return fmt.Errorf("sdk: track %q: %w", t.track.Name, moq.ErrClosed)
 	}
 	err := t.w.removeTrack(t)
-	if cerr := t.pt.Close(); cerr != nil && !errors.Is(cerr, protocol.ErrClosed) && err == nil {
+	if cerr := t.pt.Close(); cerr != nil && !errors.Is(cerr, moq.ErrClosed) && err == nil {
 		err = cerr
 	}
 	return err

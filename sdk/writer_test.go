@@ -3,13 +3,13 @@ package sdk
 import (
 	"testing"
 
-	"github.com/moqbridge/moqbridge/protocol"
+	"github.com/moqbridge/moqbridge/moq"
 )
 
 // TestCatalogWritten: the channel closes when the first catalog is
 // published, not before, and later catalogs leave it alone.
 func TestCatalogWritten(t *testing.T) {
-	pb := protocol.NewBroadcast()
+	pb := moq.NewBroadcast()
 	w, err := NewBroadcastWriter(pb, WriterConfig{})
 	if err != nil {
 		t.Fatal(err)

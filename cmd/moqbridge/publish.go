@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
+	"github.com/moqbridge/moqbridge/moq"
 	"github.com/moqbridge/moqbridge/protocol"
 	"github.com/moqbridge/moqbridge/sdk"
 	"github.com/moqbridge/moqbridge/sources/fmp4"
@@ -106,16 +107,16 @@ func openSource(input string, opt fmp4.Options, stderr io.Writer) (*fmp4.Source,
 // client reconnects (unless --reconnect=false): the relay gets the same
 // broadcast again, with group sequences going on where they were.
 func publish(ctx context.Context, src sdk.Source, path, url string, reconnect bool, opts []protocol.DialOption) error {
-	if err := protocol.ValidatePath(path); err != nil {
+	if err := moq.ValidatePath(path); err != nil {
 		return fmt.Errorf("--broadcast %q: %w", path, err)
 	}
-	origin := protocol.NewOrigin()
+	origin := moq.NewOrigin()
 	defer origin.Close()
 	// others mirrors what the relay announces at path: another publisher's
 	// broadcast there means this one waits as its backup.
-	others := protocol.NewOrigin()
+	others := moq.NewOrigin()
 	defer others.Close()
-	pb := protocol.NewBroadcast()
+	pb := moq.NewBroadcast()
 	client, err := connectRelay(ctx, url, 0, append(opts, protocol.WithPublish(origin), protocol.WithConsume(others),
 		protocol.WithAnnounceInterest(path), protocol.WithLogger(slog.Default())))
 	if err != nil {
@@ -199,7 +200,7 @@ func refusedPublish(path string, err error) error {
 
 // reportBackup logs when another publisher's broadcast is live at path on
 // the relay, so that this one waits as its backup, and when that ends.
-func reportBackup(ctx context.Context, client *protocol.Client, others *protocol.Origin, path string) {
+func reportBackup(ctx context.Context, client *protocol.Client, others *moq.Origin, path string) {
 	ann := others.Announced(path)
 	defer ann.Close()
 	backup := false

@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/moqbridge/moqbridge/moq"
 	"github.com/moqbridge/moqbridge/protocol"
 	"github.com/moqbridge/moqbridge/sdk"
 	fmp4sink "github.com/moqbridge/moqbridge/sinks/fmp4"
@@ -84,7 +85,7 @@ func newRecordCommand() *cobra.Command {
 // broadcast was lost without reconnecting, and on any write error.
 func record(ctx context.Context, cmd *cobra.Command, url, path string, duration, wait time.Duration, reconnect bool, cfg fmp4sink.Config, opts []protocol.DialOption) error {
 	began := time.Now()
-	consume := protocol.NewOrigin()
+	consume := moq.NewOrigin()
 	defer consume.Close()
 	client, err := connectRelay(ctx, url, duration, append(opts, protocol.WithConsume(consume),
 		protocol.WithAnnounceInterest(path), protocol.WithLogger(slog.Default())))
@@ -157,7 +158,7 @@ var errNotAnnounced = errors.New("not announced")
 // across reconnections, for up to limit (forever when negative; with 0 it
 // gives the relay a moment to send what is live now). It returns ctx's
 // error when ctx ends, and explains a client that stopped reconnecting.
-func waitBroadcast(ctx context.Context, client *protocol.Client, consume *protocol.Origin, path string, limit time.Duration) (*protocol.BroadcastReader, error) {
+func waitBroadcast(ctx context.Context, client *protocol.Client, consume *moq.Origin, path string, limit time.Duration) (*moq.BroadcastReader, error) {
 	ann := consume.Announced(path)
 	defer ann.Close()
 	waitCtx, cancel := context.WithCancelCause(ctx)

@@ -59,7 +59,7 @@
 //
 // Cancelling Run's context writes the open fragment and closes the file;
 // Run then returns nil, as it does when the broadcast ends (every track
-// ends with io.EOF or protocol.ErrClosed). A directory that cannot be
+// ends with io.EOF or moq.ErrClosed). A directory that cannot be
 // created or written, a full disk or any other write error ends Run with
 // an error naming the path; it is contained in this sink. A fragment whose
 // write (or, with SyncFragment, fsync) fails is undone: the file is cut

@@ -17,7 +17,7 @@ import (
 	mfmp4 "github.com/bluenviron/mediacommon/v2/pkg/formats/fmp4"
 	"github.com/bluenviron/mediacommon/v2/pkg/formats/mp4/codecs"
 
-	"github.com/moqbridge/moqbridge/protocol"
+	"github.com/moqbridge/moqbridge/moq"
 	"github.com/moqbridge/moqbridge/sdk"
 )
 
@@ -174,16 +174,16 @@ func tickTime(v int64, ts uint32) time.Duration {
 // pipeline is a BroadcastWriter published into an in-process Origin with a
 // BroadcastReader on the same path.
 type pipeline struct {
-	origin *protocol.Origin
-	pb     *protocol.BroadcastWriter // under w, to end the broadcast with an error
+	origin *moq.Origin
+	pb     *moq.BroadcastWriter // under w, to end the broadcast with an error
 	w      *sdk.BroadcastWriter
 	r      *sdk.BroadcastReader
 }
 
 func newPipeline(t testing.TB, tracks ...sdk.Track) (*pipeline, []*sdk.TrackWriter) {
 	t.Helper()
-	p := &pipeline{origin: protocol.NewOrigin()}
-	pb := protocol.NewBroadcast()
+	p := &pipeline{origin: moq.NewOrigin()}
+	pb := moq.NewBroadcast()
 	p.pb = pb
 	var err error
 	if p.w, err = sdk.NewBroadcastWriter(pb, sdk.WriterConfig{}); err != nil {

@@ -717,7 +717,7 @@ func expandTemplate(tmpl, path string, start time.Time, seq int) string {
 // file system opens: no leading slash, no "." or ".." elements, no control
 // characters or characters file systems reserve (\ : * ? " < > |, each
 // replaced by '_'), and no element longer than maxNameElement bytes.
-// Broadcast paths are validated before they get here (protocol.ValidatePath);
+// Broadcast paths are validated before they get here (moq.ValidatePath);
 // this is the recording directory's own guarantee.
 func cleanPath(p string) string {
 	var parts []string

@@ -11,7 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/moqbridge/moqbridge/protocol"
+	"github.com/moqbridge/moqbridge/moq"
 	"github.com/moqbridge/moqbridge/sdk"
 )
 
@@ -113,7 +113,7 @@ type Sink struct {
 
 // ErrSourceLost is wrapped by the error Run returns when the broadcast was
 // lost rather than ended: a track (or, before recording started, the
-// catalog) ended with an error other than io.EOF or protocol.ErrClosed, for
+// catalog) ended with an error other than io.EOF or moq.ErrClosed, for
 // example because the relay or the publisher's connection went away. What
 // was recorded is written and the file closed as for a clean end; calling
 // Run again with the broadcast once it is back continues the recording.
@@ -188,7 +188,7 @@ type event struct {
 // Run records r until the broadcast ends or ctx ends; either way the
 // pending fragment is written and the file closed. It returns nil then,
 // unless the broadcast was lost: when a track ended with an error other
-// than io.EOF or protocol.ErrClosed (and ctx is not done), Run writes and
+// than io.EOF or moq.ErrClosed (and ctx is not done), Run writes and
 // closes as well and returns an error that wraps ErrSourceLost and the
 // track's error. A write error (unwritable directory, full disk) ends Run
 // with an error naming the file, which takes precedence.
@@ -293,7 +293,7 @@ func (s *Sink) Run(ctx context.Context, r *sdk.BroadcastReader) error {
 // endedCleanly reports whether a track or catalog error is the normal end
 // of the broadcast.
 func endedCleanly(err error) bool {
-	return errors.Is(err, io.EOF) || errors.Is(err, protocol.ErrClosed)
+	return errors.Is(err, io.EOF) || errors.Is(err, moq.ErrClosed)
 }
 
 func (s *Sink) noteFiles(rec *recorder) {

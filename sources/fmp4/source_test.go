@@ -21,7 +21,7 @@ import (
 	"github.com/bluenviron/mediacommon/v2/pkg/formats/pmp4"
 	"go.uber.org/goleak"
 
-	"github.com/moqbridge/moqbridge/protocol"
+	"github.com/moqbridge/moqbridge/moq"
 	"github.com/moqbridge/moqbridge/sdk"
 )
 
@@ -139,9 +139,9 @@ type result struct {
 
 func runPipeline(t *testing.T, ctx context.Context, src func(opt Options) *Source, opt Options) result {
 	t.Helper()
-	origin := protocol.NewOrigin()
+	origin := moq.NewOrigin()
 	defer origin.Close()
-	pb := protocol.NewBroadcast()
+	pb := moq.NewBroadcast()
 	w, err := sdk.NewBroadcastWriter(pb, sdk.WriterConfig{})
 	if err != nil {
 		t.Fatal(err)

@@ -1,4 +1,4 @@
-package protocol
+package moq
 
 import (
 	"slices"
@@ -175,8 +175,13 @@ func (b *broadcast) handlerReturned() {
 	}
 }
 
-// handlersIdle returns a channel closed once no request handler runs (at
-// once if none does now).
+// RequestsIdle returns a channel closed once no request handler (see
+// HandleRequests) runs, at once if none does now. A session that learns
+// a broadcast ended waits for it before closing the broadcast, so the
+// tracks end by their own subscriptions.
+func (w *BroadcastWriter) RequestsIdle() <-chan struct{} { return w.b.handlersIdle() }
+
+// handlersIdle is RequestsIdle.
 func (b *broadcast) handlersIdle() <-chan struct{} {
 	b.mu.Lock()
 	defer b.mu.Unlock()

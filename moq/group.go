@@ -1,4 +1,4 @@
-package protocol
+package moq
 
 import (
 	"context"
@@ -178,14 +178,14 @@ func (w *GroupWriter) Sequence() uint64 { return w.g.seq }
 // allocate nothing: the frame list is preallocated from the previous group
 // of the track and waking readers reuses their channels.
 func (w *GroupWriter) WriteFrame(p []byte) error {
-	_, err := w.writeFrame(p)
+	_, err := w.WriteReceived(p)
 	return err
 }
 
-// writeFrame is WriteFrame that also reports whether the track's cache let
+// WriteReceived is WriteFrame that also reports whether the track's cache let
 // the group go for its budget or age (expired) before this frame: a
 // network receiver then stops receiving it (see receiveGroup).
-func (w *GroupWriter) writeFrame(p []byte) (expired bool, err error) {
+func (w *GroupWriter) WriteReceived(p []byte) (expired bool, err error) {
 	g := &w.g
 	g.mu.Lock()
 	if g.done {
@@ -266,17 +266,9 @@ func (g *group) frameCount() int {
 	return len(g.frames)
 }
 
-// receiveBuffers returns the group's reusable payload memory, for a
-// network receiver that reads each frame into it (see readFrame) and then
-// writes it as the next frame. Only the group's writer may use it, and it
-// must call doneWriting when it stops.
-func (w *GroupWriter) receiveBuffers() *groupBuffers {
-	return &w.g.bufs
-}
-
-// doneWriting tells the group its receiver allocates no more, so its memory
+// DoneReceiving tells the group its receiver allocates no more, so its memory
 // may be reused once nothing reads it.
-func (w *GroupWriter) doneWriting() {
+func (w *GroupWriter) DoneReceiving() {
 	g := &w.g
 	g.mu.Lock()
 	g.writerDone = true

@@ -1,4 +1,4 @@
-package protocol
+package moq
 
 import (
 	"context"
@@ -161,6 +161,17 @@ func (o *Origin) Announced(prefix string) *AnnouncementReader {
 	}
 	o.readers[a] = struct{}{}
 	return a
+}
+
+// Backups returns how many broadcasts wait as backups behind the one live
+// at path.
+func (o *Origin) Backups(path string) int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if e := o.paths[cleanPath(path)]; e != nil {
+		return len(e.backups)
+	}
+	return 0
 }
 
 // Close ends the Origin: every announcement reader returns ErrClosed, all

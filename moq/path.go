@@ -1,4 +1,4 @@
-package protocol
+package moq
 
 import (
 	"fmt"
@@ -12,14 +12,18 @@ import (
 // names, but they end up in logs, URLs and file names (recordings), so
 // the bytes that could make those ambiguous or unsafe are refused: invalid
 // UTF-8, control characters, "." and ".." segments, and more than
-// DefaultLimits.MaxPathLength bytes. The error wraps ErrInvalidPath and
-// says which rule p broke; p is checked as given (Origin.Publish cleans
-// slashes first).
+// MaxPathLength bytes. The error wraps ErrInvalidPath and says which rule
+// p broke; p is checked as given (Origin.Publish cleans slashes first).
 func ValidatePath(p string) error {
-	return validatePath(p, DefaultLimits.MaxPathLength)
+	return ValidatePathMax(p, MaxPathLength)
 }
 
-func validatePath(p string, maxLen int) error {
+// MaxPathLength is the longest path or track name ValidatePath accepts, in
+// bytes; a session may set a shorter bound.
+const MaxPathLength = 1024
+
+// ValidatePathMax is ValidatePath with another length bound.
+func ValidatePathMax(p string, maxLen int) error {
 	if len(p) > maxLen {
 		return fmt.Errorf("%w: %d bytes, more than %d", ErrInvalidPath, len(p), maxLen)
 	}

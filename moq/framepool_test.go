@@ -1,4 +1,4 @@
-package protocol
+package moq
 
 import (
 	"bytes"
@@ -70,7 +70,7 @@ func writePooledGroup(t *testing.T, tw *TrackWriter, frames, size int) *GroupWri
 		t.Fatal(err)
 	}
 	for i := range frames {
-		p := gw.receiveBuffers().alloc(size)
+		p := gw.AllocFrame(size)
 		for j := range p {
 			p[j] = byte(int(gw.Sequence()) + i)
 		}
@@ -79,7 +79,7 @@ func writePooledGroup(t *testing.T, tw *TrackWriter, frames, size int) *GroupWri
 		}
 	}
 	_ = gw.Close()
-	gw.doneWriting()
+	gw.DoneReceiving()
 	return gw
 }
 
@@ -140,12 +140,12 @@ func TestPayloadReuse(t *testing.T) {
 		t.Fatal("group 0 released while the forwarder still held its reader")
 	}
 	r0.Close()
-	fwd.recycle(r0)
+	fwd.Recycle(r0)
 	if !released(g0) {
 		t.Error("group 0 kept its memory after eviction and the forwarder's release")
 	}
 	r1.Close()
-	fwd.recycle(r1)
+	fwd.Recycle(r1)
 	if released(g1) {
 		t.Error("group 1 released although a consumer had its frames")
 	}
@@ -158,5 +158,38 @@ func TestPayloadReuse(t *testing.T) {
 		if want := bytes.Repeat([]byte{byte(int(g1.Sequence()) + i)}, size); !bytes.Equal(f, want) {
 			t.Fatalf("frame %d of group 1 changed after other groups reused memory", i)
 		}
+	}
+}
+
+// TestGrowFrameChunks: a frame that grows alone in its chunks, doubling as
+// a receiver asks, leaves one chunk behind, not one per doubling.
+func TestGrowFrameChunks(t *testing.T) {
+	const size = 300_000
+	tw, err := NewBroadcast().CreateTrack("t", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := tw.AppendGroup()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.DoneReceiving()
+	var f FrameBuffer
+	for f.Len() < size {
+		if f.Len() == f.Cap() {
+			g.GrowFrame(&f, min(size, max(FrameStartSize, 2*f.Len())))
+		}
+		f.Advance(min(1200, len(f.Spare())))
+	}
+	if p := g.FinishFrame(&f); len(p) != size || cap(p) != size {
+		t.Fatalf("frame len %d cap %d", len(p), cap(p))
+	}
+	b := &g.g.bufs
+	chunks := 0
+	for c := b.head; c != nil; c = c.next {
+		chunks++
+	}
+	if chunks != 1 || b.head != b.tail || len(b.tail.buf) < size {
+		t.Fatalf("a %d-byte frame in a new group left %d chunks", size, chunks)
 	}
 }

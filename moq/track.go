@@ -1,4 +1,4 @@
-package protocol
+package moq
 
 import (
 	"context"
@@ -607,12 +607,12 @@ func (r *TrackReader) pickLocked(arrival bool, now time.Time) (*group, time.Dura
 	return next, 0
 }
 
-// recycle takes back a GroupReader of r for reuse by the next group. The
+// Recycle takes back a GroupReader of r for reuse by the next group. The
 // caller must have closed it, with no NextFrame call pending, and must not
 // use it again, nor any frame it returned: it is handed out anew, and the
 // group's payload memory may be reused. Forwarders do this so following a
 // track allocates no reader per group.
-func (r *TrackReader) recycle(gr *GroupReader) {
+func (r *TrackReader) Recycle(gr *GroupReader) {
 	g := gr.g
 	g.mu.Lock()
 	if gr.pinned {
@@ -675,9 +675,9 @@ func (r *TrackReader) Close() {
 	}
 }
 
-// setForwarding marks r as a forwarder's subscription, before its first
+// SetForwarding marks r as a forwarder's subscription, before its first
 // read (see TrackReader.forwarder).
-func (r *TrackReader) setForwarding() {
+func (r *TrackReader) SetForwarding() {
 	t := r.t
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -685,10 +685,10 @@ func (r *TrackReader) setForwarding() {
 	t.forwarding = append(t.forwarding, r)
 }
 
-// setBehind records whether r's forwarder has more waiting for its peer
+// SetBehind records whether r's forwarder has more waiting for its peer
 // than the peer takes in half its lag, and wakes a writer paced on the
 // forwarders when it no longer has.
-func (r *TrackReader) setBehind(behind bool) {
+func (r *TrackReader) SetBehind(behind bool) {
 	if r.behind.Swap(behind) && !behind && r.t.ingestWaiting.Load() > 0 {
 		notify(r.t.ingestWake)
 	}
@@ -707,10 +707,10 @@ func (r *TrackReader) setBehind(behind bool) {
 // subscribers that stopped.
 const ingestMaxWait = time.Second
 
-// paceIngest returns once a forwarder of the track is not behind, there
+// PaceIngest returns once a forwarder of the track is not behind, there
 // are fewer than two, ctx ends, or ingestMaxWait passed. A network
 // receiver calls it before reading each frame.
-func (w *TrackWriter) paceIngest(ctx context.Context) {
+func (w *TrackWriter) PaceIngest(ctx context.Context) {
 	t := &w.t
 	if t.mayIngest() {
 		return
