@@ -39,6 +39,38 @@ type BroadcastReader struct {
 	inits   map[string]*cmafInit // parsed inits of the cmaf tracks
 	err     error                // why following the catalog ended; nil while it runs
 	lastErr error                // the last catalog that failed to parse
+	path    string               // where it was found (Path)
+	readers []*TrackReader       // subscribed, for Stats
+}
+
+// Path is the path of the broadcast in its Origin when the reader was made
+// by the SDK wiring (Consume, Follow), "" otherwise. Sinks use it to name
+// what they write.
+func (r *BroadcastReader) Path() string { return r.path }
+
+// Stats returns the counters of every track subscribed through r, by track
+// name (tracks subscribed more than once are summed).
+func (r *BroadcastReader) Stats() map[string]TrackStats {
+	r.mu.Lock()
+	readers := append([]*TrackReader(nil), r.readers...)
+	r.mu.Unlock()
+	out := make(map[string]TrackStats, len(readers))
+	for _, tr := range readers {
+		out[tr.track.Name] = out[tr.track.Name].add(tr.Stats())
+	}
+	return out
+}
+
+// add sums two sets of counters.
+func (a TrackStats) add(b TrackStats) TrackStats {
+	a.Groups += b.Groups
+	a.Frames += b.Frames
+	a.Bytes += b.Bytes
+	a.Dropped += b.Dropped
+	a.Skipped += b.Skipped
+	a.Truncated += b.Truncated
+	a.Invalid += b.Invalid
+	return a
 }
 
 // NewBroadcastReader subscribes to the catalog of b and starts following
@@ -176,7 +208,11 @@ func (r *BroadcastReader) Subscribe(name string) (*TrackReader, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sdk: subscribe %q: %w", name, err)
 	}
-	return &TrackReader{track: t, tr: tr, cmaf: init}, nil
+	reader := &TrackReader{track: t, tr: tr, cmaf: init}
+	r.mu.Lock()
+	r.readers = append(r.readers, reader)
+	r.mu.Unlock()
+	return reader, nil
 }
 
 // Close stops following the catalog and waits for the goroutines. Track
@@ -373,10 +409,15 @@ func notifyChan(ch chan struct{}) {
 	}
 }
 
-// TrackStats counts what a TrackReader saw.
+// TrackStats counts what a TrackReader saw or a TrackWriter wrote; the
+// counters that do not apply stay 0.
 type TrackStats struct {
-	Groups uint64 // groups started
-	Frames uint64 // frames returned
+	Groups uint64 // groups started (read or written)
+	Frames uint64 // frames returned or written
+	Bytes  uint64 // payload bytes of those frames (codec payload, no container)
+	// Dropped counts frames a writer dropped because they came before the
+	// track's first keyframe.
+	Dropped uint64
 	// Skipped counts the groups missing from the sequence: the reader
 	// fell behind and the track's cache dropped them, or they were lost
 	// upstream.
@@ -407,7 +448,7 @@ type TrackReader struct {
 	samples  []cmafSample
 	sampleAt int
 
-	groups, frames, skipped, truncated, invalid atomic.Uint64
+	groups, frames, bytes, skipped, truncated, invalid atomic.Uint64
 }
 
 // Track returns the track as it was described when subscribing.
@@ -418,6 +459,7 @@ func (t *TrackReader) Stats() TrackStats {
 	return TrackStats{
 		Groups:    t.groups.Load(),
 		Frames:    t.frames.Load(),
+		Bytes:     t.bytes.Load(),
 		Skipped:   t.skipped.Load(),
 		Truncated: t.truncated.Load(),
 		Invalid:   t.invalid.Load(),
@@ -510,6 +552,7 @@ func (t *TrackReader) emit(f Frame) Frame {
 	t.lost = false
 	t.inGroup++
 	t.frames.Add(1)
+	t.bytes.Add(uint64(len(f.Payload)))
 	return f
 }
 

@@ -262,6 +262,9 @@ type TrackWriter struct {
 	video    bool
 	groupDur time.Duration
 	dropped  atomic.Uint64
+	groups   atomic.Uint64
+	frames   atomic.Uint64
+	bytes    atomic.Uint64
 
 	mu         sync.Mutex
 	closed     bool
@@ -276,6 +279,24 @@ func (t *TrackWriter) Track() Track { return t.track }
 // Dropped returns the number of frames dropped because they came before the
 // track's first keyframe.
 func (t *TrackWriter) Dropped() uint64 { return t.dropped.Load() }
+
+// Stats returns the track's counters: groups and frames written, their
+// payload bytes, and the frames dropped before the first keyframe.
+func (t *TrackWriter) Stats() TrackStats {
+	return TrackStats{Groups: t.groups.Load(), Frames: t.frames.Load(), Bytes: t.bytes.Load(), Dropped: t.dropped.Load()}
+}
+
+// Stats returns the counters of every track in the catalog, by name.
+func (w *BroadcastWriter) Stats() map[string]TrackStats {
+	w.mu.Lock()
+	tracks := append([]*TrackWriter(nil), w.tracks...)
+	w.mu.Unlock()
+	out := make(map[string]TrackStats, len(tracks))
+	for _, tw := range tracks {
+		out[tw.track.Name] = tw.Stats()
+	}
+	return out
+}
 
 // WriteFrame writes one frame. Frames are written in decode order; f.PTS
 // must be between 0 and MaxTimestamp and is carried in whole microseconds;
@@ -321,6 +342,7 @@ func (t *TrackWriter) WriteFrame(f Frame) error {
 			return fmt.Errorf("sdk: track %q: %w", t.track.Name, err)
 		}
 		t.group, t.groupStart = g, f.PTS
+		t.groups.Add(1)
 	}
 	buf := t.alloc.Alloc(varintLen(us) + len(f.Payload))
 	copy(buf[putVarint(buf, us):], f.Payload)
@@ -328,6 +350,8 @@ func (t *TrackWriter) WriteFrame(f Frame) error {
 		t.group = nil
 		return fmt.Errorf("sdk: track %q: %w", t.track.Name, err)
 	}
+	t.frames.Add(1)
+	t.bytes.Add(uint64(len(f.Payload)))
 	return nil
 }
 

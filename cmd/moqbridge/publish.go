@@ -116,7 +116,6 @@ func publish(ctx context.Context, src sdk.Source, path, url string, reconnect bo
 	// broadcast there means this one waits as its backup.
 	others := moq.NewOrigin()
 	defer others.Close()
-	pb := moq.NewBroadcast()
 	client, err := connectRelay(ctx, url, 0, append(opts, protocol.WithPublish(origin), protocol.WithConsume(others),
 		protocol.WithAnnounceInterest(path), protocol.WithLogger(slog.Default())))
 	if err != nil {
@@ -126,30 +125,28 @@ func publish(ctx context.Context, src sdk.Source, path, url string, reconnect bo
 		return err
 	}
 	defer client.Close()
-	w, err := sdk.NewBroadcastWriter(pb, sdk.WriterConfig{})
-	if err != nil {
-		return err
-	}
-	defer w.Close()
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	// The source ends when the input does or when ctx does (Ctrl-C: not
-	// an error).
-	ran := make(chan error, 1)
-	go func() { ran <- src.Run(runCtx, w) }()
-	sourceEnded := func(err error) error {
-		if ctx.Err() != nil {
-			return nil
-		}
-		return err
-	}
+	// an error); sdk.Publish puts the broadcast into origin once its
+	// catalog is written, and takes it out when the source is done.
+	published := make(chan struct{})
+	ran := make(chan struct{})
+	var srcErr error
+	go func() {
+		defer close(ran)
+		srcErr = sdk.Publish(runCtx, origin, path, src, sdk.PublishOptions{Published: func(string) { close(published) }})
+	}()
+	// Whatever ends publish, the source stops and its broadcast ends
+	// (its tracks FIN to the relay) before the connection closes.
+	defer func() {
+		cancel()
+		<-ran
+	}()
 	select {
-	case <-w.CatalogWritten():
-	case err := <-ran:
-		return sourceEnded(err)
-	}
-	if err := origin.Publish(path, pb.Reader()); err != nil {
-		return err
+	case <-published:
+	case <-ran:
+		return srcErr
 	}
 	go reportBackup(runCtx, client, others, path)
 
@@ -172,8 +169,8 @@ func publish(ctx context.Context, src sdk.Source, path, url string, reconnect bo
 			slog.Info("publishing", "broadcast", path, "url", url, "version", sess.Version().String())
 		}
 		select {
-		case err := <-ran:
-			return sourceEnded(err)
+		case <-ran:
+			return srcErr
 		case <-client.Done():
 			return lostRelay(url, client)
 		case <-changed:

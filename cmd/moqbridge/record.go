@@ -125,12 +125,7 @@ func record(ctx context.Context, cmd *cobra.Command, url, path string, duration,
 		case err != nil:
 			return err
 		}
-		r, err := sdk.NewBroadcastReader(b)
-		if err != nil {
-			return err
-		}
-		err = sink.Run(ctx, r)
-		r.Close()
+		err = sdk.RunSink(ctx, b, path, sink)
 		switch {
 		case ctx.Err() != nil:
 			return nothing("the broadcast sent no media that could be recorded")
@@ -159,15 +154,14 @@ var errNotAnnounced = errors.New("not announced")
 // gives the relay a moment to send what is live now). It returns ctx's
 // error when ctx ends, and explains a client that stopped reconnecting.
 func waitBroadcast(ctx context.Context, client *protocol.Client, consume *moq.Origin, path string, limit time.Duration) (*moq.BroadcastReader, error) {
-	ann := consume.Announced(path)
-	defer ann.Close()
+	if b, err := consume.Consume(path); err == nil {
+		return b, nil
+	}
+	if limit != 0 {
+		slog.Info("waiting for the broadcast", "broadcast", path)
+	}
 	waitCtx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	if limit >= 0 {
-		// Announcements of what is live arrive within a round trip.
-		timer := time.AfterFunc(max(limit, nowGrace), func() { cancel(errNotAnnounced) })
-		defer timer.Stop()
-	}
 	go func() {
 		select {
 		case <-client.Done():
@@ -175,35 +169,23 @@ func waitBroadcast(ctx context.Context, client *protocol.Client, consume *moq.Or
 		case <-waitCtx.Done():
 		}
 	}()
-	logged := false
-	for {
-		if a, ok, _ := ann.TryNext(); ok {
-			if a.Active && a.Path == path {
-				return a.Broadcast, nil
-			}
-			continue
-		}
-		if !logged && limit != 0 {
-			slog.Info("waiting for the broadcast", "broadcast", path)
-			logged = true
-		}
-		a, err := ann.Next(waitCtx)
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil, ctx.Err()
-			}
-			switch cause := context.Cause(waitCtx); cause {
-			case errClientStopped:
-				return nil, lostRelay(client.URL(), client)
-			case errNotAnnounced:
-				return nil, errNotAnnounced
-			}
-			return nil, err
-		}
-		if a.Active && a.Path == path {
-			return a.Broadcast, nil
-		}
+	wait := time.Duration(0) // as long as ctx allows
+	if limit >= 0 {
+		// Announcements of what is live arrive within a round trip.
+		wait = max(limit, nowGrace)
 	}
+	b, err := sdk.WaitBroadcast(waitCtx, consume, path, wait)
+	switch {
+	case err == nil:
+		return b, nil
+	case ctx.Err() != nil:
+		return nil, ctx.Err()
+	case context.Cause(waitCtx) == errClientStopped:
+		return nil, lostRelay(client.URL(), client)
+	case errors.Is(err, moq.ErrNotFound):
+		return nil, errNotAnnounced
+	}
+	return nil, err
 }
 
 // nowGrace is how long --wait 0 gives the relay to announce what is live.
