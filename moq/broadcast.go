@@ -225,12 +225,22 @@ type BroadcastReader struct {
 	b *broadcast
 }
 
-// Subscribe returns a reader for the named track. If no live track has that
-// name, a broadcast with a request handler creates one (see HandleRequests);
-// otherwise Subscribe returns ErrNotFound. After the broadcast closed it
-// returns ErrClosed. The caller must Close the TrackReader when done, since
-// the reader count drives TrackWriter.Unused.
+// Subscribe returns a reader for the named track that starts at its latest
+// group (SubscribeFrom with FromLatest), as a player wants. If no live
+// track has that name, a broadcast with a request handler creates one (see
+// HandleRequests); otherwise Subscribe returns ErrNotFound. After the
+// broadcast closed it returns ErrClosed. The caller must Close the
+// TrackReader when done, since the reader count drives TrackWriter.Unused.
 func (r *BroadcastReader) Subscribe(track string, priority uint8) (*TrackReader, error) {
+	return r.SubscribeFrom(track, priority, FromLatest)
+}
+
+// SubscribeFrom is Subscribe with the group the reader starts at:
+// FromLatest (Subscribe) or FromOldest, the oldest group the track caches,
+// for recorders and pipelines that must not miss a group written before
+// they got to read (see StartPoint for what each cache keeps, and for
+// tracks fetched from a peer).
+func (r *BroadcastReader) SubscribeFrom(track string, priority uint8, from StartPoint) (*TrackReader, error) {
 	b := r.b
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -238,7 +248,7 @@ func (r *BroadcastReader) Subscribe(track string, priority uint8) (*TrackReader,
 		return nil, ErrClosed
 	}
 	if t := b.tracks[track]; t != nil {
-		if tr := t.subscribe(priority); tr != nil {
+		if tr := t.subscribe(priority, from); tr != nil {
 			return tr, nil
 		}
 		// Closed, and its trackClosed call is waiting for b.mu.
@@ -252,7 +262,7 @@ func (r *BroadcastReader) Subscribe(track string, priority uint8) (*TrackReader,
 	t := &tw.t
 	b.tracks[track] = t
 	b.all[t] = struct{}{}
-	tr := t.subscribe(priority)
+	tr := t.subscribe(priority, from)
 	b.wg.Add(1)
 	b.running++
 	go func() {

@@ -13,10 +13,11 @@
 //     number, written through a GroupWriter and followed from frame 0 by any
 //     number of GroupReaders.
 //   - A track is a named stream of groups with a priority and a bounded
-//     cache (CacheConfig). A TrackReader starts at the latest group, then
-//     follows new groups in arrival order and never goes backwards in
-//     sequence; a reader that falls behind skips to newer groups instead of
-//     making the cache grow.
+//     cache (CacheConfig). A TrackReader starts at the latest group
+//     (Subscribe; players) or at the oldest cached one (SubscribeFrom with
+//     FromOldest; recorders, pipelines), then follows new groups in
+//     arrival order and never goes backwards in sequence; a reader that
+//     falls behind skips to newer groups instead of making the cache grow.
 //   - A broadcast is a set of named tracks, optionally created on demand
 //     (BroadcastWriter.HandleRequests) when backed by a remote peer.
 //

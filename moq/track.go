@@ -6,6 +6,7 @@ import (
 	"math"
 	"slices"
 	"sort"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -346,10 +347,61 @@ func (t *track) close(err error) error {
 	return nil
 }
 
-// subscribe adds a reader, or returns nil if the track is closed. The
-// caller holds the broadcast's lock, so adding a reader and dropping an
-// unused requested track from the table cannot interleave.
-func (t *track) subscribe(priority uint8) *TrackReader {
+// StartPoint says where a new subscription to a track starts (see
+// BroadcastReader.SubscribeFrom). Whatever the start, a reader then
+// follows every group that arrives after it subscribed, in sequence order
+// (NextGroup) or arrival order (NextArrival), and skips what the cache
+// evicted before it got there.
+type StartPoint uint8
+
+const (
+	// FromLatest starts at the group that is the latest (highest
+	// sequence) when the reader subscribes, or at the first group to
+	// arrive when the track has none yet. A player wants this: it shows
+	// the live edge at once. Subscribe starts here.
+	FromLatest StartPoint = iota
+	// FromOldest starts at the oldest group the track still caches, and
+	// so hands out every cached group before the ones that arrive later:
+	// what a recorder, a pipeline or a test wants, so that a reader
+	// attached before or just after the writer starts misses nothing.
+	//
+	// The cache decides what "oldest" reaches back to. A relay's cache
+	// (the default CacheConfig) keeps groups within its byte and age
+	// budget, so the reader starts with the oldest of those. A consumer's
+	// cache (CacheConfig.Consumer) keeps a group only while a current
+	// reader may still take it, plus the latest: the reader starts with
+	// the oldest group some other reader of the track has yet to take,
+	// else with the latest, and a latest group that already let go of
+	// frames is skipped as with FromLatest (the reader starts with the
+	// next group to arrive). On a track with no group yet, FromOldest
+	// and FromLatest are the same: the reader starts with the first
+	// group to arrive, so subscribing before the writer starts is the
+	// one way to be sure of every group.
+	//
+	// A track fetched from a peer (a requested track, HandleRequests)
+	// holds only what arrived since its first subscriber asked for it:
+	// the upstream subscription (a MOQ Lite SUBSCRIBE) starts at the
+	// publisher's latest group whatever the start point, so FromOldest
+	// on such a track reaches back to that group, not to the
+	// publisher's oldest.
+	FromOldest
+)
+
+// String returns "latest" or "oldest".
+func (p StartPoint) String() string {
+	switch p {
+	case FromLatest:
+		return "latest"
+	case FromOldest:
+		return "oldest"
+	}
+	return "StartPoint(" + strconv.Itoa(int(p)) + ")"
+}
+
+// subscribe adds a reader starting at from, or returns nil if the track is
+// closed. The caller holds the broadcast's lock, so adding a reader and
+// dropping an unused requested track from the table cannot interleave.
+func (t *track) subscribe(priority uint8, from StartPoint) *TrackReader {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.closed {
@@ -357,23 +409,36 @@ func (t *track) subscribe(priority uint8) *TrackReader {
 	}
 	t.readers++
 	// The reader's position is fixed now, not at its first read: it starts
-	// at the latest group cached at this moment and then follows every
-	// group that arrives after it, so a burst of groups arriving between
-	// the subscription and the first read is not skipped.
+	// at the latest (or oldest) group cached at this moment and then
+	// follows every group that arrives after it, so a burst of groups
+	// arriving between the subscription and the first read is not
+	// skipped.
 	r := &TrackReader{t: t, priority: priority, waiter: waiter{ch: make(chan struct{}, 1)}}
-	r.first = t.latest
 	r.cursor = t.arrivals
+	if from == FromOldest {
+		// No first group: the reader considers every cached group (the
+		// cache is in arrival order) and, not having started, takes the
+		// lowest sequence among them first.
+		if len(t.cache) > 0 {
+			r.cursor = t.cache[0].arrival
+		}
+	} else {
+		r.first = t.latest
+	}
 	if t.cfg.Consumer {
 		t.subs = append(t.subs, r)
-		if g := r.first; g != nil {
+		if g := t.latest; g != nil {
 			// A consumer's latest group may have let go of frames its
 			// readers had passed (all but its last, so a group of one
 			// frame, like a catalog's, is always whole); the new reader
 			// then starts with the next group instead of in the middle
-			// of one.
+			// of one. The other cached groups are whole: a consumer
+			// keeps only those a reader may still take, and lets go of
+			// frames only in groups no reader may start.
 			g.mu.Lock()
 			if g.trimmed > 0 {
 				r.first = nil
+				r.cursor = max(r.cursor, g.arrival+1)
 			} else {
 				g.settled = false
 			}
@@ -390,10 +455,11 @@ func (t *track) isClosed() bool {
 }
 
 // TrackReader is one subscription to a track. It starts at the group that
-// was the latest when it subscribed (or, on a track with no group yet, at
-// the first group to arrive) and then follows every group that arrives
-// after that, skipping only groups evicted before it got to them. NextGroup
-// hands them out in sequence order, NextArrival in arrival order.
+// was the latest when it subscribed (FromLatest; or, on a track with no
+// group yet, at the first group to arrive), or at the oldest cached group
+// (FromOldest), and then follows every group that arrives after that,
+// skipping only groups evicted before it got to them. NextGroup hands them
+// out in sequence order, NextArrival in arrival order.
 //
 // NextGroup must be called by one goroutine at a time. Close may be called
 // from any goroutine and unblocks a pending NextGroup. The GroupReaders it
@@ -442,7 +508,9 @@ func (r *TrackReader) Latest() (seq uint64, ok bool) {
 // The first call returns the group that was the latest (highest sequence)
 // when the reader subscribed, or, if the track had none, the first group to
 // arrive after that (the lowest sequence among those that arrived, if
-// several did). Later calls return the cached group with the smallest
+// several did). A reader subscribed FromOldest first returns the lowest
+// sequence among the groups cached when it subscribed and those that
+// arrived since. Later calls return the cached group with the smallest
 // sequence above the highest one already returned, so groups come in
 // sequence order even when they were created out of order; when the next
 // sequence is missing, a later group is held back for up to
