@@ -27,6 +27,7 @@ var ErrUnsupportedContainer = errors.New("unsupported container")
 // effect. All methods are safe for concurrent use.
 type BroadcastReader struct {
 	b      *moq.BroadcastReader
+	from   moq.StartPoint // where Subscribe starts (NewBroadcastReaderFrom)
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
@@ -98,6 +99,20 @@ func NewBroadcastReader(b *moq.BroadcastReader) (*BroadcastReader, error) {
 		defer r.wg.Done()
 		f.read(ctx)
 	}()
+	return r, nil
+}
+
+// NewBroadcastReaderFrom is NewBroadcastReader whose Subscribe starts each
+// media track at from: moq.FromOldest for a recorder or pipeline that must
+// not miss the groups written before it subscribed, while the track's
+// cache still holds them (see moq.StartPoint). The catalog is always
+// followed from its latest group.
+func NewBroadcastReaderFrom(b *moq.BroadcastReader, from moq.StartPoint) (*BroadcastReader, error) {
+	r, err := NewBroadcastReader(b)
+	if err != nil {
+		return nil, err
+	}
+	r.from = from
 	return r, nil
 }
 
@@ -204,7 +219,7 @@ func (r *BroadcastReader) Subscribe(name string) (*TrackReader, error) {
 	if !found {
 		return nil, fmt.Errorf("sdk: subscribe %q: not in the catalog: %w", name, moq.ErrNotFound)
 	}
-	tr, err := r.b.Subscribe(name, t.Priority)
+	tr, err := r.b.SubscribeFrom(name, t.Priority, r.from)
 	if err != nil {
 		return nil, fmt.Errorf("sdk: subscribe %q: %w", name, err)
 	}
