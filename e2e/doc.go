@@ -15,11 +15,22 @@
 //     skip when ffmpeg or ffprobe is missing, unless
 //     MOQBRIDGE_INTEROP=require, which makes a missing tool a failure.
 //
-// A subscription starts at the latest group, and the fast source can run
-// ahead of a reader. The tests therefore run the source in lock step with
-// the sink through exported API only: the source's Options.Progress
-// callback, called after every box (fragmented input) or every sample
-// (progressive input), blocks until the sink's Stats().Frames counts every
-// frame written so far. The first group of each track is thus read before
-// a second one exists, and no group can be evicted unread.
+// The source runs as fast as it reads, unsynchronised with the sink. The
+// recorder's sdk.BroadcastReader is made before the source starts, with
+// sdk.NewBroadcastReaderFrom(…, moq.FromOldest): each track it subscribes
+// starts at the oldest group the track caches, so the recording begins
+// with the first keyframe even when the source is groups ahead by the time
+// the sink has read the catalog. Two waits remain, neither per frame:
+//
+//   - Over the network, a track fetched from a peer starts at the
+//     publisher's latest group whatever the start point (see
+//     moq.StartPoint), so the source's OnTracks callback waits until the
+//     recorder's subscriptions (catalog and every track) have reached the
+//     publisher (SessionStats.SubscriptionsServed) before the first
+//     frame is written.
+//   - The writer is closed only once the sink has read every frame the
+//     writer wrote (waitDelivered): in process, a track that has ended
+//     takes no new reader, and a sink may subscribe after the last frame;
+//     over a relay, the end of a track can overtake its last group
+//     streams, and groups that land after it are lost.
 package e2e

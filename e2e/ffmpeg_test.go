@@ -171,20 +171,20 @@ func TestFFmpegLivePipe(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	ft := &frameTally{}
-	pipe := io.TeeReader(stdout, ft)
+	var input bytes.Buffer // what ffmpeg wrote
+	pipe := io.TeeReader(stdout, &input)
 	// The video timescale ffmpeg's mp4 muxer picks for 30 fps.
 	const ffmpegVideoTimescale = 15360
-	res := record(t, ctx, inProcess, ft, ffmpegVideoTimescale, func(opt fmp4src.Options) *fmp4src.Source {
+	res := record(t, ctx, inProcess, ffmpegVideoTimescale, func(opt fmp4src.Options) *fmp4src.Source {
 		return fmp4src.New(pipe, opt)
 	})
 	_, _ = io.Copy(io.Discard, pipe)
 	if err := cmd.Wait(); err != nil || stderr.Len() > 0 {
 		t.Fatalf("ffmpeg: %v\n%s", err, stderr.String())
 	}
-	input := filepath.Join(t.TempDir(), "input.mp4")
-	data := ft.Bytes()
-	if err := os.WriteFile(input, data, 0o644); err != nil {
+	data := input.Bytes()
+	inputFile := filepath.Join(t.TempDir(), "input.mp4")
+	if err := os.WriteFile(inputFile, data, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	in := readInput(t, data)
@@ -208,5 +208,5 @@ func TestFFmpegLivePipe(t *testing.T) {
 		t.Errorf("sink dropped %d frames, want %d", res.stats.Dropped, drops)
 	}
 	compare(t, "ffmpeg pipe", in, readRecording(t, res.file))
-	checkRecording(t, ctx, input, res.file, dropsByStream(in))
+	checkRecording(t, ctx, inputFile, res.file, dropsByStream(in))
 }

@@ -2,13 +2,11 @@ package e2e
 
 import (
 	"bytes"
-	"context"
 	"encoding/binary"
 	"fmt"
 	"math/bits"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,8 +17,6 @@ import (
 	mcfmp4 "github.com/bluenviron/mediacommon/v2/pkg/formats/fmp4"
 	"github.com/bluenviron/mediacommon/v2/pkg/formats/mp4/codecs"
 	"github.com/bluenviron/mediacommon/v2/pkg/formats/pmp4"
-
-	fmp4sink "github.com/moqbridge/moqbridge/sinks/fmp4"
 )
 
 // sample is one MP4 sample; times are in the track's timescale.
@@ -354,137 +350,4 @@ func commonPrefix(a, b []byte) int {
 		n++
 	}
 	return n
-}
-
-// frameTally counts the frames the source has written by the input
-// bytes it consumed. It is fed the input (all at once for a file, as it
-// flows for a pipe) and parses its top-level boxes: the samples of a
-// fragment (the sample counts of its moof's truns) are written once the
-// source has consumed the fragment's mdat. For a progressive input the
-// source reports progress after every sample it wrote; those reports are
-// counted instead, up to the number of samples.
-type frameTally struct {
-	mu      sync.Mutex
-	data    []byte
-	parsed  int     // bytes of whole boxes parsed
-	pending int     // samples of the last moof, until its mdat
-	ends    []int64 // end offset of each mdat
-	counts  []int   // frames written once the mdat at the same index is consumed
-	// Progressive input.
-	progressive bool
-	moovEnd     int64
-	samples     int
-	reports     int
-}
-
-func newFileTally(t testing.TB, b []byte) *frameTally {
-	t.Helper()
-	ft := &frameTally{}
-	if isProgressive(b) {
-		ft.progressive = true
-		topBoxes(b, func(typ string, off, size int) {
-			if typ == "moov" {
-				ft.moovEnd = int64(off + size)
-			}
-		})
-		for _, tr := range readProgressive(t, b) {
-			for _, s := range tr.samples {
-				if len(s.data) > 0 {
-					ft.samples++
-				}
-			}
-		}
-		return ft
-	}
-	_, _ = ft.Write(b)
-	return ft
-}
-
-// Write feeds input bytes.
-func (ft *frameTally) Write(p []byte) (int, error) {
-	ft.mu.Lock()
-	defer ft.mu.Unlock()
-	ft.data = append(ft.data, p...)
-	rest := ft.data[ft.parsed:]
-	base := ft.parsed
-	topBoxes(rest, func(typ string, off, size int) {
-		switch typ {
-		case "moof":
-			ft.pending = moofSamples(rest[off+8 : off+size])
-		case "mdat":
-			total := ft.pending
-			if n := len(ft.counts); n > 0 {
-				total += ft.counts[n-1]
-			}
-			ft.ends = append(ft.ends, int64(base+off+size))
-			ft.counts = append(ft.counts, total)
-			ft.pending = 0
-		}
-		ft.parsed = base + off + size
-	})
-	return len(p), nil
-}
-
-// Bytes returns the input fed so far.
-func (ft *frameTally) Bytes() []byte {
-	ft.mu.Lock()
-	defer ft.mu.Unlock()
-	return append([]byte(nil), ft.data...)
-}
-
-// written returns how many frames the source has written once it
-// reports progress read.
-func (ft *frameTally) written(read int64) int {
-	ft.mu.Lock()
-	defer ft.mu.Unlock()
-	if ft.progressive {
-		if read >= ft.moovEnd {
-			ft.reports++
-		}
-		return min(ft.reports, ft.samples)
-	}
-	n := 0
-	for i, end := range ft.ends {
-		if end > read {
-			break
-		}
-		n = ft.counts[i]
-	}
-	return n
-}
-
-// moofSamples sums the sample counts of the truns in a moof body.
-func moofSamples(moof []byte) int {
-	n := 0
-	topBoxes(moof, func(typ string, off, size int) {
-		if typ != "traf" {
-			return
-		}
-		topBoxes(moof[off+8:off+size], func(typ string, o, sz int) {
-			traf := moof[off+8 : off+size]
-			if typ == "trun" && sz >= 16 {
-				n += int(binary.BigEndian.Uint32(traf[o+12:]))
-			}
-		})
-	})
-	return n
-}
-
-// lockstep returns a source Progress callback that blocks until the sink
-// has received every frame the source has written, so that each of the
-// sink's subscriptions (which start at the latest group) sees every group.
-// It gives up when ctx ends or sinkDone is closed.
-func lockstep(ctx context.Context, ft *frameTally, sink *fmp4sink.Sink, sinkDone <-chan struct{}) func(read, total int64) {
-	return func(read, _ int64) {
-		want := uint64(ft.written(read))
-		for sink.Stats().Frames < want {
-			select {
-			case <-ctx.Done():
-				return
-			case <-sinkDone:
-				return
-			case <-time.After(100 * time.Microsecond):
-			}
-		}
-	}
 }

@@ -37,7 +37,7 @@ func roundTrip(t *testing.T, tr transport, name string) string {
 		t.Fatal(err)
 	}
 	in := readInput(t, data)
-	res := record(t, ctx, tr, newFileTally(t, data), videoTimescale(in), func(opt fmp4src.Options) *fmp4src.Source {
+	res := record(t, ctx, tr, videoTimescale(in), func(opt fmp4src.Options) *fmp4src.Source {
 		return fmp4src.New(bytes.NewReader(data), opt)
 	})
 	if len(res.tracks) != len(in) {
