@@ -87,6 +87,7 @@ func FuzzPeerStream(f *testing.F) {
 		}
 		s.cancel(errSessionClosed)
 		s.wg.Wait()
+		s.probes.close()
 		if own, shared := s.mem.own.used.Load(), s.mem.shared.used.Load(); own != 0 || shared != 0 {
 			t.Fatalf("%d bytes of the session budget and %d of the shared one still reserved after the stream ended", own, shared)
 		}
@@ -107,6 +108,7 @@ func fuzzSession(v Version) (*Session, *moq.TrackWriter) {
 		remote:   make(map[string]*moq.BroadcastWriter),
 		consumed: make(map[string]*moq.BroadcastWriter),
 		own:      make(map[*moq.BroadcastReader]struct{}),
+		probes:   &probeClock{},
 	}
 	s.mem = sessionBudget{own: newByteBudget("session", s.limits.MaxSessionBuffer), shared: newByteBudget("server", s.limits.MaxServerBuffer)}
 	s.ctx, s.cancel = context.WithCancelCause(context.Background())

@@ -22,9 +22,10 @@ const probeMinRTTChangeMs = 5
 // stream is never reset: the reference client treats a reset probe stream
 // as fatal to the whole connection.
 //
-// The estimates of every session are checked by one shared probe clock, so
-// that a relay with many subscribers does not wake a goroutine per session
-// twice a second; this goroutine only wakes to write a PROBE that is due.
+// The estimates of every session of a Server are checked by one probe
+// clock, the server's, so that a relay with many subscribers does not wake
+// a goroutine per session twice a second; this goroutine only wakes to
+// write a PROBE that is due. A session made by Dial has a clock of its own.
 func (s *Session) serveProbe(str transport.Stream, r *wire.Reader) {
 	ctx, cancel := context.WithCancel(s.ctx)
 	defer cancel()
@@ -36,8 +37,8 @@ func (s *Session) serveProbe(str transport.Stream, r *wire.Reader) {
 		_, _ = r.ReadMessage(s.limits.MaxMessageSize)
 	})
 	ps := &probeState{s: s, due: make(chan wire.Probe, 1)}
-	probes.add(ps)
-	defer probes.remove(ps)
+	s.probes.add(ps)
+	defer s.probes.remove(ps)
 	var buf []byte
 	for {
 		var p wire.Probe
@@ -70,25 +71,38 @@ type probeState struct {
 }
 
 // probeClock checks the estimates of every registered probe stream on one
-// ticker, every probeInterval, and runs only while streams are registered.
+// ticker, every probeInterval. Its goroutine runs only while streams are
+// registered; the clock's owner (a Server, or a session made by Dial) calls
+// close when it stops, which waits for the goroutine, so none outlives it.
 type probeClock struct {
 	mu      sync.Mutex
 	streams map[*probeState]struct{}
 	stop    chan struct{} // closed to end the running clock; nil when stopped
+	closed  bool          // after close: no stream starts the clock again
+	wg      sync.WaitGroup
 }
 
-var probes probeClock
-
+// add registers ps and starts the clock if it is not running. After close
+// it registers nothing: ps then never gets a PROBE, and its stream ends
+// with its session, which its owner is closing.
 func (c *probeClock) add(ps *probeState) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.closed {
+		return
+	}
 	if c.streams == nil {
 		c.streams = make(map[*probeState]struct{})
 	}
 	c.streams[ps] = struct{}{}
 	if c.stop == nil {
-		c.stop = make(chan struct{})
-		go c.run(c.stop)
+		stop := make(chan struct{})
+		c.stop = stop
+		c.wg.Add(1)
+		go func() {
+			defer c.wg.Done()
+			c.run(stop)
+		}()
 	}
 }
 
@@ -100,6 +114,20 @@ func (c *probeClock) remove(ps *probeState) {
 		close(c.stop)
 		c.stop = nil
 	}
+}
+
+// close stops the clock for good and waits for its goroutine. Safe to call
+// more than once.
+func (c *probeClock) close() {
+	c.mu.Lock()
+	c.closed = true
+	clear(c.streams)
+	if c.stop != nil {
+		close(c.stop)
+		c.stop = nil
+	}
+	c.mu.Unlock()
+	c.wg.Wait()
 }
 
 func (c *probeClock) run(stop chan struct{}) {

@@ -138,6 +138,8 @@ type Server struct {
 	originLog   transport.LogLimiter
 	// buffers is Limits.MaxServerBuffer, shared by every session.
 	buffers *byteBudget
+	// probes sends the PROBEs of every session; Close stops it.
+	probes probeClock
 
 	mu       sync.Mutex
 	sessions map[*Session]struct{}
@@ -417,6 +419,7 @@ func (s *Server) serveConn(ctx context.Context, conn transport.Session) {
 		cache:          s.cfg.Cache,
 		log:            s.log,
 		shared:         s.buffers,
+		probes:         &s.probes,
 		legacyVersions: legacyOf(s.cfg.Versions),
 	})
 	if err != nil {
@@ -446,6 +449,7 @@ func (s *Server) Close() error {
 	if s.closed {
 		s.mu.Unlock()
 		s.wg.Wait()
+		s.probes.close()
 		return nil
 	}
 	s.closed = true
@@ -459,6 +463,7 @@ func (s *Server) Close() error {
 		_ = sess.CloseWithError(wire.CodeClosed, serverShutdownReason)
 	}
 	s.wg.Wait()
+	s.probes.close()
 	if s.ownsOrigin {
 		s.origin.Close()
 	}

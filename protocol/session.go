@@ -72,6 +72,11 @@ type Session struct {
 
 	stats sessionCounters
 	probe atomic.Pointer[wire.Probe]
+	// probes sends the PROBEs of the probe streams the peer opened: the
+	// Server's clock, or the session's own (ownProbes), which shutdown
+	// stops.
+	probes    *probeClock
+	ownProbes bool
 
 	endMu  sync.Mutex
 	endErr error // why the session ended, first reason wins
@@ -136,6 +141,10 @@ type sessionConfig struct {
 	// (Limits.MaxServerBuffer); nil gives the session one of its own, as
 	// Dial does.
 	shared *byteBudget
+	// probes is the probe clock of every session of a Server, which stops
+	// it when it closes; nil gives the session one of its own, as Dial
+	// does, stopped when the session ends.
+	probes *probeClock
 }
 
 // startSession negotiates the version on conn and starts serving it. On
@@ -162,6 +171,10 @@ func startSession(ctx context.Context, conn transport.Session, cfg sessionConfig
 		cfg.shared = newByteBudget("server", s.limits.MaxServerBuffer)
 	}
 	s.mem = sessionBudget{own: newByteBudget("session", s.limits.MaxSessionBuffer), shared: cfg.shared}
+	s.probes = cfg.probes
+	if s.probes == nil {
+		s.probes, s.ownProbes = &probeClock{}, true
+	}
 	s.bidiSlots = make(chan struct{}, s.limits.MaxStreams)
 	s.uniSlots = make(chan struct{}, s.limits.MaxStreams)
 	s.perm.Root = wire.CleanPath(s.perm.Root)
@@ -340,6 +353,9 @@ func (s *Session) shutdown() {
 		_ = b.CloseWithError(cause)
 	}
 	s.wg.Wait()
+	if s.ownProbes {
+		s.probes.close()
+	}
 	s.mem.settle()
 }
 
