@@ -381,9 +381,11 @@ func WaitBroadcast(ctx context.Context, origin *moq.Origin, path string, wait ti
 }
 
 // RunSink runs sink on broadcast b, found at path, and returns its error.
-// The sink's BroadcastReader reports path as its Path.
+// The sink's BroadcastReader reports path as its Path, and its tracks start
+// at the oldest group the broadcast still caches (moq.FromOldest): a sink
+// attached just after its source started misses nothing.
 func RunSink(ctx context.Context, b *moq.BroadcastReader, path string, sink Sink) error {
-	r, err := NewBroadcastReader(b)
+	r, err := NewBroadcastReaderFrom(b, moq.FromOldest)
 	if err != nil {
 		return err
 	}
