@@ -16,8 +16,21 @@
 // rebuilt from the codec string, Opus + dOps from the OpusHead (or the
 // channel count, pre-skip 0), mp4a + esds from the AudioSpecificConfig
 // with non-zero bit rates. Tracks whose codec MP4 cannot carry here (VP8,
-// H.264/H.265 in Annex-B form and AAC in ADTS form, i.e. without a
-// DecoderConfig) are skipped with a warning.
+// and AAC in ADTS form, i.e. without a DecoderConfig) are skipped with a
+// warning.
+//
+// H.264 and H.265 tracks without a DecoderConfig (Annex B with in-band
+// parameter sets, what the browser publisher sends) are recorded too: the
+// avcC or hvcC is built from the parameter sets of the first keyframe that
+// has them, and every frame is converted to 4-byte length-prefixed NAL
+// units without access unit delimiters (and, for avc1/hvc1, without the
+// parameter sets the sample entry holds). Until the parameter sets come
+// the track's frames are dropped and the track is left out of the init
+// segment. A keyframe with other parameter sets (the encoder was
+// reconfigured) ends the file: what is pending is written, and the
+// recording goes on in a new file whose sample entry has the new
+// configuration, starting at that keyframe. A resumed Run of such a track
+// always starts a new file.
 //
 // # Timing
 //

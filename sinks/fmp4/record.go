@@ -24,6 +24,8 @@ type track struct {
 	ts      uint32
 	nominal int64 // nominal frame duration, ticks
 
+	nal *annexB // H.264/H.265 from Annex B: parameter sets followed, payloads converted
+
 	waitKey bool     // drop until the next keyframe
 	gap     bool     // media was lost after the last pending sample
 	pending []sample // samples of the open fragment; dts holds PTS until flushed
@@ -156,12 +158,24 @@ var errNoTrack = errors.New("fmp4: no track can be recorded")
 // logging the others.
 func newTracks(cfg *Config, all []sdk.Track) (tracks []*track, hasVid bool) {
 	for _, t := range all {
-		e, err := sampleEntry(t)
+		// H.264 and H.265 without a decoder configuration are Annex B
+		// with in-band parameter sets: the sample entry is completed from
+		// them (see annexB).
+		nal := newAnnexB(t)
+		var (
+			e   entry
+			err error
+		)
+		if nal != nil {
+			e = nal.entry(t)
+		} else {
+			e, err = sampleEntry(t)
+		}
 		if err != nil {
 			cfg.Logger.Warn("fmp4: track not recorded", "path", cfg.Path, "track", t.Name, "codec", t.Codec, "err", err)
 			continue
 		}
-		k := &track{t: t, e: e, video: t.Kind == sdk.KindVideo, lastDTS: -1}
+		k := &track{t: t, e: e, video: t.Kind == sdk.KindVideo, lastDTS: -1, nal: nal}
 		if k.video {
 			k.ts = cfg.VideoTimescale
 			k.nominal = int64(k.ts) / 30
@@ -278,6 +292,7 @@ func tickDuration(v int64, ts uint32) time.Duration {
 
 // frame adds one frame of track i.
 func (r *recorder) frame(i int, f *sdk.Frame) error {
+	r.leaveOutUnconfigured()
 	k := r.tracks[i]
 	if f.Discontinuity {
 		k.gap = true
@@ -318,6 +333,23 @@ func (r *recorder) frame(i int, f *sdk.Frame) error {
 		}
 		return nil
 	}
+	data := f.Payload
+	if k.nal != nil {
+		// Annex B: to length-prefixed NAL units; a keyframe may bring
+		// the first or new parameter sets.
+		var changed bool
+		if data, changed = k.nal.convert(r, k, f); data == nil {
+			k.dropped++
+			r.stats.dropped.Add(1)
+			k.waitKey = true
+			return nil
+		}
+		if changed {
+			if err := r.newConfig(k, pts); err != nil {
+				return err
+			}
+		}
+	}
 	k.waitKey = false
 	if f.Keyframe && (k.video || !r.hasVid) {
 		r.lastKey = max(r.lastKey, t)
@@ -332,7 +364,6 @@ func (r *recorder) frame(i int, f *sdk.Frame) error {
 			}
 		}
 	}
-	data := f.Payload
 	if k.e.fourcc == "av01" {
 		data = stripTemporalDelimiter(data)
 	}
