@@ -35,9 +35,11 @@ type Frame struct {
 	HasDTS bool
 
 	// Keyframe marks a frame that decoding can start at (an IDR or other
-	// random access point). Every audio frame is a keyframe. When writing,
-	// a video keyframe starts a new group; when reading a legacy track,
-	// the first frame of every group is the keyframe.
+	// random access point). Every audio frame is a keyframe, written or
+	// read. When writing, a video keyframe starts a new group; when
+	// reading a legacy video track, the first frame of every group is the
+	// keyframe (and only it); a cmaf track's frames carry the sample
+	// flags of their fragment.
 	Keyframe bool
 
 	// Payload is the codec bitstream of the frame; it must not be empty.

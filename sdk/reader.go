@@ -557,7 +557,9 @@ func (t *TrackReader) ReadFrame(ctx context.Context) (Frame, error) {
 		if len(payload) == 0 {
 			continue // marker
 		}
-		return t.emit(Frame{PTS: pts, Keyframe: t.inGroup == 0, Payload: payload}), nil
+		// A video group starts at its keyframe; every audio frame can be
+		// decoded on its own.
+		return t.emit(Frame{PTS: pts, Keyframe: t.inGroup == 0 || t.track.Kind == KindAudio, Payload: payload}), nil
 	}
 }
 
