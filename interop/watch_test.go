@@ -127,36 +127,26 @@ func TestWatchPlays(t *testing.T) {
 	var wg sync.WaitGroup
 	t.Cleanup(wg.Wait)
 
-	// The publisher, as cmd/moqbridge publish wires it: the broadcast in
-	// an Origin served over a raw QUIC session, the source run into an
-	// sdk.BroadcastWriter on it.
+	// The publisher, as cmd/moqbridge publish wires it: the source run
+	// into a broadcast of an Origin (sdk.Publish) served over a raw QUIC
+	// session.
 	src, err := fmp4.Open(filepath.Join("..", "sources", "fmp4", "testdata", "h264_aac_bframes.mp4"), fmp4.Options{Loop: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	origin := moq.NewOrigin()
 	t.Cleanup(origin.Close)
-	pb := moq.NewBroadcast()
-	if err := origin.Publish(watchBroadcast, pb.Reader()); err != nil {
-		t.Fatal(err)
-	}
 	pubSess, err := protocol.Dial(ctx, fmt.Sprintf("moql://127.0.0.1:%d", srv.Addr().Port),
 		protocol.WithFingerprint(fp), protocol.WithPublish(origin), protocol.WithLogger(relayLog.logger().With("side", "publisher")))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = pubSess.Close() })
-	w, err := sdk.NewBroadcastWriter(pb, sdk.WriterConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
 	pubErr := make(chan error, 1)
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		err := src.Run(ctx, w)
-		_ = w.Close()
-		pubErr <- err
+		pubErr <- sdk.Publish(ctx, origin, watchBroadcast, src, sdk.PublishOptions{})
 	}()
 	waitAnnounced(t, ctx, srv.Origin(), watchBroadcast)
 	t.Logf("%s published (%v)", watchBroadcast, time.Since(start).Round(time.Millisecond))
