@@ -44,10 +44,13 @@ func Permanent(err error) error {
 }
 
 // IsPermanent reports whether err is one that retrying cannot cure: marked
-// with Permanent, or an invalid path (moq.ErrInvalidPath).
+// with Permanent, an invalid path (moq.ErrInvalidPath), a track the
+// catalog cannot describe, a decoder configuration that does not parse, or
+// a container the reader does not support.
 func IsPermanent(err error) bool {
 	var pe *PermanentError
-	return errors.As(err, &pe) || errors.Is(err, moq.ErrInvalidPath)
+	return errors.As(err, &pe) || errors.Is(err, moq.ErrInvalidPath) || errors.Is(err, errInvalidTrack) ||
+		errors.Is(err, errBadConfig) || errors.Is(err, ErrUnsupportedContainer)
 }
 
 // ErrPathNotAllowed reports a path outside the prefixes a Publisher may

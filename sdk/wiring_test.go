@@ -126,6 +126,14 @@ func TestPublishErrors(t *testing.T) {
 	if Permanent(nil) != nil {
 		t.Error("Permanent(nil) is not nil")
 	}
+	// A track the catalog cannot describe is a configuration error.
+	err = Publish(ctx, origin, "live/y", SourceFunc(func(_ context.Context, w *BroadcastWriter) error {
+		_, err := w.AddTrack(Track{Kind: KindAudio, Codec: "opus"})
+		return err
+	}), PublishOptions{})
+	if err == nil || !IsPermanent(err) {
+		t.Errorf("invalid track: %v (permanent %v)", err, IsPermanent(err))
+	}
 }
 
 // TestPublisher: a listener's Publisher keeps to its prefixes and applies
