@@ -25,10 +25,18 @@
 //     moq.BroadcastReader and turns groups back into Frames, reporting
 //     the groups it had to skip.
 //
-// sdk only uses package protocol (the MOQ Lite data model); it never
-// touches sessions, transports or wire encodings, and it knows nothing
-// about the foreign formats (RTMP, RTP, fMP4 files) that sources and sinks
-// adapt.
+//   - The wiring between sources, sinks and an Origin, so that no adapter
+//     or command writes it by hand: Publish runs a Source at a path,
+//     Consume and Follow run Sinks on a path or on every broadcast under a
+//     prefix, and a Publisher is what a listener source (one listener,
+//     many broadcasts) starts and ends broadcasts with. Errors a retry
+//     cannot cure are permanent (IsPermanent); writers and readers count
+//     what they did per track (Stats).
+//
+// sdk only uses package moq (the data model); it never touches sessions,
+// transports or wire encodings (it builds without the QUIC stack), and it
+// knows nothing about the foreign formats (RTMP, RTP, fMP4 files) that
+// sources and sinks adapt.
 //
 // # Timestamps
 //
