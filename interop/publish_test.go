@@ -174,9 +174,14 @@ func runPublishRecord(t *testing.T, audio bool) {
 		t.Fatal(err)
 	}
 	defer r.Close()
-	// The publisher adds its renditions to the catalog as its encoders
-	// start; the sink records the tracks of the catalog it starts with, so
-	// wait for all of them.
+	// The publisher announces first and adds its renditions to the
+	// catalog as its encoders start: its first catalog is empty, the next
+	// has the video, the one after (tens of ms later) the audio. Sink.Run
+	// records the tracks of the catalog it starts with and fails with
+	// "no track can be recorded" on the empty one, so Run started right
+	// after the announcement (as `moqbridge record` does today) records
+	// nothing. Until the sink waits for a settled catalog, wait here for
+	// every track.
 	want := 1
 	if audio {
 		want = 2
@@ -187,13 +192,13 @@ func runPublishRecord(t *testing.T, audio bool) {
 			t.Fatalf("catalog: %v", err)
 		}
 		ts := r.Tracks()
+		t.Logf("catalog (%v): %s", time.Since(start).Round(time.Millisecond), describeTracks(ts))
 		if len(ts) >= want {
 			for _, tr := range ts {
 				if tr.Kind == sdk.KindVideo {
 					video = tr
 				}
 			}
-			t.Logf("catalog (%v): %s", time.Since(start).Round(time.Millisecond), describeTracks(ts))
 			break
 		}
 		select {
