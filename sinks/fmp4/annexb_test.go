@@ -106,8 +106,9 @@ func splitAccessUnits(t testing.TB, b []byte, ps *sdk.ParamSets) [][]byte {
 }
 
 // recordTracks is recordInto with the sdk tracks given rather than taken
-// from the clip's codecs.
-func recordTracks(t testing.TB, cfg Config, tracks []sdk.Track, cts []*clipTrack) (*Sink, error) {
+// from the clip's codecs. With lockstep, every frame waits until the sink
+// received the previous ones, so frames arrive in the order written.
+func recordTracks(t testing.TB, cfg Config, tracks []sdk.Track, cts []*clipTrack, lockstep ...bool) (*Sink, error) {
 	t.Helper()
 	s := newTestSink(cfg)
 	p, tws := newPipeline(t, tracks...)
@@ -125,7 +126,16 @@ func recordTracks(t testing.TB, cfg Config, tracks []sdk.Track, cts []*clipTrack
 	case err := <-done:
 		return s, err
 	}
-	writeFrames(t, s, tws, cts, nil, done)
+	var pace func(int)
+	if len(lockstep) > 0 && lockstep[0] {
+		pace = func(i int) {
+			deadline := time.Now().Add(10 * time.Second)
+			for s.Stats().Frames < uint64(i) && time.Now().Before(deadline) {
+				time.Sleep(50 * time.Microsecond)
+			}
+		}
+	}
+	writeFrames(t, s, tws, cts, pace, done)
 	if err := p.w.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -333,4 +343,71 @@ func TestAnnexBNoParameterSets(t *testing.T) {
 	if s.Stats().Dropped < 10 {
 		t.Errorf("stats %+v: the video frames were not dropped", s.Stats())
 	}
+}
+
+// TestAnnexBLateParameterSets records AAC with an Annex B H.264 track
+// whose keyframes lack parameter sets for the first 6 s: the audio, which
+// waits at most 5 s for video, starts a file of its own; the first
+// keyframe with parameter sets ends it, and the recording goes on in a
+// second file with both tracks from that keyframe. Both decode cleanly.
+func TestAnnexBLateParameterSets(t *testing.T) {
+	needFFmpeg(t)
+	in := readFFmpegClip(t, makeClip(t, t.TempDir(), 8, "aac"))
+	vt := sdkTrack(t, in[0])
+	c, err := sdk.ParseAVCConfig(vt.DecoderConfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	annexB := &clipTrack{timescale: in[0].timescale}
+	late := int64(6 * in[0].timescale)
+	first := -1 // index of the first keyframe with parameter sets
+	for i, smp := range in[0].samples {
+		nalus, err := sdk.SplitAVCC(smp.data, c.NALLengthSize)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if smp.key && smp.dts >= late {
+			nalus = append([][]byte{c.SPS[0], c.PPS[0]}, nalus...)
+			if first < 0 {
+				first = i
+			}
+		}
+		smp.data = sdk.JoinAnnexB(nalus)
+		annexB.samples = append(annexB.samples, smp)
+	}
+	vt.DecoderConfig = nil
+	s, err := recordTracks(t, Config{Dir: t.TempDir(), Path: "live/test", VideoTimescale: in[0].timescale},
+		[]sdk.Track{vt, sdkTrack(t, in[1])}, []*clipTrack{annexB, in[1]}, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := s.Files()
+	if len(files) != 2 {
+		t.Fatalf("files %v, want two", files)
+	}
+	if got := probeStreamTypes(t, files[0]); got != "audio" {
+		t.Errorf("%s has %s, want audio only", files[0], got)
+	}
+	if got := probeStreamTypes(t, files[1]); got != "video,audio" {
+		t.Errorf("%s has %s, want video and audio", files[1], got)
+	}
+	a0 := checkFile(t, files[0], "a:0")
+	v := checkFile(t, files[1], "v:0")
+	a1 := checkFile(t, files[1], "a:0")
+	if want := len(in[0].samples) - first; v.packets != want || v.decoded != want {
+		t.Errorf("video %+v, want %d frames", v, want)
+	}
+	if n := a0.packets + a1.packets; n < len(in[1].samples)-1 {
+		t.Errorf("audio %d + %d packets, the clip has %d", a0.packets, a1.packets, len(in[1].samples))
+	}
+}
+
+// probeStreamTypes lists the codec types of a file's streams.
+func probeStreamTypes(t testing.TB, f string) string {
+	t.Helper()
+	out, err := exec.Command("ffprobe", "-v", "error", "-show_entries", "stream=codec_type", "-of", "csv=p=0", f).CombinedOutput()
+	if err != nil {
+		t.Fatalf("ffprobe %s: %v\n%s", f, err, out)
+	}
+	return strings.Join(strings.Fields(string(out)), ",")
 }
