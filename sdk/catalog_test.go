@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/moqbridge/moqbridge/internal/mp4"
 )
 
 // Example catalogs A and B of hang-format §2.3, verbatim; both parse with
@@ -331,13 +333,13 @@ func readCMAFFile(t testing.TB, path string) *cmafFile {
 	}
 	f := &cmafFile{}
 	start := -1
-	err = boxes(b, func(bx box) error {
-		end := bx.off + 8 + len(bx.body)
-		switch bx.typ {
+	err = mp4.Walk(b, 0, func(bx mp4.Box) error {
+		end := int(bx.BodyOffset()) + len(bx.Body)
+		switch bx.Type {
 		case "ftyp", "moov":
 			f.init = b[:end]
 		case "moof":
-			start = bx.off
+			start = int(bx.Offset)
 		case "mdat":
 			f.frags = append(f.frags, b[start:end])
 		}

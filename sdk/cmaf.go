@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"math"
 	"time"
+
+	"github.com/moqbridge/moqbridge/internal/mp4"
 )
 
 // The cmaf container (hang-format §1.3, §3.2): each MOQ frame is a moof+mdat
@@ -25,53 +27,12 @@ func cmafError(format string, args ...any) error {
 // count cannot make the reader allocate without bound.
 const maxCMAFSamples = 1 << 16
 
-// box is one ISO BMFF box: its type, its body and its offset in the
-// buffer being walked.
-type box struct {
-	typ  string
-	body []byte
-	off  int // offset of the box header
-}
-
-// boxes iterates over the boxes of b, calling fn for each; it stops at the
-// first error.
-func boxes(b []byte, fn func(bx box) error) error {
-	off := 0
-	for off < len(b) {
-		rest := b[off:]
-		if len(rest) < 8 {
-			return cmafError("truncated box header at offset %d", off)
-		}
-		size := uint64(binary.BigEndian.Uint32(rest))
-		typ := string(rest[4:8])
-		hdr := uint64(8)
-		switch size {
-		case 0:
-			size = uint64(len(rest))
-		case 1:
-			if len(rest) < 16 {
-				return cmafError("truncated box header at offset %d", off)
-			}
-			size = binary.BigEndian.Uint64(rest[8:])
-			hdr = 16
-		}
-		if size < hdr || size > uint64(len(rest)) {
-			return cmafError("box %q at offset %d: size %d", typ, off, size)
-		}
-		if err := fn(box{typ: typ, body: rest[hdr:size:size], off: off}); err != nil {
-			return err
-		}
-		off += int(size)
+// cmafErr gives an error of internal/mp4 the form of this file's.
+func cmafErr(err error) error {
+	if e, ok := err.(*mp4.Error); ok {
+		return fmt.Errorf("cmaf: %w: %w", errCMAF, e)
 	}
-	return nil
-}
-
-// fullBox splits a FullBox body into version, flags and the rest.
-func fullBox(b []byte, typ string) (version byte, flags uint32, rest []byte, err error) {
-	if len(b) < 4 {
-		return 0, 0, nil, cmafError("%s too short", typ)
-	}
-	return b[0], binary.BigEndian.Uint32(b) & 0xffffff, b[4:], nil
+	return err
 }
 
 // cmafInit is what the reader takes from an init segment.
@@ -81,7 +42,7 @@ type cmafInit struct {
 	audio     bool // handler soun: every sample is a keyframe
 
 	// trex defaults for the track
-	defDuration, defSize, defFlags uint32
+	defaults mp4.SampleDefaults
 
 	// sample entry
 	entry      string
@@ -94,25 +55,30 @@ type cmafInit struct {
 
 // parseCMAFInit reads the first track of an init segment.
 func parseCMAFInit(b []byte) (*cmafInit, error) {
+	in, err := parseInit(b)
+	return in, cmafErr(err)
+}
+
+func parseInit(b []byte) (*cmafInit, error) {
 	in := &cmafInit{}
-	var trexes [][]byte
+	var trexes []mp4.Box
 	haveTrak := false
-	err := boxes(b, func(bx box) error {
-		if bx.typ != "moov" {
+	err := mp4.Walk(b, 0, func(bx mp4.Box) error {
+		if bx.Type != "moov" {
 			return nil
 		}
-		return boxes(bx.body, func(bx box) error {
-			switch bx.typ {
+		return mp4.Walk(bx.Body, bx.BodyOffset(), func(bx mp4.Box) error {
+			switch bx.Type {
 			case "trak":
 				if haveTrak {
 					return nil
 				}
 				haveTrak = true
-				return in.parseTrak(bx.body)
+				return in.parseTrak(bx)
 			case "mvex":
-				return boxes(bx.body, func(bx box) error {
-					if bx.typ == "trex" {
-						trexes = append(trexes, bx.body)
+				return mp4.Walk(bx.Body, bx.BodyOffset(), func(bx mp4.Box) error {
+					if bx.Type == "trex" {
+						trexes = append(trexes, bx)
 					}
 					return nil
 				})
@@ -130,27 +96,22 @@ func parseCMAFInit(b []byte) (*cmafInit, error) {
 		return nil, cmafError("init has no media timescale")
 	}
 	for _, t := range trexes {
-		_, _, r, err := fullBox(t, "trex")
+		id, d, err := mp4.ParseTrex(t.Body, t.Offset)
 		if err != nil {
 			return nil, err
 		}
-		if len(r) < 20 {
-			return nil, cmafError("trex too short")
-		}
-		if binary.BigEndian.Uint32(r) == in.trackID || len(trexes) == 1 {
-			in.defDuration = binary.BigEndian.Uint32(r[8:])
-			in.defSize = binary.BigEndian.Uint32(r[12:])
-			in.defFlags = binary.BigEndian.Uint32(r[16:])
+		if id == in.trackID || len(trexes) == 1 {
+			in.defaults = d
 		}
 	}
 	return in, nil
 }
 
-func (in *cmafInit) parseTrak(b []byte) error {
-	return boxes(b, func(bx box) error {
-		switch bx.typ {
+func (in *cmafInit) parseTrak(trak mp4.Box) error {
+	return mp4.Walk(trak.Body, trak.BodyOffset(), func(bx mp4.Box) error {
+		switch bx.Type {
 		case "tkhd":
-			v, _, r, err := fullBox(bx.body, "tkhd")
+			v, _, r, err := mp4.FullBox(bx.Body, bx.Offset, "tkhd")
 			if err != nil {
 				return err
 			}
@@ -163,10 +124,10 @@ func (in *cmafInit) parseTrak(b []byte) error {
 			}
 			in.trackID = binary.BigEndian.Uint32(r[off:])
 		case "mdia":
-			return boxes(bx.body, func(bx box) error {
-				switch bx.typ {
+			return mp4.Walk(bx.Body, bx.BodyOffset(), func(bx mp4.Box) error {
+				switch bx.Type {
 				case "mdhd":
-					v, _, r, err := fullBox(bx.body, "mdhd")
+					v, _, r, err := mp4.FullBox(bx.Body, bx.Offset, "mdhd")
 					if err != nil {
 						return err
 					}
@@ -179,7 +140,7 @@ func (in *cmafInit) parseTrak(b []byte) error {
 					}
 					in.timescale = binary.BigEndian.Uint32(r[off:])
 				case "hdlr":
-					_, _, r, err := fullBox(bx.body, "hdlr")
+					_, _, r, err := mp4.FullBox(bx.Body, bx.Offset, "hdlr")
 					if err != nil {
 						return err
 					}
@@ -188,15 +149,15 @@ func (in *cmafInit) parseTrak(b []byte) error {
 					}
 					in.audio = string(r[4:8]) == "soun"
 				case "minf":
-					return boxes(bx.body, func(bx box) error {
-						if bx.typ != "stbl" {
+					return mp4.Walk(bx.Body, bx.BodyOffset(), func(bx mp4.Box) error {
+						if bx.Type != "stbl" {
 							return nil
 						}
-						return boxes(bx.body, func(bx box) error {
-							if bx.typ != "stsd" {
+						return mp4.Walk(bx.Body, bx.BodyOffset(), func(bx mp4.Box) error {
+							if bx.Type != "stsd" {
 								return nil
 							}
-							return in.parseStsd(bx.body)
+							return in.parseStsd(bx)
 						})
 					})
 				}
@@ -208,8 +169,8 @@ func (in *cmafInit) parseTrak(b []byte) error {
 }
 
 // parseStsd reads the first sample entry.
-func (in *cmafInit) parseStsd(b []byte) error {
-	_, _, r, err := fullBox(b, "stsd")
+func (in *cmafInit) parseStsd(stsd mp4.Box) error {
+	_, _, r, err := mp4.FullBox(stsd.Body, stsd.Offset, "stsd")
 	if err != nil {
 		return err
 	}
@@ -217,48 +178,48 @@ func (in *cmafInit) parseStsd(b []byte) error {
 		return cmafError("stsd too short")
 	}
 	first := true
-	return boxes(r[4:], func(bx box) error {
+	return mp4.Walk(r[4:], stsd.BodyOffset()+8, func(bx mp4.Box) error {
 		if !first {
 			return nil
 		}
 		first = false
-		in.entry = bx.typ
+		in.entry = bx.Type
 		var children []byte
 		if in.audio {
-			if len(bx.body) < 28 {
+			if len(bx.Body) < 28 {
 				return cmafError("audio sample entry too short")
 			}
-			in.channels = int(binary.BigEndian.Uint16(bx.body[16:]))
-			in.sampleRate = int(binary.BigEndian.Uint32(bx.body[24:]) >> 16)
+			in.channels = int(binary.BigEndian.Uint16(bx.Body[16:]))
+			in.sampleRate = int(binary.BigEndian.Uint32(bx.Body[24:]) >> 16)
 			skip := 28
-			switch binary.BigEndian.Uint16(bx.body[8:]) { // QuickTime sound version
+			switch binary.BigEndian.Uint16(bx.Body[8:]) { // QuickTime sound version
 			case 1:
 				skip += 16
 			case 2:
 				skip += 36
 			}
-			if len(bx.body) < skip {
+			if len(bx.Body) < skip {
 				return cmafError("audio sample entry too short")
 			}
-			children = bx.body[skip:]
+			children = bx.Body[skip:]
 		} else {
-			if len(bx.body) < 78 {
+			if len(bx.Body) < 78 {
 				return nil // not a visual sample entry; nothing to learn
 			}
-			in.width = int(binary.BigEndian.Uint16(bx.body[24:]))
-			in.height = int(binary.BigEndian.Uint16(bx.body[26:]))
-			children = bx.body[78:]
+			in.width = int(binary.BigEndian.Uint16(bx.Body[24:]))
+			in.height = int(binary.BigEndian.Uint16(bx.Body[26:]))
+			children = bx.Body[78:]
 		}
 		// Configuration boxes are optional for the reader: ignore a
 		// malformed tail rather than reject the track.
-		_ = boxes(children, func(bx box) error {
-			switch bx.typ {
+		_ = mp4.Walk(children, 0, func(bx mp4.Box) error {
+			switch bx.Type {
 			case "avcC", "hvcC", "av1C":
-				in.config = bx.body
+				in.config = bx.Body
 			case "esds":
-				in.config = esdsDecoderSpecificInfo(bx.body)
+				in.config = esdsDecoderSpecificInfo(bx.Body)
 			case "dOps":
-				in.config = dOpsToOpusHead(bx.body)
+				in.config = dOpsToOpusHead(bx.Body)
 			}
 			return nil
 		})
@@ -381,9 +342,7 @@ func (in *cmafInit) keyframe(flags uint32) bool {
 	if in.audio {
 		return true
 	}
-	dependsOn := flags >> 24 & 3
-	nonSync := flags&0x10000 != 0
-	return !nonSync && dependsOn != 1
+	return mp4.IsSync(flags)
 }
 
 // ticks converts a time in the track timescale to a duration, exact to the
@@ -408,35 +367,29 @@ func (in *cmafInit) ticks(t int64) (time.Duration, error) {
 func (in *cmafInit) parseFragment(b []byte, dst []cmafSample) ([]cmafSample, error) {
 	dst = dst[:0]
 	sawMoof := false
-	err := boxes(b, func(bx box) error {
-		if bx.typ != "moof" {
-			return nil
-		}
+	err := mp4.Moofs(b, 0, func(moof mp4.Box) error {
 		sawMoof = true
-		var trafs [][]byte
-		if err := boxes(bx.body, func(c box) error {
-			if c.typ == "traf" {
-				trafs = append(trafs, c.body)
+		trafs := 0
+		if err := mp4.Walk(moof.Body, moof.BodyOffset(), func(c mp4.Box) error {
+			if c.Type == "traf" {
+				trafs++
 			}
 			return nil
 		}); err != nil {
 			return err
 		}
-		for _, traf := range trafs {
+		match := false
+		return mp4.Walk(moof.Body, moof.BodyOffset(), func(c mp4.Box) error {
+			if c.Type != "traf" || match {
+				return nil
+			}
 			var err error
-			var match bool
-			dst, match, err = in.parseTraf(b, bx.off, traf, len(trafs) == 1, dst)
-			if err != nil {
-				return err
-			}
-			if match {
-				break
-			}
-		}
-		return nil
+			dst, match, err = in.parseTraf(b, moof.Offset, c, trafs == 1, dst)
+			return err
+		})
 	})
 	if err != nil {
-		return dst[:0], err
+		return dst[:0], cmafErr(err)
 	}
 	if !sawMoof {
 		return dst[:0], cmafError("no moof")
@@ -444,184 +397,55 @@ func (in *cmafInit) parseFragment(b []byte, dst []cmafSample) ([]cmafSample, err
 	return dst, nil
 }
 
-// tfhd flags.
-const (
-	tfhdBaseDataOffset  = 0x000001
-	tfhdSampleDescIndex = 0x000002
-	tfhdDefaultDuration = 0x000008
-	tfhdDefaultSize     = 0x000010
-	tfhdDefaultFlags    = 0x000020
-)
-
-// trun flags.
-const (
-	trunDataOffset      = 0x000001
-	trunFirstSampleFlag = 0x000004
-	trunDuration        = 0x000100
-	trunSize            = 0x000200
-	trunFlags           = 0x000400
-	trunCTS             = 0x000800
-)
-
 // parseTraf appends the samples of one traf if it belongs to the init's
 // track (or is the only one); match reports whether it did.
-func (in *cmafInit) parseTraf(frag []byte, moofOff int, traf []byte, only bool, dst []cmafSample) (_ []cmafSample, match bool, err error) {
-	var (
-		haveTfhd, haveTfdt bool
-		trackID            uint32
-		base               = uint64(moofOff)
-		defDuration        = in.defDuration
-		defSize            = in.defSize
-		defFlags           = in.defFlags
-		dts                uint64
-		truns              [][]byte
-	)
-	err = boxes(traf, func(bx box) error {
-		switch bx.typ {
-		case "tfhd":
-			_, fl, r, err := fullBox(bx.body, "tfhd")
-			if err != nil {
-				return err
-			}
-			need := 4 // track_ID
-			if fl&tfhdBaseDataOffset != 0 {
-				need += 8
-			}
-			for _, f := range []uint32{tfhdSampleDescIndex, tfhdDefaultDuration, tfhdDefaultSize, tfhdDefaultFlags} {
-				if fl&f != 0 {
-					need += 4
-				}
-			}
-			if len(r) < need {
-				return cmafError("tfhd too short")
-			}
-			haveTfhd = true
-			trackID = binary.BigEndian.Uint32(r)
-			r = r[4:]
-			if fl&tfhdBaseDataOffset != 0 {
-				base = binary.BigEndian.Uint64(r)
-				r = r[8:]
-			}
-			if fl&tfhdSampleDescIndex != 0 {
-				r = r[4:]
-			}
-			if fl&tfhdDefaultDuration != 0 {
-				defDuration = binary.BigEndian.Uint32(r)
-				r = r[4:]
-			}
-			if fl&tfhdDefaultSize != 0 {
-				defSize = binary.BigEndian.Uint32(r)
-				r = r[4:]
-			}
-			if fl&tfhdDefaultFlags != 0 {
-				defFlags = binary.BigEndian.Uint32(r)
-			}
-		case "tfdt":
-			v, _, r, err := fullBox(bx.body, "tfdt")
-			if err != nil {
-				return err
-			}
-			switch {
-			case v == 1 && len(r) >= 8:
-				dts = binary.BigEndian.Uint64(r)
-			case v == 0 && len(r) >= 4:
-				dts = uint64(binary.BigEndian.Uint32(r))
-			default:
-				return cmafError("tfdt too short")
-			}
-			haveTfdt = true
-		case "trun":
-			truns = append(truns, bx.body)
-		}
-		return nil
-	})
+func (in *cmafInit) parseTraf(frag []byte, moofOff int64, traf mp4.Box, only bool, dst []cmafSample) (_ []cmafSample, match bool, err error) {
+	tf, err := mp4.ParseTraf(traf.Body, traf.BodyOffset())
 	if err != nil {
 		return dst, false, err
 	}
-	if !haveTfhd {
+	if !tf.HasTfhd {
 		return dst, false, cmafError("traf without tfhd")
 	}
-	if trackID != in.trackID && !only {
+	if tf.Tfhd.TrackID != in.trackID && !only {
 		return dst, false, nil
 	}
-	if !haveTfdt {
+	if !tf.HasDecodeTime {
 		return dst, true, cmafError("traf without tfdt")
 	}
+	base, ok := tf.DataStart(moofOff)
+	if !ok {
+		return dst, true, cmafError("base data offset %d outside the fragment", tf.Tfhd.BaseDataOffset)
+	}
+	def := tf.Tfhd.Apply(in.defaults)
+	dts := tf.DecodeTime
 	pos := base
-	for _, trun := range truns {
-		v, fl, r, err := fullBox(trun, "trun")
-		if err != nil {
-			return dst, true, err
+	err = tf.Runs(maxCMAFSamples, func(r mp4.Trun, _ int64) error {
+		if r.Flags&mp4.TrunDataOffset != 0 {
+			pos = base + int64(r.DataOffset)
 		}
-		if len(r) < 4 {
-			return dst, true, cmafError("trun too short")
+		if len(dst)+int(r.Count) > maxCMAFSamples {
+			return cmafError("trun sample count %d", r.Count)
 		}
-		count := binary.BigEndian.Uint32(r)
-		r = r[4:]
-		if fl&trunDataOffset != 0 {
-			if len(r) < 4 {
-				return dst, true, cmafError("trun too short")
-			}
-			pos = uint64(int64(base) + int64(int32(binary.BigEndian.Uint32(r))))
-			r = r[4:]
-		}
-		firstFlags, haveFirst := uint32(0), false
-		if fl&trunFirstSampleFlag != 0 {
-			if len(r) < 4 {
-				return dst, true, cmafError("trun too short")
-			}
-			firstFlags, haveFirst = binary.BigEndian.Uint32(r), true
-			r = r[4:]
-		}
-		entry := 0
-		for _, f := range []uint32{trunDuration, trunSize, trunFlags, trunCTS} {
-			if fl&f != 0 {
-				entry += 4
-			}
-		}
-		if count > maxCMAFSamples || len(dst)+int(count) > maxCMAFSamples || uint64(len(r)) < uint64(count)*uint64(entry) {
-			return dst, true, cmafError("trun sample count %d", count)
-		}
-		for i := range int(count) {
-			duration, size, flags, cts := defDuration, defSize, defFlags, int64(0)
-			if i == 0 && haveFirst {
-				flags = firstFlags
-			}
-			if fl&trunDuration != 0 {
-				duration = binary.BigEndian.Uint32(r)
-				r = r[4:]
-			}
-			if fl&trunSize != 0 {
-				size = binary.BigEndian.Uint32(r)
-				r = r[4:]
-			}
-			if fl&trunFlags != 0 {
-				flags = binary.BigEndian.Uint32(r)
-				r = r[4:]
-			}
-			if fl&trunCTS != 0 {
-				if v == 0 {
-					cts = int64(binary.BigEndian.Uint32(r))
-				} else {
-					cts = int64(int32(binary.BigEndian.Uint32(r)))
-				}
-				r = r[4:]
-			}
-			if pos > uint64(len(frag)) || uint64(size) > uint64(len(frag))-pos {
-				return dst, true, cmafError("sample %d data outside the fragment", len(dst))
+		for i := range int(r.Count) {
+			s := r.Sample(i, def)
+			if pos < 0 || pos > int64(len(frag)) || int64(s.Size) > int64(len(frag))-pos {
+				return cmafError("sample %d data outside the fragment", len(dst))
 			}
 			if dts > math.MaxInt64/2 {
-				return dst, true, cmafError("decode time %d out of range", dts)
+				return cmafError("decode time %d out of range", dts)
 			}
+			end := pos + int64(s.Size)
 			dst = append(dst, cmafSample{
 				dts:   dts,
-				cts:   cts,
-				flags: flags,
-				data:  frag[pos : pos+uint64(size) : pos+uint64(size)],
+				cts:   s.CompositionOffset,
+				flags: s.Flags,
+				data:  frag[pos:end:end],
 			})
-			pos += uint64(size)
-			dts += uint64(duration)
+			pos = end
+			dts += uint64(s.Duration)
 		}
-	}
-	return dst, true, nil
+		return nil
+	})
+	return dst, true, err
 }

@@ -214,3 +214,20 @@ func FuzzCMAF(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkCMAFFragment parses one fragment of a single-sample B-frame
+// video track into a reused sample slice, as the reader does per frame.
+func BenchmarkCMAFFragment(b *testing.B) {
+	f := readCMAFFile(b, "testdata/h264_bframes_cmaf.mp4")
+	in, err := parseCMAFInit(f.init)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var ss []cmafSample
+	b.ReportAllocs()
+	for b.Loop() {
+		if ss, err = in.parseFragment(f.frags[1], ss); err != nil || len(ss) != 1 {
+			b.Fatal(err)
+		}
+	}
+}

@@ -1,62 +1,19 @@
 package fmp4
 
 import (
-	"encoding/binary"
 	"fmt"
 	"strings"
 
+	"github.com/moqbridge/moqbridge/internal/mp4"
 	"github.com/moqbridge/moqbridge/sdk"
 )
 
-// buf appends ISO BMFF boxes to a byte slice. Box sizes are patched when a
-// box ends, so a whole init segment or fragment is built in one buffer
-// without seeking.
-type buf struct{ b []byte }
-
-func (w *buf) u8(v uint8)   { w.b = append(w.b, v) }
-func (w *buf) u16(v uint16) { w.b = binary.BigEndian.AppendUint16(w.b, v) }
-func (w *buf) u32(v uint32) { w.b = binary.BigEndian.AppendUint32(w.b, v) }
-func (w *buf) u64(v uint64) { w.b = binary.BigEndian.AppendUint64(w.b, v) }
-func (w *buf) raw(p []byte) { w.b = append(w.b, p...) }
-func (w *buf) zeros(n int) {
-	for range n {
-		w.b = append(w.b, 0)
-	}
-}
-
-// start opens a box and returns its offset for end.
-func (w *buf) start(typ string) int {
-	off := len(w.b)
-	w.u32(0)
-	w.b = append(w.b, typ[:4]...)
-	return off
-}
-
-// full opens a FullBox.
-func (w *buf) full(typ string, version uint8, flags uint32) int {
-	off := w.start(typ)
-	w.u32(uint32(version)<<24 | flags&0xffffff)
-	return off
-}
-
-// end patches the size of the box opened at off.
-func (w *buf) end(off int) {
-	binary.BigEndian.PutUint32(w.b[off:], uint32(len(w.b)-off))
-}
-
 // matrix writes the unity transformation matrix of mvhd and tkhd.
-func (w *buf) matrix() {
+func matrix(w *mp4.Writer) {
 	for _, v := range []uint32{0x10000, 0, 0, 0, 0x10000, 0, 0, 0, 0x40000000} {
-		w.u32(v)
+		w.U32(v)
 	}
 }
-
-// Sample flags written in trun (what ffmpeg writes and the hang importer
-// expects).
-const (
-	flagsSync    = 0x02000000 // sample_depends_on = 2
-	flagsNonSync = 0x01010000 // sample_depends_on = 1, is_non_sync_sample
-)
 
 // entry is what the init segment needs to know about one track.
 type entry struct {
@@ -125,19 +82,19 @@ func dOps(t sdk.Track) []byte {
 			h.Channels = 2
 		}
 	}
-	var w buf
-	w.u8(0)
-	w.u8(uint8(h.Channels))
-	w.u16(h.PreSkip)
-	w.u32(h.InputSampleRate)
-	w.u16(uint16(h.OutputGain))
-	w.u8(h.MappingFamily)
+	var w mp4.Writer
+	w.U8(0)
+	w.U8(uint8(h.Channels))
+	w.U16(h.PreSkip)
+	w.U32(h.InputSampleRate)
+	w.U16(uint16(h.OutputGain))
+	w.U8(h.MappingFamily)
 	if h.MappingFamily != 0 {
-		w.u8(h.StreamCount)
-		w.u8(h.CoupledCount)
-		w.raw(h.Mapping)
+		w.U8(h.StreamCount)
+		w.U8(h.CoupledCount)
+		w.Raw(h.Mapping)
 	}
-	return w.b
+	return w.B
 }
 
 // esds builds the ES descriptor box body (after version and flags) for an
@@ -147,196 +104,196 @@ func esds(asc []byte, bitrate int) []byte {
 	if bitrate > 0 {
 		avg, max = uint32(bitrate), uint32(bitrate)
 	}
-	desc := func(w *buf, tag uint8, body []byte) {
-		w.u8(tag)
+	desc := func(w *mp4.Writer, tag uint8, body []byte) {
+		w.U8(tag)
 		n := len(body)
-		w.u8(0x80 | uint8(n>>21&0x7f))
-		w.u8(0x80 | uint8(n>>14&0x7f))
-		w.u8(0x80 | uint8(n>>7&0x7f))
-		w.u8(uint8(n & 0x7f))
-		w.raw(body)
+		w.U8(0x80 | uint8(n>>21&0x7f))
+		w.U8(0x80 | uint8(n>>14&0x7f))
+		w.U8(0x80 | uint8(n>>7&0x7f))
+		w.U8(uint8(n & 0x7f))
+		w.Raw(body)
 	}
-	var dsi, dcd, es, out buf
+	var dsi, dcd, es, out mp4.Writer
 	desc(&dsi, 0x05, asc)
-	dcd.u8(0x40)             // object type: MPEG-4 audio
-	dcd.u8(0x15)             // stream type 5 (audio) << 2 | reserved 1
-	dcd.raw([]byte{0, 0, 0}) // buffer size
-	dcd.u32(max)
-	dcd.u32(avg)
-	dcd.raw(dsi.b)
-	es.u16(1) // ES_ID
-	es.u8(0)  // flags
-	desc(&es, 0x04, dcd.b)
+	dcd.U8(0x40)             // object type: MPEG-4 audio
+	dcd.U8(0x15)             // stream type 5 (audio) << 2 | reserved 1
+	dcd.Raw([]byte{0, 0, 0}) // buffer size
+	dcd.U32(max)
+	dcd.U32(avg)
+	dcd.Raw(dsi.B)
+	es.U16(1) // ES_ID
+	es.U8(0)  // flags
+	desc(&es, 0x04, dcd.B)
 	desc(&es, 0x06, []byte{0x02}) // SLConfigDescriptor: predefined MP4
-	desc(&out, 0x03, es.b)
-	return out.b
+	desc(&out, 0x03, es.B)
+	return out.B
 }
 
 // appendInit appends ftyp and moov for the tracks.
 func appendInit(dst []byte, tracks []entry) []byte {
-	w := buf{b: dst}
-	ftyp := w.start("ftyp")
-	w.raw([]byte("isom"))
-	w.u32(0x200)
+	w := mp4.Writer{B: dst}
+	ftyp := w.Start("ftyp")
+	w.Raw([]byte("isom"))
+	w.U32(0x200)
 	for _, b := range []string{"isom", "iso6", "mp41"} {
-		w.raw([]byte(b))
+		w.Raw([]byte(b))
 	}
-	w.end(ftyp)
+	w.End(ftyp)
 
-	moov := w.start("moov")
-	mvhd := w.full("mvhd", 0, 0)
-	w.u32(0)    // creation
-	w.u32(0)    // modification
-	w.u32(1000) // timescale
-	w.u32(0)    // duration: fragmented
-	w.u32(0x10000)
-	w.u16(0x100)
-	w.zeros(10)
-	w.matrix()
-	w.zeros(24)
-	w.u32(uint32(len(tracks) + 1))
-	w.end(mvhd)
+	moov := w.Start("moov")
+	mvhd := w.Full("mvhd", 0, 0)
+	w.U32(0)    // creation
+	w.U32(0)    // modification
+	w.U32(1000) // timescale
+	w.U32(0)    // duration: fragmented
+	w.U32(0x10000)
+	w.U16(0x100)
+	w.Zeros(10)
+	matrix(&w)
+	w.Zeros(24)
+	w.U32(uint32(len(tracks) + 1))
+	w.End(mvhd)
 	for _, t := range tracks {
 		appendTrak(&w, t)
 	}
-	mvex := w.start("mvex")
+	mvex := w.Start("mvex")
 	for _, t := range tracks {
-		trex := w.full("trex", 0, 0)
-		w.u32(t.id)
-		w.u32(1) // sample description index
-		w.u32(0)
-		w.u32(0)
-		w.u32(0)
-		w.end(trex)
+		trex := w.Full("trex", 0, 0)
+		w.U32(t.id)
+		w.U32(1) // sample description index
+		w.U32(0)
+		w.U32(0)
+		w.U32(0)
+		w.End(trex)
 	}
-	w.end(mvex)
-	w.end(moov)
-	return w.b
+	w.End(mvex)
+	w.End(moov)
+	return w.B
 }
 
-func appendTrak(w *buf, t entry) {
+func appendTrak(w *mp4.Writer, t entry) {
 	video := t.kind == sdk.KindVideo
-	trak := w.start("trak")
-	tkhd := w.full("tkhd", 0, 3) // enabled | in movie
-	w.u32(0)
-	w.u32(0)
-	w.u32(t.id)
-	w.u32(0)
-	w.u32(0) // duration
-	w.zeros(8)
-	w.u16(0) // layer
-	w.u16(0) // alternate group
+	trak := w.Start("trak")
+	tkhd := w.Full("tkhd", 0, 3) // enabled | in movie
+	w.U32(0)
+	w.U32(0)
+	w.U32(t.id)
+	w.U32(0)
+	w.U32(0) // duration
+	w.Zeros(8)
+	w.U16(0) // layer
+	w.U16(0) // alternate group
 	if video {
-		w.u16(0)
+		w.U16(0)
 	} else {
-		w.u16(0x100)
+		w.U16(0x100)
 	}
-	w.u16(0)
-	w.matrix()
+	w.U16(0)
+	matrix(w)
 	if video {
-		w.u32(uint32(t.width) << 16)
-		w.u32(uint32(t.height) << 16)
+		w.U32(uint32(t.width) << 16)
+		w.U32(uint32(t.height) << 16)
 	} else {
-		w.u32(0)
-		w.u32(0)
+		w.U32(0)
+		w.U32(0)
 	}
-	w.end(tkhd)
+	w.End(tkhd)
 
-	mdia := w.start("mdia")
-	mdhd := w.full("mdhd", 0, 0)
-	w.u32(0)
-	w.u32(0)
-	w.u32(t.timescale)
-	w.u32(0)
-	w.u16(0x55c4) // "und"
-	w.u16(0)
-	w.end(mdhd)
-	hdlr := w.full("hdlr", 0, 0)
-	w.u32(0)
+	mdia := w.Start("mdia")
+	mdhd := w.Full("mdhd", 0, 0)
+	w.U32(0)
+	w.U32(0)
+	w.U32(t.timescale)
+	w.U32(0)
+	w.U16(0x55c4) // "und"
+	w.U16(0)
+	w.End(mdhd)
+	hdlr := w.Full("hdlr", 0, 0)
+	w.U32(0)
 	if video {
-		w.raw([]byte("vide"))
+		w.Raw([]byte("vide"))
 	} else {
-		w.raw([]byte("soun"))
+		w.Raw([]byte("soun"))
 	}
-	w.zeros(12)
+	w.Zeros(12)
 	if video {
-		w.raw([]byte("VideoHandler\x00"))
+		w.Raw([]byte("VideoHandler\x00"))
 	} else {
-		w.raw([]byte("SoundHandler\x00"))
+		w.Raw([]byte("SoundHandler\x00"))
 	}
-	w.end(hdlr)
+	w.End(hdlr)
 
-	minf := w.start("minf")
+	minf := w.Start("minf")
 	if video {
-		vmhd := w.full("vmhd", 0, 1)
-		w.zeros(8)
-		w.end(vmhd)
+		vmhd := w.Full("vmhd", 0, 1)
+		w.Zeros(8)
+		w.End(vmhd)
 	} else {
-		smhd := w.full("smhd", 0, 0)
-		w.zeros(4)
-		w.end(smhd)
+		smhd := w.Full("smhd", 0, 0)
+		w.Zeros(4)
+		w.End(smhd)
 	}
-	dinf := w.start("dinf")
-	dref := w.full("dref", 0, 0)
-	w.u32(1)
-	url := w.full("url ", 0, 1) // self-contained
-	w.end(url)
-	w.end(dref)
-	w.end(dinf)
+	dinf := w.Start("dinf")
+	dref := w.Full("dref", 0, 0)
+	w.U32(1)
+	url := w.Full("url ", 0, 1) // self-contained
+	w.End(url)
+	w.End(dref)
+	w.End(dinf)
 
-	stbl := w.start("stbl")
-	stsd := w.full("stsd", 0, 0)
-	w.u32(1)
-	se := w.start(t.fourcc)
-	w.zeros(6)
-	w.u16(1) // data reference index
+	stbl := w.Start("stbl")
+	stsd := w.Full("stsd", 0, 0)
+	w.U32(1)
+	se := w.Start(t.fourcc)
+	w.Zeros(6)
+	w.U16(1) // data reference index
 	if video {
-		w.zeros(16)
-		w.u16(uint16(t.width))
-		w.u16(uint16(t.height))
-		w.u32(0x480000)
-		w.u32(0x480000)
-		w.u32(0)
-		w.u16(1) // frame count
-		w.zeros(32)
-		w.u16(0x18)
-		w.u16(0xffff)
+		w.Zeros(16)
+		w.U16(uint16(t.width))
+		w.U16(uint16(t.height))
+		w.U32(0x480000)
+		w.U32(0x480000)
+		w.U32(0)
+		w.U16(1) // frame count
+		w.Zeros(32)
+		w.U16(0x18)
+		w.U16(0xffff)
 	} else {
-		w.zeros(8)
-		w.u16(uint16(t.channels))
-		w.u16(16)
-		w.u32(0)
+		w.Zeros(8)
+		w.U16(uint16(t.channels))
+		w.U16(16)
+		w.U32(0)
 		rate := t.rate
 		if rate > 0xffff {
 			rate = 0
 		}
-		w.u32(uint32(rate) << 16)
+		w.U32(uint32(rate) << 16)
 	}
 	if t.config != "" {
 		var cb int
 		if t.config == "esds" {
-			cb = w.full("esds", 0, 0)
+			cb = w.Full("esds", 0, 0)
 		} else {
-			cb = w.start(t.config) // vpcC's version and flags are in its body
+			cb = w.Start(t.config) // vpcC's version and flags are in its body
 		}
-		w.raw(t.body)
-		w.end(cb)
+		w.Raw(t.body)
+		w.End(cb)
 	}
-	w.end(se)
-	w.end(stsd)
+	w.End(se)
+	w.End(stsd)
 	for _, typ := range []string{"stts", "stsc", "stco"} {
-		b := w.full(typ, 0, 0)
-		w.u32(0)
-		w.end(b)
+		b := w.Full(typ, 0, 0)
+		w.U32(0)
+		w.End(b)
 	}
-	stsz := w.full("stsz", 0, 0)
-	w.u32(0)
-	w.u32(0)
-	w.end(stsz)
-	w.end(stbl)
-	w.end(minf)
-	w.end(mdia)
-	w.end(trak)
+	stsz := w.Full("stsz", 0, 0)
+	w.U32(0)
+	w.U32(0)
+	w.End(stsz)
+	w.End(stbl)
+	w.End(minf)
+	w.End(mdia)
+	w.End(trak)
 }
 
 // sample is one sample of a fragment.
@@ -356,59 +313,28 @@ type traf struct {
 
 // appendFragment appends one moof (a traf per run) and its mdat.
 func appendFragment(dst []byte, seq uint32, runs []traf) []byte {
-	w := buf{b: dst}
-	base := len(w.b)
-	moof := w.start("moof")
-	mfhd := w.full("mfhd", 0, 0)
-	w.u32(seq)
-	w.end(mfhd)
-	var offsets [8]int
-	offs := offsets[:0]
+	f := mp4.StartFragment(dst, seq)
 	for _, r := range runs {
-		tr := w.start("traf")
-		tfhd := w.full("tfhd", 0, 0x020000) // default-base-is-moof
-		w.u32(r.id)
-		w.end(tfhd)
-		tfdt := w.full("tfdt", 1, 0)
-		w.u64(uint64(r.samples[0].dts))
-		w.end(tfdt)
-		var version uint8
-		flags := uint32(0x1 | 0x100 | 0x200 | 0x400)
+		cts, negative := false, false
 		for _, s := range r.samples {
-			if s.cts != 0 {
-				flags |= 0x800
-			}
-			if s.cts < 0 {
-				version = 1
-			}
+			cts = cts || s.cts != 0
+			negative = negative || s.cts < 0
 		}
-		trun := w.full("trun", version, flags)
-		w.u32(uint32(len(r.samples)))
-		offs = append(offs, len(w.b))
-		w.u32(0) // data offset, patched below
+		f.Traf(r.id, uint64(r.samples[0].dts), len(r.samples), cts, negative)
 		for _, s := range r.samples {
-			w.u32(s.duration)
-			w.u32(uint32(len(s.data)))
+			flags := uint32(mp4.SampleFlagsNonSync)
 			if s.key {
-				w.u32(flagsSync)
-			} else {
-				w.u32(flagsNonSync)
+				flags = mp4.SampleFlagsSync
 			}
-			if flags&0x800 != 0 {
-				w.u32(uint32(int32(s.cts)))
-			}
+			f.Sample(s.duration, uint32(len(s.data)), flags, s.cts)
 		}
-		w.end(trun)
-		w.end(tr)
 	}
-	w.end(moof)
-	mdat := w.start("mdat")
-	for i, r := range runs {
-		binary.BigEndian.PutUint32(w.b[offs[i]:], uint32(len(w.b)-base))
+	f.Mdat()
+	for _, r := range runs {
+		f.NextData()
 		for _, s := range r.samples {
-			w.raw(s.data)
+			f.Data(s.data)
 		}
 	}
-	w.end(mdat)
-	return w.b
+	return f.End()
 }

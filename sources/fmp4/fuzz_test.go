@@ -3,8 +3,6 @@ package fmp4
 import (
 	"bytes"
 	"context"
-	"errors"
-	"io"
 	"os"
 	"path/filepath"
 	"testing"
@@ -27,35 +25,8 @@ func seeds(f *testing.F) {
 	f.Add([]byte{0, 0, 0, 1, 'm', 'o', 'o', 'f', 0, 0, 0, 0, 0, 0, 0, 16})
 }
 
-// FuzzBoxes splits arbitrary input into top-level boxes: it must end with
-// io.EOF or a *FormatError, and account for every byte it consumed.
-func FuzzBoxes(f *testing.F) {
-	seeds(f)
-	f.Fuzz(func(t *testing.T, data []byte) {
-		br := NewBoxReader(bytes.NewReader(data), 1<<16)
-		for i := 0; ; i++ {
-			h, err := br.Next()
-			if err != nil {
-				var fe *FormatError
-				if !errors.Is(err, io.EOF) && !errors.As(err, &fe) {
-					t.Fatalf("unexpected error %v", err)
-				}
-				return
-			}
-			if h.Offset > int64(len(data)) || br.Offset() > int64(len(data)) {
-				t.Fatalf("offset beyond input")
-			}
-			if i%2 == 0 {
-				_, err = br.Body()
-			} else {
-				err = br.Skip()
-			}
-			if err != nil {
-				return
-			}
-		}
-	})
-}
+// The box reader's fuzz target, FuzzBoxes, is in internal/mp4 with the
+// reader.
 
 // FuzzSource runs whole inputs through the Source: no panic, no hang.
 func FuzzSource(f *testing.F) {
