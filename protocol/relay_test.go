@@ -456,3 +456,67 @@ func checkSessionsUp(t *testing.T, srv *Server, sessions []*Session, what string
 		}
 	}
 }
+
+// TestTrackEndKeepsLastGroups: a publisher that writes a burst of groups
+// and ends its track at once has every group delivered through the relay,
+// although the FIN of its subscription can overtake the last group
+// streams. Repeated, since the race is one of packet scheduling.
+func TestTrackEndKeepsLastGroups(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	srv := testServer(t, ServerConfig{})
+	local := moq.NewOrigin()
+	defer local.Close()
+	dialTest(t, ctx, srv, "quic", Lite04, WithConsume(local))
+	const groups, frames = 5, 20
+	for round := range 20 {
+		path := fmt.Sprintf("live/end%d", round)
+		pub, bw, tw := publishTrack(t, ctx, srv, "quic", path, "video")
+		b := waitAnnounced(t, ctx, local, path)
+		tr, err := b.Subscribe("video", 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The subscription must reach the publisher before the burst.
+		deadline := time.Now().Add(5 * time.Second)
+		for pub.Stats().SubscriptionsServed == 0 && time.Now().Before(deadline) {
+			time.Sleep(time.Millisecond)
+		}
+		for g := range groups {
+			gw, err := tw.AppendGroup()
+			if err != nil {
+				t.Fatal(err)
+			}
+			for f := range frames {
+				_ = gw.WriteFrame(frameBytes(g, f))
+			}
+			_ = gw.Close()
+		}
+		_ = bw.Close()
+		var got []uint64
+		for {
+			g, err := tr.NextGroup(ctx)
+			if err != nil {
+				if !errors.Is(err, io.EOF) {
+					t.Fatalf("round %d: %v after groups %v", round, err, got)
+				}
+				break
+			}
+			n := 0
+			for {
+				if _, err := g.NextFrame(ctx); err != nil {
+					break
+				}
+				n++
+			}
+			if n != frames {
+				t.Fatalf("round %d: group %d with %d of %d frames", round, g.Sequence(), n, frames)
+			}
+			got = append(got, g.Sequence())
+		}
+		tr.Close()
+		if len(got) != groups {
+			t.Fatalf("round %d: groups %v of %d", round, got, groups)
+		}
+	}
+}

@@ -85,11 +85,7 @@ func (s *Session) runUpstream(wirePath string, t *moq.TrackWriter) {
 	case err := <-respErr:
 		if errors.Is(err, io.EOF) {
 			// The publisher finished the track; let its last groups land.
-			select {
-			case <-us.streams.drained():
-			case <-time.After(trackEndGrace):
-			case <-s.ctx.Done():
-			}
+			s.awaitLastGroups(us)
 			_ = t.Close()
 			_ = str.Close()
 			return
@@ -100,6 +96,48 @@ func (s *Session) runUpstream(wirePath string, t *moq.TrackWriter) {
 		}
 		str.CancelWrite(uint64(wire.CodeCancel))
 		t.CloseWithError(fmt.Errorf("moq subscribe %s/%s: %w", wirePath, t.Name(), err))
+	}
+}
+
+// trackEndQuiet is the least time awaitLastGroups waits, after the
+// subscription's FIN, for group streams that have not arrived yet.
+const trackEndQuiet = 100 * time.Millisecond
+
+// awaitLastGroups returns once the group streams of a subscription the
+// publisher has finished have landed. Streams are independent, so the FIN
+// of the subscription can overtake the last groups' streams, which then
+// arrive after it: it waits until the streams that arrived are done and
+// none has arrived for a quiet spell (trackEndQuiet, or two round trips
+// when the peer reports a longer one), within trackEndGrace in all.
+func (s *Session) awaitLastGroups(us *upstreamSub) {
+	quiet := trackEndQuiet
+	if _, rtt := s.Bandwidth(); 2*time.Duration(rtt)*time.Millisecond > quiet {
+		quiet = 2 * time.Duration(rtt) * time.Millisecond
+	}
+	grace := time.NewTimer(trackEndGrace)
+	defer grace.Stop()
+	for {
+		select {
+		case <-us.streams.drained():
+		case <-grace.C:
+			return
+		case <-s.ctx.Done():
+			return
+		}
+		seen := us.streams.added()
+		wait := time.NewTimer(quiet)
+		select {
+		case <-wait.C:
+		case <-grace.C:
+			wait.Stop()
+			return
+		case <-s.ctx.Done():
+			wait.Stop()
+			return
+		}
+		if us.streams.added() == seen {
+			return
+		}
 	}
 }
 
@@ -341,6 +379,14 @@ type streamSet struct {
 	ended bool
 	code  ErrorCode
 	idle  chan struct{} // closed when the set becomes empty, if someone waits
+	adds  uint64        // streams ever added
+}
+
+// added returns how many streams were ever added.
+func (ss *streamSet) added() uint64 {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	return ss.adds
 }
 
 // add registers str. After end it stops str at once and returns false.
@@ -355,6 +401,7 @@ func (ss *streamSet) add(str transport.ReceiveStream) bool {
 		ss.strs = make(map[transport.ReceiveStream]struct{})
 	}
 	ss.strs[str] = struct{}{}
+	ss.adds++
 	return true
 }
 
