@@ -156,6 +156,50 @@ func (r *BroadcastReader) Catalog() *Catalog {
 	return r.cat
 }
 
+// WaitTracks waits for a catalog that lists at least one track, then for
+// it to stay unchanged for quiet: publishers add their tracks one by one
+// (the reference browser publisher announces an empty catalog, then its
+// video, then its audio tens of milliseconds later), and a sink that takes
+// the tracks as they are when it starts would miss the later ones. It
+// returns as WaitCatalog does when the catalog track ends or ctx ends; if
+// the broadcast ends after tracks were listed, it returns nil and the
+// sink sees the tracks end.
+func (r *BroadcastReader) WaitTracks(ctx context.Context, quiet time.Duration) error {
+	if err := r.WaitCatalog(ctx); err != nil {
+		return err
+	}
+	for {
+		changed := r.Changed()
+		r.mu.Lock()
+		n, ended := len(r.tracks), r.err
+		r.mu.Unlock()
+		if n == 0 {
+			if ended != nil {
+				return fmt.Errorf("sdk: no track in the catalog: %w", ended)
+			}
+			select {
+			case <-changed:
+				continue
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		if ended != nil {
+			return nil
+		}
+		timer := time.NewTimer(quiet)
+		select {
+		case <-changed:
+			timer.Stop()
+		case <-timer.C:
+			return nil
+		case <-ctx.Done():
+			timer.Stop()
+			return ctx.Err()
+		}
+	}
+}
+
 // Changed returns a channel that is closed when the catalog changes next
 // (or following it ends). Take the channel before reading Tracks so that
 // no change is missed.

@@ -372,3 +372,77 @@ func TestWriterStats(t *testing.T) {
 		t.Errorf("stats %+v, want %+v", got, want)
 	}
 }
+
+// TestWaitTracks: a publisher that announces an empty catalog and adds its
+// tracks one by one, as the reference browser publisher does, is waited
+// for until its catalog lists them all and holds still.
+func TestWaitTracks(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	mb := moq.NewBroadcast()
+	defer mb.Close()
+	cat, err := mb.CreateTrack(CatalogTrackName, PriorityCatalog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	video, err := H264FromConfig(unhex(t, avcCases[0].avcC))
+	if err != nil {
+		t.Fatal(err)
+	}
+	video.Name = "video"
+	audio, err := OpusFromChannels(2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	audio.Name = "audio"
+	writeCatalog := func(ts ...Track) {
+		c, err := NewCatalog(ts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := c.MarshalJSON()
+		if err != nil {
+			t.Fatal(err)
+		}
+		g, err := cat.AppendGroup()
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = g.WriteFrame(b)
+		_ = g.Close()
+	}
+	writeCatalog()
+	r, err := NewBroadcastReader(mb.Reader())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	go func() {
+		time.Sleep(50 * time.Millisecond)
+		writeCatalog(video)
+		time.Sleep(30 * time.Millisecond)
+		writeCatalog(video, audio)
+	}()
+	if err := r.WaitTracks(ctx, 200*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(r.Tracks()); n != 2 {
+		t.Errorf("WaitTracks returned with %d tracks, want 2", n)
+	}
+	// A broadcast that ends with an empty catalog is an error.
+	mb2 := moq.NewBroadcast()
+	cat, _ = mb2.CreateTrack(CatalogTrackName, PriorityCatalog)
+	writeCatalog()
+	r2, err := NewBroadcastReader(mb2.Reader())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r2.Close()
+	go func() {
+		time.Sleep(50 * time.Millisecond)
+		_ = mb2.Close()
+	}()
+	if err := r2.WaitTracks(ctx, 200*time.Millisecond); err == nil {
+		t.Error("an empty catalog that ended: no error")
+	}
+}
