@@ -33,11 +33,12 @@ func TestMain(m *testing.M) {
 
 // Pinned versions the tests expect in node_modules (see package.json).
 var pinnedPackages = map[string]string{
-	"@moq/lite":  "0.2.2",
-	"@moq/qmux":  "0.0.6",
-	"@moq/watch": "0.4.6",
-	"esbuild":    "0.28.2",
-	"ws":         "8.23.0",
+	"@moq/lite":    "0.2.2",
+	"@moq/qmux":    "0.0.6",
+	"@moq/watch":   "0.4.6",
+	"@moq/publish": "0.2.17",
+	"esbuild":      "0.28.2",
+	"ws":           "8.23.0",
 }
 
 // requireTools checks that the named tools are available: "node",
