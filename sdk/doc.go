@@ -24,7 +24,6 @@
 //   - BroadcastReader, what a sink reads from: it follows the catalog of a
 //     moq.BroadcastReader and turns groups back into Frames, reporting
 //     the groups it had to skip.
-//
 //   - The wiring between sources, sinks and an Origin, so that no adapter
 //     or command writes it by hand: Publish runs a Source at a path,
 //     Consume and Follow run Sinks on a path or on every broadcast under a
