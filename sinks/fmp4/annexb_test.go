@@ -113,10 +113,9 @@ func recordTracks(t testing.TB, cfg Config, tracks []sdk.Track, cts []*clipTrack
 	s := newTestSink(cfg)
 	p, tws := newPipeline(t, tracks...)
 	ready := make(chan struct{})
-	s.subscribed = func() { close(ready) }
+	s.cfg.OnSubscribed = func() { close(ready) }
 	started := make(chan struct{})
-	s.startedCh = started
-	s.started = func() { close(started) }
+	s.cfg.OnStart = func() { close(started) }
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	done := make(chan error, 1)
@@ -135,7 +134,7 @@ func recordTracks(t testing.TB, cfg Config, tracks []sdk.Track, cts []*clipTrack
 			}
 		}
 	}
-	writeFrames(t, s, tws, cts, pace, done)
+	writeFrames(t, started, tws, cts, pace, done)
 	if err := p.w.Close(); err != nil {
 		t.Fatal(err)
 	}

@@ -275,10 +275,9 @@ func recordInto(t testing.TB, s *Sink, cts []*clipTrack, pace func(i int), end f
 	}
 	p, tws := newPipeline(t, tracks...)
 	ready := make(chan struct{})
-	s.subscribed = func() { close(ready) }
+	s.cfg.OnSubscribed = func() { close(ready) }
 	started := make(chan struct{})
-	s.startedCh = started
-	s.started = func() { close(started) }
+	s.cfg.OnStart = func() { close(started) }
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	done := make(chan error, 1)
@@ -288,7 +287,7 @@ func recordInto(t testing.TB, s *Sink, cts []*clipTrack, pace func(i int), end f
 	case err := <-done:
 		return err
 	}
-	writeFrames(t, s, tws, cts, pace, done)
+	writeFrames(t, started, tws, cts, pace, done)
 	if end != nil {
 		end(p)
 	} else if err := p.w.Close(); err != nil {
@@ -475,7 +474,7 @@ func readFFmpegClip(t testing.TB, f string) []*clipTrack {
 // writeFrames writes the frames of cts in decode order. A track reader
 // starts at the latest group, so once every track has its first frame
 // written it waits until the sink has read them before writing on.
-func writeFrames(t testing.TB, s *Sink, tws []*sdk.TrackWriter, cts []*clipTrack, pace func(int), done chan error) {
+func writeFrames(t testing.TB, started <-chan struct{}, tws []*sdk.TrackWriter, cts []*clipTrack, pace func(int), done chan error) {
 	t.Helper()
 	seen := make([]bool, len(cts))
 	waiting := len(cts)
@@ -485,7 +484,7 @@ func writeFrames(t testing.TB, s *Sink, tws []*sdk.TrackWriter, cts []*clipTrack
 		}
 		if waiting == 0 {
 			select {
-			case <-s.startedCh:
+			case <-started:
 				waiting = -1
 			case err := <-done:
 				done <- err

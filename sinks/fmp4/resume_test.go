@@ -461,7 +461,7 @@ func TestRunOverlap(t *testing.T) {
 	p, _ := newPipeline(t, sdkTrack(t, in[0]))
 	s := newTestSink(Config{Dir: t.TempDir()})
 	ready := make(chan struct{})
-	s.subscribed = func() { close(ready) }
+	s.cfg.OnSubscribed = func() { close(ready) }
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- s.Run(ctx, p.r) }()

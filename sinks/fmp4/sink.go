@@ -86,6 +86,15 @@ type Config struct {
 	// Logger receives progress; default slog.Default().
 	Logger *slog.Logger
 
+	// OnSubscribed, if set, is called by Run once it has subscribed to
+	// every track it records, before it reads a frame: frames written
+	// from then on reach the recording.
+	OnSubscribed func()
+	// OnStart, if set, is called by Run when recording starts: the first
+	// frame of every track arrived (or StartWait passed) and the time
+	// origin is fixed, before the first frame is recorded.
+	OnStart func()
+
 	// Now returns the wall-clock time for file names and retention;
 	// default time.Now.
 	Now func() time.Time
@@ -95,12 +104,6 @@ type Config struct {
 // sdk.Sink.
 type Sink struct {
 	cfg Config
-
-	// subscribed, if set, is called once every track is subscribed;
-	// started once the first frame of every track arrived.
-	subscribed func()
-	started    func()
-	startedCh  chan struct{} // for tests
 
 	stats stats
 
@@ -165,7 +168,7 @@ func New(cfg Config) *Sink {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Sink{cfg: cfg, startedCh: make(chan struct{})}
+	return &Sink{cfg: cfg}
 }
 
 // Files returns the segment files the sink has created over all its
@@ -176,13 +179,6 @@ func (s *Sink) Files() []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return append([]string(nil), s.files...)
-}
-
-// event is a frame, or the end of a track, from a reader goroutine.
-type event struct {
-	track int
-	frame sdk.Frame
-	err   error // set at the end of the track
 }
 
 // Run records r until the broadcast ends or ctx ends; either way the
@@ -236,44 +232,30 @@ func (s *Sink) Run(ctx context.Context, r *sdk.BroadcastReader) error {
 	outer := ctx
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	readers := make([]*sdk.TrackReader, 0, len(rec.tracks))
-	defer func() {
-		for _, tr := range readers {
-			tr.Close()
-		}
-	}()
+	readers := make([]sdk.FrameReader, 0, len(rec.tracks))
 	for _, k := range rec.tracks {
 		tr, err := r.Subscribe(k.t.Name)
 		if err != nil {
 			return fmt.Errorf("fmp4: %w", err)
 		}
+		defer tr.Close()
 		readers = append(readers, tr)
 	}
-	if s.subscribed != nil {
-		s.subscribed()
+	if s.cfg.OnSubscribed != nil {
+		s.cfg.OnSubscribed()
 	}
-	events := make(chan event, 64)
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	defer cancel() // runs before wg.Wait
-	for i, tr := range readers {
-		wg.Go(func() {
-			for {
-				f, err := tr.ReadFrame(ctx)
-				select {
-				case events <- event{track: i, frame: f, err: err}:
-				case <-ctx.Done():
-					return
-				}
-				if err != nil {
-					return
-				}
-			}
-		})
-	}
+	// Frames go to the recorder as they arrive: it groups the tracks
+	// into fragments itself (audio waits for the video group it goes
+	// with, up to maxAudioWait).
+	il := sdk.NewInterleaver(ctx, sdk.InterleaverConfig{
+		StartWait: s.cfg.StartWait,
+		OnFrame:   func(int) { s.stats.frames.Add(1) },
+	}, readers...)
+	defer il.Close()
+	defer cancel() // runs before il.Close
 	log.Info("fmp4: subscribed", "path", s.cfg.Path, "tracks", len(readers))
 
-	lost, err := s.loop(ctx, rec, events)
+	lost, err := s.loop(ctx, rec, il)
 	if err != nil {
 		rec.abort()
 		s.noteFiles(rec)
@@ -302,94 +284,38 @@ func (s *Sink) noteFiles(rec *recorder) {
 	s.files = append(s.files[:0], rec.files...)
 }
 
-// loop feeds events to rec until every track ended or ctx ended. lost is
-// the first track that ended with an error (see ErrSourceLost).
-func (s *Sink) loop(ctx context.Context, rec *recorder, events <-chan event) (lost, err error) {
-	live := len(rec.tracks)
-	// Until the origin is fixed, frames wait here.
-	early := make([][]sdk.Frame, len(rec.tracks))
-	have := 0
-	waited := false // StartWait passed: the next frame fixes the origin
-	timer := time.NewTimer(s.cfg.StartWait)
-	defer timer.Stop()
-	start := func() error {
-		first := time.Duration(-1)
-		for _, fs := range early {
-			if len(fs) > 0 && (first < 0 || fs[0].PTS < first) {
-				first = fs[0].PTS
-			}
-		}
-		if first < 0 {
-			return nil
-		}
-		rec.setOrigin(first)
-		if s.started != nil {
-			s.started()
-		}
-		for i, fs := range early {
-			for j := range fs {
-				if err := rec.frame(i, &fs[j]); err != nil {
-					return err
-				}
-			}
-		}
-		early = nil
-		return nil
-	}
-	for live > 0 {
-		var ev event
-		select {
-		case <-ctx.Done():
-			if !rec.originSet {
-				return lost, start()
-			}
+// loop feeds the frames of il to rec until every track ended or ctx
+// ended. lost is the first track that ended with an error (see
+// ErrSourceLost).
+func (s *Sink) loop(ctx context.Context, rec *recorder, il *sdk.Interleaver) (lost, err error) {
+	for {
+		it, err := il.Next(ctx)
+		if err != nil { // every track ended, or ctx
 			return lost, nil
-		case <-timer.C:
-			waited = true
-			if !rec.originSet {
-				if err := start(); err != nil {
-					return lost, err
-				}
-			}
-			continue
-		case ev = <-events:
 		}
-		if ev.err != nil {
-			if ctx.Err() != nil {
-				continue
-			}
-			if !endedCleanly(ev.err) {
-				name := rec.tracks[ev.track].t.Name
-				rec.log.Warn("fmp4: track ended with an error", "path", s.cfg.Path, "track", name, "err", ev.err)
-				if lost == nil {
-					lost = fmt.Errorf("track %q: %w", name, ev.err)
-				}
-			}
-			rec.endTrack(ev.track)
-			live--
-			continue
-		}
-		s.stats.frames.Add(1)
 		if !rec.originSet {
-			if len(early[ev.track]) == 0 {
-				have++
-			}
-			early[ev.track] = append(early[ev.track], ev.frame)
-			if have == len(rec.tracks) || waited {
-				if err := start(); err != nil {
-					return lost, err
+			if origin, ok := il.Origin(); ok {
+				rec.setOrigin(origin)
+				if s.cfg.OnStart != nil {
+					s.cfg.OnStart()
 				}
 			}
+		}
+		if it.Err != nil {
+			if !endedCleanly(it.Err) {
+				name := rec.tracks[it.Track].t.Name
+				rec.log.Warn("fmp4: track ended with an error", "path", s.cfg.Path, "track", name, "err", it.Err)
+				if lost == nil {
+					lost = fmt.Errorf("track %q: %w", name, it.Err)
+				}
+			}
+			rec.endTrack(it.Track)
 			continue
 		}
-		if err := rec.frame(ev.track, &ev.frame); err != nil {
+		if err := rec.frame(it.Track, &it.Frame); err != nil {
 			return lost, err
 		}
 	}
-	if !rec.originSet {
-		return lost, start()
-	}
-	return lost, nil
 }
 
 // checkDir creates dir and checks that files can be created in it.

@@ -254,13 +254,14 @@ func TestGracefulStop(t *testing.T) {
 	p, tws := newPipeline(t, sdkTrack(t, in[0]))
 	s := New(Config{Dir: t.TempDir(), VideoTimescale: in[0].timescale, Logger: slog.New(slog.DiscardHandler)})
 	ready := make(chan struct{})
-	s.subscribed = func() { close(ready) }
-	s.started = func() { close(s.startedCh) }
+	s.cfg.OnSubscribed = func() { close(ready) }
+	started := make(chan struct{})
+	s.cfg.OnStart = func() { close(started) }
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- s.Run(ctx, p.r) }()
 	<-ready
-	writeFrames(t, s, tws, in, nil, done)
+	writeFrames(t, started, tws, in, nil, done)
 	// Cancel once the sink has every frame: the second group is still
 	// pending (no keyframe follows it) and must be flushed on the way out.
 	deadline := time.Now().Add(10 * time.Second)
