@@ -109,45 +109,20 @@ func parseInit(b []byte) (*cmafInit, error) {
 
 func (in *cmafInit) parseTrak(trak mp4.Box) error {
 	return mp4.Walk(trak.Body, trak.BodyOffset(), func(bx mp4.Box) error {
+		var err error
 		switch bx.Type {
 		case "tkhd":
-			v, _, r, err := mp4.FullBox(bx.Body, bx.Offset, "tkhd")
-			if err != nil {
-				return err
-			}
-			off := 8
-			if v == 1 {
-				off = 16
-			}
-			if len(r) < off+4 {
-				return cmafError("tkhd too short")
-			}
-			in.trackID = binary.BigEndian.Uint32(r[off:])
+			in.trackID, err = mp4.ParseTkhd(bx.Body, bx.Offset)
 		case "mdia":
 			return mp4.Walk(bx.Body, bx.BodyOffset(), func(bx mp4.Box) error {
+				var err error
 				switch bx.Type {
 				case "mdhd":
-					v, _, r, err := mp4.FullBox(bx.Body, bx.Offset, "mdhd")
-					if err != nil {
-						return err
-					}
-					off := 8
-					if v == 1 {
-						off = 16
-					}
-					if len(r) < off+4 {
-						return cmafError("mdhd too short")
-					}
-					in.timescale = binary.BigEndian.Uint32(r[off:])
+					in.timescale, err = mp4.ParseMdhd(bx.Body, bx.Offset)
 				case "hdlr":
-					_, _, r, err := mp4.FullBox(bx.Body, bx.Offset, "hdlr")
-					if err != nil {
-						return err
-					}
-					if len(r) < 8 {
-						return cmafError("hdlr too short")
-					}
-					in.audio = string(r[4:8]) == "soun"
+					var h string
+					h, err = mp4.ParseHdlr(bx.Body, bx.Offset)
+					in.audio = h == "soun"
 				case "minf":
 					return mp4.Walk(bx.Body, bx.BodyOffset(), func(bx mp4.Box) error {
 						if bx.Type != "stbl" {
@@ -161,154 +136,61 @@ func (in *cmafInit) parseTrak(trak mp4.Box) error {
 						})
 					})
 				}
-				return nil
+				return err
 			})
 		}
-		return nil
+		return err
 	})
 }
 
 // parseStsd reads the first sample entry.
 func (in *cmafInit) parseStsd(stsd mp4.Box) error {
-	_, _, r, err := mp4.FullBox(stsd.Body, stsd.Offset, "stsd")
-	if err != nil {
+	bx, ok, err := mp4.FirstSampleEntry(stsd.Body, stsd.Offset)
+	if err != nil || !ok {
 		return err
 	}
-	if len(r) < 4 {
-		return cmafError("stsd too short")
+	in.entry = bx.Type
+	var se mp4.SampleEntry
+	if in.audio {
+		if se, err = mp4.ParseAudioSampleEntry(bx); err != nil {
+			return err
+		}
+		in.channels, in.sampleRate = se.Channels, se.SampleRate
+	} else {
+		if se, err = mp4.ParseVisualSampleEntry(bx); err != nil {
+			return nil // not a visual sample entry; nothing to learn
+		}
+		in.width, in.height = se.Width, se.Height
 	}
-	first := true
-	return mp4.Walk(r[4:], stsd.BodyOffset()+8, func(bx mp4.Box) error {
-		if !first {
-			return nil
+	// Configuration boxes are optional for the reader: ignore a
+	// malformed tail rather than reject the track.
+	_ = mp4.Walk(se.Children, se.ChildrenOffset, func(bx mp4.Box) error {
+		switch bx.Type {
+		case "avcC", "hvcC", "av1C":
+			in.config = bx.Body
+		case "esds":
+			if e, err := mp4.ParseESDS(bx.Body, bx.Offset); err == nil {
+				in.config = e.DecoderSpecificInfo
+			}
+		case "dOps":
+			if h, err := ParseDOps(bx.Body); err == nil {
+				in.config = h.Marshal()
+			}
 		}
-		first = false
-		in.entry = bx.Type
-		var children []byte
-		if in.audio {
-			if len(bx.Body) < 28 {
-				return cmafError("audio sample entry too short")
-			}
-			in.channels = int(binary.BigEndian.Uint16(bx.Body[16:]))
-			in.sampleRate = int(binary.BigEndian.Uint32(bx.Body[24:]) >> 16)
-			skip := 28
-			switch binary.BigEndian.Uint16(bx.Body[8:]) { // QuickTime sound version
-			case 1:
-				skip += 16
-			case 2:
-				skip += 36
-			}
-			if len(bx.Body) < skip {
-				return cmafError("audio sample entry too short")
-			}
-			children = bx.Body[skip:]
-		} else {
-			if len(bx.Body) < 78 {
-				return nil // not a visual sample entry; nothing to learn
-			}
-			in.width = int(binary.BigEndian.Uint16(bx.Body[24:]))
-			in.height = int(binary.BigEndian.Uint16(bx.Body[26:]))
-			children = bx.Body[78:]
-		}
-		// Configuration boxes are optional for the reader: ignore a
-		// malformed tail rather than reject the track.
-		_ = mp4.Walk(children, 0, func(bx mp4.Box) error {
-			switch bx.Type {
-			case "avcC", "hvcC", "av1C":
-				in.config = bx.Body
-			case "esds":
-				in.config = esdsDecoderSpecificInfo(bx.Body)
-			case "dOps":
-				in.config = dOpsToOpusHead(bx.Body)
-			}
-			return nil
-		})
 		return nil
 	})
-}
-
-// esdsDecoderSpecificInfo returns the DecoderSpecificInfo (the
-// AudioSpecificConfig for AAC) of an esds body, or nil.
-func esdsDecoderSpecificInfo(b []byte) []byte {
-	if len(b) < 4 {
-		return nil
-	}
-	b = b[4:] // FullBox header
-	// descriptor reads tag and size (ISO/IEC 14496-1 §8.3.3).
-	descriptor := func(b []byte) (tag byte, body, rest []byte, ok bool) {
-		if len(b) < 2 {
-			return 0, nil, nil, false
-		}
-		tag = b[0]
-		size, i := 0, 1
-		for ; i < len(b) && i <= 4; i++ {
-			size = size<<7 | int(b[i]&0x7f)
-			if b[i]&0x80 == 0 {
-				break
-			}
-		}
-		i++
-		if i > len(b) || size > len(b)-i {
-			return 0, nil, nil, false
-		}
-		return tag, b[i : i+size], b[i+size:], true
-	}
-	tag, es, _, ok := descriptor(b)
-	if !ok || tag != 0x03 || len(es) < 3 {
-		return nil
-	}
-	fl := es[2]
-	es = es[3:]
-	if fl&0x80 != 0 { // streamDependenceFlag
-		if len(es) < 2 {
-			return nil
-		}
-		es = es[2:]
-	}
-	if fl&0x40 != 0 { // URL_Flag
-		if len(es) < 1 || len(es) < 1+int(es[0]) {
-			return nil
-		}
-		es = es[1+int(es[0]):]
-	}
-	if fl&0x20 != 0 { // OCRstreamFlag
-		if len(es) < 2 {
-			return nil
-		}
-		es = es[2:]
-	}
-	for len(es) > 0 {
-		tag, body, rest, ok := descriptor(es)
-		if !ok {
-			return nil
-		}
-		if tag == 0x04 { // DecoderConfigDescriptor
-			if len(body) < 13 {
-				return nil
-			}
-			dsi := body[13:]
-			for len(dsi) > 0 {
-				tag, body, rest, ok := descriptor(dsi)
-				if !ok {
-					return nil
-				}
-				if tag == 0x05 {
-					return body
-				}
-				dsi = rest
-			}
-			return nil
-		}
-		es = rest
-	}
 	return nil
 }
 
-// dOpsToOpusHead converts an Opus-in-ISOBMFF dOps body (big-endian, version
-// 0) to an OpusHead (little-endian, version 1), or returns nil.
-func dOpsToOpusHead(b []byte) []byte {
-	if len(b) < 11 || b[0] != 0 {
-		return nil
+// ParseDOps reads the body of the Opus specific box of an MP4 Opus sample
+// entry (dOps: big-endian, version 0; Encapsulation of Opus in ISO Base
+// Media File Format §4.3.2) as an OpusHead.
+func ParseDOps(b []byte) (OpusHead, error) {
+	if len(b) < 11 {
+		return OpusHead{}, configError("opus", "dOps truncated")
+	}
+	if b[0] != 0 {
+		return OpusHead{}, configError("opus", "dOps version %d", b[0])
 	}
 	h := OpusHead{
 		Channels:        int(b[1]),
@@ -319,12 +201,12 @@ func dOpsToOpusHead(b []byte) []byte {
 	}
 	if h.MappingFamily != 0 {
 		if len(b) < 13+h.Channels {
-			return nil
+			return OpusHead{}, configError("opus", "dOps truncated")
 		}
 		h.StreamCount, h.CoupledCount = b[11], b[12]
 		h.Mapping = b[13 : 13+h.Channels]
 	}
-	return h.Marshal()
+	return h, nil
 }
 
 // cmafSample is one sample of a fragment.

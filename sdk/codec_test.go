@@ -313,8 +313,8 @@ func TestOpus(t *testing.T) {
 		t.Errorf("Marshal() = %x", h.Marshal())
 	}
 	// ffmpeg's dOps for the same stream converts to the same OpusHead.
-	if got := dOpsToOpusHead(unhex(t, "000201380000bb80000000")); !bytes.Equal(got, stereo) {
-		t.Errorf("dOps → OpusHead %x", got)
+	if got, err := ParseDOps(unhex(t, "000201380000bb80000000")); err != nil || !bytes.Equal(got.Marshal(), stereo) {
+		t.Errorf("dOps → OpusHead %x, %v", got.Marshal(), err)
 	}
 
 	surround := unhex(t, "4f707573486561640106380180bb00000000010402000401020305") // libopus 5.1

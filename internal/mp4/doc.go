@@ -1,12 +1,14 @@
 // Package mp4 owns the ISO base media file format (ISO/IEC 14496-12) boxes
 // that moqbridge reads and writes in more than one place: splitting a byte
 // stream or a buffer into boxes, building nested boxes with their sizes
-// patched in, and reading and writing movie fragments (moof with its
-// mfhd, traf, tfhd, tfdt and trun, and the mdat after it). The fMP4
-// source (sources/fmp4), the cmaf container of the sdk reader (sdk) and
-// the fMP4 recorder (sinks/fmp4) use it; what only one of them needs (the
-// sample tables of a progressive file, the codec mapping of sample
-// entries, the recorder's init segment) stays with it.
+// patched in, reading and writing movie fragments (moof with its mfhd,
+// traf, tfhd, tfdt and trun, and the mdat after it), and reading the
+// boxes of a movie that say what a track is (trex, tkhd, mdhd, hdlr, the
+// first sample entry of stsd, esds). The fMP4 source (sources/fmp4), the
+// cmaf container of the sdk reader (sdk) and the fMP4 recorder
+// (sinks/fmp4) use it; what only one of them needs (the sample tables of
+// a progressive file, the recorder's init segment) stays with it, and
+// codec configurations (avcC, dOps, …) are the sdk's.
 //
 // It does no I/O beyond the io.Reader it is given, knows nothing about
 // sdk tracks and frames, and holds no state between calls.

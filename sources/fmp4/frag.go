@@ -43,7 +43,7 @@ func parseFragment(m *movie, moof []byte, moofOff int64, moofHdr int, mdat []byt
 		if t == nil {
 			return nil
 		}
-		def := tf.Tfhd.Apply(mp4.SampleDefaults{Duration: t.defDur, Size: t.defSize, Flags: t.defFlags})
+		def := tf.Tfhd.Apply(t.defaults)
 		dts, haveTfdt := int64(tf.DecodeTime), tf.HasDecodeTime
 		pos := int64(-1) // absolute offset of the next sample's data
 		return tf.Runs(maxFragSamples, func(r mp4.Trun, off int64) error {

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 
+	"github.com/moqbridge/moqbridge/internal/mp4"
 	"github.com/moqbridge/moqbridge/sdk"
 )
 
@@ -17,7 +18,7 @@ type trackInfo struct {
 	timescale uint32
 	track     sdk.Track
 	// trex defaults, for fragments.
-	defDur, defSize, defFlags uint32
+	defaults mp4.SampleDefaults
 	// lastDur is the duration of the track's latest fragment sample.
 	lastDur uint32
 	// samples of a progressive file (from the sample tables).
@@ -47,8 +48,7 @@ type movie struct {
 // does not carry, are left out.
 func parseMoov(b []byte, base int64) (*movie, error) {
 	m := &movie{byID: make(map[uint32]*trackInfo)}
-	type trex struct{ dur, size, flags uint32 }
-	trexs := map[uint32]trex{}
+	trexs := map[uint32]mp4.SampleDefaults{}
 	err := walk(b, base, func(typ string, body []byte, off int64) error {
 		switch typ {
 		case "trak":
@@ -72,15 +72,11 @@ func parseMoov(b []byte, base int64) (*movie, error) {
 				if typ != "trex" {
 					return nil
 				}
-				r := &reader{b: body, base: off, what: "trex"}
-				r.skip(4)
-				id := r.u32()
-				r.skip(4)
-				x := trex{r.u32(), r.u32(), r.u32()}
-				if r.err != nil {
-					return r.err
+				id, d, err := mp4.ParseTrex(body, off)
+				if err != nil {
+					return fromMP4(err)
 				}
-				trexs[id] = x
+				trexs[id] = d
 				return nil
 			})
 		}
@@ -91,7 +87,7 @@ func parseMoov(b []byte, base int64) (*movie, error) {
 	}
 	for _, t := range m.tracks {
 		if x, ok := trexs[t.id]; ok {
-			t.defDur, t.defSize, t.defFlags = x.dur, x.size, x.flags
+			t.defaults = x
 		}
 	}
 	if len(m.tracks) == 0 {
@@ -110,15 +106,8 @@ func parseTrak(b []byte, base int64) (*trackInfo, error) {
 	if !ok {
 		return nil, formatErr(base, "trak without tkhd")
 	}
-	r := &reader{b: tkhd, base: tkOff, what: "tkhd"}
-	if r.u8() == 1 {
-		r.skip(3 + 16)
-	} else {
-		r.skip(3 + 8)
-	}
-	t.id = r.u32()
-	if r.err != nil {
-		return nil, r.err
+	if t.id, err = mp4.ParseTkhd(tkhd, tkOff); err != nil {
+		return nil, fromMP4(err)
 	}
 	mdia, mdOff, ok, err := find(b, base, "mdia")
 	if err != nil {
@@ -133,24 +122,17 @@ func parseTrak(b []byte, base int64) (*trackInfo, error) {
 	err = walk(mdia, mdOff, func(typ string, body []byte, off int64) error {
 		switch typ {
 		case "mdhd":
-			r := &reader{b: body, base: off, what: "mdhd"}
-			if r.u8() == 1 {
-				r.skip(3 + 16)
-			} else {
-				r.skip(3 + 8)
-			}
-			t.timescale = r.u32()
-			if r.err != nil {
-				return r.err
+			var err error
+			if t.timescale, err = mp4.ParseMdhd(body, off); err != nil {
+				return fromMP4(err)
 			}
 			if t.timescale == 0 {
 				return formatErr(off, "track %d: mdhd timescale 0", t.id)
 			}
 		case "hdlr":
-			r := &reader{b: body, base: off, what: "hdlr"}
-			r.skip(8)
-			handler = string(r.bytes(4))
-			return r.err
+			var err error
+			handler, err = mp4.ParseHdlr(body, off)
+			return fromMP4(err)
 		case "minf":
 			minf, minfOff = body, off
 		}
@@ -203,39 +185,24 @@ func parseTrak(b []byte, base int64) (*trackInfo, error) {
 
 // parseStsd maps the first sample entry to an sdk.Track.
 func parseStsd(b []byte, base int64, video bool) (sdk.Track, bool, error) {
-	r := &reader{b: b, base: base, what: "stsd"}
-	r.skip(4)
-	if n := r.u32(); r.err == nil && n == 0 {
-		return sdk.Track{}, false, formatErr(base, "stsd without sample entry")
-	}
-	if r.err != nil {
-		return sdk.Track{}, false, r.err
-	}
-	var entry []byte
-	var typ string
-	var off int64
-	err := walk(b[8:], base+8, func(t string, body []byte, o int64) error {
-		if entry == nil {
-			entry, typ, off = body, t, o
-		}
-		return nil
-	})
+	bx, ok, err := mp4.FirstSampleEntry(b, base)
 	if err != nil {
-		return sdk.Track{}, false, err
+		return sdk.Track{}, false, fromMP4(err)
 	}
-	if entry == nil {
+	if !ok {
 		return sdk.Track{}, false, formatErr(base, "stsd without sample entry")
 	}
+	typ, off := bx.Type, bx.Offset+int64(bx.HeaderLen)
 	fail := func(err error) (sdk.Track, bool, error) {
 		return sdk.Track{}, false, formatErr(off, "sample entry %s: %v", quote(typ), err)
 	}
 	if video {
-		if len(entry) < 78 {
+		se, serr := mp4.ParseVisualSampleEntry(bx)
+		if serr != nil {
 			return fail(fmt.Errorf("visual sample entry truncated"))
 		}
-		width := int(binary.BigEndian.Uint16(entry[24:]))
-		height := int(binary.BigEndian.Uint16(entry[26:]))
-		children, cOff := entry[78:], off+78
+		width, height := se.Width, se.Height
+		children, cOff := se.Children, se.ChildrenOffset
 		config := func(name string) ([]byte, error) {
 			c, _, ok, err := find(children, cOff, name)
 			if err != nil {
@@ -283,23 +250,11 @@ func parseStsd(b []byte, base int64, video bool) (sdk.Track, bool, error) {
 		}
 		return tr, true, nil
 	}
-	if len(entry) < 28 {
+	se, err := mp4.ParseAudioSampleEntry(bx)
+	if err != nil {
 		return fail(fmt.Errorf("audio sample entry truncated"))
 	}
-	ver := binary.BigEndian.Uint16(entry[8:])
-	channels := int(binary.BigEndian.Uint16(entry[16:]))
-	rate := int(binary.BigEndian.Uint32(entry[24:]) >> 16)
-	start := 28
-	switch ver {
-	case 1:
-		start += 16
-	case 2:
-		start += 36
-	}
-	if len(entry) < start {
-		return fail(fmt.Errorf("audio sample entry truncated"))
-	}
-	children, cOff := entry[start:], off+int64(start)
+	children, cOff := se.Children, se.ChildrenOffset
 	switch typ {
 	case "mp4a":
 		esds, eOff, ok, err := find(children, cOff, "esds")
@@ -309,15 +264,18 @@ func parseStsd(b []byte, base int64, video bool) (sdk.Track, bool, error) {
 		if !ok {
 			return fail(fmt.Errorf("no esds box"))
 		}
-		asc, bitrate, err := parseESDS(esds, eOff)
+		e, err := mp4.ParseESDS(esds, eOff)
 		if err != nil {
-			return sdk.Track{}, false, err
+			return sdk.Track{}, false, fromMP4(err)
 		}
-		tr, err := sdk.AACFromConfig(asc)
+		tr, err := sdk.AACFromConfig(e.DecoderSpecificInfo)
 		if err != nil {
 			return fail(err)
 		}
-		tr.Bitrate = bitrate
+		tr.Bitrate = int(e.AvgBitrate)
+		if tr.Bitrate == 0 {
+			tr.Bitrate = int(e.MaxBitrate)
+		}
 		return tr, true, nil
 	case "Opus", "opus":
 		dops, dOff, ok, err := find(children, cOff, "dOps")
@@ -327,85 +285,17 @@ func parseStsd(b []byte, base int64, video bool) (sdk.Track, bool, error) {
 		if !ok {
 			return fail(fmt.Errorf("no dOps box"))
 		}
-		head, err := opusHead(dops, dOff)
+		h, err := sdk.ParseDOps(dops)
 		if err != nil {
-			return sdk.Track{}, false, err
+			return sdk.Track{}, false, formatErr(dOff, "%v", err)
 		}
-		tr, err := sdk.OpusFromHead(head)
+		tr, err := sdk.OpusFromHead(h.Marshal())
 		if err != nil {
 			return fail(err)
 		}
 		return tr, true, nil
 	}
-	_, _ = channels, rate
 	return sdk.Track{}, false, nil
-}
-
-// opusHead converts the body of a dOps box (big-endian, version 0) into an
-// OpusHead (RFC 7845, little-endian).
-func opusHead(b []byte, base int64) ([]byte, error) {
-	r := &reader{b: b, base: base, what: "dOps"}
-	if v := r.u8(); r.err == nil && v != 0 {
-		return nil, formatErr(base, "dOps version %d", v)
-	}
-	h := sdk.OpusHead{Channels: int(r.u8()), PreSkip: r.u16(), InputSampleRate: r.u32(), OutputGain: int16(r.u16()), MappingFamily: r.u8()}
-	if h.MappingFamily != 0 {
-		h.StreamCount, h.CoupledCount = r.u8(), r.u8()
-		h.Mapping = r.bytes(h.Channels)
-	}
-	if r.err != nil {
-		return nil, r.err
-	}
-	return h.Marshal(), nil
-}
-
-// parseESDS returns the AudioSpecificConfig and the bitrate of an esds.
-func parseESDS(b []byte, base int64) (asc []byte, bitrate int, err error) {
-	r := &reader{b: b, base: base, what: "esds"}
-	r.skip(4)
-	desc := func() (tag uint8, n int) {
-		tag = r.u8()
-		for i := 0; i < 4; i++ {
-			c := r.u8()
-			n = n<<7 | int(c&0x7f)
-			if c&0x80 == 0 {
-				break
-			}
-		}
-		return tag, n
-	}
-	if tag, _ := desc(); r.err == nil && tag != 3 {
-		return nil, 0, formatErr(base, "esds: ES descriptor tag %d", tag)
-	}
-	r.skip(2)
-	flags := r.u8()
-	if flags&0x80 != 0 {
-		r.skip(2)
-	}
-	if flags&0x40 != 0 {
-		r.skip(int(r.u8()))
-	}
-	if flags&0x20 != 0 {
-		r.skip(2)
-	}
-	if tag, _ := desc(); r.err == nil && tag != 4 {
-		return nil, 0, formatErr(base, "esds: decoder config descriptor tag %d", tag)
-	}
-	r.skip(5)
-	maxBR, avgBR := r.u32(), r.u32()
-	tag, n := desc()
-	if r.err == nil && tag != 5 {
-		return nil, 0, formatErr(base, "esds: no decoder specific info (tag %d)", tag)
-	}
-	asc = r.bytes(n)
-	if r.err != nil {
-		return nil, 0, r.err
-	}
-	bitrate = int(avgBR)
-	if bitrate == 0 {
-		bitrate = int(maxBR)
-	}
-	return asc, bitrate, nil
 }
 
 // sampleTable builds the samples of a progressive track from stts, ctts,
