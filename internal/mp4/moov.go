@@ -9,32 +9,27 @@ import "encoding/binary"
 
 // ParseTkhd returns the track ID of a tkhd body (at offset off).
 func ParseTkhd(body []byte, off int64) (trackID uint32, err error) {
-	v, _, r, err := FullBox(body, off, "tkhd")
-	if err != nil {
-		return 0, err
-	}
-	at := 8 // creation and modification times
-	if v == 1 {
-		at = 16
-	}
-	if len(r) < at+4 {
-		return 0, Errorf(off, "tkhd truncated")
-	}
-	return binary.BigEndian.Uint32(r[at:]), nil
+	return afterTimes(body, off, "tkhd")
 }
 
 // ParseMdhd returns the timescale of an mdhd body (at offset off).
 func ParseMdhd(body []byte, off int64) (timescale uint32, err error) {
-	v, _, r, err := FullBox(body, off, "mdhd")
+	return afterTimes(body, off, "mdhd")
+}
+
+// afterTimes reads the 32-bit field after the creation and modification
+// times of a tkhd or mdhd (64-bit times in version 1).
+func afterTimes(body []byte, off int64, typ string) (uint32, error) {
+	v, _, r, err := FullBox(body, off, typ)
 	if err != nil {
 		return 0, err
 	}
-	at := 8 // creation and modification times
+	at := 8
 	if v == 1 {
 		at = 16
 	}
 	if len(r) < at+4 {
-		return 0, Errorf(off, "mdhd truncated")
+		return 0, Errorf(off, "%s truncated", typ)
 	}
 	return binary.BigEndian.Uint32(r[at:]), nil
 }
