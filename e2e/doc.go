@@ -15,12 +15,15 @@
 //     skip when ffmpeg or ffprobe is missing, unless
 //     MOQBRIDGE_INTEROP=require, which makes a missing tool a failure.
 //
-// The source runs as fast as it reads, unsynchronised with the sink. The
-// recorder's sdk.BroadcastReader is made before the source starts, with
-// sdk.NewBroadcastReaderFrom(…, moq.FromOldest): each track it subscribes
-// starts at the oldest group the track caches, so the recording begins
-// with the first keyframe even when the source is groups ahead by the time
-// the sink has read the catalog. Two waits remain, neither per frame:
+// The pipelines are wired as the commands wire them: sdk.Publish runs the
+// source into an Origin, sdk.Consume runs the sink on the broadcast it
+// finds in an Origin (the same one in process; over the network each side
+// has its own, joined by two protocol.Dial sessions through a relay). The
+// source runs as fast as it reads, unsynchronised with the sink: the
+// wiring subscribes the sink's tracks from their oldest cached group
+// (moq.FromOldest), so the recording begins with the first keyframe even
+// when the source is groups ahead by the time the sink has read the
+// catalog. Two waits remain, neither per frame:
 //
 //   - Over the network, a track fetched from a peer starts at the
 //     publisher's latest group whatever the start point (see
@@ -28,9 +31,8 @@
 //     recorder's subscriptions (catalog and every track) have reached the
 //     publisher (SessionStats.SubscriptionsServed) before the first
 //     frame is written.
-//   - The writer is closed only once the sink has read every frame the
-//     writer wrote (waitDelivered): in process, a track that has ended
-//     takes no new reader, and a sink may subscribe after the last frame;
-//     over a relay, the end of a track can overtake its last group
-//     streams, and groups that land after it are lost.
+//   - The source returns, and the broadcast ends, only once the sink has
+//     received every frame written (waitDelivered): in process, a track
+//     that has ended takes no new reader, and a sink may subscribe after
+//     the last frame.
 package e2e

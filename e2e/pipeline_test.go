@@ -19,14 +19,15 @@ const broadcastPath = "e2e/clip"
 
 var discard = slog.New(slog.DiscardHandler)
 
-// transport carries a published broadcast to a consumer. Cleanups go to
-// t.Cleanup.
-type transport func(t *testing.T, ctx context.Context, pb *moq.BroadcastWriter) carried
+// transport connects the Origin a source publishes into with the Origin
+// a recorder consumes from. Cleanups go to t.Cleanup.
+type transport func(t *testing.T, ctx context.Context) carried
 
-// carried is a broadcast as a consumer sees it.
+// carried is the two ends of a transport.
 type carried struct {
-	// reader is the reader side of the published broadcast.
-	reader *moq.BroadcastReader
+	// pub is where the source publishes; rec where the recorder finds
+	// the broadcast (the same Origin in process).
+	pub, rec *moq.Origin
 	// subscribed, when not nil, waits until n subscriptions of the
 	// consumer have reached the publisher: a track fetched from a peer
 	// starts at the publisher's latest group (moq.FromOldest reaches back
@@ -35,28 +36,20 @@ type carried struct {
 	subscribed func(ctx context.Context, n int) error
 }
 
-// inProcess publishes pb into an in-process Origin and consumes it there.
-// The broadcast's cache (the default relay budget) holds every group of a
-// clip, so a reader that subscribes FromOldest gets them all however far
-// the source ran ahead.
-func inProcess(t *testing.T, _ context.Context, pb *moq.BroadcastWriter) carried {
+// inProcess is one in-process Origin. The broadcast's cache (the default
+// relay budget) holds every group of a clip, so a reader that subscribes
+// FromOldest gets them all however far the source ran ahead.
+func inProcess(t *testing.T, _ context.Context) carried {
 	origin := moq.NewOrigin()
 	t.Cleanup(origin.Close)
-	if err := origin.Publish(broadcastPath, pb.Reader()); err != nil {
-		t.Fatal(err)
-	}
-	b, err := origin.Consume(broadcastPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return carried{reader: b}
+	return carried{pub: origin, rec: origin}
 }
 
-// overNetwork runs a relay (protocol.NewServer on 127.0.0.1:0), publishes
-// pb to it from one protocol.Dial session over raw QUIC and consumes it
-// through another.
-func overNetwork(t *testing.T, ctx context.Context, pb *moq.BroadcastWriter) carried {
-	srv, err := protocol.NewServer(protocol.ServerConfig{Addr: "127.0.0.1:0"})
+// overNetwork runs a relay (protocol.NewServer on 127.0.0.1:0); the
+// source's Origin is published to it by one protocol.Dial session over raw
+// QUIC and the recorder's Origin mirrors it through another.
+func overNetwork(t *testing.T, ctx context.Context) carried {
+	srv, err := protocol.NewServer(protocol.ServerConfig{Addr: "127.0.0.1:0", Logger: discard})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,11 +66,8 @@ func overNetwork(t *testing.T, ctx context.Context, pb *moq.BroadcastWriter) car
 
 	pubOrigin := moq.NewOrigin()
 	t.Cleanup(pubOrigin.Close)
-	if err := pubOrigin.Publish(broadcastPath, pb.Reader()); err != nil {
-		t.Fatal(err)
-	}
-	ann := srv.Origin().Announced(broadcastPath)
-	defer ann.Close()
+	recOrigin := moq.NewOrigin()
+	t.Cleanup(recOrigin.Close)
 	pub, err := protocol.Dial(ctx, url, protocol.WithFingerprint(fp), protocol.WithPublish(pubOrigin), protocol.WithLogger(discard))
 	if err != nil {
 		t.Fatalf("publisher dial: %v", err)
@@ -86,10 +76,7 @@ func overNetwork(t *testing.T, ctx context.Context, pb *moq.BroadcastWriter) car
 	if pub.Transport() != "quic" {
 		t.Fatalf("publisher transport %q, want raw QUIC", pub.Transport())
 	}
-	if a, err := ann.Next(ctx); err != nil || !a.Active {
-		t.Fatalf("the relay never announced %s: %v", broadcastPath, err)
-	}
-	rec, err := protocol.Dial(ctx, url, protocol.WithFingerprint(fp), protocol.WithLogger(discard))
+	rec, err := protocol.Dial(ctx, url, protocol.WithFingerprint(fp), protocol.WithConsume(recOrigin), protocol.WithLogger(discard))
 	if err != nil {
 		t.Fatalf("recorder dial: %v", err)
 	}
@@ -109,7 +96,7 @@ func overNetwork(t *testing.T, ctx context.Context, pb *moq.BroadcastWriter) car
 		}
 		return nil
 	}
-	return carried{reader: rec.Consume(broadcastPath), subscribed: subscribed}
+	return carried{pub: pubOrigin, rec: recOrigin, subscribed: subscribed}
 }
 
 // recordResult is what one pipeline run produced.
@@ -119,32 +106,21 @@ type recordResult struct {
 	stats  fmp4sink.Stats
 }
 
-// record runs source → sdk.BroadcastWriter → tr → sdk.BroadcastReader →
-// fMP4 sink until the source ends, and returns the single file recorded.
-// The source runs as fast as it reads (Options.Fast), unsynchronised with
-// the sink: the recorder's reader is made before the source starts and
-// subscribes each track from its oldest cached group (moq.FromOldest), so
-// it records from the first keyframe although the source may be groups
-// ahead by the time the sink has the catalog. Over a network the source
-// waits (in OnTracks, before its first frame) until the recorder's
-// subscriptions reached the publisher (carried.subscribed). newSource gets
-// the options to use (Fast and OnTracks set).
+// record runs source → sdk.Publish → tr → sdk.Consume → fMP4 sink until
+// the source ends, and returns the single file recorded. The source runs
+// as fast as it reads (Options.Fast), unsynchronised with the sink: the
+// wiring subscribes the recorder's tracks from their oldest cached group
+// (moq.FromOldest), so it records from the first keyframe although the
+// source may be groups ahead by the time the sink has the catalog. Over a
+// network the source waits (in OnTracks, before its first frame) until
+// the recorder's subscriptions reached the publisher (carried.subscribed).
+// newSource gets the options to use (Fast and OnTracks set).
 func record(t *testing.T, ctx context.Context, tr transport, videoTimescale uint32, newSource func(fmp4src.Options) *fmp4src.Source) recordResult {
 	t.Helper()
-	pb := moq.NewBroadcast()
-	w, err := sdk.NewBroadcastWriter(pb, sdk.WriterConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := tr(t, ctx, pb)
-	r, err := sdk.NewBroadcastReaderFrom(c.reader, moq.FromOldest)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	sink := fmp4sink.New(fmp4sink.Config{Dir: t.TempDir(), Path: broadcastPath, VideoTimescale: videoTimescale, Logger: discard})
+	c := tr(t, ctx)
+	sink := fmp4sink.New(fmp4sink.Config{Dir: t.TempDir(), VideoTimescale: videoTimescale, Logger: discard})
 	sinkErr := make(chan error, 1)
-	go func() { sinkErr <- sink.Run(ctx, r) }()
+	go func() { sinkErr <- sdk.Consume(ctx, c.rec, broadcastPath, sink, sdk.ConsumeOptions{}) }()
 	var res recordResult
 	src := newSource(fmp4src.Options{
 		Fast: true,
@@ -157,18 +133,18 @@ func record(t *testing.T, ctx context.Context, tr transport, videoTimescale uint
 			return c.subscribed(ctx, 1+len(ts))
 		},
 	})
-	srcErr := src.Run(ctx, w)
-	// The broadcast stays open until the sink has read every frame
-	// written. In process, a track that has ended takes no new reader, and
-	// the sink may subscribe only after the source wrote its last frame.
-	// Over a relay, a track's end can overtake its last groups (see
-	// e2e/doc.go).
-	if err := waitDelivered(ctx, w, r); err != nil {
-		t.Errorf("sink: %v", err)
-	}
-	if err := w.Close(); err != nil {
-		t.Errorf("writer close: %v", err)
-	}
+	// The broadcast stays open until the sink has received every frame
+	// written: in process, a track that has ended takes no new reader,
+	// and the sink may subscribe only after the source wrote its last
+	// frame.
+	whole := sdk.SourceFunc(func(ctx context.Context, w *sdk.BroadcastWriter) error {
+		err := src.Run(ctx, w)
+		if werr := waitDelivered(ctx, w, sink); werr != nil {
+			t.Errorf("sink: %v", werr)
+		}
+		return err
+	})
+	srcErr := sdk.Publish(ctx, c.pub, broadcastPath, whole, sdk.PublishOptions{})
 	if err := <-sinkErr; err != nil {
 		t.Fatalf("sink: %v", err)
 	}
@@ -186,23 +162,20 @@ func record(t *testing.T, ctx context.Context, tr transport, videoTimescale uint
 	return res
 }
 
-// waitDelivered waits until r has read, track by track, every frame w
-// wrote.
-func waitDelivered(ctx context.Context, w *sdk.BroadcastWriter, r *sdk.BroadcastReader) error {
+// waitDelivered waits until the sink has received every frame w wrote.
+func waitDelivered(ctx context.Context, w *sdk.BroadcastWriter, sink *fmp4sink.Sink) error {
 	for {
-		written, read := w.Stats(), r.Stats()
-		missing := 0
-		for name, st := range written {
-			if read[name].Frames < st.Frames {
-				missing++
-			}
+		var written uint64
+		for _, st := range w.Stats() {
+			written += st.Frames
 		}
-		if missing == 0 {
+		got := sink.Stats().Frames
+		if got >= written {
 			return nil
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("%d of %d tracks not read to their end (written %v, read %v): %w", missing, len(written), written, read, ctx.Err())
+			return fmt.Errorf("the sink received %d of %d frames: %w", got, written, ctx.Err())
 		case <-time.After(time.Millisecond):
 		}
 	}
