@@ -163,64 +163,36 @@ func runPublishRecord(t *testing.T, audio bool) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = sess.Close() })
-	waitAnnounced(t, ctx, consume, name)
-	t.Logf("%s announced (%v)", name, time.Since(start).Round(time.Millisecond))
-	b, err := consume.Consume(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, err := sdk.NewBroadcastReader(b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	// The publisher announces first and adds its renditions to the
-	// catalog as its encoders start: its first catalog is empty, the next
-	// has the video, the one after (tens of ms later) the audio. Sink.Run
-	// records the tracks of the catalog it starts with and fails with
-	// "no track can be recorded" on the empty one, so Run started right
-	// after the announcement (as `moqbridge record` does today) records
-	// nothing. Until the sink waits for a settled catalog, wait here for
-	// every track.
-	want := 1
-	if audio {
-		want = 2
-	}
-	var video sdk.Track
-	for {
-		if err := r.WaitCatalog(ctx); err != nil {
-			t.Fatalf("catalog: %v", err)
-		}
-		ts := r.Tracks()
-		t.Logf("catalog (%v): %s", time.Since(start).Round(time.Millisecond), describeTracks(ts))
-		if len(ts) >= want {
-			for _, tr := range ts {
-				if tr.Kind == sdk.KindVideo {
-					video = tr
-				}
-			}
-			break
-		}
-		select {
-		case <-r.Changed():
-		case <-ctx.Done():
-			t.Fatalf("the catalog has %s, want %d tracks", describeTracks(ts), want)
-		}
-	}
-	if !strings.HasPrefix(video.Codec, "avc1.") || len(video.DecoderConfig) != 0 {
-		t.Errorf("video rendition %q with a %d-byte description; want avc1 without (Annex B)", video.Codec, len(video.DecoderConfig))
-	}
-
+	// `record` runs the sink as soon as the broadcast is announced. The
+	// publisher adds its renditions to the catalog as its encoders start
+	// (its first catalog is empty, the next has the video, the one after,
+	// tens of ms later, the audio): the sink waits for the catalog to
+	// list tracks and hold still.
 	dir := t.TempDir()
-	sink := fmp4sink.New(fmp4sink.Config{Dir: dir, Path: name, Logger: recLog.logger().With("side", "sink")})
+	sink := fmp4sink.New(fmp4sink.Config{Dir: dir, Logger: recLog.logger().With("side", "sink")})
+	var tracks []sdk.Track
 	recCtx, recCancel := context.WithTimeout(ctx, publishRecordFor)
-	err = sink.Run(recCtx, r)
+	err = sdk.Consume(recCtx, consume, name, sdk.SinkFunc(func(ctx context.Context, r *sdk.BroadcastReader) error {
+		err := sink.Run(ctx, r)
+		tracks = r.Tracks()
+		return err
+	}), sdk.ConsumeOptions{})
 	recCancel()
 	if ctx.Err() != nil {
 		t.Fatalf("timed out or the page failed (%v)", time.Since(start).Round(time.Millisecond))
 	}
 	if err != nil {
 		t.Fatalf("sink: %v", err)
+	}
+	t.Logf("catalog: %s", describeTracks(tracks))
+	var video sdk.Track
+	for _, tr := range tracks {
+		if tr.Kind == sdk.KindVideo {
+			video = tr
+		}
+	}
+	if !strings.HasPrefix(video.Codec, "avc1.") || len(video.DecoderConfig) != 0 {
+		t.Errorf("video rendition %q with a %d-byte description; want avc1 without (Annex B)", video.Codec, len(video.DecoderConfig))
 	}
 	ps.setState(true, true)
 	files := sink.Files()

@@ -152,7 +152,8 @@ func newRecorder(cfg *Config, all []sdk.Track) (*recorder, error) {
 	return r, nil
 }
 
-var errNoTrack = errors.New("fmp4: no track can be recorded")
+// errNoTrack is permanent: waiting and retrying gives the same catalog.
+var errNoTrack = sdk.Permanent(errors.New("fmp4: no track can be recorded"))
 
 // newTracks returns the recording state of the tracks MP4 can carry,
 // logging the others.

@@ -122,6 +122,10 @@ type Sink struct {
 // Run again with the broadcast once it is back continues the recording.
 var ErrSourceLost = errors.New("fmp4: source lost")
 
+// catalogSettle is how long the catalog must hold still before Run takes
+// its tracks.
+const catalogSettle = 200 * time.Millisecond
+
 // Stats counts what a Sink recorded.
 type Stats struct {
 	Frames    uint64 // frames received from the tracks
@@ -192,6 +196,10 @@ func (s *Sink) Files() []string {
 // Run records the tracks of the catalog as it is when recording starts; a
 // track whose codec cannot go into MP4 is skipped with a warning.
 //
+// Run waits for a catalog that lists tracks and has not changed for
+// 200 ms before it subscribes. Config.Path, when empty, is taken from the
+// reader (set by the SDK wiring).
+//
 // Run may be called again on the same Sink, one call at a time (a
 // concurrent call fails), to go on recording after the broadcast came back
 // with a new reader: with the same tracks (identical sample entries) the
@@ -205,7 +213,13 @@ func (s *Sink) Run(ctx context.Context, r *sdk.BroadcastReader) error {
 	}
 	defer s.running.Store(false)
 	log := s.cfg.Logger
-	if err := r.WaitCatalog(ctx); err != nil {
+	if s.cfg.Path == "" {
+		s.cfg.Path = r.Path()
+	}
+	// A publisher may list its tracks one by one (the reference browser
+	// publisher starts with an empty catalog): record the set once it
+	// holds still.
+	if err := r.WaitTracks(ctx, catalogSettle); err != nil {
 		if ctx.Err() != nil {
 			return nil
 		}
