@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"strings"
 	"sync"
 )
 
@@ -55,7 +54,7 @@ func NewOrigin() *Origin {
 // ErrDuplicate if b is already published at path, and ErrClosed if b has
 // ended or the Origin is closed.
 func (o *Origin) Publish(path string, b *BroadcastReader) error {
-	path = cleanPath(path)
+	path = CleanPath(path)
 	if err := ValidatePath(path); err != nil {
 		return fmt.Errorf("moq publish: %w", err)
 	}
@@ -88,7 +87,7 @@ func (o *Origin) Publish(path string, b *BroadcastReader) error {
 // active, the oldest backup is promoted and announced; otherwise the path's
 // end is announced. Unpublishing a broadcast that is not there does nothing.
 func (o *Origin) Unpublish(path string, b *BroadcastReader) {
-	path = cleanPath(path)
+	path = CleanPath(path)
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	e := o.paths[path]
@@ -120,7 +119,7 @@ func (o *Origin) Unpublish(path string, b *BroadcastReader) {
 // Consume returns the active broadcast at path, ErrNotFound if there is
 // none, or ErrClosed after Close.
 func (o *Origin) Consume(path string) (*BroadcastReader, error) {
-	path = cleanPath(path)
+	path = CleanPath(path)
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if o.closed {
@@ -139,7 +138,7 @@ func (o *Origin) Consume(path string) (*BroadcastReader, error) {
 func (o *Origin) Announced(prefix string) *AnnouncementReader {
 	a := &AnnouncementReader{
 		o:      o,
-		prefix: cleanPath(prefix),
+		prefix: CleanPath(prefix),
 		ch:     make(chan struct{}, 1),
 		state:  make(map[string]*announceState),
 	}
@@ -151,7 +150,7 @@ func (o *Origin) Announced(prefix string) *AnnouncementReader {
 	}
 	paths := make([]string, 0, len(o.paths))
 	for path := range o.paths {
-		if hasPathPrefix(path, a.prefix) {
+		if HasPathPrefix(path, a.prefix) {
 			paths = append(paths, path)
 		}
 	}
@@ -168,7 +167,7 @@ func (o *Origin) Announced(prefix string) *AnnouncementReader {
 func (o *Origin) Backups(path string) int {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if e := o.paths[cleanPath(path)]; e != nil {
+	if e := o.paths[CleanPath(path)]; e != nil {
 		return len(e.backups)
 	}
 	return 0
@@ -201,7 +200,7 @@ func (o *Origin) Close() {
 // broadcast at path is now cur (nil: none). The caller holds o.mu.
 func (o *Origin) changedLocked(path string, cur *BroadcastReader) {
 	for a := range o.readers {
-		if hasPathPrefix(path, a.prefix) {
+		if HasPathPrefix(path, a.prefix) {
 			a.changedLocked(path, cur)
 		}
 	}
@@ -375,44 +374,4 @@ func (a *AnnouncementReader) closeLocked() {
 	a.queue = nil
 	a.head = 0
 	notify(a.ch)
-}
-
-// hasPathPrefix reports whether path lies under prefix on a segment
-// boundary. Both are clean.
-func hasPathPrefix(path, prefix string) bool {
-	if prefix == "" {
-		return true
-	}
-	if !strings.HasPrefix(path, prefix) {
-		return false
-	}
-	return len(path) == len(prefix) || path[len(prefix)] == '/'
-}
-
-// cleanPath strips leading and trailing slashes and collapses repeated
-// ones, so "/live//alice/" and "live/alice" name the same broadcast. It
-// keeps "." and ".." segments: broadcast paths are names, not file paths.
-func cleanPath(p string) string {
-	if !needsCleaning(p) {
-		return p
-	}
-	var sb strings.Builder
-	sb.Grow(len(p))
-	for seg := range strings.SplitSeq(p, "/") {
-		if seg == "" {
-			continue
-		}
-		if sb.Len() > 0 {
-			sb.WriteByte('/')
-		}
-		sb.WriteString(seg)
-	}
-	return sb.String()
-}
-
-func needsCleaning(p string) bool {
-	if p == "" {
-		return false
-	}
-	return p[0] == '/' || p[len(p)-1] == '/' || strings.Contains(p, "//")
 }

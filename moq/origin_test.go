@@ -400,8 +400,8 @@ func TestOriginCleanPath(t *testing.T) {
 		"//live///a//b//": "live/a/b",
 		"a/./b":           "a/./b",
 	} {
-		if got := cleanPath(in); got != want {
-			t.Errorf("cleanPath(%q) = %q, want %q", in, got, want)
+		if got := CleanPath(in); got != want {
+			t.Errorf("CleanPath(%q) = %q, want %q", in, got, want)
 		}
 	}
 	for _, c := range []struct {
@@ -417,8 +417,8 @@ func TestOriginCleanPath(t *testing.T) {
 		{"foo/bar/baz", "foo/bar", true},
 		{"foo/barbaz", "foo/bar", false},
 	} {
-		if got := hasPathPrefix(c.path, c.prefix); got != c.want {
-			t.Errorf("hasPathPrefix(%q, %q) = %v", c.path, c.prefix, got)
+		if got := HasPathPrefix(c.path, c.prefix); got != c.want {
+			t.Errorf("HasPathPrefix(%q, %q) = %v", c.path, c.prefix, got)
 		}
 	}
 }

@@ -67,14 +67,14 @@ func (s *Session) serveAnnounce(str transport.Stream, r *wire.Reader) {
 	// moq.Origin reports.
 	told := make(map[string]bool)
 	visible := func(a moq.Announcement) (string, bool) {
-		if !wire.HasPathPrefix(a.Path, fullPrefix) {
+		if !moq.HasPathPrefix(a.Path, fullPrefix) {
 			return "", false
 		}
-		rel := wire.PathSuffix(a.Path, s.perm.Root)
+		rel := moq.PathSuffix(a.Path, s.perm.Root)
 		if !s.perm.may(s.perm.Subscribe, rel) {
 			return "", false
 		}
-		return wire.PathSuffix(a.Path, fullPrefix), true
+		return moq.PathSuffix(a.Path, fullPrefix), true
 	}
 
 	var buf []byte
@@ -140,7 +140,7 @@ func (p Permissions) overlaps(list []string, prefix string) bool {
 		return true
 	}
 	for _, allowed := range list {
-		if wire.HasPathPrefix(prefix, allowed) || wire.HasPathPrefix(allowed, prefix) {
+		if moq.HasPathPrefix(prefix, allowed) || moq.HasPathPrefix(allowed, prefix) {
 			return true
 		}
 	}
@@ -207,7 +207,7 @@ func (s *Session) runAnnounceSubscriber(prefix string) {
 			return
 		}
 		for _, suffix := range init.Suffixes {
-			p := wire.JoinPath(prefix, suffix)
+			p := moq.JoinPath(prefix, suffix)
 			if err := s.addRemote(p); err != nil {
 				fail(codeFor(err), err)
 				return
@@ -229,7 +229,7 @@ func (s *Session) runAnnounceSubscriber(prefix string) {
 			fail(codeFor(err), fmt.Errorf("announce: %w", err))
 			return
 		}
-		p := wire.JoinPath(prefix, a.Suffix)
+		p := moq.JoinPath(prefix, a.Suffix)
 		if a.Active {
 			// A repeated active is tolerated: the newer announcement
 			// replaces the older broadcast.
@@ -344,7 +344,7 @@ func (s *Session) newRemoteBroadcast(wirePath string) *moq.BroadcastWriter {
 // track the peer does not have ends with an error when subscribed. Calls
 // for one path share one broadcast, which ends with the session.
 func (s *Session) Consume(path string) *moq.BroadcastReader {
-	path = wire.CleanPath(path)
+	path = moq.CleanPath(path)
 	s.mu.Lock()
 	if b, ok := s.consumed[path]; ok {
 		s.mu.Unlock()
@@ -414,13 +414,13 @@ const interestGrace = 2 * time.Second
 // the token's put claim) shows it this way: MOQ Lite has no message that
 // refuses an announcement.
 func (s *Session) WaitWanted(ctx context.Context, path string) error {
-	path = wire.CleanPath(path)
+	path = moq.CleanPath(path)
 	deadline := time.NewTimer(time.Until(s.started.Add(interestGrace)))
 	defer deadline.Stop()
 	for {
 		prefixes, changed := s.PeerInterests()
 		for _, p := range prefixes {
-			if wire.HasPathPrefix(path, p) {
+			if moq.HasPathPrefix(path, p) {
 				return nil
 			}
 		}

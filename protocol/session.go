@@ -96,7 +96,7 @@ func (p Permissions) may(list []string, path string) bool {
 		return true
 	}
 	for _, prefix := range list {
-		if wire.HasPathPrefix(path, prefix) {
+		if moq.HasPathPrefix(path, prefix) {
 			return true
 		}
 	}
@@ -177,7 +177,7 @@ func startSession(ctx context.Context, conn transport.Session, cfg sessionConfig
 	}
 	s.bidiSlots = make(chan struct{}, s.limits.MaxStreams)
 	s.uniSlots = make(chan struct{}, s.limits.MaxStreams)
-	s.perm.Root = wire.CleanPath(s.perm.Root)
+	s.perm.Root = moq.CleanPath(s.perm.Root)
 	// The session context is not derived from the connection's: Accept then
 	// reports the real reason a connection ended (a peer's close code)
 	// rather than a bare cancellation.
@@ -532,7 +532,7 @@ func (s *Session) serveGoaway(str transport.Stream, r *wire.Reader) {
 
 // localPath maps a root-relative wire path to the moq.Origin path.
 func (s *Session) localPath(wirePath string) string {
-	return wire.JoinPath(s.perm.Root, wirePath)
+	return moq.JoinPath(s.perm.Root, wirePath)
 }
 
 // checkPath enforces the path length limit and moq.ValidatePath's rules on a

@@ -83,16 +83,7 @@ type PublishOptions struct {
 func Publish(ctx context.Context, origin *moq.Origin, path string, src Source, opts PublishOptions) error {
 	p := NewPublisher(origin, PublisherOptions{Publish: opts, IfLive: Backup})
 	defer p.Close()
-	b, err := p.Start(path)
-	if err != nil {
-		return err
-	}
-	defer b.End()
-	err = src.Run(ctx, b.Writer())
-	if ctx.Err() != nil {
-		return nil
-	}
-	return err
+	return p.Publish(ctx, path, src)
 }
 
 // IfLive is what a Publisher does when asked to start a broadcast at a
@@ -299,35 +290,11 @@ func (p *Publisher) allowed(path string) bool {
 		return true
 	}
 	for _, prefix := range p.opts.Prefixes {
-		if hasPathPrefix(path, prefix) {
+		if moq.HasPathPrefix(moq.CleanPath(path), moq.CleanPath(prefix)) {
 			return true
 		}
 	}
 	return false
-}
-
-// hasPathPrefix reports whether path is prefix or lies under it, by whole
-// segments.
-func hasPathPrefix(path, prefix string) bool {
-	prefix = trimSlashes(prefix)
-	path = trimSlashes(path)
-	if prefix == "" {
-		return true
-	}
-	if len(path) < len(prefix) || path[:len(prefix)] != prefix {
-		return false
-	}
-	return len(path) == len(prefix) || path[len(prefix)] == '/'
-}
-
-func trimSlashes(s string) string {
-	for len(s) > 0 && s[0] == '/' {
-		s = s[1:]
-	}
-	for len(s) > 0 && s[len(s)-1] == '/' {
-		s = s[:len(s)-1]
-	}
-	return s
 }
 
 // ConsumeOptions tune Consume and Follow. The zero value is ready to use.

@@ -9,7 +9,7 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
-	"github.com/moqbridge/moqbridge/protocol/internal/wire"
+	"github.com/moqbridge/moqbridge/moq"
 )
 
 // ErrUnauthorized is wrapped by every error Authorize returns.
@@ -83,7 +83,7 @@ func New(cfg Config) (*Authorizer, error) {
 		a.keys = append(a.keys, k)
 	}
 	if cfg.PublicPrefix != nil {
-		p := wire.CleanPath(*cfg.PublicPrefix)
+		p := moq.CleanPath(*cfg.PublicPrefix)
 		a.public = &p
 	}
 	if len(a.keys) == 0 && a.public == nil {
@@ -111,7 +111,7 @@ func (a *Authorizer) Authorize(u *url.URL) (Grant, error) {
 	if u == nil {
 		return Grant{}, unauthorized("no URL")
 	}
-	path := wire.CleanPath(u.Path)
+	path := moq.CleanPath(u.Path)
 	var token string
 	for _, v := range u.Query()["jwt"] {
 		if v == "" {
@@ -250,25 +250,25 @@ func keysWithKid(keys []*key, kid string) []*key {
 // prefix is lengthened by the difference. Otherwise the path is unrelated
 // to the token and refused, as is a grant left with no prefix at all.
 func scope(path, claimRoot string, put, get []string) (Grant, error) {
-	path = wire.CleanPath(path)
-	claimRoot = wire.CleanPath(claimRoot)
+	path = moq.CleanPath(path)
+	claimRoot = moq.CleanPath(claimRoot)
 	var suffix, prefix string
 	switch {
-	case wire.HasPathPrefix(path, claimRoot):
-		suffix = wire.PathSuffix(path, claimRoot)
-	case wire.HasPathPrefix(claimRoot, path):
-		prefix = wire.PathSuffix(claimRoot, path)
+	case moq.HasPathPrefix(path, claimRoot):
+		suffix = moq.PathSuffix(path, claimRoot)
+	case moq.HasPathPrefix(claimRoot, path):
+		prefix = moq.PathSuffix(claimRoot, path)
 	default:
 		return Grant{}, unauthorized("path %q is unrelated to the token root %q", path, claimRoot)
 	}
 	rescope := func(list []string) []string {
 		out := make([]string, 0, len(list))
 		for _, p := range list {
-			p = wire.JoinPath(prefix, wire.CleanPath(p))
+			p = moq.JoinPath(prefix, moq.CleanPath(p))
 			switch {
-			case wire.HasPathPrefix(p, suffix):
-				out = append(out, wire.PathSuffix(p, suffix))
-			case wire.HasPathPrefix(suffix, p):
+			case moq.HasPathPrefix(p, suffix):
+				out = append(out, moq.PathSuffix(p, suffix))
+			case moq.HasPathPrefix(suffix, p):
 				out = append(out, "")
 			}
 		}
@@ -298,7 +298,7 @@ func reducePrefixes(list []string) []string {
 next:
 	for _, p := range list {
 		for _, q := range out {
-			if wire.HasPathPrefix(p, q) {
+			if moq.HasPathPrefix(p, q) {
 				continue next
 			}
 		}

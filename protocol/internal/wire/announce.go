@@ -1,6 +1,8 @@
 package wire
 
-import "fmt"
+import (
+	"fmt"
+)
 
 // MaxHops is the most hops an ANNOUNCE may carry (Lite03 and Lite04).
 const MaxHops = 256
@@ -21,7 +23,7 @@ type AnnounceInit struct {
 	Suffixes []string
 }
 
-// Announce reports that the broadcast at JoinPath(prefix, Suffix) became
+// Announce reports that the broadcast at moq.JoinPath(prefix, Suffix) became
 // active or ended. HopCount and HopIDs describe the relays the announcement
 // passed through: Lite01 and Lite02 carry neither, Lite03 carries only the
 // count, and Lite04 carries the count followed by the IDs.

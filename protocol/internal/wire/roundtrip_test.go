@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"pgregory.net/rapid"
+
+	"github.com/moqbridge/moqbridge/moq"
 )
 
 var allVersions = []Version{Lite01, Lite02, Lite03, Lite04}
@@ -68,7 +70,7 @@ func TestRoundTripAnnounceInterest(t *testing.T) {
 		m := AnnounceInterest{Prefix: genString.Draw(t, "prefix"), ExcludeHop: genVarint.Draw(t, "exclude")}
 		body := encodeAfterPrefix(t, 0, func(b []byte) []byte { return AppendAnnounceInterest(b, v, m) })
 		got, err := DecodeAnnounceInterest(v, body)
-		want := AnnounceInterest{Prefix: CleanPath(m.Prefix)}
+		want := AnnounceInterest{Prefix: moq.CleanPath(m.Prefix)}
 		if v == Lite04 {
 			want.ExcludeHop = m.ExcludeHop
 		}
@@ -84,7 +86,7 @@ func TestRoundTripAnnounceInit(t *testing.T) {
 		got, err := DecodeAnnounceInit(v, body)
 		var want AnnounceInit
 		for _, s := range m.Suffixes {
-			want.Suffixes = append(want.Suffixes, CleanPath(s))
+			want.Suffixes = append(want.Suffixes, moq.CleanPath(s))
 		}
 		equal(t, got, want, err)
 	})
@@ -105,7 +107,7 @@ func TestRoundTripAnnounce(t *testing.T) {
 		body := encodeAfterPrefix(t, 0, func(b []byte) []byte { return AppendAnnounce(b, v, m) })
 		got, err := DecodeAnnounce(v, body)
 
-		want := Announce{Active: m.Active, Suffix: CleanPath(m.Suffix)}
+		want := Announce{Active: m.Active, Suffix: moq.CleanPath(m.Suffix)}
 		hops := max(m.HopCount, uint64(len(m.HopIDs)))
 		switch v {
 		case Lite03:
@@ -139,7 +141,7 @@ func TestRoundTripSubscribe(t *testing.T) {
 		body := encodeAfterPrefix(t, 0, func(b []byte) []byte { return AppendSubscribe(b, v, m) })
 		got, err := DecodeSubscribe(v, body)
 		want := m
-		want.Broadcast = CleanPath(m.Broadcast)
+		want.Broadcast = moq.CleanPath(m.Broadcast)
 		if v.legacy() {
 			want.Ordered, want.MaxLatencyMs, want.Start, want.End = false, 0, 0, 0
 		}
@@ -275,7 +277,7 @@ func TestRoundTripFetch(t *testing.T) {
 		body := encodeAfterPrefix(t, 0, func(b []byte) []byte { return AppendFetch(b, m) })
 		got, err := DecodeFetch(body)
 		want := m
-		want.Broadcast = CleanPath(m.Broadcast)
+		want.Broadcast = moq.CleanPath(m.Broadcast)
 		equal(t, got, want, err)
 	})
 }

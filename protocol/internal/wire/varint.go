@@ -5,6 +5,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/quic-go/quic-go/quicvarint"
+
+	"github.com/moqbridge/moqbridge/moq"
 )
 
 // MaxVarint is the largest value a QUIC varint can carry, 2^62-1.
@@ -216,7 +218,7 @@ func (p *parser) string(field string) string {
 
 // path decodes a string and normalises it with CleanPath.
 func (p *parser) path(field string) string {
-	return CleanPath(p.string(field))
+	return moq.CleanPath(p.string(field))
 }
 
 func (p *parser) bytes(field string) []byte {
