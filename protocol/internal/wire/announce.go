@@ -1,8 +1,6 @@
 package wire
 
-import (
-	"fmt"
-)
+import "fmt"
 
 // MaxHops is the most hops an ANNOUNCE may carry (Lite03 and Lite04).
 const MaxHops = 256
