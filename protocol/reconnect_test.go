@@ -354,3 +354,36 @@ func TestWaitWanted(t *testing.T) {
 		t.Errorf("an open relay: %v", err)
 	}
 }
+
+// TestServeEndTellsClients: when Serve's context ends, every client hears
+// that the relay shut down (the MOQ close and its reason) before Serve
+// returns, on every transport, instead of finding out by an idle timeout.
+func TestServeEndTellsClients(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	srv, err := NewServer(ServerConfig{Addr: "127.0.0.1:0", TCP: TCPHTTP})
+	if err != nil {
+		t.Fatal(err)
+	}
+	serveCtx, stop := context.WithCancel(ctx)
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(serveCtx) }()
+	var sessions []*Session
+	for _, kind := range transports {
+		sessions = append(sessions, dialTest(t, ctx, srv, kind, Lite04))
+	}
+	stop()
+	if err := <-served; err != nil {
+		t.Fatal(err)
+	}
+	for i, sess := range sessions {
+		select {
+		case <-sess.Done():
+		case <-time.After(2 * time.Second):
+			t.Fatalf("%s: the session did not end", transports[i])
+		}
+		if got := EndReason(sess.Err()); got != "the relay shut down" {
+			t.Errorf("%s: ended with %q (%v)", transports[i], got, sess.Err())
+		}
+	}
+}

@@ -144,7 +144,11 @@ type Server struct {
 	mu       sync.Mutex
 	sessions map[*Session]struct{}
 	closed   bool
-	wg       sync.WaitGroup
+	// closeDone is closed once the first Close has finished, so that a
+	// second Close (Serve's own, after its context ended) returns only
+	// when every session has been told and the socket is closed.
+	closeDone chan struct{}
+	wg        sync.WaitGroup
 }
 
 // NewServer opens the server's UDP socket; call Serve to accept sessions.
@@ -159,7 +163,7 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, origin: cfg.Origin, log: transport.RedactTokens(loggerOr(cfg.Logger)), sessions: make(map[*Session]struct{})}
+	s := &Server{cfg: cfg, origin: cfg.Origin, log: transport.RedactTokens(loggerOr(cfg.Logger)), sessions: make(map[*Session]struct{}), closeDone: make(chan struct{})}
 	s.buffers = newByteBudget("server", cfg.Limits.withDefaults().MaxServerBuffer)
 	if s.origin == nil {
 		s.origin = moq.NewOrigin()
@@ -448,20 +452,24 @@ func (s *Server) Close() error {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
-		s.wg.Wait()
-		s.probes.close()
+		<-s.closeDone
 		return nil
 	}
 	s.closed = true
+	defer close(s.closeDone)
 	sessions := make([]*Session, 0, len(s.sessions))
 	for sess := range s.sessions {
 		sessions = append(sessions, sess)
 	}
 	s.mu.Unlock()
-	err := s.ln.Close()
+	// Sessions first, so that each peer hears the MOQ close and its
+	// reason (then the listener closes what is left, and the socket).
+	var closing sync.WaitGroup
 	for _, sess := range sessions {
-		_ = sess.CloseWithError(wire.CodeClosed, serverShutdownReason)
+		closing.Go(func() { _ = sess.CloseWithError(wire.CodeClosed, serverShutdownReason) })
 	}
+	closing.Wait()
+	err := s.ln.Close()
 	s.wg.Wait()
 	s.probes.close()
 	if s.ownsOrigin {
