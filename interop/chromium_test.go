@@ -90,6 +90,39 @@ type pageServer struct {
 	}
 }
 
+// reportServer is a pageServer that also takes the page's JSON reports
+// (POST /report) onto reports. With latest, a report that finds reports
+// full is dropped (the test reads the latest only); otherwise the request
+// waits for the test to take it.
+type reportServer[R any] struct {
+	*pageServer
+	reports chan R
+	latest  bool
+}
+
+func (s *reportServer[R]) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method == http.MethodPost && r.URL.Path == "/report" {
+		var rep R
+		if err := json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&rep); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		if s.latest {
+			select {
+			case s.reports <- rep:
+			default:
+			}
+			return
+		}
+		select {
+		case s.reports <- rep:
+		case <-r.Context().Done():
+		}
+		return
+	}
+	s.pageServer.ServeHTTP(w, r)
+}
+
 func (p *pageServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case r.Method == http.MethodGet && r.URL.Path == "/":

@@ -5,8 +5,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"io"
-	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"os"
@@ -34,26 +32,7 @@ type publishReport struct {
 }
 
 // publishServer is the page server of the browser publisher tests.
-type publishServer struct {
-	*pageServer
-	reports chan publishReport
-}
-
-func (s *publishServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if r.Method == http.MethodPost && r.URL.Path == "/report" {
-		var rep publishReport
-		if err := json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&rep); err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
-		}
-		select {
-		case s.reports <- rep:
-		default: // the test reads the latest only
-		}
-		return
-	}
-	s.pageServer.ServeHTTP(w, r)
-}
+type publishServer = reportServer[publishReport]
 
 // How long the browser publisher tests record, and what the recording
 // must then hold at least (Chromium's fake camera runs at 20 to 30 fps,
@@ -107,6 +86,7 @@ func runPublishRecord(t *testing.T, audio bool) {
 	ps := &publishServer{
 		pageServer: &pageServer{html: html, bundle: bundle, msgs: make(chan pageMsg, 16)},
 		reports:    make(chan publishReport, 1),
+		latest:     true,
 	}
 	hs := httptest.NewServer(ps)
 	t.Cleanup(hs.Close)

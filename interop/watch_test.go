@@ -6,8 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"path/filepath"
@@ -64,26 +62,7 @@ func (r watchReport) String() string {
 
 // watchServer is the page server of TestWatchPlays: pageServer (page,
 // bundle, console log, /event) plus /report.
-type watchServer struct {
-	*pageServer
-	reports chan watchReport
-}
-
-func (s *watchServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if r.Method == http.MethodPost && r.URL.Path == "/report" {
-		var rep watchReport
-		if err := json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&rep); err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
-		}
-		select {
-		case s.reports <- rep:
-		case <-r.Context().Done():
-		}
-		return
-	}
-	s.pageServer.ServeHTTP(w, r)
-}
+type watchServer = reportServer[watchReport]
 
 // What TestWatchPlays requires of the player, once it shows video: over
 // watchWindow of the page's time, at least watchMinFrames more decoded
