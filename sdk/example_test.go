@@ -85,6 +85,48 @@ func ExamplePublish() {
 	// source: <nil>
 }
 
+// Running a custom Sink on a broadcast: Consume waits for the broadcast
+// to be live at its path (here it is already), then runs the sink with a
+// reader that knows the path and starts at the oldest cached group.
+func ExampleConsume() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	origin := moq.NewOrigin()
+	defer origin.Close()
+	pubCtx, unpublish := context.WithCancel(ctx)
+	published := make(chan error)
+	go func() { published <- sdk.Publish(pubCtx, origin, "live/tone", toneSource(2), sdk.PublishOptions{}) }()
+
+	sink := sdk.SinkFunc(func(ctx context.Context, r *sdk.BroadcastReader) error {
+		if err := r.WaitTracks(ctx, 50*time.Millisecond); err != nil {
+			return err
+		}
+		tr, err := r.Subscribe(r.Tracks()[0].Name)
+		if err != nil {
+			return err
+		}
+		defer tr.Close()
+		for range 2 {
+			f, err := tr.ReadFrame(ctx)
+			if err != nil {
+				return err
+			}
+			fmt.Printf("%s %s: %d bytes at %v, keyframe %v\n", r.Path(), tr.Track().Name, len(f.Payload), f.PTS, f.Keyframe)
+		}
+		st := tr.Stats()
+		fmt.Printf("read %d frames, %d bytes, %d group(s)\n", st.Frames, st.Bytes, st.Groups)
+		return nil
+	})
+	fmt.Println("sink:", sdk.Consume(ctx, origin, "live/tone", sink, sdk.ConsumeOptions{Wait: 5 * time.Second}))
+	unpublish()
+	<-published
+	// Output:
+	// live/tone audio0: 2 bytes at 0s, keyframe true
+	// live/tone audio0: 2 bytes at 20ms, keyframe true
+	// read 2 frames, 4 bytes, 1 group(s)
+	// sink: <nil>
+}
+
 // A sink for every broadcast under a prefix, following them as they come
 // and go: Follow makes a sink per path and reports how each ended.
 func ExampleFollow() {
