@@ -535,3 +535,21 @@ func TestResumeOverlap(t *testing.T) {
 		}
 	}
 }
+
+// TestSourceLostBeforeSubscribe: a broadcast that goes away between its
+// catalog and the sink's subscriptions is lost, not a plain error, so a
+// recorder waits for it to come back.
+func TestSourceLostBeforeSubscribe(t *testing.T) {
+	in := readClip(t, "../../sdk/testdata/aac_cmaf.mp4")
+	p, _ := newPipeline(t, sdkTrack(t, in[0]))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := p.r.WaitCatalog(ctx); err != nil {
+		t.Fatal(err)
+	}
+	_ = p.pb.CloseWithError(errors.New("connection to the relay lost"))
+	s := newTestSink(Config{Dir: t.TempDir(), Path: "live/test"})
+	if err := s.Run(ctx, p.r); !errors.Is(err, ErrSourceLost) {
+		t.Fatalf("err %v, want one wrapping ErrSourceLost", err)
+	}
+}

@@ -250,6 +250,11 @@ func (s *Sink) Run(ctx context.Context, r *sdk.BroadcastReader) error {
 	for _, k := range rec.tracks {
 		tr, err := r.Subscribe(k.t.Name)
 		if err != nil {
+			if errors.Is(err, moq.ErrClosed) && ctx.Err() == nil {
+				// The broadcast went away between its catalog and
+				// this subscription.
+				return fmt.Errorf("%w: %w", ErrSourceLost, err)
+			}
 			return fmt.Errorf("fmp4: %w", err)
 		}
 		defer tr.Close()
