@@ -4,29 +4,14 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"github.com/moqbridge/moqbridge/internal/testmedia"
 	"io"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 )
 
-// seeds adds the test media of the repository, whole and cut, and a few
-// hand-made boxes to f.
-func seeds(f *testing.F) {
-	for _, dir := range []string{"../../sources/fmp4/testdata", "../../sdk/testdata"} {
-		files, _ := filepath.Glob(filepath.Join(dir, "*.mp4"))
-		for _, name := range files {
-			if b, err := os.ReadFile(name); err == nil {
-				f.Add(b)
-				f.Add(b[:len(b)/3])
-			}
-		}
-	}
-	f.Add([]byte{0, 0, 0, 8, 'f', 't', 'y', 'p'})
-	f.Add([]byte{0, 0, 0, 0, 'm', 'd', 'a', 't', 1, 2})
-	f.Add([]byte{0, 0, 0, 1, 'm', 'o', 'o', 'f', 0, 0, 0, 0, 0, 0, 0, 16})
-}
+// seeds adds the repository's test media and a few hand-made boxes to f.
+func seeds(f *testing.F) { testmedia.AddMP4Seeds(f, "../..") }
 
 // FuzzBoxes splits arbitrary input into top-level boxes: it must end with
 // io.EOF or an *Error, and account for every byte it consumed. Walk over

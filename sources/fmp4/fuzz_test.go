@@ -3,27 +3,14 @@ package fmp4
 import (
 	"bytes"
 	"context"
-	"os"
-	"path/filepath"
+	"github.com/moqbridge/moqbridge/internal/testmedia"
 	"testing"
 
 	"github.com/moqbridge/moqbridge/sdk"
 )
 
-func seeds(f *testing.F) {
-	for _, dir := range []string{"testdata", "../../sdk/testdata"} {
-		files, _ := filepath.Glob(filepath.Join(dir, "*.mp4"))
-		for _, name := range files {
-			if b, err := os.ReadFile(name); err == nil {
-				f.Add(b)
-				f.Add(b[:len(b)/3])
-			}
-		}
-	}
-	f.Add([]byte{0, 0, 0, 8, 'f', 't', 'y', 'p'})
-	f.Add([]byte{0, 0, 0, 0, 'm', 'd', 'a', 't', 1, 2})
-	f.Add([]byte{0, 0, 0, 1, 'm', 'o', 'o', 'f', 0, 0, 0, 0, 0, 0, 0, 16})
-}
+// seeds adds the repository's test media and a few hand-made boxes to f.
+func seeds(f *testing.F) { testmedia.AddMP4Seeds(f, "../..") }
 
 // The box reader's fuzz target, FuzzBoxes, is in internal/mp4 with the
 // reader.
