@@ -4,10 +4,11 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"github.com/moqbridge/moqbridge/internal/testmedia"
 	"io"
 	"strings"
 	"testing"
+
+	"github.com/moqbridge/moqbridge/internal/testmedia"
 )
 
 // seeds adds the repository's test media and a few hand-made boxes to f.

@@ -3,9 +3,9 @@ package fmp4
 import (
 	"bytes"
 	"context"
-	"github.com/moqbridge/moqbridge/internal/testmedia"
 	"testing"
 
+	"github.com/moqbridge/moqbridge/internal/testmedia"
 	"github.com/moqbridge/moqbridge/sdk"
 )
 
