@@ -9,10 +9,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/moqbridge/moqbridge/moq"
 	"github.com/moqbridge/moqbridge/protocol/internal/transport"
 	"github.com/moqbridge/moqbridge/protocol/internal/wire"
-
-	"github.com/moqbridge/moqbridge/moq"
 )
 
 // serveAnnounce answers the peer's ANNOUNCE_INTEREST with the broadcasts of

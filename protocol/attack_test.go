@@ -11,9 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/moqbridge/moqbridge/protocol/internal/wire"
-
 	"github.com/moqbridge/moqbridge/moq"
+	"github.com/moqbridge/moqbridge/protocol/internal/wire"
 )
 
 // The memory attack of a hostile peer, as it was reported: every stream

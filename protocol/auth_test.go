@@ -10,11 +10,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/moqbridge/moqbridge/moq"
 	"github.com/moqbridge/moqbridge/protocol/auth"
 	"github.com/moqbridge/moqbridge/protocol/internal/transport"
 	"github.com/moqbridge/moqbridge/protocol/internal/wire"
-
-	"github.com/moqbridge/moqbridge/moq"
 )
 
 // testAuthorizer returns an authorizer of tokens signed with a fresh HS256

@@ -11,9 +11,8 @@ import (
 
 	"github.com/quic-go/quic-go"
 
-	"github.com/moqbridge/moqbridge/protocol/internal/transport"
-
 	"github.com/moqbridge/moqbridge/moq"
+	"github.com/moqbridge/moqbridge/protocol/internal/transport"
 )
 
 // DialOption configures Dial.

@@ -12,10 +12,9 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/moqbridge/moqbridge/moq"
 	"github.com/moqbridge/moqbridge/protocol/internal/transport"
 	"github.com/moqbridge/moqbridge/protocol/internal/wire"
-
-	"github.com/moqbridge/moqbridge/moq"
 )
 
 // The forwarding policy as a unit: a forwarder writes into a simulated link

@@ -8,10 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/moqbridge/moqbridge/moq"
 	"github.com/moqbridge/moqbridge/protocol/internal/transport"
 	"github.com/moqbridge/moqbridge/protocol/internal/wire"
-
-	"github.com/moqbridge/moqbridge/moq"
 )
 
 // expectReset reads str to its end and requires a reset with code.

@@ -7,9 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/moqbridge/moqbridge/protocol/internal/wire"
-
 	"github.com/moqbridge/moqbridge/moq"
+	"github.com/moqbridge/moqbridge/protocol/internal/wire"
 )
 
 func TestValidatePath(t *testing.T) {

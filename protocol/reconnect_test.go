@@ -14,10 +14,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/moqbridge/moqbridge/moq"
 	"github.com/moqbridge/moqbridge/protocol/auth"
 	"github.com/moqbridge/moqbridge/protocol/internal/transport"
-
-	"github.com/moqbridge/moqbridge/moq"
 )
 
 // writeTestCert writes a self-signed certificate for 127.0.0.1 and its key

@@ -13,10 +13,9 @@ import (
 
 	"github.com/quic-go/quic-go"
 
+	"github.com/moqbridge/moqbridge/moq"
 	"github.com/moqbridge/moqbridge/protocol/internal/transport"
 	"github.com/moqbridge/moqbridge/protocol/internal/wire"
-
-	"github.com/moqbridge/moqbridge/moq"
 )
 
 // publishTrack publishes broadcast path with one track into a new moq.Origin

@@ -13,11 +13,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/moqbridge/moqbridge/moq"
 	"github.com/moqbridge/moqbridge/protocol/auth"
 	"github.com/moqbridge/moqbridge/protocol/internal/transport"
 	"github.com/moqbridge/moqbridge/protocol/internal/wire"
-
-	"github.com/moqbridge/moqbridge/moq"
 )
 
 // ServerConfig configures a Server. The zero value serves on :4443 with a

@@ -9,10 +9,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/moqbridge/moqbridge/moq"
 	"github.com/moqbridge/moqbridge/protocol/internal/transport"
 	"github.com/moqbridge/moqbridge/protocol/internal/wire"
-
-	"github.com/moqbridge/moqbridge/moq"
 )
 
 // upstreamSub is one SUBSCRIBE this session sent to the peer; incoming
