@@ -11,9 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bluenviron/mediacommon/v2/pkg/formats/mp4/codecs"
 	"go.uber.org/goleak"
 
-	"github.com/bluenviron/mediacommon/v2/pkg/formats/mp4/codecs"
 	"github.com/moqbridge/moqbridge/sdk"
 )
 
