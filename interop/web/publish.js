@@ -14,24 +14,10 @@
 //   GET  /state   {done}: the test has what it needs, stop publishing
 import MoqPublish from "@moq/publish/element";
 
-import { describe, post, status } from "./report.js";
+import { describe, pollState, post, sleep, state, status } from "./report.js";
 
 const params = new URLSearchParams(location.search);
 
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-let done = false;
-async function pollState() {
-	while (!done) {
-		try {
-			const r = await fetch("/state");
-			done = (await r.json()).done;
-		} catch (e) {
-			console.warn("state poll:", e);
-		}
-		await sleep(100);
-	}
-}
 
 function snapshot(el) {
 	const est = el.connection.established.peek();
@@ -69,7 +55,7 @@ async function main() {
 	});
 
 	let last = "";
-	while (!done) {
+	while (!state.done) {
 		const s = snapshot(el);
 		const line = `${s.connection} ${s.version} video=${s.video} audio=${s.audio}`;
 		if (line !== last) {

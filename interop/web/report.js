@@ -39,3 +39,20 @@ export function status(text) {
 	statusEl.textContent = text;
 	console.info(`status: ${text}`);
 }
+
+export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+// state.done turns true once the test's GET /state says it has what it
+// needs; pollState polls it every 100 ms until then.
+export const state = { done: false };
+export async function pollState() {
+	while (!state.done) {
+		try {
+			const r = await fetch("/state");
+			state.done = (await r.json()).done;
+		} catch (e) {
+			console.warn("state poll:", e);
+		}
+		await sleep(100);
+	}
+}

@@ -11,11 +11,9 @@
 //   GET  /state   {done}: the test has what it needs, close the player
 import MoqWatch from "@moq/watch/element";
 
-import { describe, post, status } from "./report.js";
+import { describe, pollState, post, sleep, state, status } from "./report.js";
 
 const params = new URLSearchParams(location.search);
-
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 // --- evidence of decoding --------------------------------------------------
 
@@ -50,18 +48,6 @@ function onFrame(frame) {
 
 // --- main --------------------------------------------------------------------
 
-let done = false;
-async function pollState() {
-	while (!done) {
-		try {
-			const r = await fetch("/state");
-			done = (await r.json()).done;
-		} catch (e) {
-			console.warn("state poll:", e);
-		}
-		await sleep(100);
-	}
-}
 
 function snapshot(el) {
 	const est = el.connection.established.peek();
@@ -124,7 +110,7 @@ async function main() {
 	});
 
 	let last = "";
-	while (!done) {
+	while (!state.done) {
 		const s = snapshot(el);
 		const line = `${s.connection} ${s.version} ${s.broadcast} video=${s.videoTrack} decoded=${s.decoded}`;
 		if (line !== last) {
