@@ -12,6 +12,7 @@ require (
 )
 
 require (
+	github.com/bluenviron/gortmplib v1.0.2
 	github.com/bluenviron/mediacommon/v2 v2.9.5
 	github.com/coder/websocket v1.8.15
 	github.com/schollz/progressbar/v3 v3.19.1

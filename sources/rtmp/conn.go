@@ -1,0 +1,150 @@
+package rtmp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/url"
+	"runtime/debug"
+	"strings"
+	"time"
+
+	"github.com/bluenviron/gortmplib"
+
+	"github.com/moqbridge/moqbridge/sdk"
+)
+
+// errBudget reports a client that sent more than its byte budget without
+// completing a message (or, before its tracks are known, in all).
+var errBudget = errors.New("rtmp: client exceeded its byte budget")
+
+// errRefused reports a publish this server refused (logged already).
+var errRefused = errors.New("rtmp: refused")
+
+// budgetConn is a client connection whose reads are counted against a
+// budget of bytes: when it is spent, Read fails. The connection's reader
+// (one goroutine) refills it as messages complete.
+type budgetConn struct {
+	net.Conn
+	left int64
+}
+
+func (b *budgetConn) Read(p []byte) (int, error) {
+	if b.left <= 0 {
+		return 0, errBudget
+	}
+	if int64(len(p)) > b.left {
+		p = p[:b.left]
+	}
+	n, err := b.Conn.Read(p)
+	b.left -= int64(n)
+	return n, err
+}
+
+// serveConn serves one client until it disconnects, fails or ctx ends; it
+// closes the connection. A panic (a bug, in gortmplib or here, met by some
+// input) is recovered and logged: it ends this connection only.
+func (s *Server) serveConn(ctx context.Context, nc net.Conn, p *sdk.Publisher) {
+	log := s.log.With("remote", nc.RemoteAddr().String())
+	stop := context.AfterFunc(ctx, func() { _ = nc.Close() })
+	defer stop()
+	defer nc.Close()
+	defer func() {
+		if v := recover(); v != nil {
+			log.Error("rtmp: connection failed: panic", "panic", v, "stack", string(debug.Stack()))
+			if s.panicked != nil {
+				s.panicked(v)
+			}
+		}
+	}()
+	log, err := s.handle(ctx, nc, log, p)
+	switch {
+	case errors.Is(err, errRefused):
+	case err == nil, ctx.Err() != nil:
+		log.Debug("rtmp: connection closed")
+	case errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed):
+		log.Info("rtmp: publisher disconnected")
+	default:
+		log.Warn("rtmp: connection failed", "err", err)
+	}
+}
+
+// handle runs the RTMP session of one client: handshake, publish, track
+// analysis, then media until the client stops. It returns the logger with
+// what it learnt about the client.
+func (s *Server) handle(ctx context.Context, nc net.Conn, log *slog.Logger, p *sdk.Publisher) (*slog.Logger, error) {
+	bc := &budgetConn{Conn: nc, left: setupBudget}
+	_ = nc.SetDeadline(time.Now().Add(s.cfg.SetupTimeout))
+	sc := &gortmplib.ServerConn{RW: bc}
+	if err := sc.Initialize(); err != nil {
+		return log, fmt.Errorf("rtmp: handshake: %w", err)
+	}
+	if err := sc.AcceptConn(); err != nil {
+		return log, fmt.Errorf("rtmp: connect: %w", err)
+	}
+	app, key := splitURL(sc.URL)
+	log = log.With("app", app)
+	refuse := func(msg string, args ...any) (*slog.Logger, error) {
+		_ = sc.RejectAction()
+		log.Warn("rtmp: refused: "+msg, args...)
+		return log, errRefused
+	}
+	if !sc.Publish {
+		return refuse("playing is not supported, only publishing")
+	}
+	if !s.keyAllowed(key) {
+		return refuse("stream key not allowed")
+	}
+	path := s.pathFor(app, key)
+	log = log.With("path", path)
+	if !s.claim(path) {
+		return refuse("a publisher is already live at this path")
+	}
+	defer s.release(path)
+	b, err := p.Start(path)
+	if err != nil {
+		return refuse("cannot publish at this path", "err", err)
+	}
+	defer b.End()
+
+	r := &gortmplib.Reader{Conn: sc}
+	_ = nc.SetDeadline(time.Now().Add(s.cfg.SetupTimeout))
+	if err := r.Initialize(); err != nil {
+		return log, fmt.Errorf("rtmp: reading the tracks: %w", err)
+	}
+	pub := &publish{b: b, log: log}
+	if err := pub.setup(r); err != nil {
+		log.Error("rtmp: refused: "+err.Error(), "codecs", codecNames(r.Tracks()))
+		return log, errRefused
+	}
+	_ = nc.SetDeadline(time.Time{})
+	log.Info("rtmp: publishing", "codecs", codecNames(r.Tracks()))
+	for {
+		if pub.err != nil {
+			return log, pub.err
+		}
+		bc.left = messageBudget
+		_ = nc.SetReadDeadline(time.Now().Add(s.cfg.ReadTimeout))
+		if err := r.Read(); err != nil {
+			return log, err
+		}
+	}
+}
+
+// splitURL returns the application and the stream key of a publish URL
+// (rtmp://host/live/alice?x=y → live, alice): the key is the last path
+// segment, the application what precedes it.
+func splitURL(u *url.URL) (app, key string) {
+	if u == nil {
+		return "", ""
+	}
+	p := strings.Trim(u.Path, "/")
+	i := strings.LastIndexByte(p, '/')
+	if i < 0 {
+		return "", p
+	}
+	return p[:i], p[i+1:]
+}

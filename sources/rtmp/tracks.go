@@ -1,0 +1,337 @@
+package rtmp
+
+import (
+	"encoding/binary"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/bluenviron/gortmplib"
+	"github.com/bluenviron/gortmplib/pkg/codecs"
+	"github.com/bluenviron/mediacommon/v2/pkg/codecs/av1"
+	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
+	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h265"
+	"github.com/bluenviron/mediacommon/v2/pkg/codecs/vp9"
+
+	"github.com/moqbridge/moqbridge/sdk"
+)
+
+// publish is the media side of one publishing client: its tracks in the
+// broadcast and the connection's clock. gortmplib calls its callbacks on
+// the connection's goroutine, one at a time.
+type publish struct {
+	b     *sdk.Broadcast
+	log   *slog.Logger
+	clock clock
+	err   error // the first write error; it ends the connection
+}
+
+func (p *publish) fail(err error) {
+	if p.err == nil {
+		p.err = err
+	}
+}
+
+// codecName names a gortmplib codec for logs.
+func codecName(c codecs.Codec) string {
+	switch c.(type) {
+	case *codecs.H264:
+		return "H.264"
+	case *codecs.H265:
+		return "H.265"
+	case *codecs.AV1:
+		return "AV1"
+	case *codecs.VP9:
+		return "VP9"
+	case *codecs.MPEG4Audio:
+		return "AAC"
+	case *codecs.Opus:
+		return "Opus"
+	case *codecs.MPEG1Audio:
+		return "MP3"
+	case *codecs.AC3:
+		return "AC-3"
+	case *codecs.FLAC:
+		return "FLAC"
+	case *codecs.G711:
+		return "G.711"
+	case *codecs.LPCM:
+		return "LPCM"
+	}
+	return fmt.Sprintf("%T", c)
+}
+
+func codecNames(ts []*gortmplib.Track) string {
+	names := make([]string, len(ts))
+	for i, t := range ts {
+		names[i] = codecName(t.Codec)
+	}
+	return strings.Join(names, ", ")
+}
+
+// setup maps the client's tracks onto the broadcast and registers a
+// callback for each with r. It fails, adding nothing, when a track's codec
+// is not supported or its configuration does not parse. AV1 and VP9
+// tracks are added at their first keyframe (gortmplib does not hand over
+// their configuration).
+func (p *publish) setup(r *gortmplib.Reader) error {
+	tracks := r.Tracks()
+	type pending struct {
+		t   sdk.Track
+		reg func(*sdk.TrackWriter)
+	}
+	var now []pending
+	var later []func()
+	for _, tr := range tracks {
+		tc := &trackClock{c: &p.clock}
+		switch c := tr.Codec.(type) {
+		case *codecs.H264:
+			t, err := sdk.H264FromParameterSets(c.SPS, c.PPS)
+			if err != nil {
+				return fmt.Errorf("H.264 parameter sets: %w", err)
+			}
+			v := &h26xTrack{p: p, tc: tc}
+			v.ps, _ = sdk.NewParamSets(t.Codec)
+			_, _ = v.ps.Update([][]byte{c.SPS, c.PPS})
+			now = append(now, pending{t, func(w *sdk.TrackWriter) {
+				v.w = w
+				r.OnDataH264(tr, v.write)
+			}})
+		case *codecs.H265:
+			t, err := sdk.H265FromParameterSets(c.VPS, c.SPS, c.PPS)
+			if err != nil {
+				return fmt.Errorf("H.265 parameter sets: %w", err)
+			}
+			v := &h26xTrack{p: p, tc: tc, hevc: true}
+			v.ps, _ = sdk.NewParamSets(t.Codec)
+			_, _ = v.ps.Update([][]byte{c.VPS, c.SPS, c.PPS})
+			now = append(now, pending{t, func(w *sdk.TrackWriter) {
+				v.w = w
+				r.OnDataH265(tr, v.write)
+			}})
+		case *codecs.AV1:
+			v := &av1Track{p: p, tc: tc}
+			later = append(later, func() { r.OnDataAV1(tr, v.write) })
+		case *codecs.VP9:
+			v := &vp9Track{p: p, tc: tc}
+			later = append(later, func() { r.OnDataVP9(tr, v.write) })
+		case *codecs.MPEG4Audio:
+			if c.Config == nil {
+				return fmt.Errorf("AAC without an AudioSpecificConfig")
+			}
+			asc, err := c.Config.Marshal()
+			if err != nil {
+				return fmt.Errorf("AAC AudioSpecificConfig: %w", err)
+			}
+			t, err := sdk.AACFromConfig(asc)
+			if err != nil {
+				return fmt.Errorf("AAC AudioSpecificConfig: %w", err)
+			}
+			a := &audioTrack{p: p, tc: tc}
+			now = append(now, pending{t, func(w *sdk.TrackWriter) {
+				a.w = w
+				r.OnDataMPEG4Audio(tr, a.write)
+			}})
+		case *codecs.Opus:
+			channels := 2
+			if c.IDHeader != nil {
+				channels = int(c.IDHeader.ChannelCount)
+			}
+			t, err := sdk.OpusFromChannels(channels)
+			if err != nil {
+				return fmt.Errorf("Opus: %w", err)
+			}
+			a := &audioTrack{p: p, tc: tc}
+			now = append(now, pending{t, func(w *sdk.TrackWriter) {
+				a.w = w
+				r.OnDataOpus(tr, a.write)
+			}})
+		default:
+			return fmt.Errorf("unsupported codec %s (supported: H.264, H.265, AV1, VP9, AAC, Opus)", codecName(tr.Codec))
+		}
+	}
+	if len(now) > 0 {
+		ts := make([]sdk.Track, len(now))
+		for i, pd := range now {
+			ts[i] = pd.t
+		}
+		ws, err := p.b.Writer().AddTracks(ts...)
+		if err != nil {
+			return fmt.Errorf("adding the tracks: %w", err)
+		}
+		for i, pd := range now {
+			pd.reg(ws[i])
+		}
+	}
+	for _, reg := range later {
+		reg()
+	}
+	return nil
+}
+
+// write writes a frame, recording the first error.
+func (p *publish) write(w *sdk.TrackWriter, f sdk.Frame) {
+	if p.err != nil {
+		return
+	}
+	if err := w.WriteFrame(f); err != nil {
+		p.fail(fmt.Errorf("rtmp: %w", err))
+	}
+}
+
+// addLater adds a track whose configuration came with its first
+// keyframe.
+func (p *publish) addLater(t sdk.Track) *sdk.TrackWriter {
+	w, err := p.b.Writer().AddTrack(t)
+	if err != nil {
+		p.fail(fmt.Errorf("rtmp: adding the %s track: %w", t.Codec, err))
+		return nil
+	}
+	p.log.Info("rtmp: track configured at its first keyframe", "track", w.Track().Name, "codec", t.Codec)
+	return w
+}
+
+// h26xTrack writes H.264 or H.265 access units as 4-byte length-prefixed
+// NAL units (matching the avcC/hvcC of the track), without access unit
+// delimiters and parameter sets (the decoder configuration has them).
+type h26xTrack struct {
+	p       *publish
+	tc      *trackClock
+	w       *sdk.TrackWriter
+	hevc    bool
+	ps      *sdk.ParamSets
+	buf     []byte
+	changed bool
+}
+
+func (v *h26xTrack) write(pts, dts time.Duration, au [][]byte) {
+	v.buf = v.buf[:0]
+	params := false
+	for _, n := range au {
+		switch {
+		case v.ps.IsAUD(n):
+		case v.ps.IsParamSet(n):
+			params = true
+		default:
+			v.buf = binary.BigEndian.AppendUint32(v.buf, uint32(len(n)))
+			v.buf = append(v.buf, n...)
+		}
+	}
+	if params && !v.changed {
+		if changed, err := v.ps.Update(au); err == nil && changed {
+			v.changed = true
+			v.p.log.Warn("rtmp: the parameter sets changed in mid-stream; the track keeps its first decoder configuration",
+				"track", v.w.Track().Name)
+		}
+	}
+	if len(v.buf) == 0 {
+		return // the sequence header, delivered as an access unit
+	}
+	var key bool
+	if v.hevc {
+		key = h265.IsRandomAccess(au)
+	} else {
+		key = h264.IsRandomAccess(au)
+	}
+	p, d := v.tc.times(pts, dts)
+	v.p.write(v.w, sdk.Frame{PTS: p, DTS: d, HasDTS: p != d, Keyframe: key, Payload: v.buf})
+}
+
+// av1Track writes AV1 temporal units (OBUs with sizes); its track is
+// added at the first one with a sequence header.
+type av1Track struct {
+	p  *publish
+	tc *trackClock
+	w  *sdk.TrackWriter
+}
+
+func (v *av1Track) write(pts time.Duration, tu [][]byte) {
+	if v.p.err != nil {
+		return
+	}
+	if v.w == nil {
+		var sh []byte
+		for _, obu := range tu {
+			if (obu[0]>>3)&0xf == 1 { // OBU_SEQUENCE_HEADER
+				sh = obu
+				break
+			}
+		}
+		if sh == nil {
+			return
+		}
+		t, err := sdk.AV1FromSequenceHeader(sh)
+		if err != nil {
+			v.p.fail(fmt.Errorf("rtmp: AV1 sequence header: %w", err))
+			return
+		}
+		if v.w = v.p.addLater(t); v.w == nil {
+			return
+		}
+	}
+	payload, err := av1.Bitstream(tu).Marshal()
+	if err != nil {
+		v.p.fail(fmt.Errorf("rtmp: AV1 temporal unit: %w", err))
+		return
+	}
+	p, _ := v.tc.times(pts, pts)
+	v.p.write(v.w, sdk.Frame{PTS: p, Keyframe: av1.IsRandomAccess2(tu), Payload: payload})
+}
+
+// vp9Track writes VP9 frames; its track is added at the first keyframe.
+type vp9Track struct {
+	p  *publish
+	tc *trackClock
+	w  *sdk.TrackWriter
+}
+
+func (v *vp9Track) write(pts time.Duration, frame []byte) {
+	if v.p.err != nil {
+		return
+	}
+	key := vp9Keyframe(frame)
+	if v.w == nil {
+		if !key {
+			return
+		}
+		t, err := sdk.VP9FromKeyframe(frame)
+		if err != nil {
+			v.p.fail(fmt.Errorf("rtmp: VP9 keyframe: %w", err))
+			return
+		}
+		if v.w = v.p.addLater(t); v.w == nil {
+			return
+		}
+	}
+	p, _ := v.tc.times(pts, pts)
+	v.p.write(v.w, sdk.Frame{PTS: p, Keyframe: key, Payload: frame})
+}
+
+// vp9Keyframe reports whether a VP9 frame is a keyframe (mediacommon
+// parses the uncompressed header; a header it cannot parse is not one).
+func vp9Keyframe(frame []byte) (key bool) {
+	defer func() {
+		if recover() != nil {
+			key = false
+		}
+	}()
+	var h vp9.Header
+	if err := h.Unmarshal(frame); err != nil {
+		return false
+	}
+	return !h.NonKeyFrame && !h.ShowExistingFrame
+}
+
+// audioTrack writes audio packets (AAC access units, Opus packets), each
+// a keyframe.
+type audioTrack struct {
+	p  *publish
+	tc *trackClock
+	w  *sdk.TrackWriter
+}
+
+func (a *audioTrack) write(pts time.Duration, pkt []byte) {
+	p, _ := a.tc.times(pts, pts)
+	a.p.write(a.w, sdk.Frame{PTS: p, Keyframe: true, Payload: pkt})
+}
