@@ -93,14 +93,14 @@ func TestToken(t *testing.T) {
 	}
 }
 
-// TestDescription: the help promises only what exists, with RTMP and RTP
-// as coming.
+// TestDescription: the help promises only what exists: RTMP ingest, with
+// RTMP restream and RTP as coming.
 func TestDescription(t *testing.T) {
 	root := newRootCommand()
-	if want := "MOQ Lite relay, and fMP4 publish and record (RTMP and RTP are coming)"; root.Short != want {
+	if want := "MOQ Lite relay with RTMP ingest, and fMP4 publish and record (RTP is coming)"; root.Short != want {
 		t.Errorf("short description %q, want %q", root.Short, want)
 	}
-	if !strings.Contains(root.Long, "RTMP and RTP adapters are coming.") {
-		t.Errorf("long description does not say RTMP and RTP are coming:\n%s", root.Long)
+	if !strings.Contains(root.Long, "RTMP restream and the RTP adapters are coming.") {
+		t.Errorf("long description does not say RTMP restream and RTP are coming:\n%s", root.Long)
 	}
 }

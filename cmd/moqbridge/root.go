@@ -18,11 +18,12 @@ func newRootCommand() *cobra.Command {
 	var logLevel string
 	root := &cobra.Command{
 		Use:   "moqbridge",
-		Short: "MOQ Lite relay, and fMP4 publish and record (RTMP and RTP are coming)",
+		Short: "MOQ Lite relay with RTMP ingest, and fMP4 publish and record (RTP is coming)",
 		Long: `moqbridge moves live media over MOQ Lite (Media over QUIC Lite) on QUIC,
 WebTransport and WebSocket: a relay (serve), fMP4 files or live fMP4 on
 stdin into a relay (publish), and broadcasts from a relay into fMP4 files
-(record). RTMP and RTP adapters are coming.
+(record); "serve --rtmp" also ingests RTMP publishers (OBS, ffmpeg) into
+the relay. RTMP restream and the RTP adapters are coming.
 
 Run without a command, it starts the built-in relay on its defaults
 (the same as "moqbridge serve").`,
