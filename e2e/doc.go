@@ -23,16 +23,10 @@
 // wiring subscribes the sink's tracks from their oldest cached group
 // (moq.FromOldest), so the recording begins with the first keyframe even
 // when the source is groups ahead by the time the sink has read the
-// catalog. Two waits remain, neither per frame:
-//
-//   - Over the network, a track fetched from a peer starts at the
-//     publisher's latest group whatever the start point (see
-//     moq.StartPoint), so the source's OnTracks callback waits until the
-//     recorder's subscriptions (catalog and every track) have reached the
-//     publisher (SessionStats.SubscriptionsServed) before the first
-//     frame is written.
-//   - The source returns, and the broadcast ends, only once the sink has
-//     received every frame written (waitDelivered): in process, a track
-//     that has ended takes no new reader, and a sink may subscribe after
-//     the last frame.
+// catalog; over the network the subscriptions carry start group 0, so the
+// relay and the publisher serve them from their oldest cached group as
+// well. One wait remains, not per frame: the source returns, and the
+// broadcast ends, only once the sink has received every frame written
+// (waitDelivered): in process, a track that has ended takes no new
+// reader, and a sink may subscribe after the last frame.
 package e2e

@@ -28,12 +28,6 @@ type carried struct {
 	// pub is where the source publishes; rec where the recorder finds
 	// the broadcast (the same Origin in process).
 	pub, rec *moq.Origin
-	// subscribed, when not nil, waits until n subscriptions of the
-	// consumer have reached the publisher: a track fetched from a peer
-	// starts at the publisher's latest group (moq.FromOldest reaches back
-	// only to what the consumer's track received), so the source must not
-	// write media before the recorder's subscriptions arrived.
-	subscribed func(ctx context.Context, n int) error
 }
 
 // inProcess is one in-process Origin. The broadcast's cache (the default
@@ -84,19 +78,7 @@ func overNetwork(t *testing.T, ctx context.Context) carried {
 	if rec.Transport() != "quic" {
 		t.Fatalf("recorder transport %q, want raw QUIC", rec.Transport())
 	}
-	subscribed := func(ctx context.Context, n int) error {
-		// The publisher answers a SUBSCRIBE once it has subscribed the
-		// track of pb, so every group written after this is forwarded.
-		for pub.Stats().SubscriptionsServed < uint64(n) {
-			select {
-			case <-ctx.Done():
-				return fmt.Errorf("%d of %d subscriptions reached the publisher: %w", pub.Stats().SubscriptionsServed, n, ctx.Err())
-			case <-time.After(time.Millisecond):
-			}
-		}
-		return nil
-	}
-	return carried{pub: pubOrigin, rec: recOrigin, subscribed: subscribed}
+	return carried{pub: pubOrigin, rec: recOrigin}
 }
 
 // recordResult is what one pipeline run produced.
@@ -111,10 +93,10 @@ type recordResult struct {
 // as fast as it reads (Options.Fast), unsynchronised with the sink: the
 // wiring subscribes the recorder's tracks from their oldest cached group
 // (moq.FromOldest), so it records from the first keyframe although the
-// source may be groups ahead by the time the sink has the catalog. Over a
-// network the source waits (in OnTracks, before its first frame) until
-// the recorder's subscriptions reached the publisher (carried.subscribed).
-// newSource gets the options to use (Fast and OnTracks set).
+// source may be groups ahead by the time the sink has the catalog; over a
+// network the subscriptions carry start group 0, so the relay and the
+// publisher serve them from their oldest cached group too. newSource gets
+// the options to use (Fast and OnTracks set).
 func record(t *testing.T, ctx context.Context, tr transport, videoTimescale uint32, newSource func(fmp4src.Options) *fmp4src.Source) recordResult {
 	t.Helper()
 	c := tr(t, ctx)
@@ -126,11 +108,7 @@ func record(t *testing.T, ctx context.Context, tr transport, videoTimescale uint
 		Fast: true,
 		OnTracks: func(ts []sdk.Track) error {
 			res.tracks = ts
-			if c.subscribed == nil {
-				return nil
-			}
-			// The catalog and every track.
-			return c.subscribed(ctx, 1+len(ts))
+			return nil
 		},
 	})
 	// The broadcast stays open until the sink has received every frame

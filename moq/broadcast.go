@@ -260,6 +260,7 @@ func (r *BroadcastReader) SubscribeFrom(track string, priority uint8, from Start
 	}
 	tw := newTrack(track, priority, b.cache, b, true)
 	t := &tw.t
+	t.from = from
 	b.tracks[track] = t
 	b.all[t] = struct{}{}
 	tr := t.subscribe(priority, from)

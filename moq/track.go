@@ -67,6 +67,7 @@ type track struct {
 	cfg       CacheConfig
 	b         *broadcast // owner, told when the track closes or becomes unused
 	requested bool       // created on demand by HandleRequests
+	from      StartPoint // for a requested track: where its first subscriber started
 
 	// bytes is the payload of the cached groups. Frames are added by the
 	// group writers without taking mu, so the per-frame path touches only
@@ -133,6 +134,13 @@ func (w *TrackWriter) Name() string { return w.t.name }
 // Priority returns the track's priority: the one given to CreateTrack, or
 // for a requested track the priority of the subscriber that caused it.
 func (w *TrackWriter) Priority() uint8 { return w.t.priority }
+
+// RequestedFrom returns, for a track created on demand (HandleRequests),
+// where the subscriber that caused it asked to start: a handler fetching
+// the track from a peer asks the peer for the same (a MOQ Lite SUBSCRIBE
+// with a start group), so FromOldest reaches back into the peer's cache.
+// It is FromLatest for other tracks.
+func (w *TrackWriter) RequestedFrom() StartPoint { return w.t.from }
 
 // AppendGroup starts the next group: its sequence is one above the highest
 // sequence the track has seen, or 0 for the first group.
@@ -379,11 +387,13 @@ const (
 	// one way to be sure of every group.
 	//
 	// A track fetched from a peer (a requested track, HandleRequests)
-	// holds only what arrived since its first subscriber asked for it:
-	// the upstream subscription (a MOQ Lite SUBSCRIBE) starts at the
-	// publisher's latest group whatever the start point, so FromOldest
-	// on such a track reaches back to that group, not to the
-	// publisher's oldest.
+	// holds only what arrived since its first subscriber asked for it.
+	// Its handler learns the first subscriber's start point
+	// (TrackWriter.RequestedFrom): a moqbridge session then asks the peer
+	// to start at group 0 (a SUBSCRIBE start group), which a moqbridge or
+	// the reference Rust relay serves from its oldest cached group; a
+	// peer that ignores start groups (the reference JavaScript
+	// publisher) starts at its latest group.
 	FromOldest
 )
 

@@ -99,12 +99,18 @@ func (s *Session) serveSubscribe(str transport.Stream, r *wire.Reader) {
 	})
 
 	fw := newForwarder(s, ctx, sub, track)
+	first, _ := sub.Start.Sequence() // groups below a start group are not sent
 	var endErr error
 	for {
 		g, err := track.NextArrival(ctx)
 		if err != nil {
 			endErr = err
 			break
+		}
+		if g.Sequence() < first {
+			g.Close()
+			track.Recycle(g)
+			continue
 		}
 		fw.start(g)
 	}
@@ -147,7 +153,12 @@ func (s *Session) lookupTrack(sub wire.Subscribe) (*moq.TrackReader, error) {
 	if err != nil {
 		return nil, err
 	}
-	tr, err := b.Subscribe(sub.Track, sub.Priority)
+	from := moq.FromLatest
+	if _, ok := sub.Start.Sequence(); ok {
+		// A start group asks for what is cached from there on.
+		from = moq.FromOldest
+	}
+	tr, err := b.SubscribeFrom(sub.Track, sub.Priority, from)
 	if err != nil {
 		return nil, err
 	}

@@ -519,3 +519,74 @@ func TestTrackEndKeepsLastGroups(t *testing.T) {
 		}
 	}
 }
+
+// TestSubscribeFromOldestAcrossPeers: a reader that subscribes FromOldest
+// to a track fetched through the relay gets the groups the publisher
+// wrote before anyone subscribed (the SUBSCRIBE carries start group 0 on
+// Lite03 and Lite04, and both the relay and the publisher serve it from
+// their oldest cached group); FromLatest gets the latest only, and so
+// does FromOldest on Lite02, which has no start group.
+func TestSubscribeFromOldestAcrossPeers(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, c := range []struct {
+		name string
+		v    Version
+		from moq.StartPoint
+		want []uint64
+	}{
+		{"oldest Lite04", Lite04, moq.FromOldest, []uint64{0, 1, 2, 3, 4}},
+		{"oldest Lite03", Lite03, moq.FromOldest, []uint64{0, 1, 2, 3, 4}},
+		{"latest Lite04", Lite04, moq.FromLatest, []uint64{4}},
+		{"oldest Lite02", Lite02, moq.FromOldest, []uint64{4}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			srv := testServer(t, ServerConfig{})
+			path := "live/early"
+			pubOrigin := moq.NewOrigin()
+			defer pubOrigin.Close()
+			bw := moq.NewBroadcast()
+			tw, err := bw.CreateTrack("video", 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := pubOrigin.Publish(path, bw.Reader()); err != nil {
+				t.Fatal(err)
+			}
+			dialTest(t, ctx, srv, "quic", c.v, WithPublish(pubOrigin))
+			for g := range 5 {
+				gw, err := tw.AppendGroup()
+				if err != nil {
+					t.Fatal(err)
+				}
+				_ = gw.WriteFrame(frameBytes(g, 0))
+				_ = gw.Close()
+			}
+			local := moq.NewOrigin()
+			defer local.Close()
+			dialTest(t, ctx, srv, "quic", c.v, WithConsume(local))
+			b := waitAnnounced(t, ctx, local, path)
+			tr, err := b.SubscribeFrom("video", 0, c.from)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer tr.Close()
+			var got []uint64
+			for len(got) < len(c.want) {
+				g, err := tr.NextGroup(ctx)
+				if err != nil {
+					t.Fatalf("after groups %v: %v", got, err)
+				}
+				got = append(got, g.Sequence())
+			}
+			// Nothing more arrives: the publisher wrote 5 groups.
+			_ = bw.Close()
+			if g, err := tr.NextGroup(ctx); err == nil {
+				got = append(got, g.Sequence())
+			}
+			if fmt.Sprint(got) != fmt.Sprint(c.want) {
+				t.Errorf("groups %v, want %v", got, c.want)
+			}
+		})
+	}
+}

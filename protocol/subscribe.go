@@ -55,9 +55,14 @@ func (s *Session) runUpstream(wirePath string, t *moq.TrackWriter) {
 		return
 	}
 	msg := wire.AppendStreamType(nil, wire.StreamSubscribe)
-	msg = wire.AppendSubscribe(msg, s.version, wire.Subscribe{
-		ID: id, Broadcast: wirePath, Track: t.Name(), Priority: t.Priority(), Ordered: true,
-	})
+	sub := wire.Subscribe{ID: id, Broadcast: wirePath, Track: t.Name(), Priority: t.Priority(), Ordered: true}
+	if t.RequestedFrom() == moq.FromOldest {
+		// From group 0: the peer starts at the oldest group it still
+		// has (Lite03 and later carry it; older peers start at their
+		// latest group).
+		sub.Start = wire.BoundAt(0)
+	}
+	msg = wire.AppendSubscribe(msg, s.version, sub)
 	if _, err := str.Write(msg); err != nil {
 		t.CloseWithError(fmt.Errorf("moq subscribe %s/%s: %w", wirePath, t.Name(), err))
 		return
