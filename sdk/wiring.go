@@ -355,7 +355,14 @@ func WaitBroadcast(ctx context.Context, origin *moq.Origin, path string, wait ti
 // at the oldest group the broadcast still caches (moq.FromOldest): a sink
 // attached just after its source started misses nothing.
 func RunSink(ctx context.Context, b *moq.BroadcastReader, path string, sink Sink) error {
-	r, err := NewBroadcastReaderFrom(b, moq.FromOldest)
+	return RunSinkFrom(ctx, b, path, sink, moq.FromOldest)
+}
+
+// RunSinkFrom is RunSink with the sink's tracks starting at from: a
+// recorder of a live broadcast that wants nothing from before it started
+// passes moq.FromLatest.
+func RunSinkFrom(ctx context.Context, b *moq.BroadcastReader, path string, sink Sink, from moq.StartPoint) error {
+	r, err := NewBroadcastReaderFrom(b, from)
 	if err != nil {
 		return err
 	}

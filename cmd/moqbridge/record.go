@@ -20,6 +20,7 @@ func newRecordCommand() *cobra.Command {
 		cfg      fmp4sink.Config
 		duration time.Duration
 		wait     = waitFlag{d: -1}
+		from     string
 		dial     dialFlags
 	)
 	cmd := &cobra.Command{
@@ -61,12 +62,22 @@ func newRecordCommand() *cobra.Command {
 				ctx, cancel = context.WithTimeout(ctx, duration)
 				defer cancel()
 			}
-			return record(ctx, cmd, url, path, duration, wait.d, dial.reconnect, cfg, opts)
+			var start moq.StartPoint
+			switch from {
+			case "oldest":
+				start = moq.FromOldest
+			case "latest":
+				start = moq.FromLatest
+			default:
+				return fmt.Errorf("--from %q: want oldest (what the relay still holds, so a recording started with its publisher misses nothing) or latest (from now on)", from)
+			}
+			return record(ctx, cmd, url, path, duration, wait.d, dial.reconnect, start, cfg, opts)
 		},
 	}
 	f := cmd.Flags()
 	f.StringVarP(&cfg.Dir, "output", "o", "", "directory for the recordings (created if missing)")
 	f.DurationVar(&duration, "duration", 0, "stop after this long (0: until the broadcast ends or Ctrl-C)")
+	f.StringVar(&from, "from", "oldest", "where the recording starts: oldest (the oldest group the relay still holds, up to its cache: 30 s by default) or latest (the latest group, from now on)")
 	f.Var(&wait, "wait", "how long to wait for the broadcast to appear on the relay: a duration, or 0 to fail at once if it is not there")
 	f.DurationVar(&cfg.SegmentDuration, "segment", 0, "start a new file at the first keyframe after this long (0: one file)")
 	f.StringVar(&cfg.FileTemplate, "name", "", `file name template: {path}, {start:LAYOUT}, {seq} (default "{path}/{start:20060102-150405}.mp4")`)
@@ -83,7 +94,7 @@ func newRecordCommand() *cobra.Command {
 // broadcast to come back and records on into the same file (unless
 // --reconnect=false). It fails when it recorded nothing, when the
 // broadcast was lost without reconnecting, and on any write error.
-func record(ctx context.Context, cmd *cobra.Command, url, path string, duration, wait time.Duration, reconnect bool, cfg fmp4sink.Config, opts []protocol.DialOption) error {
+func record(ctx context.Context, cmd *cobra.Command, url, path string, duration, wait time.Duration, reconnect bool, from moq.StartPoint, cfg fmp4sink.Config, opts []protocol.DialOption) error {
 	began := time.Now()
 	consume := moq.NewOrigin()
 	defer consume.Close()
@@ -125,7 +136,7 @@ func record(ctx context.Context, cmd *cobra.Command, url, path string, duration,
 		case err != nil:
 			return err
 		}
-		err = sdk.RunSink(ctx, b, path, sink)
+		err = sdk.RunSinkFrom(ctx, b, path, sink, from)
 		switch {
 		case ctx.Err() != nil:
 			return nothing("the broadcast sent no media that could be recorded")
