@@ -32,7 +32,8 @@
 // configuration gortmplib does not hand over, get their track from the
 // first keyframe's sequence header or frame header); H.264/H.265 access
 // units written as 4-byte length-prefixed NAL units matching the avcC or
-// hvcC, keyframes from the NAL unit types (mediacommon); the broadcast
+// hvcC, without AUDs and parameter sets, keyframes from the NAL unit types
+// (mediacommon); AV1 temporal units without temporal delimiters; the broadcast
 // clock (clock.go): RTMP's 32-bit millisecond timestamps are unwrapped
 // and rebased so that every broadcast starts at 0 and its decode times
 // never go backwards, with composition offsets kept; and the limits that

@@ -238,12 +238,14 @@ func (v *h26xTrack) write(pts, dts time.Duration, au [][]byte) {
 	v.p.write(v.w, sdk.Frame{PTS: p, DTS: d, HasDTS: p != d, Keyframe: key, Payload: v.buf})
 }
 
-// av1Track writes AV1 temporal units (OBUs with sizes); its track is
-// added at the first one with a sequence header.
+// av1Track writes AV1 temporal units (OBUs with sizes, without temporal
+// delimiters and padding, as in MP4 samples); its track is added at the
+// first one with a sequence header.
 type av1Track struct {
-	p  *publish
-	tc *trackClock
-	w  *sdk.TrackWriter
+	p    *publish
+	tc   *trackClock
+	w    *sdk.TrackWriter
+	obus [][]byte
 }
 
 func (v *av1Track) write(pts time.Duration, tu [][]byte) {
@@ -270,7 +272,17 @@ func (v *av1Track) write(pts time.Duration, tu [][]byte) {
 			return
 		}
 	}
-	payload, err := av1.Bitstream(tu).Marshal()
+	obus := v.obus[:0]
+	for _, obu := range tu {
+		if t := (obu[0] >> 3) & 0xf; t != 2 && t != 15 { // temporal delimiters and padding stay out of samples
+			obus = append(obus, obu)
+		}
+	}
+	v.obus = obus
+	if len(obus) == 0 {
+		return
+	}
+	payload, err := av1.Bitstream(obus).Marshal()
 	if err != nil {
 		v.p.fail(fmt.Errorf("rtmp: AV1 temporal unit: %w", err))
 		return
