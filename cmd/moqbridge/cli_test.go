@@ -48,7 +48,7 @@ func TestRecordRefusesBadValues(t *testing.T) {
 		{[]string{"--duration", "-3s"}, "moqbridge: --duration -3s: must not be negative (0 turns it off)"},
 		{[]string{"--segment", "-1m"}, "moqbridge: --segment -1m0s: must not be negative (0 turns it off)"},
 		{[]string{"--max-bytes", "-5"}, "moqbridge: --max-bytes -5: must not be negative (0 turns it off)"},
-		{[]string{"--from", "start"}, `moqbridge: --from "start": want oldest (what the relay still holds, so a recording started with its publisher misses nothing) or latest (from now on)`},
+		{[]string{"--from", "start"}, `moqbridge: --from "start": want latest (from the group being sent now) or oldest (what the relay still holds from before)`},
 		{[]string{"--name", "{path}/{date}.mp4"}, `moqbridge: --name "{path}/{date}.mp4": unknown placeholder "{date}"; the placeholders are {path}, {start}, {start:LAYOUT} (a Go time layout) and {seq}`},
 		{[]string{"--name", "{path}/{seq.mp4"}, `moqbridge: --name "{path}/{seq.mp4": unclosed "{seq.mp4"; the placeholders are {path}, {start}, {start:LAYOUT} (a Go time layout) and {seq}`},
 		{[]string{"--name", "../../x.mp4"}, `moqbridge: --name "../../x.mp4": the file would be outside the -o directory; use a relative name without ".."`},

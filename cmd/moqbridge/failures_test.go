@@ -206,3 +206,41 @@ func lastLine(s string) string {
 	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
 	return lines[len(lines)-1]
 }
+
+// TestRecordFrom: by default a recording starts at the group being sent;
+// with --from oldest it starts with what the relay still holds from
+// before (here the seconds the publisher ran before record started).
+func TestRecordFrom(t *testing.T) {
+	needTools(t, "ffprobe")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	port := freePort(t)
+	url := fmt.Sprintf("http://127.0.0.1:%d/", port)
+	startServe(t, ctx, port)
+	pub := startProcess(t, ctx, "publish", "--loop", "--broadcast", "test/from", testClip, url)
+	waitFor(t, ctx, "publishing", func() bool { return strings.Contains(pub.stderr.String(), "msg=publishing") })
+	time.Sleep(4 * time.Second)
+	span := func(from string) float64 {
+		t.Helper()
+		rec := startProcess(t, ctx, "record", "--from", from, "--duration", "2s", "-o", t.TempDir(), url, "test/from")
+		if code := rec.wait(t, ctx, "record"); code != 0 {
+			t.Fatalf("record --from %s exited %d:\n%s", from, code, rec.stderr.String())
+		}
+		files := strings.Fields(rec.stdout.String())
+		if len(files) != 1 {
+			t.Fatalf("record printed %q", files)
+		}
+		dts := packetTimes(t, ctx, files[0], "v:0")
+		return dts[len(dts)-1] - dts[0]
+	}
+	latest, oldest := span("latest"), span("oldest")
+	t.Logf("video spans %.1fs from the latest group, %.1fs from the oldest", latest, oldest)
+	if latest > 3 {
+		t.Errorf("--from latest recorded %.1fs in 2s", latest)
+	}
+	if oldest < 4 {
+		t.Errorf("--from oldest recorded %.1fs: the relay's cache of the %s before is missing", oldest, "4s")
+	}
+	_ = pub.cmd.Process.Signal(os.Interrupt)
+	pub.wait(t, ctx, "publish")
+}

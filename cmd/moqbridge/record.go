@@ -69,7 +69,7 @@ func newRecordCommand() *cobra.Command {
 			case "latest":
 				start = moq.FromLatest
 			default:
-				return fmt.Errorf("--from %q: want oldest (what the relay still holds, so a recording started with its publisher misses nothing) or latest (from now on)", from)
+				return fmt.Errorf("--from %q: want latest (from the group being sent now) or oldest (what the relay still holds from before)", from)
 			}
 			return record(ctx, cmd, url, path, duration, wait.d, dial.reconnect, start, cfg, opts)
 		},
@@ -77,7 +77,7 @@ func newRecordCommand() *cobra.Command {
 	f := cmd.Flags()
 	f.StringVarP(&cfg.Dir, "output", "o", "", "directory for the recordings (created if missing)")
 	f.DurationVar(&duration, "duration", 0, "stop after this long (0: until the broadcast ends or Ctrl-C)")
-	f.StringVar(&from, "from", "oldest", "where the recording starts: oldest (the oldest group the relay still holds, up to its cache: 30 s by default) or latest (the latest group, from now on)")
+	f.StringVar(&from, "from", "latest", "where the recording starts: latest (the group being sent now, from its keyframe) or oldest (the oldest group the relay still holds, up to its cache: 30 s by default)")
 	f.Var(&wait, "wait", "how long to wait for the broadcast to appear on the relay: a duration, or 0 to fail at once if it is not there")
 	f.DurationVar(&cfg.SegmentDuration, "segment", 0, "start a new file at the first keyframe after this long (0: one file)")
 	f.StringVar(&cfg.FileTemplate, "name", "", `file name template: {path}, {start:LAYOUT}, {seq} (default "{path}/{start:20060102-150405}.mp4")`)
@@ -136,7 +136,13 @@ func record(ctx context.Context, cmd *cobra.Command, url, path string, duration,
 		case err != nil:
 			return err
 		}
-		err = sdk.RunSinkFrom(ctx, b, path, sink, from)
+		// After a loss the recording goes on from the latest group: what
+		// the relay still holds from before is in the file already.
+		start := from
+		if !first {
+			start = moq.FromLatest
+		}
+		err = sdk.RunSinkFrom(ctx, b, path, sink, start)
 		switch {
 		case ctx.Err() != nil:
 			return nothing("the broadcast sent no media that could be recorded")
