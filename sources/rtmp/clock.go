@@ -1,6 +1,9 @@
 package rtmp
 
-import "time"
+import (
+	"math"
+	"time"
+)
 
 // rtmpPeriod is the span of RTMP's 32-bit millisecond timestamps, after
 // which they wrap to 0.
@@ -66,12 +69,29 @@ func (c *clock) dts(raw time.Duration) time.Duration {
 	return out
 }
 
+// snapTolerance is how far from its frame-rate grid a video timestamp may
+// be and still be taken for a rounded grid time: RTMP timestamps are whole
+// milliseconds (each rounded by up to 0.5 ms, and the first one, which the
+// clock maps to 0, too).
+const snapTolerance = 1500 * time.Microsecond
+
 // trackClock keeps one track's decode times from going backwards on the
-// connection's clock and applies the composition offset.
+// connection's clock and applies the composition offset. For video with a
+// known constant frame rate, and for AAC (1024-sample frames), it snaps
+// timestamps that are within
+// snapTolerance of the frame grid (anchored at the track's first decode
+// time, and again after each jump of the clock) to the grid: a 30 fps
+// stream's 0, 33, 67, 100 ms become exact multiples of 1/30 s again, so
+// that recordings have regular durations and players that round to the
+// frame rate see distinct times. Times off the grid (variable frame rate)
+// are kept.
 type trackClock struct {
 	c       *clock
+	fps     float64 // 0: no snapping
 	started bool
 	lastDTS time.Duration
+	anchor  time.Duration
+	jumps   int // the clock's jumps when anchored
 }
 
 // times maps an access unit's RTMP PTS and DTS onto the broadcast clock:
@@ -79,13 +99,30 @@ type trackClock struct {
 // composition offset (PTS − DTS) and is never negative.
 func (t *trackClock) times(pts, dts time.Duration) (time.Duration, time.Duration) {
 	d := t.c.dts(dts)
-	if t.started && d < t.lastDTS {
+	p := d + (pts - dts)
+	if t.fps > 0 {
+		if !t.started || t.jumps != t.c.jumps {
+			t.anchor, t.jumps = d, t.c.jumps
+		}
+		d, p = t.snap(d), t.snap(p)
+	}
+	if t.started && d < t.lastDTS { // held at the previous one, the offset kept
+		p += t.lastDTS - d
 		d = t.lastDTS
 	}
 	t.started, t.lastDTS = true, d
-	p := d + (pts - dts)
 	if p < 0 {
 		p = 0
 	}
 	return p, d
+}
+
+// snap returns x on the frame grid if it is within snapTolerance of it.
+func (t *trackClock) snap(x time.Duration) time.Duration {
+	n := math.Round((x - t.anchor).Seconds() * t.fps)
+	g := t.anchor + time.Duration(math.Round(n/t.fps*1e9))
+	if g-x <= snapTolerance && x-g <= snapTolerance {
+		return g
+	}
+	return x
 }

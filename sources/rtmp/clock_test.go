@@ -53,3 +53,23 @@ func TestTrackClock(t *testing.T) {
 	check(video, 1000*ms, 1066*ms, 0, 66*ms)   // a negative composition offset
 	check(video, 1200*ms, 1100*ms, 200*ms, 100*ms)
 }
+
+// TestTrackClockSnap: with a known frame rate, millisecond timestamps
+// within 1.5 ms of the frame grid are snapped onto it (anchored at the
+// track's first decode time); others are kept.
+func TestTrackClockSnap(t *testing.T) {
+	var c clock
+	video := &trackClock{c: &c, fps: 30}
+	const frame = time.Second / 30
+	for i, raw := range []time.Duration{5000, 5033, 5067, 5100, 5133, 5167} {
+		p, d := video.times((raw+67)*ms, raw*ms)    // B-frames: shown two frames later
+		want := time.Duration(i) * time.Second / 30 // to the nanosecond
+		near := func(a, b time.Duration) bool { return a-b <= 2 && b-a <= 2 }
+		if !near(d, want) || !near(p, want+2*frame) {
+			t.Errorf("frame %d: %v, %v; want %v, %v", i, p, d, want+2*frame, want)
+		}
+	}
+	if _, d := video.times(5210*ms, 5210*ms); d != 210*ms { // 3.3 ms off the grid: variable frame rate
+		t.Errorf("off the grid: %v, want 210ms", d)
+	}
+}

@@ -91,6 +91,7 @@ func (p *publish) setup(r *gortmplib.Reader) error {
 			if err != nil {
 				return fmt.Errorf("H.264 parameter sets: %w", err)
 			}
+			tc.fps = t.Framerate
 			v := &h26xTrack{p: p, tc: tc}
 			v.ps, _ = sdk.NewParamSets(t.Codec)
 			_, _ = v.ps.Update([][]byte{c.SPS, c.PPS})
@@ -103,6 +104,7 @@ func (p *publish) setup(r *gortmplib.Reader) error {
 			if err != nil {
 				return fmt.Errorf("H.265 parameter sets: %w", err)
 			}
+			tc.fps = t.Framerate
 			v := &h26xTrack{p: p, tc: tc, hevc: true}
 			v.ps, _ = sdk.NewParamSets(t.Codec)
 			_, _ = v.ps.Update([][]byte{c.VPS, c.SPS, c.PPS})
@@ -127,6 +129,12 @@ func (p *publish) setup(r *gortmplib.Reader) error {
 			t, err := sdk.AACFromConfig(asc)
 			if err != nil {
 				return fmt.Errorf("AAC AudioSpecificConfig: %w", err)
+			}
+			// An AAC frame is 1024 samples (2048 at the output rate with
+			// SBR): its grid, as a video frame rate is.
+			tc.fps = float64(t.SampleRate) / 1024
+			if t.Codec == "mp4a.40.5" || t.Codec == "mp4a.40.29" {
+				tc.fps /= 2
 			}
 			a := &audioTrack{p: p, tc: tc}
 			now = append(now, pending{t, func(w *sdk.TrackWriter) {
