@@ -233,7 +233,10 @@ func TestRecordFrom(t *testing.T) {
 		dts := packetTimes(t, ctx, files[0], "v:0")
 		return dts[len(dts)-1] - dts[0]
 	}
-	latest, oldest := span("latest"), span("oldest")
+	// Oldest first: the relay fetches the track for its first subscriber
+	// from where that one asked to start.
+	oldest := span("oldest")
+	latest := span("latest")
 	t.Logf("video spans %.1fs from the latest group, %.1fs from the oldest", latest, oldest)
 	if latest > 3 {
 		t.Errorf("--from latest recorded %.1fs in 2s", latest)
