@@ -120,14 +120,14 @@ func (s *Server) handle(ctx context.Context, nc net.Conn, log *slog.Logger, p *s
 		log.Error("rtmp: refused: "+err.Error(), "codecs", codecNames(r.Tracks()))
 		return log, errRefused
 	}
-	_ = nc.SetDeadline(time.Time{})
 	log.Info("rtmp: publishing", "codecs", codecNames(r.Tracks()))
 	for {
 		if pub.err != nil {
 			return log, pub.err
 		}
 		bc.left = messageBudget
-		_ = nc.SetReadDeadline(time.Now().Add(s.cfg.ReadTimeout))
+		// Reads, and the acknowledgements gortmplib writes meanwhile.
+		_ = nc.SetDeadline(time.Now().Add(s.cfg.ReadTimeout))
 		if err := r.Read(); err != nil {
 			return log, err
 		}
