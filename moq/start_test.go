@@ -3,6 +3,7 @@ package moq
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -257,5 +258,44 @@ func TestStartPointString(t *testing.T) {
 		if got := p.String(); got != want {
 			t.Errorf("%d.String() = %q, want %q", p, got, want)
 		}
+	}
+}
+
+// TestFromOldestWaitsForLowerFirst: a reader from the oldest group of an
+// empty track does not take the first group to arrive as its start at
+// once: lower sequences arriving within ReorderWait (a peer's cached
+// groups, sent beside its live one) come first.
+func TestFromOldestWaitsForLowerFirst(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	bw := NewBroadcastWithCache(CacheConfig{ReorderWait: 200 * time.Millisecond})
+	defer bw.Close()
+	tw, err := bw.CreateTrack("t", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr, err := bw.Reader().SubscribeFrom("t", 0, FromOldest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	for _, seq := range []uint64{5, 3, 4} {
+		g, err := tw.CreateGroup(seq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = g.Close()
+		time.Sleep(20 * time.Millisecond)
+	}
+	var got []uint64
+	for range 3 {
+		g, err := tr.NextGroup(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, g.Sequence())
+	}
+	if fmt.Sprint(got) != "[3 4 5]" {
+		t.Errorf("groups %v, want [3 4 5]", got)
 	}
 }

@@ -425,6 +425,7 @@ func (t *track) subscribe(priority uint8, from StartPoint) *TrackReader {
 	// skipped.
 	r := &TrackReader{t: t, priority: priority, waiter: waiter{ch: make(chan struct{}, 1)}}
 	r.cursor = t.arrivals
+	r.oldest = from == FromOldest
 	if from == FromOldest {
 		// No first group: the reader considers every cached group (the
 		// cache is in arrival order) and, not having started, takes the
@@ -492,6 +493,7 @@ type TrackReader struct {
 	closed    bool
 	first     *group // the latest group when the reader subscribed, until returned
 	started   bool   // a group was returned
+	oldest    bool   // subscribed FromOldest: the first group may wait for lower ones
 	inArrival bool   // read with NextArrival (known once it read)
 	maxSeq    uint64 // NextGroup: highest sequence returned
 	cursor    uint64 // arrival index of the first group not yet considered
@@ -673,9 +675,12 @@ func (r *TrackReader) pickLocked(arrival bool, now time.Time) (*group, time.Dura
 	if next == nil {
 		return nil, 0
 	}
-	if r.started && next.seq != r.maxSeq+1 && !t.closed {
+	if (r.started && next.seq != r.maxSeq+1 || !r.started && r.oldest) && !t.closed {
 		// A gap: the missing group may still be on its way. Hold the
-		// next one back for at most ReorderWait after it arrived.
+		// next one back for at most ReorderWait after it arrived. A
+		// reader from the oldest group holds its first one the same
+		// way: a peer asked for its cached groups sends them beside
+		// the live one, and the live one may land first.
 		if hold := next.created.Add(t.cfg.ReorderWait).Sub(now); hold > 0 {
 			return nil, hold
 		}

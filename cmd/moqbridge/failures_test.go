@@ -241,14 +241,8 @@ func TestRecordFrom(t *testing.T) {
 	if latest > 3 {
 		t.Errorf("--from latest recorded %.1fs in 2s", latest)
 	}
-	// Under the race detector, with the other packages' tests beside it,
-	// the history may not all arrive within the 2 s (to be explained: no
-	// relay or publisher logs a drop); it must still not be less.
-	switch {
-	case !raceEnabled && oldest < 4:
+	if oldest < 4 {
 		t.Errorf("--from oldest recorded %.1fs: the relay's cache of the %s before is missing", oldest, "4s")
-	case oldest < latest:
-		t.Errorf("--from oldest recorded %.1fs, less than --from latest", oldest)
 	}
 	_ = pub.cmd.Process.Signal(os.Interrupt)
 	pub.wait(t, ctx, "publish")
