@@ -381,10 +381,12 @@ const (
 	// the oldest group some other reader of the track has yet to take,
 	// else with the latest, and a latest group that already let go of
 	// frames is skipped as with FromLatest (the reader starts with the
-	// next group to arrive). On a track with no group yet, FromOldest
-	// and FromLatest are the same: the reader starts with the first
-	// group to arrive, so subscribing before the writer starts is the
-	// one way to be sure of every group.
+	// next group to arrive). On a track with no group yet, the reader
+	// starts with the first group to arrive; from the oldest, NextGroup
+	// holds that first group for CacheConfig.ReorderWait, so that lower
+	// sequences arriving just after it (a peer's cached groups, sent
+	// beside its live one) come first. Subscribing before the writer
+	// starts is the one way to be sure of every group.
 	//
 	// A track fetched from a peer (a requested track, HandleRequests)
 	// holds only what arrived since its first subscriber asked for it.
