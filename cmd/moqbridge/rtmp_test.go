@@ -109,8 +109,9 @@ func TestServeRTMP(t *testing.T) {
 	}
 }
 
-// TestServeRTMPFlagErrors: --rtmp-key needs --rtmp, and with auth on,
-// --rtmp needs stream keys (RTMP publishers carry no token).
+// TestServeRTMPFlagErrors: --rtmp-key needs --rtmp, with auth on --rtmp
+// needs stream keys (RTMP publishers carry no token), and the connection
+// cap is not negative.
 func TestServeRTMPFlagErrors(t *testing.T) {
 	secret := filepath.Join(t.TempDir(), "hmac.key")
 	if err := os.WriteFile(secret, []byte(strings.Repeat("0123456789abcdef", 2)), 0o600); err != nil {
@@ -120,6 +121,7 @@ func TestServeRTMPFlagErrors(t *testing.T) {
 		{"--rtmp-key", "alice"},
 		{"--rtmp", "127.0.0.1:0", "--auth-secret", secret},
 		{"--rtmp", "256.0.0.1:1935"},
+		{"--rtmp", "127.0.0.1:0", "--rtmp-max-conns", "-1"},
 	} {
 		cmd := newRootCommand()
 		cmd.SetOut(io.Discard)

@@ -94,6 +94,13 @@ func newServeCommand() *cobra.Command {
 				_ = srv.Close()
 				return fmt.Errorf("--rtmp with auth on needs --rtmp-key: RTMP publishers do not carry tokens, and any stream key would publish")
 			}
+			switch {
+			case rtmpCfg.MaxConns < 0:
+				_ = srv.Close()
+				return fmt.Errorf("--rtmp-max-conns: %d is negative (0 means no limit)", rtmpCfg.MaxConns)
+			case rtmpCfg.MaxConns == 0:
+				rtmpCfg.MaxConns = -1 // rtmp.Config spells "no limit" negative
+			}
 			rtmpCfg.Logger = cfg.Logger
 			ingest := rtmp.NewServer(rtmpCfg)
 			if err := ingest.Listen(); err != nil {
@@ -127,6 +134,7 @@ func newServeCommand() *cobra.Command {
 	f.StringVar(&authPublic, "auth-public", "", "path prefix open to clients without a token (\"\" for everything)")
 	f.StringVar(&rtmpCfg.Addr, "rtmp", "", "also ingest RTMP on this TCP address (e.g. :1935): rtmp://host/APP/KEY is published in the relay as the broadcast APP/KEY; empty: no RTMP")
 	f.StringArrayVar(&rtmpCfg.Keys, "rtmp-key", nil, "stream key allowed to publish over RTMP (repeatable); default: any key")
+	f.IntVar(&rtmpCfg.MaxConns, "rtmp-max-conns", rtmp.DefaultMaxConns, "RTMP clients served at once (publishing or connecting); beyond: closed at once; 0 for no limit")
 	return cmd
 }
 

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/moqbridge/moqbridge/internal/lograte"
 	"github.com/moqbridge/moqbridge/sdk"
 )
 
@@ -30,6 +31,12 @@ const (
 	// DefaultReadTimeout is how long a publisher may send nothing before
 	// its connection is dropped.
 	DefaultReadTimeout = 10 * time.Second
+	// DefaultMaxConns is how many clients the server serves at once
+	// (publishing or still connecting); further connections are closed
+	// at once. Each may hold up to its setup budget while its tracks are
+	// analysed, so this bounds what a flood of clients can make the
+	// server hold.
+	DefaultMaxConns = 64
 )
 
 // Byte budgets of a client (see budgetConn): what it may send before its
@@ -37,7 +44,7 @@ const (
 // two complete messages (gortmplib assembles a message of up to 10 MiB,
 // possibly several at once on different chunk streams).
 const (
-	setupBudget   = 64 << 20
+	setupBudget   = 16 << 20 // 2 s of media at 64 Mbit/s
 	messageBudget = 32 << 20
 )
 
@@ -61,6 +68,10 @@ type Config struct {
 	SetupTimeout time.Duration
 	ReadTimeout  time.Duration
 
+	// MaxConns bounds the clients served at once (default
+	// DefaultMaxConns; negative: no bound).
+	MaxConns int
+
 	// Logger receives a line per publish, refusal and disconnect; default
 	// slog.Default().
 	Logger *slog.Logger
@@ -76,6 +87,11 @@ type Server struct {
 	mu     sync.Mutex
 	ln     net.Listener
 	active map[string]struct{} // paths this server is publishing
+	conns  int                 // clients being served
+
+	// refuseLog writes the line about refused connections at most once a
+	// second: a flood would otherwise flood the log too.
+	refuseLog lograte.Limiter
 
 	// panicked, if set, is told about a panic recovered while serving a
 	// connection (tests fail on it).
@@ -96,6 +112,9 @@ func NewServer(cfg Config) *Server {
 	}
 	if cfg.ReadTimeout <= 0 {
 		cfg.ReadTimeout = DefaultReadTimeout
+	}
+	if cfg.MaxConns == 0 {
+		cfg.MaxConns = DefaultMaxConns
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -163,8 +182,35 @@ func (s *Server) Run(ctx context.Context, p *sdk.Publisher) error {
 			return fmt.Errorf("rtmp: accept: %w", err)
 		}
 		tempDelay = 0
-		wg.Go(func() { s.serveConn(ctx, conn, p) })
+		if !s.admit() {
+			s.refuseLog.Log(s.log, slog.LevelWarn, "rtmp: connection refused: the server serves its maximum of clients",
+				"remote", conn.RemoteAddr().String(), "max_conns", s.cfg.MaxConns)
+			_ = conn.Close()
+			continue
+		}
+		wg.Go(func() {
+			defer s.leave()
+			s.serveConn(ctx, conn, p)
+		})
 	}
+}
+
+// admit takes a client slot; it reports false when MaxConns are served.
+func (s *Server) admit() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cfg.MaxConns > 0 && s.conns >= s.cfg.MaxConns {
+		return false
+	}
+	s.conns++
+	return true
+}
+
+// leave gives a client slot back.
+func (s *Server) leave() {
+	s.mu.Lock()
+	s.conns--
+	s.mu.Unlock()
 }
 
 // Keys returns the stream keys allowed to publish (none: any).

@@ -2,6 +2,7 @@ package rtmp
 
 import (
 	"context"
+	"net"
 	"net/url"
 	"os/exec"
 	"strconv"
@@ -180,4 +181,60 @@ func TestPlayRefused(t *testing.T) {
 		t.Fatal("a player was accepted")
 	}
 	srv.log.waitLog(t, 5*time.Second, "rtmp: refused: playing is not supported")
+}
+
+// TestMaxConns: beyond MaxConns clients at once a connection is closed at
+// once, with a log line, and a slot frees when a client goes.
+func TestMaxConns(t *testing.T) {
+	ctx := testCtx(t, 20*time.Second)
+	srv := startServer(t, Config{MaxConns: 2})
+	addr := srv.Addr().String()
+	var held []net.Conn
+	for range 2 {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, c)
+	}
+	// The server takes a client's slot when it accepts the connection:
+	// wait until both are being served.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		srv.mu.Lock()
+		n := srv.conns
+		srv.mu.Unlock()
+		if n == 2 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	extra, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer extra.Close()
+	_ = extra.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := extra.Read(make([]byte, 1)); err == nil {
+		t.Error("a third connection was served")
+	} else if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		t.Error("a third connection was left open")
+	}
+	srv.log.waitLog(t, 5*time.Second, "rtmp: connection refused: the server serves its maximum of clients", "max_conns=2")
+	for _, c := range held {
+		_ = c.Close()
+	}
+	// Slots free again: a publisher gets in.
+	deadline = time.Now().Add(5 * time.Second)
+	for {
+		c, err := clientPublish(ctx, t, srv.url+"/live", "after")
+		if err == nil {
+			c.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no slot after the clients left: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }

@@ -7,6 +7,8 @@ import (
 	"net/netip"
 	"sync"
 	"time"
+
+	"github.com/moqbridge/moqbridge/internal/lograte"
 )
 
 // Budgets bound what a Listener admits. A field of zero or less means no
@@ -210,37 +212,9 @@ func addrString(a net.Addr) string {
 	return a.String()
 }
 
-// LogLimiter writes at most one line per LogInterval; the lines it holds
-// back are counted and reported as "suppressed" on the next line it writes.
-// The zero value is ready to use and safe for concurrent use.
-type LogLimiter struct {
-	mu         sync.Mutex
-	last       time.Time
-	suppressed int
-}
+// LogLimiter writes at most one line per LogInterval, counting the ones
+// it holds back (package lograte).
+type LogLimiter = lograte.Limiter
 
 // LogInterval is the shortest time between two lines of one LogLimiter.
-const LogInterval = time.Second
-
-// Log writes msg with args at level unless a line was written less than
-// LogInterval ago.
-func (r *LogLimiter) Log(log *slog.Logger, level slog.Level, msg string, args ...any) {
-	if log == nil {
-		return
-	}
-	now := time.Now()
-	r.mu.Lock()
-	if !r.last.IsZero() && now.Sub(r.last) < LogInterval {
-		r.suppressed++
-		r.mu.Unlock()
-		return
-	}
-	n := r.suppressed
-	r.suppressed = 0
-	r.last = now
-	r.mu.Unlock()
-	if n > 0 {
-		args = append(args, "suppressed", n)
-	}
-	log.Log(context.Background(), level, msg, args...)
-}
+const LogInterval = lograte.Interval
