@@ -267,7 +267,7 @@ func TestSlowReader(t *testing.T) {
 	bw := moq.NewBroadcastWithCache(cache)
 	tw, _ := bw.CreateTrack("video", 128)
 	_ = origin.Publish("live/slow", bw.Reader())
-	dialTest(t, ctx, srv, "quic", Lite04, WithPublish(origin))
+	pub := dialTest(t, ctx, srv, "quic", Lite04, WithPublish(origin))
 	waitAnnounced(t, ctx, srv.Origin(), "live/slow")
 
 	// The stalled peer: subscribes, then never accepts a uni stream.
@@ -281,6 +281,22 @@ func TestSlowReader(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer tr.Close()
+	// The subscriptions (the stalled peer's and the fast one's) reach the
+	// relay, and the relay's reaches the publisher, before the first
+	// group, so that every group is the fast subscriber's to receive.
+	served := func() (n uint64) {
+		for _, sess := range sessions {
+			n += sess.Stats().SubscriptionsServed
+		}
+		return n
+	}
+	for pub.Stats().SubscriptionsServed == 0 || served() < 2 {
+		select {
+		case <-ctx.Done():
+			t.Fatal("the subscription never reached the publisher")
+		case <-time.After(time.Millisecond):
+		}
+	}
 
 	// 25 MiB in total, 25 times the cache budget, paced at 50 groups/s
 	// (~100 Mbit/s), well within what loopback QUIC carries even under the
