@@ -258,24 +258,35 @@ func (c *Client) redial(lost time.Time, attempt int) (*Session, error) {
 // endpoint (404), a malformed URL or no common protocol version.
 func Permanent(err error) bool {
 	var (
-		cv *tls.CertificateVerificationError
-		ua x509.UnknownAuthorityError
-		he x509.HostnameError
-		ci x509.CertificateInvalidError
 		se *SessionError
 		hs *transport.HTTPError
 	)
 	switch {
-	case errors.As(err, &cv), errors.As(err, &ua), errors.As(err, &he), errors.As(err, &ci):
+	case IsCertificateError(err):
 		return true
 	case errors.As(err, &hs):
 		return hs.Status == http.StatusUnauthorized || hs.Status == http.StatusForbidden || hs.Status == http.StatusNotFound
 	case errors.As(err, &se) && se.Remote:
 		return ErrorCode(se.Code) == wire.CodeUnauthorized || ErrorCode(se.Code) == wire.CodeVersion
 	}
+	return strings.Contains(err.Error(), "unsupported scheme")
+}
+
+// IsCertificateError reports whether a dial failed because the server's
+// certificate is not trusted: WebPKI verification failed, or it does not
+// match the pinned fingerprint (WithFingerprint, the http:// form).
+func IsCertificateError(err error) bool {
+	var (
+		cv *tls.CertificateVerificationError
+		ua x509.UnknownAuthorityError
+		he x509.HostnameError
+		ci x509.CertificateInvalidError
+	)
+	if errors.As(err, &cv) || errors.As(err, &ua) || errors.As(err, &he) || errors.As(err, &ci) {
+		return true
+	}
 	s := err.Error()
-	return strings.Contains(s, "unsupported scheme") || strings.Contains(s, "failed to verify certificate") ||
-		strings.Contains(s, "does not match pinned")
+	return strings.Contains(s, "failed to verify certificate") || strings.Contains(s, "does not match pinned")
 }
 
 // serverShutdownReason is the close reason of sessions a Server ends when

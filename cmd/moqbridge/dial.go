@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"net/url"
@@ -65,7 +63,7 @@ func connectRelay(ctx context.Context, raw string, limit time.Duration, opts []p
 // explainDialError says what to do about a certificate the client does
 // not trust; other errors pass unchanged.
 func explainDialError(raw string, err error) error {
-	if isCertError(err) {
+	if protocol.IsCertificateError(err) {
 		u, _ := url.Parse(raw)
 		return fmt.Errorf("the relay's certificate is not trusted (%s): pass --fingerprint HEX with the SHA-256 that \"moqbridge serve\" prints, "+
 			"or use http://%s/ against a development relay", certReason(err), u.Host)
@@ -81,26 +79,13 @@ func lostRelay(raw string, c *protocol.Client) error {
 	if errors.Is(err, protocol.ErrGaveUp) {
 		return fmt.Errorf("lost the relay at %s and %s (--give-up)", raw, strings.TrimPrefix(err.Error(), "moq: "))
 	}
-	if isCertError(err) {
+	if protocol.IsCertificateError(err) {
 		return fmt.Errorf("lost the relay at %s, and it came back with a certificate that is not trusted (%s): a relay without --cert makes a new one at every start; "+
 			"give it --cert and --key, or use its http:// development URL, which fetches the fingerprint again", raw, certReason(err))
 	}
 	return fmt.Errorf("lost the relay at %s and cannot reconnect: %w", raw, err)
 }
 
-// isCertError reports whether err is a failed certificate verification.
-func isCertError(err error) bool {
-	var (
-		cv *tls.CertificateVerificationError
-		ua x509.UnknownAuthorityError
-		he x509.HostnameError
-		ci x509.CertificateInvalidError
-	)
-	if errors.As(err, &cv) || errors.As(err, &ua) || errors.As(err, &he) || errors.As(err, &ci) {
-		return true
-	}
-	return protocol.Permanent(err) && (strings.Contains(err.Error(), "certificate") || strings.Contains(err.Error(), "x509"))
-}
 
 // certReason is the x509 part of a certificate error.
 func certReason(err error) string {
