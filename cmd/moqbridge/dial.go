@@ -86,7 +86,6 @@ func lostRelay(raw string, c *protocol.Client) error {
 	return fmt.Errorf("lost the relay at %s and cannot reconnect: %w", raw, err)
 }
 
-
 // certReason is the x509 part of a certificate error.
 func certReason(err error) string {
 	s := err.Error()
