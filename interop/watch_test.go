@@ -130,9 +130,41 @@ func TestWatchPlays(t *testing.T) {
 	waitAnnounced(t, ctx, srv.Origin(), watchBroadcast)
 	t.Logf("%s published (%v)", watchBroadcast, time.Since(start).Round(time.Millisecond))
 
+	playWatch(t, ctx, watchCase{srv: srv, relayLog: &relayLog, html: html, bundle: bundle,
+		name: watchBroadcast, start: start, stopped: pubErr})
+	cancel()
+	if err := <-pubErr; err != nil && !errors.Is(err, context.Canceled) {
+		t.Errorf("publisher: %v", err)
+	}
+}
+
+// watchCase is what playWatch needs: the relay and the broadcast the page
+// plays, the test's start (for the timings it logs) and how it learns that
+// the publisher stopped.
+type watchCase struct {
+	srv          *protocol.Server
+	relayLog     *logBuffer
+	html, bundle []byte // loadPage("watch.html", "watch.js")
+	name         string // the broadcast
+	start        time.Time
+	stopped      <-chan error // anything received fails the test: the publisher stopped
+	// onReport, if set, is called with every report and when it arrived.
+	onReport func(r watchReport, at time.Time)
+}
+
+// playWatch runs headless Chromium on the watch page playing wc.name from
+// wc.srv and checks the playback as TestWatchPlays describes. It returns
+// the first report with a presented frame and the report the checks
+// passed on, once the page has been told to close the player; it fails
+// the test when a check fails, ctx ends or wc.stopped delivers first.
+func playWatch(t *testing.T, ctx context.Context, wc watchCase) (watchReport, watchReport) {
+	t.Helper()
+	srv, start := wc.srv, wc.start
+	fp := srv.Fingerprint()
+
 	// The page server.
 	ws := &watchServer{
-		pageServer: &pageServer{html: html, bundle: bundle, msgs: make(chan pageMsg, 16)},
+		pageServer: &pageServer{html: wc.html, bundle: wc.bundle, msgs: make(chan pageMsg, 16)},
 		reports:    make(chan watchReport, 64),
 	}
 	hs := httptest.NewServer(ws)
@@ -143,7 +175,7 @@ func TestWatchPlays(t *testing.T) {
 	query := url.Values{
 		"relay": {fmt.Sprintf("https://127.0.0.1:%d/", srv.Addr().Port)},
 		"hash":  {hex.EncodeToString(fp[:])},
-		"name":  {watchBroadcast},
+		"name":  {wc.name},
 	}
 	browser := startChromium(t, hs.URL+"/?"+query.Encode(),
 		"--autoplay-policy=no-user-gesture-required",
@@ -157,7 +189,7 @@ func TestWatchPlays(t *testing.T) {
 		t.Logf("last page report: %v", last)
 		t.Logf("page console:\n%s", tail(ws.consoleLog(), 200))
 		t.Logf("chromium output (D-Bus noise left out):\n%s", tail(dropLines(browser.output(), "dbus/", "D-Bus"), 80))
-		t.Logf("relay log:\n%s", tail(relayLog.String(), 80))
+		t.Logf("relay log:\n%s", tail(wc.relayLog.String(), 80))
 	})
 
 	var (
@@ -173,11 +205,14 @@ func TestWatchPlays(t *testing.T) {
 			t.Fatalf("timed out after %v; last report: %v", time.Since(start).Round(time.Millisecond), last)
 		case <-browser.done:
 			t.Fatalf("chromium exited early: %v", browser.err)
-		case err := <-pubErr:
+		case err := <-wc.stopped:
 			t.Fatalf("publisher stopped: %v", err)
 		case m := <-ws.msgs:
 			t.Fatalf("page: %s %s", m.Type, m.Error)
 		case r := <-ws.reports:
+			if wc.onReport != nil {
+				wc.onReport(r, time.Now())
+			}
 			if r.VideoError != "" {
 				t.Fatalf("player: video source error: %s", r.VideoError)
 			}
@@ -257,13 +292,9 @@ func TestWatchPlays(t *testing.T) {
 				t.FailNow()
 			}
 			t.Logf("playback checks passed (%v)", time.Since(start).Round(time.Millisecond))
-			// Let the page close the player; then stop the publisher.
+			// Let the page close the player.
 			ws.setState(true, true)
-			cancel()
-			if err := <-pubErr; err != nil && !errors.Is(err, context.Canceled) {
-				t.Errorf("publisher: %v", err)
-			}
-			return
+			return *base, r
 		}
 	}
 }
