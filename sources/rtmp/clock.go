@@ -38,6 +38,17 @@ type clock struct {
 	max     time.Duration // the latest time given
 	step    time.Duration // the last ordinary forward step
 	jumps   int
+	resumed time.Duration // >0: the next timestamp continues after this gap (resume)
+}
+
+// resume makes the next timestamp, the first of a publisher that returned
+// to the broadcast, a discontinuity placed gap (the time without media, at
+// least the last step) after the latest time given: the broadcast's clock
+// goes on, advanced by about the time the publisher was away.
+func (c *clock) resume(gap time.Duration) {
+	if c.started {
+		c.resumed = max(gap, c.step, time.Millisecond)
+	}
 }
 
 // dts maps an RTMP decode timestamp (in [0, 2^32 ms)) onto the broadcast
@@ -55,7 +66,11 @@ func (c *clock) dts(raw time.Duration) time.Duration {
 		d += rtmpPeriod
 	}
 	c.lastRaw = raw
-	if d > maxForwardStep || d < -maxBackwardStep {
+	if c.resumed > 0 {
+		c.jumps++
+		c.last = c.max + c.resumed
+		c.resumed = 0
+	} else if d > maxForwardStep || d < -maxBackwardStep {
 		c.jumps++
 		c.last = c.max + c.step
 	} else {
@@ -115,6 +130,13 @@ func (t *trackClock) times(pts, dts time.Duration) (time.Duration, time.Duration
 		p = 0
 	}
 	return p, d
+}
+
+// continueFrom takes over the state of the track clock of an earlier
+// connection whose track this one continues, so that decode times stay
+// monotonic across them (it anchors its grid afresh).
+func (t *trackClock) continueFrom(prev *trackClock) {
+	t.started, t.lastDTS, t.anchor, t.jumps = prev.started, prev.lastDTS, prev.anchor, prev.jumps
 }
 
 // snap returns x on the frame grid if it is within snapTolerance of it.

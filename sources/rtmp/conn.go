@@ -95,32 +95,50 @@ func (s *Server) handle(ctx context.Context, nc net.Conn, log *slog.Logger, p *s
 	if !sc.Publish {
 		return refuse("playing is not supported, only publishing")
 	}
-	if !s.keyAllowed(key) {
-		return refuse("stream key not allowed")
+	req := PublishRequest{Remote: nc.RemoteAddr(), App: app, Key: key, Path: s.pathFor(app, key)}
+	if sc.URL != nil {
+		req.Query = sc.URL.Query()
 	}
-	path := s.pathFor(app, key)
-	log = log.With("path", path)
-	if !s.claim(path) {
-		return refuse("a publisher is already live at this path")
-	}
-	defer s.release(path)
-	b, err := p.Start(path)
+	path, err := s.authorize(req)
 	if err != nil {
+		return refuse(err.Error())
+	}
+	log = log.With("path", path)
+	st, o, resumed, err := s.acquire(ctx, p, path, key, nc)
+	switch {
+	case errors.Is(err, errLive):
+		return refuse(err.Error())
+	case err != nil:
 		return refuse("cannot publish at this path", "err", err)
 	}
-	defer b.End()
+	published := false // a publish refused or failed before its media flowed does not linger
+	defer func() { s.release(st, o, ctx.Err() != nil || !published) }()
+	if resumed {
+		log.Info("rtmp: publisher returned; the broadcast continues")
+	}
 
-	r := &gortmplib.Reader{Conn: sc}
 	_ = nc.SetDeadline(time.Now().Add(s.cfg.SetupTimeout))
+	// The Reader accepts the publish itself only when it reads the
+	// ServerConn directly; it reads it through analysisConn here.
+	if err := sc.AcceptAction(); err != nil {
+		return log, fmt.Errorf("rtmp: accepting the publish: %w", err)
+	}
+	ac := newAnalysisConn(sc)
+	r := &gortmplib.Reader{Conn: ac}
 	if err := r.Initialize(); err != nil {
 		return log, fmt.Errorf("rtmp: reading the tracks: %w", err)
 	}
-	pub := &publish{b: b, log: log}
+	r.Conn = &skipInjected{Conn: r.Conn, injected: ac.injected}
+	analysis := time.Since(ac.firstAt).Round(time.Millisecond)
+	pub := &publish{st: st, log: log}
 	if err := pub.setup(r); err != nil {
 		log.Error("rtmp: refused: "+err.Error(), "codecs", codecNames(r.Tracks()))
 		return log, errRefused
 	}
-	log.Info("rtmp: publishing", "codecs", codecNames(r.Tracks()))
+	published = true
+	// analysis: from the first message after the publish command to
+	// the tracks known (the first frames are written right after).
+	log.Info("rtmp: publishing", "codecs", codecNames(r.Tracks()), "analysis", analysis, "from_metadata", ac.injected != nil)
 	for {
 		if pub.err != nil {
 			return log, pub.err

@@ -2,7 +2,7 @@ package rtmp
 
 import (
 	"context"
-	"crypto/subtle"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -37,6 +37,9 @@ const (
 	// analysed, so this bounds what a flood of clients can make the
 	// server hold.
 	DefaultMaxConns = 64
+	// DefaultLinger is how long a broadcast whose publisher dropped waits
+	// for the same stream key to return and continue it.
+	DefaultLinger = 5 * time.Second
 )
 
 // Byte budgets of a client (see budgetConn): what it may send before its
@@ -60,8 +63,32 @@ type Config struct {
 	// DefaultPathTemplate.
 	PathTemplate string
 
-	// Keys are the stream keys allowed to publish; empty allows any.
-	Keys []string
+	// Keys are the stream keys allowed to publish at any path, KeyRules
+	// those allowed at the paths a pattern matches. When both are empty
+	// and Authorize is nil, any key may publish.
+	Keys     []string
+	KeyRules []KeyRule
+
+	// Authorize, if set, decides on a publish whose stream key is not in
+	// Keys or KeyRules (a JWT in the key or its query, say): it returns
+	// the broadcast path (req.Path, or another), or an error that refuses
+	// the publish; the error is logged, so it must not hold secrets.
+	Authorize func(req PublishRequest) (path string, err error)
+
+	// Linger is how long a broadcast whose publisher dropped waits for
+	// the same stream key to return and continue it (subscribers stay
+	// subscribed; group sequences and timestamps go on); 0 takes
+	// DefaultLinger, negative ends broadcasts at once.
+	Linger time.Duration
+
+	// Replace lets a new publisher on a path take over from the one live
+	// there (whose connection is closed) instead of being refused; with
+	// the same stream key, the broadcast continues as after a linger.
+	Replace bool
+
+	// TLS, if set, makes the server RTMPS: every connection is TLS with
+	// this configuration (it needs a certificate).
+	TLS *tls.Config
 
 	// SetupTimeout and ReadTimeout: see DefaultSetupTimeout and
 	// DefaultReadTimeout (0 takes those).
@@ -84,10 +111,10 @@ type Server struct {
 	cfg Config
 	log *slog.Logger
 
-	mu     sync.Mutex
-	ln     net.Listener
-	active map[string]struct{} // paths this server is publishing
-	conns  int                 // clients being served
+	mu      sync.Mutex
+	ln      net.Listener
+	streams map[string]*stream // broadcasts this server publishes, live or lingering, by path
+	conns   int                // clients being served
 
 	// refuseLog writes the line about refused connections at most once a
 	// second: a flood would otherwise flood the log too.
@@ -116,10 +143,13 @@ func NewServer(cfg Config) *Server {
 	if cfg.MaxConns == 0 {
 		cfg.MaxConns = DefaultMaxConns
 	}
+	if cfg.Linger == 0 {
+		cfg.Linger = DefaultLinger
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Server{cfg: cfg, log: cfg.Logger.With("source", "rtmp"), active: make(map[string]struct{})}
+	return &Server{cfg: cfg, log: cfg.Logger.With("source", "rtmp"), streams: make(map[string]*stream)}
 }
 
 // Listen binds the server's address, so that Addr is known before Run
@@ -131,9 +161,17 @@ func (s *Server) Listen() error {
 	if s.ln != nil {
 		return nil
 	}
+	for _, r := range s.cfg.KeyRules {
+		if err := r.Validate(); err != nil {
+			return sdk.Permanent(err)
+		}
+	}
 	ln, err := net.Listen("tcp", s.cfg.Addr)
 	if err != nil {
 		return sdk.Permanent(fmt.Errorf("rtmp: listen on %s: %w", s.cfg.Addr, err))
+	}
+	if s.cfg.TLS != nil {
+		ln = tls.NewListener(ln, s.cfg.TLS)
 	}
 	s.ln = ln
 	return nil
@@ -160,11 +198,16 @@ func (s *Server) Run(ctx context.Context, p *sdk.Publisher) error {
 	s.mu.Lock()
 	ln := s.ln
 	s.mu.Unlock()
-	s.log.Info("rtmp: listening", "addr", ln.Addr().String())
+	scheme := "rtmp"
+	if s.cfg.TLS != nil {
+		scheme = "rtmps"
+	}
+	s.log.Info("rtmp: listening", "addr", ln.Addr().String(), "scheme", scheme)
 	stop := context.AfterFunc(ctx, func() { _ = ln.Close() })
 	defer stop()
 	defer ln.Close()
 	var wg sync.WaitGroup
+	defer s.endLingering()
 	defer wg.Wait()
 	var tempDelay time.Duration
 	for {
@@ -213,42 +256,7 @@ func (s *Server) leave() {
 	s.mu.Unlock()
 }
 
-// Keys returns the stream keys allowed to publish (none: any).
-func (s *Server) Keys() []string { return append([]string(nil), s.cfg.Keys...) }
-
 // pathFor expands the path template.
 func (s *Server) pathFor(app, key string) string {
 	return strings.NewReplacer("{app}", app, "{key}", key).Replace(s.cfg.PathTemplate)
-}
-
-// keyAllowed reports whether key may publish.
-func (s *Server) keyAllowed(key string) bool {
-	if len(s.cfg.Keys) == 0 {
-		return true
-	}
-	ok := false
-	for _, k := range s.cfg.Keys {
-		if subtle.ConstantTimeCompare([]byte(k), []byte(key)) == 1 {
-			ok = true
-		}
-	}
-	return ok
-}
-
-// claim reserves path for one publisher of this server; it reports false
-// if another holds it.
-func (s *Server) claim(path string) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if _, ok := s.active[path]; ok {
-		return false
-	}
-	s.active[path] = struct{}{}
-	return true
-}
-
-func (s *Server) release(path string) {
-	s.mu.Lock()
-	delete(s.active, path)
-	s.mu.Unlock()
 }

@@ -21,10 +21,9 @@ import (
 // broadcast and the connection's clock. gortmplib calls its callbacks on
 // the connection's goroutine, one at a time.
 type publish struct {
-	b     *sdk.Broadcast
-	log   *slog.Logger
-	clock clock
-	err   error // the first write error; it ends the connection
+	st  *stream
+	log *slog.Logger
+	err error // the first write error; it ends the connection
 }
 
 func (p *publish) fail(err error) {
@@ -74,17 +73,21 @@ func codecNames(ts []*gortmplib.Track) string {
 // callback for each with r. It fails, adding nothing, when a track's codec
 // is not supported or its configuration does not parse. AV1 and VP9
 // tracks are added at their first keyframe (gortmplib does not hand over
-// their configuration).
+// their configuration). A track describing the same media as one of the
+// stream's earlier tracks (a publisher that returned) continues it; the
+// earlier tracks nothing continues leave the catalog.
 func (p *publish) setup(r *gortmplib.Reader) error {
 	tracks := r.Tracks()
 	type pending struct {
 		t   sdk.Track
+		tc  *trackClock
 		reg func(*sdk.TrackWriter)
 	}
 	var now []pending
 	var later []func()
+	var laterFamilies []string // codec families of the tracks added later
 	for _, tr := range tracks {
-		tc := &trackClock{c: &p.clock}
+		tc := &trackClock{c: &p.st.clock}
 		switch c := tr.Codec.(type) {
 		case *codecs.H264:
 			t, err := sdk.H264FromParameterSets(c.SPS, c.PPS)
@@ -95,7 +98,7 @@ func (p *publish) setup(r *gortmplib.Reader) error {
 			v := &h26xTrack{p: p, tc: tc}
 			v.ps, _ = sdk.NewParamSets(t.Codec)
 			_, _ = v.ps.Update([][]byte{c.SPS, c.PPS})
-			now = append(now, pending{t, func(w *sdk.TrackWriter) {
+			now = append(now, pending{t, tc, func(w *sdk.TrackWriter) {
 				v.w = w
 				r.OnDataH264(tr, v.write)
 			}})
@@ -108,16 +111,18 @@ func (p *publish) setup(r *gortmplib.Reader) error {
 			v := &h26xTrack{p: p, tc: tc, hevc: true}
 			v.ps, _ = sdk.NewParamSets(t.Codec)
 			_, _ = v.ps.Update([][]byte{c.VPS, c.SPS, c.PPS})
-			now = append(now, pending{t, func(w *sdk.TrackWriter) {
+			now = append(now, pending{t, tc, func(w *sdk.TrackWriter) {
 				v.w = w
 				r.OnDataH265(tr, v.write)
 			}})
 		case *codecs.AV1:
 			v := &av1Track{p: p, tc: tc}
 			later = append(later, func() { r.OnDataAV1(tr, v.write) })
+			laterFamilies = append(laterFamilies, "av01")
 		case *codecs.VP9:
 			v := &vp9Track{p: p, tc: tc}
 			later = append(later, func() { r.OnDataVP9(tr, v.write) })
+			laterFamilies = append(laterFamilies, "vp09")
 		case *codecs.MPEG4Audio:
 			if c.Config == nil {
 				return fmt.Errorf("AAC without an AudioSpecificConfig")
@@ -137,7 +142,7 @@ func (p *publish) setup(r *gortmplib.Reader) error {
 				tc.fps /= 2
 			}
 			a := &audioTrack{p: p, tc: tc}
-			now = append(now, pending{t, func(w *sdk.TrackWriter) {
+			now = append(now, pending{t, tc, func(w *sdk.TrackWriter) {
 				a.w = w
 				r.OnDataMPEG4Audio(tr, a.write)
 			}})
@@ -151,7 +156,7 @@ func (p *publish) setup(r *gortmplib.Reader) error {
 				return fmt.Errorf("Opus: %w", err)
 			}
 			a := &audioTrack{p: p, tc: tc}
-			now = append(now, pending{t, func(w *sdk.TrackWriter) {
+			now = append(now, pending{t, tc, func(w *sdk.TrackWriter) {
 				a.w = w
 				r.OnDataOpus(tr, a.write)
 			}})
@@ -159,23 +164,51 @@ func (p *publish) setup(r *gortmplib.Reader) error {
 			return fmt.Errorf("unsupported codec %s (supported: H.264, H.265, AV1, VP9, AAC, Opus)", codecName(tr.Codec))
 		}
 	}
-	if len(now) > 0 {
-		ts := make([]sdk.Track, len(now))
-		for i, pd := range now {
+	var fresh []pending
+	for _, pd := range now {
+		if lt := p.st.takeEarlier(pd.t); lt != nil {
+			pd.tc.continueFrom(lt.tc)
+			pd.reg(lt.w)
+			p.st.tracks = append(p.st.tracks, &liveTrack{w: lt.w, tc: pd.tc})
+			continue
+		}
+		fresh = append(fresh, pd)
+	}
+	if len(fresh) > 0 {
+		ts := make([]sdk.Track, len(fresh))
+		for i, pd := range fresh {
 			ts[i] = pd.t
 		}
-		ws, err := p.b.Writer().AddTracks(ts...)
+		ws, err := p.st.b.Writer().AddTracks(ts...)
 		if err != nil {
 			return fmt.Errorf("adding the tracks: %w", err)
 		}
-		for i, pd := range now {
+		for i, pd := range fresh {
 			pd.reg(ws[i])
+			p.st.tracks = append(p.st.tracks, &liveTrack{w: ws[i], tc: pd.tc})
 		}
 	}
+	// Earlier tracks that a track configured later may still continue
+	// stay reserved for it; the others leave the catalog.
+	p.st.closeReserved(func(t sdk.Track) bool {
+		for _, f := range laterFamilies {
+			if codecFamily(t.Codec) == f {
+				return true
+			}
+		}
+		return false
+	})
 	for _, reg := range later {
 		reg()
 	}
 	return nil
+}
+
+// codecFamily returns the part of a WebCodecs codec string before its
+// first dot (avc1, hvc1, av01, vp09, mp4a, opus).
+func codecFamily(codec string) string {
+	f, _, _ := strings.Cut(codec, ".")
+	return f
 }
 
 // write writes a frame, recording the first error.
@@ -185,17 +218,28 @@ func (p *publish) write(w *sdk.TrackWriter, f sdk.Frame) {
 	}
 	if err := w.WriteFrame(f); err != nil {
 		p.fail(fmt.Errorf("rtmp: %w", err))
+		return
 	}
+	p.st.lastMedia = time.Now()
 }
 
-// addLater adds a track whose configuration came with its first
-// keyframe.
-func (p *publish) addLater(t sdk.Track) *sdk.TrackWriter {
-	w, err := p.b.Writer().AddTrack(t)
+// addLater adds a track whose configuration came with its first keyframe,
+// or continues the stream's earlier track of the same media; earlier
+// tracks of the same codec family that it does not continue leave the
+// catalog.
+func (p *publish) addLater(t sdk.Track, tc *trackClock) *sdk.TrackWriter {
+	if lt := p.st.takeEarlier(t); lt != nil {
+		tc.continueFrom(lt.tc)
+		p.st.tracks = append(p.st.tracks, &liveTrack{w: lt.w, tc: tc})
+		return lt.w
+	}
+	w, err := p.st.b.Writer().AddTrack(t)
 	if err != nil {
 		p.fail(fmt.Errorf("rtmp: adding the %s track: %w", t.Codec, err))
 		return nil
 	}
+	p.st.tracks = append(p.st.tracks, &liveTrack{w: w, tc: tc})
+	p.st.closeReserved(func(r sdk.Track) bool { return codecFamily(r.Codec) != codecFamily(t.Codec) })
 	p.log.Info("rtmp: track configured at its first keyframe", "track", w.Track().Name, "codec", t.Codec)
 	return w
 }
@@ -211,6 +255,7 @@ type h26xTrack struct {
 	ps      *sdk.ParamSets
 	buf     []byte
 	changed bool
+	keyed   bool // a keyframe came on this connection
 }
 
 func (v *h26xTrack) write(pts, dts time.Duration, au [][]byte) {
@@ -242,6 +287,10 @@ func (v *h26xTrack) write(pts, dts time.Duration, au [][]byte) {
 	} else {
 		key = h264.IsRandomAccess(au)
 	}
+	if !v.keyed && !key {
+		return // a continued track's open group must not get this connection's frames before its first keyframe
+	}
+	v.keyed = true
 	p, d := v.tc.times(pts, dts)
 	v.p.write(v.w, sdk.Frame{PTS: p, DTS: d, HasDTS: p != d, Keyframe: key, Payload: v.buf})
 }
@@ -250,10 +299,11 @@ func (v *h26xTrack) write(pts, dts time.Duration, au [][]byte) {
 // delimiters and padding, as in MP4 samples); its track is added at the
 // first one with a sequence header.
 type av1Track struct {
-	p    *publish
-	tc   *trackClock
-	w    *sdk.TrackWriter
-	obus [][]byte
+	p     *publish
+	tc    *trackClock
+	w     *sdk.TrackWriter
+	obus  [][]byte
+	keyed bool
 }
 
 func (v *av1Track) write(pts time.Duration, tu [][]byte) {
@@ -276,7 +326,7 @@ func (v *av1Track) write(pts time.Duration, tu [][]byte) {
 			v.p.fail(fmt.Errorf("rtmp: AV1 sequence header: %w", err))
 			return
 		}
-		if v.w = v.p.addLater(t); v.w == nil {
+		if v.w = v.p.addLater(t, v.tc); v.w == nil {
 			return
 		}
 	}
@@ -295,15 +345,21 @@ func (v *av1Track) write(pts time.Duration, tu [][]byte) {
 		v.p.fail(fmt.Errorf("rtmp: AV1 temporal unit: %w", err))
 		return
 	}
+	key := av1.IsRandomAccess2(tu)
+	if !v.keyed && !key {
+		return
+	}
+	v.keyed = true
 	p, _ := v.tc.times(pts, pts)
-	v.p.write(v.w, sdk.Frame{PTS: p, Keyframe: av1.IsRandomAccess2(tu), Payload: payload})
+	v.p.write(v.w, sdk.Frame{PTS: p, Keyframe: key, Payload: payload})
 }
 
 // vp9Track writes VP9 frames; its track is added at the first keyframe.
 type vp9Track struct {
-	p  *publish
-	tc *trackClock
-	w  *sdk.TrackWriter
+	p     *publish
+	tc    *trackClock
+	w     *sdk.TrackWriter
+	keyed bool
 }
 
 func (v *vp9Track) write(pts time.Duration, frame []byte) {
@@ -320,10 +376,14 @@ func (v *vp9Track) write(pts time.Duration, frame []byte) {
 			v.p.fail(fmt.Errorf("rtmp: VP9 keyframe: %w", err))
 			return
 		}
-		if v.w = v.p.addLater(t); v.w == nil {
+		if v.w = v.p.addLater(t, v.tc); v.w == nil {
 			return
 		}
 	}
+	if !v.keyed && !key {
+		return
+	}
+	v.keyed = true
 	p, _ := v.tc.times(pts, pts)
 	v.p.write(v.w, sdk.Frame{PTS: p, Keyframe: key, Payload: frame})
 }
