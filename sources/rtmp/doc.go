@@ -4,17 +4,40 @@
 //
 // # What it owns
 //
-// Server is an sdk.Listener: it accepts TCP connections, and for every
-// client that publishes it checks the stream key (Config.Keys), derives
+// Server is an sdk.Listener: it accepts TCP connections (TLS ones, RTMPS,
+// with Config.TLS), and for every client that publishes it checks the
+// stream key (Config.Keys, Config.KeyRules per path pattern, or
+// Config.Authorize, which the CLI wires to the relay's JWT keys), derives
 // the broadcast path from Config.PathTemplate over the RTMP application
 // and stream key, starts the broadcast through the sdk.Publisher it is
 // run with, maps the client's tracks onto sdk.Tracks and writes its
-// access units as sdk.Frames until the client disconnects, when the
-// broadcast ends. A second publisher on a path this server is already
-// publishing (or one another source has live) is refused; so are a wrong
-// stream key, a client that wants to play, and a codec the hang catalog
-// cannot describe here (MP3, AC-3, FLAC, G.711, LPCM): each is logged with
-// the remote address and its connection closed, nothing else affected.
+// access units as sdk.Frames. A second publisher on a path this server is
+// already publishing (or one another source has live) is refused, or with
+// Config.Replace takes over; so are a wrong stream key, a client that
+// wants to play, and a codec the hang catalog cannot describe here (MP3,
+// AC-3, FLAC, G.711, LPCM): each is logged with the remote address and
+// its connection closed, nothing else affected.
+//
+// # Linger: a publisher that drops and returns
+//
+// A broadcast outlives the connection that feeds it (stream.go): when its
+// publisher drops, the broadcast waits Config.Linger (default 5 s) for the
+// same stream key to return. The returning publisher's tracks continue
+// the earlier ones that describe the same media (codec and decoder
+// configuration), so MOQ subscribers stay subscribed and see consecutive
+// group sequences; its timestamps (an encoder restarting begins at 0
+// again) continue the broadcast's clock after the time it was away. A
+// track that changed replaces the earlier one in the catalog. When
+// nobody returns, the broadcast ends.
+//
+// # Start-up
+//
+// gortmplib reads 2 s of media before it reports the tracks, since RTMP
+// does not say how many are coming. Encoders do say it in the onMetaData
+// they send first; analysisConn ends the analysis as soon as the tracks
+// it announces have their sequence headers (ffmpeg and OBS: at the first
+// frame), so the first frame is in the broadcast as soon as it arrives.
+// The "rtmp: publishing" log line gives the time the analysis took.
 //
 // # What gortmplib does and what is written here
 //
@@ -41,11 +64,9 @@
 // of bytes the client may send before a message completes (gortmplib
 // buffers what it analyses).
 //
-// Not yet (the next steps of issue 11): RTMPS, play clients, a linger
-// window in which a returning publisher continues its broadcast (today a
-// disconnect ends it), JWT stream keys, parameter sets that change in
-// mid-stream (logged and ignored: the track keeps its first decoder
-// configuration), pull mode, and cutting gortmplib's 2 s analysis short.
+// Not done: play clients (the relay is where viewers go), and parameter
+// sets that change in mid-stream (logged and ignored: the track keeps its
+// first decoder configuration).
 //
 // The package must not import other adapters (sources/*, sinks/*); its
 // tests may.

@@ -62,6 +62,11 @@ func TestFFmpegPublish(t *testing.T) {
 	if !strings.Contains(line, "H.264, AAC") {
 		t.Errorf("publishing line does not list H.264 and AAC: %s", line)
 	}
+	// ffmpeg announces its tracks in onMetaData: the analysis ends at
+	// their sequence headers, not after 2 s of media.
+	if !strings.Contains(line, "from_metadata=true") {
+		t.Errorf("the track analysis was not cut short by the metadata: %s", line)
+	}
 	// A second publisher on the live path is refused.
 	if c, err := clientPublish(ctx, t, srv.url+"/live", "test"); err == nil {
 		c.Close()
