@@ -1,0 +1,63 @@
+// Package rtmp is the RTMP restream sink of moqbridge: a Sink that
+// publishes a broadcast to an rtmp:// or rtmps:// server (YouTube, Twitch,
+// another RTMP server) and keeps publishing while the server comes and
+// goes.
+//
+// # What it owns
+//
+// Sink takes one video and one audio track of the broadcast (see Run)
+// and writes their frames to the server: H.264 and AAC as legacy FLV,
+// H.265, AV1, VP9 and Opus as Enhanced RTMP. Tracks whose codec cannot be
+// sent (VP8, AAC without an AudioSpecificConfig, anything else) are
+// skipped with a warning; a broadcast with nothing to send is a permanent
+// error (sdk.IsPermanent).
+//
+// Frames go from the broadcast's reader to a writer goroutine through a
+// bounded queue (Config.MaxQueueDelay, Config.MaxQueueBytes), so the
+// server never holds up the broadcast, its source or its other sinks.
+// Every connection starts at a video keyframe (audio before it is not
+// sent); a server that does not keep up loses whole GOPs, from the frame
+// that did not fit up to the next keyframe, counted in Stats and logged at
+// a bounded rate. A server that goes away or refuses is retried with
+// exponential backoff and jitter (Config.Backoff) while the broadcast is
+// consumed; the queue then holds the current GOP only, so the new
+// connection starts at the latest keyframe. A bad URL is permanent.
+//
+// Timestamps: each connection maps the decode time of its first keyframe
+// to 0 and sends whole milliseconds, every track's decode times
+// increasing. Video carries its composition offset (PTS − DTS): frames
+// read from a cmaf track have their DTS; legacy tracks carry presentation
+// times only, so the decode times of H.264 and H.265 are derived from the
+// slices' picture order counts with mediacommon's DTSExtractor (AV1 and
+// VP9 do not reorder).
+//
+// Payloads: H.264 and H.265 frames are length-prefixed NAL units when the
+// track has a DecoderConfig, whose parameter sets the connection
+// announces, and Annex B with in-band parameter sets otherwise: then the
+// connection waits for a keyframe that has them (sdk.ParamSets), and when
+// a later keyframe brings others the connection is restarted at that
+// keyframe to announce them. Access unit delimiters are left out. AV1
+// temporal units go without temporal delimiters (gortmplib writes one),
+// and a keyframe without a sequence header gets the av1C's. The stream
+// key is never logged (Redact).
+//
+// # What gortmplib does and what is written here
+//
+// github.com/bluenviron/gortmplib does all of RTMP: TCP and TLS (rtmps,
+// with Config.TLSConfig), the handshake, connect, createStream and publish
+// commands, chunking, the onMetaData and sequence headers, and the FLV and
+// Enhanced RTMP tags of every frame (Client and Writer). Its Writer
+// announces AV1 and VP9 with placeholder configuration records (it has no
+// way to take real ones); decoders take the real configuration from the
+// bitstream. mediacommon splits NAL units and OBUs and parses the
+// AudioSpecificConfig and OpusHead. Nothing of RTMP, AMF or FLV is
+// written here.
+//
+// Written here: the choice of tracks, the queue and its drop policy, the
+// reconnection loop, the per-connection clock, the URL form (ParseURL:
+// services give rtmp://host/app/KEY, gortmplib takes the key as the URL
+// fragment) and the redaction of stream keys.
+//
+// The package must not import other adapters (sources/*, sinks/*) or the
+// protocol stack; its tests may.
+package rtmp
