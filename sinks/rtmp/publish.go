@@ -152,6 +152,8 @@ func (s *Sink) session(ctx context.Context, log *slog.Logger, q *queue, tracks [
 		} else if u.newConfig {
 			*carry = &it
 			return published, errReconfigure
+		} else if it.gap {
+			clk.restart(tracks)
 		}
 		dts := clk.decodeTime(it.track, o, &it.f, u.nalus)
 		p, d, ok := clk.times(it.track, it.f.PTS, dts)

@@ -19,6 +19,7 @@ type item struct {
 	track int
 	f     sdk.Frame
 	key   bool // a point a connection can start at: a video keyframe, or any audio frame without video
+	gap   bool // frames before it were dropped: it resumes the stream
 }
 
 // queue holds the frames between the broadcast's reader (push, which never
@@ -93,6 +94,7 @@ func (q *queue) push(it item) (droppedGOP bool) {
 			return false
 		}
 		q.dropping = false
+		it.gap = true
 	} else if !q.fits(it) {
 		q.dropping = true
 		q.droppedGOPs++

@@ -25,6 +25,14 @@ type clock struct {
 
 func newClock(tracks []*outTrack) *clock {
 	c := &clock{last: make([]time.Duration, len(tracks)), sent: make([]bool, len(tracks)), dts: make([]dtsExtractor, len(tracks))}
+	c.restart(tracks)
+	return c
+}
+
+// restart starts the decode time extractors again, at a keyframe that
+// follows dropped frames: they follow the frames' order, which a gap
+// breaks.
+func (c *clock) restart(tracks []*outTrack) {
 	for i, o := range tracks {
 		switch o.codec {
 		case codecH264:
@@ -37,7 +45,6 @@ func newClock(tracks []*outTrack) *clock {
 			c.dts[i] = &d
 		}
 	}
-	return c
 }
 
 // dtsExtractor is mediacommon's H.264 or H.265 DTSExtractor: it derives

@@ -1,0 +1,102 @@
+package rtmp
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/bluenviron/gortmplib/pkg/codecs"
+	"github.com/bluenviron/mediacommon/v2/pkg/codecs/av1"
+)
+
+// TestEnhancedCodecs restreams the H.265, AV1 and VP9 clips and H.264 with
+// Opus to an in-process gortmplib server (ffmpeg 5.1 cannot receive
+// Enhanced RTMP): the server finds the tracks with their codecs and
+// receives video starting at a keyframe, with increasing decode times
+// starting near 0, and the audio packets; Opus keeps its channel count.
+func TestEnhancedCodecs(t *testing.T) {
+	for _, tc := range []struct {
+		file   string
+		codecs string // what the sink logs
+		video  string // the received video codec type
+		audio  string
+	}{
+		{"hevc.mp4", "H.265", "*codecs.H265", ""},
+		{"av1.mp4", "AV1", "*codecs.AV1", ""},
+		{"vp9.mp4", "VP9", "*codecs.VP9", ""},
+		{"h264_opus.mp4", "H.264,Opus", "*codecs.H264", "*codecs.Opus"},
+	} {
+		t.Run(tc.file, func(t *testing.T) {
+			ctx := testCtx(t, 30*time.Second)
+			origin := publishFile(t, clip(tc.file), "live/x")
+			srv := startServer(t, nil)
+			lb := &logBuffer{}
+			sink := newSink(t, srv.url("enh"), lb, Config{})
+			stop := runSink(t, origin, "live/x", sink)
+			lb.waitLog(t, ctx, "rtmp: publishing", "codecs="+tc.codecs, "flv=enhanced")
+			conn := srv.waitConn(t, ctx, 1)
+			// gortmplib's Reader reports the tracks after 2 s of media.
+			time.Sleep(1500 * time.Millisecond)
+			if err := stop(); err != nil {
+				t.Fatalf("Run: %v", err)
+			}
+			tracks, frames := conn.snapshot()
+			var got []string
+			for _, tr := range tracks {
+				got = append(got, fmt.Sprintf("%T", tr.Codec))
+				if op, ok := tr.Codec.(*codecs.Opus); ok && (op.IDHeader == nil || op.IDHeader.ChannelCount != 2) {
+					t.Errorf("Opus header %+v, want 2 channels", op.IDHeader)
+				}
+			}
+			want := []string{tc.video}
+			if tc.audio != "" {
+				want = append(want, tc.audio)
+			}
+			if strings.Join(got, ",") != strings.Join(want, ",") {
+				t.Fatalf("tracks %v, want %v", got, want)
+			}
+			var video, audio []rxFrame
+			for _, f := range frames {
+				if f.video {
+					video = append(video, f)
+				} else {
+					audio = append(audio, f)
+				}
+			}
+			t.Logf("%d video frames, %d audio frames", len(video), len(audio))
+			// About 3.5 s at 30 fps; Opus 20 ms packets.
+			if len(video) < 60 || (tc.audio != "" && len(audio) < 100) {
+				t.Fatalf("%d video and %d audio frames", len(video), len(audio))
+			}
+			if !video[0].key || video[0].dts > 100*time.Millisecond {
+				t.Errorf("first video frame: key %v at %v, want a keyframe near 0", video[0].key, video[0].dts)
+			}
+			checkTimes(t, video)
+			checkTimes(t, audio)
+			if tc.file == "av1.mp4" {
+				seq := false
+				for _, obu := range video[0].units {
+					seq = seq || av1.OBUType((obu[0]>>3)&0xf) == av1.OBUTypeSequenceHeader
+				}
+				if !seq {
+					t.Errorf("the first AV1 temporal unit has no sequence header")
+				}
+			}
+		})
+	}
+}
+
+// checkTimes checks that decode times increase and presentation times
+// are not before them.
+func checkTimes(t testing.TB, fs []rxFrame) {
+	t.Helper()
+	for i, f := range fs {
+		if f.pts < f.dts {
+			t.Errorf("frame %d: pts %v before dts %v", i, f.pts, f.dts)
+		}
+		if i > 0 && f.dts <= fs[i-1].dts {
+			t.Errorf("frame %d: dts %v after %v", i, f.dts, fs[i-1].dts)
+		}
+	}
+}
