@@ -133,6 +133,7 @@ type Server struct {
 	ownsOrigin  bool
 	ln          *transport.Listener
 	fingerprint [32]byte
+	cert        tls.Certificate
 	log         *slog.Logger
 	originLog   transport.LogLimiter
 	// buffers is Limits.MaxServerBuffer, shared by every session.
@@ -170,6 +171,7 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	}
 	if len(tlsConf.Certificates) > 0 {
 		s.fingerprint = transport.Fingerprint(tlsConf.Certificates[0])
+		s.cert = tlsConf.Certificates[0]
 	}
 	protocols := protocolsFor(cfg.Versions)
 	s.ln, err = transport.Listen(transport.ListenConfig{
@@ -300,6 +302,11 @@ const (
 // Fingerprint is the SHA-256 of the server's leaf certificate, what browsers
 // pin with serverCertificateHashes and clients with WithFingerprint.
 func (s *Server) Fingerprint() [32]byte { return s.fingerprint }
+
+// Certificate is the server's TLS certificate (from ServerConfig's files,
+// or the one it generated), for other listeners that share it, such as
+// RTMPS ingest.
+func (s *Server) Certificate() tls.Certificate { return s.cert }
 
 // moq.Origin is the table of broadcasts the server relays.
 func (s *Server) Origin() *moq.Origin { return s.origin }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -15,7 +14,6 @@ import (
 
 	"github.com/moqbridge/moqbridge/protocol"
 	"github.com/moqbridge/moqbridge/protocol/auth"
-	"github.com/moqbridge/moqbridge/sdk"
 	"github.com/moqbridge/moqbridge/sources/rtmp"
 )
 
@@ -25,13 +23,16 @@ func newServeCommand() *cobra.Command {
 	var tcpMode string
 	var authPublic string
 	var budgets struct{ sessions, perAddr, pending int }
-	var rtmpCfg rtmp.Config
+	var rtmpOpts rtmpFlags
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the MOQ Lite relay (raw QUIC and WebTransport on one UDP port)",
 		Example: `  moqbridge serve
   moqbridge serve --rtmp :1935 --rtmp-key alice
-      # OBS: server rtmp://<host>:1935/live, stream key alice → the broadcast live/alice`,
+      # OBS: server rtmp://<host>:1935/live, stream key alice → the broadcast live/alice
+  moqbridge serve --cert cert.pem --key key.pem --rtmps :1936 --auth-key jwk.json
+      # OBS: server rtmps://<host>:1936/live, stream key alice?jwt=<token allowing put on live/alice>
+  moqbridge serve --rtmp :1935 --rtmp-path 'studio/{app}' --rtmp-key 'studio/*=s3cret' --rtmp-replace`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg.Logger = slog.Default()
@@ -44,6 +45,9 @@ func newServeCommand() *cobra.Command {
 				cfg.TCP = protocol.TCPOff
 			default:
 				return fmt.Errorf("--tcp: %q is not one of http, https, off", tcpMode)
+			}
+			if err := rtmpOpts.check(cmd.Flags()); err != nil {
+				return err
 			}
 			if len(authKeys) > 0 || len(authSecrets) > 0 || cmd.Flags().Changed("auth-public") {
 				ac := auth.Config{KeyFiles: authKeys, SecretFiles: authSecrets}
@@ -82,33 +86,17 @@ func newServeCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if rtmpCfg.Addr == "" {
-				if len(rtmpCfg.Keys) > 0 {
-					_ = srv.Close()
-					return fmt.Errorf("--rtmp-key needs --rtmp")
-				}
-				printConnectInfo(cmd, srv, cfg, nil)
+			if !rtmpOpts.enabled() {
+				printConnectInfo(cmd, srv, cfg, nil, nil)
 				return srv.Serve(cmd.Context())
 			}
-			if cfg.Auth != nil && len(rtmpCfg.Keys) == 0 {
+			ingests, err := rtmpOpts.servers(srv, cfg)
+			if err != nil {
 				_ = srv.Close()
-				return fmt.Errorf("--rtmp with auth on needs --rtmp-key: RTMP publishers do not carry tokens, and any stream key would publish")
+				return err
 			}
-			switch {
-			case rtmpCfg.MaxConns < 0:
-				_ = srv.Close()
-				return fmt.Errorf("--rtmp-max-conns: %d is negative (0 means no limit)", rtmpCfg.MaxConns)
-			case rtmpCfg.MaxConns == 0:
-				rtmpCfg.MaxConns = -1 // rtmp.Config spells "no limit" negative
-			}
-			rtmpCfg.Logger = cfg.Logger
-			ingest := rtmp.NewServer(rtmpCfg)
-			if err := ingest.Listen(); err != nil {
-				_ = srv.Close()
-				return fmt.Errorf("--rtmp: %w", err)
-			}
-			printConnectInfo(cmd, srv, cfg, ingest)
-			return serveWithRTMP(cmd.Context(), srv, ingest)
+			printConnectInfo(cmd, srv, cfg, &rtmpOpts, ingests)
+			return serveWithRTMP(cmd.Context(), srv, ingests)
 		},
 	}
 	f := cmd.Flags()
@@ -132,32 +120,8 @@ func newServeCommand() *cobra.Command {
 	f.StringArrayVar(&authKeys, "auth-key", nil, "JWT verification key file: a JWK, JWK set or PEM key (EC P-256/P-384, Ed25519; not a certificate); repeatable; enables auth")
 	f.StringArrayVar(&authSecrets, "auth-secret", nil, fmt.Sprintf("raw HMAC secret file: its bytes less trailing newlines, at least %d (HS256; HS384 and HS512 from 48 and 64); repeatable; enables auth", auth.MinSecretSize))
 	f.StringVar(&authPublic, "auth-public", "", "path prefix open to clients without a token (\"\" for everything)")
-	f.StringVar(&rtmpCfg.Addr, "rtmp", "", "also ingest RTMP on this TCP address (e.g. :1935): rtmp://host/APP/KEY is published in the relay as the broadcast APP/KEY; empty: no RTMP")
-	f.StringArrayVar(&rtmpCfg.Keys, "rtmp-key", nil, "stream key allowed to publish over RTMP (repeatable); default: any key")
-	f.IntVar(&rtmpCfg.MaxConns, "rtmp-max-conns", rtmp.DefaultMaxConns, "RTMP clients served at once (publishing or connecting); beyond: closed at once; 0 for no limit")
+	rtmpOpts.register(f)
 	return cmd
-}
-
-// serveWithRTMP runs the relay and the RTMP ingest publishing into its
-// Origin until ctx ends or either fails; then both stop, and what the
-// RTMP publishers had live ends.
-func serveWithRTMP(ctx context.Context, srv *protocol.Server, ingest *rtmp.Server) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	p := sdk.NewPublisher(srv.Origin(), sdk.PublisherOptions{})
-	ingested := make(chan error, 1)
-	go func() {
-		err := ingest.Run(ctx, p)
-		cancel() // the relay stops with the ingest
-		ingested <- err
-	}()
-	err := srv.Serve(ctx)
-	cancel()
-	if rerr := <-ingested; rerr != nil && err == nil {
-		err = rerr
-	}
-	p.Close()
-	return err
 }
 
 // budgetFlag maps a budget flag to its ServerConfig value: 0 on the command
@@ -173,7 +137,7 @@ func budgetFlag(name string, v int) (int, error) {
 }
 
 // printConnectInfo tells the operator how to reach the relay.
-func printConnectInfo(cmd *cobra.Command, srv *protocol.Server, cfg protocol.ServerConfig, ingest *rtmp.Server) {
+func printConnectInfo(cmd *cobra.Command, srv *protocol.Server, cfg protocol.ServerConfig, r *rtmpFlags, ingests []*rtmp.Server) {
 	addr := srv.Addr()
 	host := "localhost"
 	if !addr.IP.IsUnspecified() {
@@ -198,20 +162,8 @@ func printConnectInfo(cmd *cobra.Command, srv *protocol.Server, cfg protocol.Ser
 	for _, line := range authBanner(cfg.Auth) {
 		fmt.Fprintln(out, line)
 	}
-	if ingest != nil {
-		ra := ingest.Addr().(*net.TCPAddr)
-		rhost := "localhost"
-		if !ra.IP.IsUnspecified() {
-			rhost = ra.IP.String()
-		}
-		fmt.Fprintf(out, "RTMP ingest listening on tcp %s\n", ra)
-		fmt.Fprintf(out, "  rtmp://%s/<app>/<stream key> is published as the broadcast <app>/<stream key>\n",
-			net.JoinHostPort(rhost, fmt.Sprint(ra.Port)))
-		if n := len(ingest.Keys()); n > 0 {
-			fmt.Fprintf(out, "  stream keys: %d allowed (--rtmp-key)\n", n)
-		} else {
-			fmt.Fprintln(out, "  stream keys: any — anyone may publish over RTMP; --rtmp-key restricts")
-		}
+	if r != nil {
+		r.printInfo(out, ingests, cfg.Auth != nil)
 	}
 	fmt.Fprintln(out, "press Ctrl-C to stop")
 }

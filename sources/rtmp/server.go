@@ -256,6 +256,9 @@ func (s *Server) leave() {
 	s.mu.Unlock()
 }
 
+// TLS reports whether the server speaks RTMPS.
+func (s *Server) TLS() bool { return s.cfg.TLS != nil }
+
 // pathFor expands the path template.
 func (s *Server) pathFor(app, key string) string {
 	return strings.NewReplacer("{app}", app, "{key}", key).Replace(s.cfg.PathTemplate)
