@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"strconv"
 	"strings"
 )
 
@@ -27,6 +28,11 @@ func ParseURL(raw string) (*url.URL, error) {
 	}
 	if u.Hostname() == "" {
 		return nil, fmt.Errorf("rtmp: URL %q has no host", Redact(raw))
+	}
+	if p := u.Port(); p != "" {
+		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+			return nil, fmt.Errorf("rtmp: URL %q: port %s out of range", Redact(raw), p)
+		}
 	}
 	if u.Fragment != "" {
 		return u, nil

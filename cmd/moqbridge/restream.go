@@ -1,0 +1,171 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/moqbridge/moqbridge/moq"
+	"github.com/moqbridge/moqbridge/protocol"
+	"github.com/moqbridge/moqbridge/sdk"
+	rtmpsink "github.com/moqbridge/moqbridge/sinks/rtmp"
+)
+
+func newRestreamCommand() *cobra.Command {
+	var (
+		cfg      rtmpsink.Config
+		duration time.Duration
+		wait     = waitFlag{d: -1}
+		insecure bool
+		dial     dialFlags
+	)
+	cmd := &cobra.Command{
+		Use:   "restream [--wait D] [--duration D] URL BROADCAST RTMP_URL",
+		Short: "Push a MOQ broadcast to an RTMP server (YouTube, Twitch, any RTMP server)",
+		Long: `restream subscribes to BROADCAST on the relay at URL and publishes it to
+RTMP_URL (rtmp:// or rtmps://), the way an encoder would: one video and one
+audio track, H.264 and AAC as legacy FLV, H.265, AV1, VP9 and Opus as
+Enhanced RTMP. The stream key is the last part of RTMP_URL; it is never
+logged.
+
+When the RTMP server goes away or refuses, restream retries with backoff
+(--rtmp-reconnect-min, --rtmp-reconnect-max, --rtmp-give-up) and starts
+again at a keyframe; a server that is too slow loses whole GOPs rather than
+holding up the broadcast. When the relay goes away, restream reconnects to
+it (--reconnect) and goes on once the broadcast is back.
+
+It exits 0 after Ctrl-C, --duration or the end of the broadcast if it sent
+anything, and with an error when nothing could be sent, when the broadcast
+was lost with --reconnect=false, or after --rtmp-give-up.`,
+		Example: `  # YouTube: the stream URL and key from YouTube Studio
+  moqbridge restream --fingerprint <hex> https://relay.example.com:4443/ live/cam rtmp://a.rtmp.youtube.com/live2/xxxx-xxxx-xxxx-xxxx
+
+  # Twitch, over RTMPS
+  moqbridge restream http://localhost:4443/ live/cam rtmps://live.twitch.tv/app/live_123456_abcdef
+
+  # a local ffmpeg receiving into a file (ffmpeg 5.1 reads H.264 and AAC only)
+  ffmpeg -listen 1 -i rtmp://127.0.0.1:1935/live/test -c copy out.mp4 &
+  moqbridge restream http://localhost:4443/ live/cam rtmp://127.0.0.1:1935/live/test`,
+		Args: needArgs("URL", "BROADCAST", "RTMP_URL"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			url, path, rtmpURL := args[0], args[1], args[2]
+			for _, c := range []struct {
+				flag string
+				d    time.Duration
+			}{{"duration", duration}, {"rtmp-give-up", cfg.Backoff.GiveUpAfter}, {"rtmp-queue", cfg.MaxQueueDelay}} {
+				if err := notNegative(c.flag, c.d); err != nil {
+					return err
+				}
+			}
+			if cfg.Backoff.Min <= 0 || cfg.Backoff.Max < cfg.Backoff.Min {
+				return fmt.Errorf("--rtmp-reconnect-min %s and --rtmp-reconnect-max %s: want 0 < min <= max", cfg.Backoff.Min, cfg.Backoff.Max)
+			}
+			if err := checkURL(url); err != nil {
+				return err
+			}
+			cfg.URL = rtmpURL
+			if insecure {
+				cfg.TLSConfig = &tls.Config{InsecureSkipVerify: true}
+			}
+			cfg.Logger = slog.Default()
+			sink, err := rtmpsink.New(cfg)
+			if err != nil {
+				return fmt.Errorf("%w (RTMP_URL, e.g. rtmp://a.rtmp.youtube.com/live2/STREAM-KEY)", err)
+			}
+			opts, err := dial.options()
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			if duration > 0 {
+				var cancel context.CancelFunc
+				ctx, cancel = context.WithTimeout(ctx, duration)
+				defer cancel()
+			}
+			return restream(ctx, url, path, rtmpURL, duration, wait.d, dial.reconnect, sink, opts)
+		},
+	}
+	f := cmd.Flags()
+	f.DurationVar(&duration, "duration", 0, "stop after this long (0: until the broadcast ends or Ctrl-C)")
+	f.Var(&wait, "wait", "how long to wait for the broadcast to appear on the relay: a duration, or 0 to fail at once if it is not there")
+	f.StringVar(&cfg.Video, "video", "", "the video track to send (default: the one with the most pixels)")
+	f.StringVar(&cfg.Audio, "audio", "", "the audio track to send (default: the first AAC, else Opus, track)")
+	f.BoolVar(&insecure, "rtmp-insecure", false, "rtmps: skip the server's certificate verification (development only)")
+	f.DurationVar(&cfg.Backoff.Min, "rtmp-reconnect-min", rtmpsink.DefaultBackoffMin, "first wait before reconnecting to the RTMP server; it doubles at each failure")
+	f.DurationVar(&cfg.Backoff.Max, "rtmp-reconnect-max", rtmpsink.DefaultBackoffMax, "longest wait between two attempts to reconnect to the RTMP server")
+	f.DurationVar(&cfg.Backoff.GiveUpAfter, "rtmp-give-up", 0, "exit with an error once the RTMP server has been unreachable this long (0: never)")
+	f.DurationVar(&cfg.MaxQueueDelay, "rtmp-queue", rtmpsink.DefaultMaxQueueDelay, "how much media may wait for a slow RTMP server before whole GOPs are dropped")
+	dial.register(f)
+	return cmd
+}
+
+// restream publishes the broadcast at path, found through the relay at
+// url, to the RTMP server until ctx ends (--duration, Ctrl-C), the
+// broadcast ends, or the sink gives up. When the relay or the publisher
+// goes away it waits for the broadcast to come back and goes on (unless
+// --reconnect=false). It fails when nothing was sent.
+func restream(ctx context.Context, url, path, rtmpURL string, duration, wait time.Duration, reconnect bool, sink *rtmpsink.Sink, opts []protocol.DialOption) error {
+	began := time.Now()
+	consume := moq.NewOrigin()
+	defer consume.Close()
+	client, err := connectRelay(ctx, url, duration, append(opts, protocol.WithConsume(consume),
+		protocol.WithAnnounceInterest(path), protocol.WithLogger(slog.Default())))
+	if err != nil {
+		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) && ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
+	defer client.Close()
+	defer func() {
+		st := sink.Stats()
+		slog.Info("restream: done", "frames", st.Frames, "bytes", st.Bytes, "connections", st.Connections,
+			"dropped_gops", st.DroppedGOPs, "unsent", st.Unsent)
+	}()
+	nothing := func(why string) error {
+		if sink.Stats().Frames > 0 {
+			return nil
+		}
+		return fmt.Errorf("nothing was sent to %s: %s", rtmpsink.Redact(rtmpURL), why)
+	}
+	for first := true; ; first = false {
+		limit := time.Duration(-1)
+		if first {
+			limit = wait
+		}
+		b, err := waitBroadcast(ctx, client, consume, path, limit)
+		switch {
+		case ctx.Err() != nil:
+			return nothing(fmt.Sprintf("broadcast %q did not appear within %s", path, time.Since(began).Round(time.Second)))
+		case errors.Is(err, errNotAnnounced):
+			if wait == 0 {
+				return fmt.Errorf("broadcast %q is not on the relay (--wait 0); leave --wait out to wait for it", path)
+			}
+			return fmt.Errorf("broadcast %q did not appear within --wait %s", path, wait)
+		case err != nil:
+			return err
+		}
+		// A restream is live: it starts at the group being sent now.
+		err = sdk.RunSinkFrom(ctx, b, path, sink, moq.FromLatest)
+		switch {
+		case ctx.Err() != nil:
+			return nothing("the RTMP server did not take the broadcast (see the log)")
+		case errors.Is(err, rtmpsink.ErrSourceLost):
+			if !reconnect {
+				return fmt.Errorf("lost broadcast %q after %s: %w", path, time.Since(began).Round(time.Second), explain(err))
+			}
+			slog.Warn("lost the broadcast; waiting for it to come back", "broadcast", path, "err", explain(err))
+		case errors.Is(err, rtmpsink.ErrGaveUp):
+			return fmt.Errorf("%s: %w (--rtmp-give-up)", rtmpsink.Redact(rtmpURL), err)
+		case err != nil:
+			return err
+		default:
+			return nothing("the broadcast ended before anything could be sent")
+		}
+	}
+}
