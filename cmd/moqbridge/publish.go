@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	neturl "net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -18,6 +19,7 @@ import (
 	"github.com/moqbridge/moqbridge/protocol"
 	"github.com/moqbridge/moqbridge/sdk"
 	"github.com/moqbridge/moqbridge/sources/fmp4"
+	"github.com/moqbridge/moqbridge/sources/rtmp"
 )
 
 func newPublishCommand() *cobra.Command {
@@ -28,10 +30,12 @@ func newPublishCommand() *cobra.Command {
 	)
 	cmd := &cobra.Command{
 		Use:   "publish [--broadcast PATH] [--loop] [--fast] INPUT URL",
-		Short: "Publish an MP4 file (fragmented or progressive) or an fMP4 stream on stdin (-) to a MOQ relay",
+		Short: "Publish an MP4 file (fragmented or progressive), an fMP4 stream on stdin (-) or a remote RTMP stream to a MOQ relay",
 		Example: `  moqbridge publish --fingerprint <hex> clip.mp4 https://localhost:4443/
   ffmpeg -re -i in.mp4 -c copy -movflags cmaf+separate_moof+delay_moov+skip_trailer+frag_every_frame -f mp4 - \
-    | moqbridge publish --broadcast live/cam - moql://localhost:4443`,
+    | moqbridge publish --broadcast live/cam - moql://localhost:4443
+  moqbridge publish rtmp://encoder.example/live/cam https://relay.example/
+      # plays the RTMP stream (reconnecting when it drops) as the broadcast live/cam`,
 		Args: needArgs("INPUT", "URL"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			input, url := args[0], args[1]
@@ -44,6 +48,16 @@ func newPublishCommand() *cobra.Command {
 			}
 			if err := checkURL(url); err != nil {
 				return err
+			}
+			if isRTMP(input) {
+				if loop || fast {
+					return errors.New("--loop and --fast are for files, not an RTMP input")
+				}
+				src, err := rtmp.NewPull(rtmp.PullConfig{URL: input, Logger: slog.Default()})
+				if err != nil {
+					return err
+				}
+				return publish(cmd.Context(), src, broadcast, url, dial.reconnect, opts)
 			}
 			if input != "-" {
 				if err := checkMP4(input); err != nil {
@@ -66,10 +80,22 @@ func newPublishCommand() *cobra.Command {
 	return cmd
 }
 
-// defaultBroadcastName names a broadcast after its input file.
+// isRTMP reports whether INPUT is an RTMP URL to play.
+func isRTMP(input string) bool {
+	return strings.HasPrefix(input, "rtmp://") || strings.HasPrefix(input, "rtmps://")
+}
+
+// defaultBroadcastName names a broadcast after its input file, or an RTMP
+// input after its application and stream key (rtmp://host/live/cam:
+// live/cam).
 func defaultBroadcastName(input string) string {
 	if input == "-" {
 		return "live"
+	}
+	if isRTMP(input) {
+		if u, err := neturl.Parse(input); err == nil {
+			return moq.CleanPath(u.Path)
+		}
 	}
 	return strings.TrimSuffix(filepath.Base(input), filepath.Ext(input))
 }

@@ -351,3 +351,49 @@ func TestServeRTMPS(t *testing.T) {
 		return strings.Contains(relay.stderr.String(), "path=live/tls")
 	})
 }
+
+// TestPublishRTMPPull: `moqbridge publish rtmp://…` plays a stream that
+// ffmpeg serves over RTMP into the relay as live/x (named after the URL),
+// where `moqbridge record` records it cleanly.
+func TestPublishRTMPPull(t *testing.T) {
+	needTools(t, "ffmpeg", "ffprobe")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	port, rtmpPort := freePort(t), freePort(t)
+	relay := startServe(t, ctx, port, "--tcp", "off")
+	ffmpeg := exec.CommandContext(ctx, "ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin",
+		"-re", "-f", "lavfi", "-i", "testsrc=size=320x240:rate=30", "-f", "lavfi", "-i", "sine=sample_rate=48000",
+		"-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p", "-g", "30", "-c:a", "aac",
+		"-t", "20", "-f", "flv", "-listen", "1", fmt.Sprintf("rtmp://127.0.0.1:%d/live/x", rtmpPort))
+	if err := ffmpeg.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		_ = ffmpeg.Process.Kill()
+		_ = ffmpeg.Wait()
+	}()
+	relayURL := fmt.Sprintf("moql://127.0.0.1:%d", port)
+	// ffmpeg serves one client (no probing for its port, then): publish
+	// retries until it listens.
+	pub := startProcess(t, ctx, "publish", "--fingerprint", relay.fingerprint, fmt.Sprintf("rtmp://127.0.0.1:%d/live/x", rtmpPort), relayURL)
+	dir := t.TempDir()
+	rec := startProcess(t, ctx, "record", "--wait", "20s", "--duration", "6s", "-o", dir, "--fingerprint", relay.fingerprint, relayURL, "live/x")
+	if code := rec.wait(t, ctx, "record"); code != 0 {
+		t.Fatalf("record exited %d:\n%s\npublish:\n%s", code, rec.stderr.String(), pub.stderr.String())
+	}
+	files := strings.Fields(rec.stdout.String())
+	if len(files) != 1 {
+		t.Fatalf("record wrote %q", files)
+	}
+	if out, err := exec.CommandContext(ctx, "ffmpeg", "-v", "error", "-i", files[0], "-f", "null", "-").CombinedOutput(); err != nil || len(out) > 0 {
+		t.Errorf("the recording does not decode cleanly: %v\n%s", err, out)
+	}
+	for _, stream := range []string{"v:0", "a:0"} {
+		if n := len(packetTimes(t, ctx, files[0], stream)); n < 40 {
+			t.Errorf("%s: %d packets", stream, n)
+		}
+	}
+	if !strings.Contains(pub.stderr.String(), "rtmp pull: playing") {
+		t.Errorf("publish log:\n%s", pub.stderr.String())
+	}
+}

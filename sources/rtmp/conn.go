@@ -139,15 +139,21 @@ func (s *Server) handle(ctx context.Context, nc net.Conn, log *slog.Logger, p *s
 	// analysis: from the first message after the publish command to
 	// the tracks known (the first frames are written right after).
 	log.Info("rtmp: publishing", "codecs", codecNames(r.Tracks()), "analysis", analysis, "from_metadata", ac.injected != nil)
+	return log, readMedia(r, pub, bc, s.cfg.ReadTimeout)
+}
+
+// readMedia reads a client's media until it fails or a frame cannot be
+// written, each message within timeout and messageBudget.
+func readMedia(r *gortmplib.Reader, pub *publish, bc *budgetConn, timeout time.Duration) error {
 	for {
 		if pub.err != nil {
-			return log, pub.err
+			return pub.err
 		}
 		bc.left = messageBudget
 		// Reads, and the acknowledgements gortmplib writes meanwhile.
-		_ = nc.SetDeadline(time.Now().Add(s.cfg.ReadTimeout))
+		_ = bc.SetDeadline(time.Now().Add(timeout))
 		if err := r.Read(); err != nil {
-			return log, err
+			return err
 		}
 	}
 }

@@ -26,7 +26,8 @@ var errLive = errors.New("a publisher is already live at this path")
 type stream struct {
 	path string
 	key  string
-	b    *sdk.Broadcast
+	b    *sdk.Broadcast // nil for a pulled stream, whose Source is run on a writer
+	w    *sdk.BroadcastWriter
 
 	// Guarded by Server.mu.
 	owner     *owner      // the connection feeding it; nil while it lingers
@@ -38,6 +39,7 @@ type stream struct {
 	tracks    []*liveTrack // the tracks of the current (or last) connection
 	reserved  []*liveTrack // earlier tracks kept for tracks configured at their first keyframe
 	lastMedia time.Time    // when the last frame was written
+	played    bool         // a frame was written (a Pull resets it per connection)
 }
 
 // liveTrack is a track of a stream with the clock state that keeps its
@@ -89,7 +91,7 @@ func (s *Server) acquire(ctx context.Context, p *sdk.Publisher, path, key string
 				s.mu.Unlock()
 				return nil, nil, false, err
 			}
-			st = &stream{path: path, key: key, b: b, owner: o}
+			st = &stream{path: path, key: key, b: b, w: b.Writer(), owner: o}
 			s.streams[path] = st
 			s.mu.Unlock()
 			return st, o, false, nil

@@ -179,7 +179,7 @@ func (p *publish) setup(r *gortmplib.Reader) error {
 		for i, pd := range fresh {
 			ts[i] = pd.t
 		}
-		ws, err := p.st.b.Writer().AddTracks(ts...)
+		ws, err := p.st.w.AddTracks(ts...)
 		if err != nil {
 			return fmt.Errorf("adding the tracks: %w", err)
 		}
@@ -220,7 +220,7 @@ func (p *publish) write(w *sdk.TrackWriter, f sdk.Frame) {
 		p.fail(fmt.Errorf("rtmp: %w", err))
 		return
 	}
-	p.st.lastMedia = time.Now()
+	p.st.lastMedia, p.st.played = time.Now(), true
 }
 
 // addLater adds a track whose configuration came with its first keyframe,
@@ -233,7 +233,7 @@ func (p *publish) addLater(t sdk.Track, tc *trackClock) *sdk.TrackWriter {
 		p.st.tracks = append(p.st.tracks, &liveTrack{w: lt.w, tc: tc})
 		return lt.w
 	}
-	w, err := p.st.b.Writer().AddTrack(t)
+	w, err := p.st.w.AddTrack(t)
 	if err != nil {
 		p.fail(fmt.Errorf("rtmp: adding the %s track: %w", t.Codec, err))
 		return nil
