@@ -57,6 +57,10 @@ type rtmpServer struct {
 	wg   sync.WaitGroup
 	gate *gate
 
+	// reject is how many publishes to refuse (RejectAction) before
+	// accepting; rejected counts them.
+	reject, rejected int
+
 	mu    sync.Mutex
 	conns []*rxConn
 	open  []net.Conn
@@ -124,6 +128,16 @@ func (s *rtmpServer) serve(nc net.Conn) error {
 	}
 	if !sc.Publish {
 		return errors.New("not a publish")
+	}
+	s.mu.Lock()
+	refuse := s.rejected < s.reject
+	if refuse {
+		s.rejected++
+	}
+	s.mu.Unlock()
+	if refuse {
+		_ = sc.RejectAction()
+		return nil
 	}
 	c := &rxConn{key: sc.URL.Path}
 	r := &gortmplib.Reader{Conn: sc}

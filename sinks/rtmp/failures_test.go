@@ -1,0 +1,75 @@
+package rtmp
+
+import (
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/moqbridge/moqbridge/sdk"
+)
+
+// TestRefusedThenAccepted: a server that refuses the first two publishes
+// is retried with backoff, and the third connection publishes from a
+// keyframe.
+func TestRefusedThenAccepted(t *testing.T) {
+	ctx := testCtx(t, 30*time.Second)
+	origin := publishFile(t, clip("h264_aac_bframes.mp4"), "live/x")
+	srv := startServer(t, nil)
+	srv.reject = 2
+	lb := &logBuffer{}
+	sink := newSink(t, srv.url("k"), lb, Config{})
+	stop := runSink(t, origin, "live/x", sink)
+	lb.waitLog(t, ctx, "rtmp: cannot publish; retrying", "attempt=2")
+	lb.waitLog(t, ctx, "rtmp: publishing", "codecs=H.264,AAC")
+	conn := srv.waitConn(t, ctx, 1)
+	time.Sleep(2500 * time.Millisecond)
+	if err := stop(); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	_, frames := conn.snapshot()
+	if len(frames) == 0 || !frames[0].video || !frames[0].key {
+		t.Fatalf("%d frames received, the first not a video keyframe", len(frames))
+	}
+	if st := sink.Stats(); st.Connections != 1 || srv.rejected != 2 {
+		t.Errorf("stats %+v, %d refused", st, srv.rejected)
+	}
+}
+
+// TestGiveUp: with Backoff.GiveUpAfter, a server that never answers ends
+// Run with ErrGaveUp, while the broadcast was consumed all along.
+func TestGiveUp(t *testing.T) {
+	origin := publishFile(t, clip("h264_aac_bframes.mp4"), "live/x")
+	lb := &logBuffer{}
+	sink := newSink(t, fmt.Sprintf("rtmp://127.0.0.1:%d/live/k", freePort(t)), lb, Config{
+		Backoff: Backoff{Min: 50 * time.Millisecond, Max: 200 * time.Millisecond, GiveUpAfter: time.Second},
+	})
+	ctx := testCtx(t, 20*time.Second)
+	began := time.Now()
+	err := sdk.Consume(ctx, origin, "live/x", sink, sdk.ConsumeOptions{Wait: 10 * time.Second})
+	if !errors.Is(err, ErrGaveUp) || sdk.IsPermanent(err) {
+		t.Fatalf("Run: %v, want ErrGaveUp", err)
+	}
+	if d := time.Since(began); d > 5*time.Second {
+		t.Errorf("gave up after %v", d)
+	}
+	if st := sink.Stats(); st.Connections != 0 || st.Unsent == 0 {
+		t.Errorf("stats %+v: want the frames read and not sent", st)
+	}
+}
+
+// TestNothingToSend: a broadcast whose tracks cannot be sent ends Run at
+// once with a permanent error, without connecting.
+func TestNothingToSend(t *testing.T) {
+	ctx := testCtx(t, 20*time.Second)
+	origin := publishFile(t, clip("h264_aac_bframes.mp4"), "live/x")
+	lb := &logBuffer{}
+	sink := newSink(t, "rtmp://127.0.0.1:9/live/k", lb, Config{Video: "nope"})
+	err := sdk.Consume(ctx, origin, "live/x", sink, sdk.ConsumeOptions{Wait: 10 * time.Second})
+	if !sdk.IsPermanent(err) {
+		t.Fatalf("Run: %v, want a permanent error", err)
+	}
+	if err.Error() != `rtmp: no video track "nope" that can be sent` {
+		t.Errorf("Run: %v", err)
+	}
+}
