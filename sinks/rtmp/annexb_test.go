@@ -88,7 +88,7 @@ func TestAnnexB(t *testing.T) {
 		origin.Close()
 	}()
 
-	srv := startServer(t, nil)
+	srv := startServer(t, serverOptions{})
 	lb := &logBuffer{}
 	sink := newSink(t, srv.url("annexb"), lb, Config{})
 	stop := runSink(t, origin, "live/x", sink)

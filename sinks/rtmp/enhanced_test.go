@@ -30,7 +30,7 @@ func TestEnhancedCodecs(t *testing.T) {
 		t.Run(tc.file, func(t *testing.T) {
 			ctx := testCtx(t, 30*time.Second)
 			origin := publishFile(t, clip(tc.file), "live/x")
-			srv := startServer(t, nil)
+			srv := startServer(t, serverOptions{})
 			lb := &logBuffer{}
 			sink := newSink(t, srv.url("enh"), lb, Config{})
 			stop := runSink(t, origin, "live/x", sink)

@@ -1,6 +1,7 @@
 package rtmp
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"testing"
@@ -15,8 +16,7 @@ import (
 func TestRefusedThenAccepted(t *testing.T) {
 	ctx := testCtx(t, 30*time.Second)
 	origin := publishFile(t, clip("h264_aac_bframes.mp4"), "live/x")
-	srv := startServer(t, nil)
-	srv.reject = 2
+	srv := startServer(t, serverOptions{reject: 2})
 	lb := &logBuffer{}
 	sink := newSink(t, srv.url("k"), lb, Config{})
 	stop := runSink(t, origin, "live/x", sink)
@@ -31,8 +31,11 @@ func TestRefusedThenAccepted(t *testing.T) {
 	if len(frames) == 0 || !frames[0].video || !frames[0].key {
 		t.Fatalf("%d frames received, the first not a video keyframe", len(frames))
 	}
-	if st := sink.Stats(); st.Connections != 1 || srv.rejected != 2 {
-		t.Errorf("stats %+v, %d refused", st, srv.rejected)
+	srv.mu.Lock()
+	rejected := srv.rejected
+	srv.mu.Unlock()
+	if st := sink.Stats(); st.Connections != 1 || rejected != 2 {
+		t.Errorf("stats %+v, %d refused", st, rejected)
 	}
 }
 
@@ -71,5 +74,35 @@ func TestNothingToSend(t *testing.T) {
 	}
 	if err.Error() != `rtmp: no video track "nope" that can be sent` {
 		t.Errorf("Run: %v", err)
+	}
+}
+
+// TestRTMPS: publishing over TLS with the Config's tls.Config; without
+// it the self-signed certificate is refused and retried, never sent to.
+func TestRTMPS(t *testing.T) {
+	ctx := testCtx(t, 30*time.Second)
+	origin := publishFile(t, clip("h264_aac_bframes.mp4"), "live/x")
+	srv := startServer(t, serverOptions{tls: true})
+
+	lb := &logBuffer{}
+	untrusted := newSink(t, srv.url("k"), lb, Config{})
+	stop := runSink(t, origin, "live/x", untrusted)
+	lb.waitLog(t, ctx, "rtmp: cannot publish; retrying", "certificate")
+	if err := stop(); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+
+	lb = &logBuffer{}
+	sink := newSink(t, srv.url("k"), lb, Config{TLSConfig: &tls.Config{InsecureSkipVerify: true}})
+	stop = runSink(t, origin, "live/x", sink)
+	lb.waitLog(t, ctx, "rtmp: publishing", "rtmp=rtmps://")
+	conn := srv.waitConn(t, ctx, 1)
+	time.Sleep(2500 * time.Millisecond)
+	if err := stop(); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	tracks, frames := conn.snapshot()
+	if len(tracks) != 2 || len(frames) < 50 {
+		t.Fatalf("%d tracks, %d frames over RTMPS", len(tracks), len(frames))
 	}
 }

@@ -28,6 +28,13 @@ func (s *Sink) send(ctx context.Context, log *slog.Logger, q *queue, tracks []*o
 	resumed := false
 	for {
 		published, err := s.session(ctx, log, q, tracks, &carry, resumed)
+		if errors.Is(err, errReconfigure) {
+			// The queue stays live: what follows the keyframe carried
+			// over goes out on the next connection.
+			failures, down, resumed = 0, time.Now(), true
+			log.Info("rtmp: the parameter sets changed; reconnecting to announce them")
+			continue
+		}
 		q.setLive(false)
 		switch {
 		case ctx.Err() != nil:
@@ -36,10 +43,6 @@ func (s *Sink) send(ctx context.Context, log *slog.Logger, q *queue, tracks []*o
 			return nil
 		case published:
 			failures, down, resumed = 0, time.Now(), true
-		}
-		if errors.Is(err, errReconfigure) {
-			log.Info("rtmp: the parameter sets changed; reconnecting to announce them")
-			continue
 		}
 		if q.isClosed() {
 			return nil // the broadcast ended: nothing left to send
@@ -105,7 +108,7 @@ func (s *Sink) session(ctx context.Context, log *slog.Logger, q *queue, tracks [
 	defer c.Close()
 	stop := context.AfterFunc(ctx, func() { _ = nc.Close() })
 	defer stop()
-	log.Debug("rtmp: connected; waiting for a keyframe")
+	log.Info("rtmp: connected")
 	q.setLive(true)
 
 	var (

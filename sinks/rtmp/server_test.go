@@ -2,8 +2,14 @@ package rtmp
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
+	"math/big"
 	"net"
 	"sync"
 	"testing"
@@ -53,24 +59,32 @@ func (c *rxConn) snapshot() ([]*gortmplib.Track, []rxFrame) {
 // Reader), the receiving end for the codecs ffmpeg 5.1 cannot receive
 // (Enhanced RTMP) and for a receiver that stops reading.
 type rtmpServer struct {
-	ln   net.Listener
-	wg   sync.WaitGroup
-	gate *gate
+	ln        net.Listener
+	wg        sync.WaitGroup
+	gate      *gate
+	tls       bool
+	tlsConfig *tls.Config
 
-	// reject is how many publishes to refuse (RejectAction) before
-	// accepting; rejected counts them.
-	reject, rejected int
+	reject int // publishes to refuse (RejectAction) before accepting
 
-	mu    sync.Mutex
-	conns []*rxConn
-	open  []net.Conn
-	errs  []error
+	mu       sync.Mutex
+	rejected int // publishes refused
+	conns    []*rxConn
+	open     []net.Conn
+	errs     []error
+}
+
+// serverOptions configure an rtmpServer.
+type serverOptions struct {
+	listen *net.ListenConfig // makes the listener (say, with a small receive buffer)
+	tls    bool              // RTMPS with a self-signed certificate for 127.0.0.1
+	reject int               // publishes to refuse before accepting
 }
 
 // startServer starts a server on a loopback port until the test ends.
-// lc, if not nil, makes the listener (say, with a small receive buffer).
-func startServer(t testing.TB, lc *net.ListenConfig) *rtmpServer {
+func startServer(t testing.TB, opts serverOptions) *rtmpServer {
 	t.Helper()
+	lc := opts.listen
 	if lc == nil {
 		lc = &net.ListenConfig{}
 	}
@@ -78,7 +92,10 @@ func startServer(t testing.TB, lc *net.ListenConfig) *rtmpServer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &rtmpServer{ln: ln, gate: newGate()}
+	s := &rtmpServer{ln: ln, gate: newGate(), reject: opts.reject}
+	if opts.tls {
+		s.serveTLS(t)
+	}
 	s.wg.Go(s.accept)
 	t.Cleanup(func() {
 		_ = ln.Close()
@@ -94,7 +111,33 @@ func startServer(t testing.TB, lc *net.ListenConfig) *rtmpServer {
 }
 
 func (s *rtmpServer) url(key string) string {
-	return fmt.Sprintf("rtmp://%s/live/%s", s.ln.Addr(), key)
+	scheme := "rtmp"
+	if s.tls {
+		scheme = "rtmps"
+	}
+	return fmt.Sprintf("%s://%s/live/%s", scheme, s.ln.Addr(), key)
+}
+
+// serveTLS makes the server speak RTMPS with a self-signed certificate
+// for 127.0.0.1.
+func (s *rtmpServer) serveTLS(t testing.TB) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.tlsConfig = &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}
+	s.tls = true
 }
 
 func (s *rtmpServer) accept() {
@@ -106,6 +149,9 @@ func (s *rtmpServer) accept() {
 		s.mu.Lock()
 		s.open = append(s.open, nc)
 		s.mu.Unlock()
+		if s.tls {
+			nc = tls.Server(nc, s.tlsConfig)
+		}
 		s.wg.Go(func() {
 			defer nc.Close()
 			if err := s.serve(&gatedConn{Conn: nc, g: s.gate}); err != nil {

@@ -34,7 +34,7 @@ func smallBuffers(opt int) func(network, address string, c syscall.RawConn) erro
 func TestSlowReceiver(t *testing.T) {
 	ctx := testCtx(t, 40*time.Second)
 	origin := publishFile(t, clip("h264_aac_bframes.mp4"), "live/x")
-	srv := startServer(t, &net.ListenConfig{Control: smallBuffers(syscall.SO_RCVBUF)})
+	srv := startServer(t, serverOptions{listen: &net.ListenConfig{Control: smallBuffers(syscall.SO_RCVBUF)}})
 	lb := &logBuffer{}
 	sink := newSink(t, srv.url("slow"), lb, Config{
 		MaxQueueDelay: 500 * time.Millisecond,
