@@ -56,7 +56,11 @@
 // Written here: the choice of tracks, the queue and its drop policy, the
 // reconnection loop, the per-connection clock, the URL form (ParseURL:
 // services give rtmp://host/app/KEY, gortmplib takes the key as the URL
-// fragment) and the redaction of stream keys.
+// fragment), the redaction of stream keys, and one compatibility patch
+// (compat.go): ffmpeg 5.1 in -listen mode answers FCPublish with a bare
+// "onFCPublish" that gortmplib's Client rejects, so while a plain rtmp://
+// connection is set up that reply is rewritten, at the same length, into
+// a command the Client skips.
 //
 // The package must not import other adapters (sources/*, sinks/*) or the
 // protocol stack; its tests may.
