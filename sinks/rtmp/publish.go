@@ -60,6 +60,9 @@ func (s *Sink) send(ctx context.Context, log *slog.Logger, q *queue, tracks []*o
 		t := time.NewTimer(wait)
 		select {
 		case <-t.C:
+		case <-q.done: // the broadcast ended meanwhile
+			t.Stop()
+			return nil
 		case <-ctx.Done():
 			t.Stop()
 			return nil

@@ -51,6 +51,7 @@ type queue struct {
 	dropping bool // a GOP is being dropped: wait for the next keyframe
 	closed   bool
 	wake     chan struct{} // capacity one: something was pushed or closed
+	done     chan struct{} // closed by close
 
 	// Counters, under mu.
 	droppedFrames uint64 // frames dropped for a slow server
@@ -59,7 +60,7 @@ type queue struct {
 }
 
 func newQueue(maxBytes int, maxSpan time.Duration) *queue {
-	return &queue{maxBytes: maxBytes, maxSpan: maxSpan, wake: make(chan struct{}, 1)}
+	return &queue{maxBytes: maxBytes, maxSpan: maxSpan, wake: make(chan struct{}, 1), done: make(chan struct{})}
 }
 
 // push adds a frame. It reports whether the frame started a dropped GOP
@@ -119,9 +120,12 @@ func (q *queue) fits(it item) bool {
 func (q *queue) len() int { return len(q.items) - q.head }
 
 func (q *queue) append(it item) {
-	if q.head > 0 && q.head == len(q.items) {
-		clear(q.items)
-		q.items, q.head = q.items[:0], 0
+	if q.head > 0 && q.head >= len(q.items)/2 {
+		// Move what is left to the front, so that a queue that never
+		// empties reuses its array instead of growing it.
+		n := copy(q.items, q.items[q.head:])
+		clear(q.items[n:])
+		q.items, q.head = q.items[:n], 0
 	}
 	q.items = append(q.items, it)
 	q.bytes += len(it.f.Payload)
@@ -157,6 +161,9 @@ func (q *queue) setLive(live bool) {
 func (q *queue) close() {
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	if !q.closed {
+		close(q.done)
+	}
 	q.closed = true
 	select {
 	case q.wake <- struct{}{}:

@@ -135,6 +135,22 @@ func TestQueue(t *testing.T) {
 	}
 }
 
+// TestQueueReusesItsArray: a queue that never empties does not grow.
+func TestQueueReusesItsArray(t *testing.T) {
+	q := newQueue(1<<20, time.Hour)
+	q.setLive(true)
+	q.push(frame(0, 0, true, 1))
+	for ms := 1; ms < 10000; ms++ {
+		q.push(frame(0, ms, false, 1))
+		if _, err := q.pop(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if c := cap(q.items); c > 16 {
+		t.Errorf("the queue's array grew to %d items holding %d", c, q.len())
+	}
+}
+
 func equal(a, b []int) bool {
 	if len(a) != len(b) {
 		return false
