@@ -18,6 +18,10 @@ import (
 // announces the new ones, starting at the keyframe that brought them.
 var errReconfigure = errors.New("rtmp: the parameter sets changed")
 
+// stableAfter is how long a connection must have lasted for the backoff
+// to start again from Backoff.Min after it ends.
+const stableAfter = 10 * time.Second
+
 // send runs the connections to the server, one after the other, until ctx
 // ends, the queue is closed and drained, or the server stayed unreachable
 // for Backoff.GiveUpAfter. It is the queue's only reader.
@@ -27,6 +31,7 @@ func (s *Sink) send(ctx context.Context, log *slog.Logger, q *queue, tracks []*o
 	down := time.Now() // since when nothing could be published
 	resumed := false
 	for {
+		began := time.Now()
 		published, err := s.session(ctx, log, q, tracks, &carry, resumed)
 		if errors.Is(err, errReconfigure) {
 			// The queue stays live: what follows the keyframe carried
@@ -42,7 +47,10 @@ func (s *Sink) send(ctx context.Context, log *slog.Logger, q *queue, tracks []*o
 		case errors.Is(err, errQueueClosed):
 			return nil
 		case published:
-			failures, down, resumed = 0, time.Now(), true
+			down, resumed = time.Now(), true
+			if time.Since(began) >= stableAfter {
+				failures = 0 // else a server that drops every publish at once is not retried in a tight loop
+			}
 		}
 		if q.isClosed() {
 			return nil // the broadcast ended: nothing left to send

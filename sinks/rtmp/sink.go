@@ -30,7 +30,9 @@ const (
 
 // Backoff is how the sink retries a server that went away or refused:
 // after the n-th failure in a row it waits Min·2ⁿ⁻¹, at most Max, with
-// random jitter (a wait between half and all of it).
+// random jitter (a wait between half and all of it). A connection that
+// published for less than 10 s before it ended does not end the row, so a
+// server that drops every publish at once is not retried in a tight loop.
 type Backoff struct {
 	Min time.Duration // default DefaultBackoffMin
 	Max time.Duration // default DefaultBackoffMax
