@@ -2,6 +2,8 @@ package rtmp
 
 import (
 	"fmt"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -98,5 +100,56 @@ func checkTimes(t testing.TB, fs []rxFrame) {
 		if i > 0 && f.dts <= fs[i-1].dts {
 			t.Errorf("frame %d: dts %v after %v", i, f.dts, fs[i-1].dts)
 		}
+	}
+}
+
+// TestBFramesDecodeTimes: H.264 and H.265 with B-frames, whose legacy
+// tracks carry presentation times only, arrive with decode times derived
+// from the slices that increase, and composition offsets where frames are
+// reordered.
+func TestBFramesDecodeTimes(t *testing.T) {
+	needFFmpeg(t)
+	h265 := filepath.Join(t.TempDir(), "hevc_bframes.mp4")
+	cmd := exec.Command("ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin",
+		"-f", "lavfi", "-i", "testsrc2=size=160x96:rate=30", "-t", "2",
+		"-c:v", "libx265", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-tag:v", "hvc1",
+		"-x265-params", "keyint=15:min-keyint=15:bframes=2:scenecut=0:log-level=error",
+		"-f", "mp4", "-movflags", "cmaf+separate_moof+delay_moov+skip_trailer+frag_keyframe", h265)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("ffmpeg: %v\n%s", err, out)
+	}
+	for _, file := range []string{clip("h264_aac_bframes.mp4"), h265} {
+		t.Run(filepath.Base(file), func(t *testing.T) {
+			ctx := testCtx(t, 30*time.Second)
+			origin := publishFile(t, file, "live/x")
+			srv := startServer(t, serverOptions{})
+			lb := &logBuffer{}
+			sink := newSink(t, srv.url("b"), lb, Config{})
+			stop := runSink(t, origin, "live/x", sink)
+			conn := srv.waitConn(t, ctx, 1)
+			time.Sleep(1500 * time.Millisecond)
+			if err := stop(); err != nil {
+				t.Fatalf("Run: %v", err)
+			}
+			_, frames := conn.snapshot()
+			var video []rxFrame
+			reordered := 0
+			for _, f := range frames {
+				if f.video {
+					video = append(video, f)
+					if f.pts > f.dts {
+						reordered++
+					}
+				}
+			}
+			if len(video) < 60 || !video[0].key {
+				t.Fatalf("%d video frames", len(video))
+			}
+			checkTimes(t, video)
+			t.Logf("%d video frames, %d with a composition offset", len(video), reordered)
+			if reordered < len(video)/4 {
+				t.Errorf("%d of %d frames with a composition offset", reordered, len(video))
+			}
+		})
 	}
 }
