@@ -1,0 +1,201 @@
+package rtmpbench
+
+import (
+	"bufio"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// processTimeout bounds starting and stopping a child process.
+const processTimeout = 15 * time.Second
+
+// BinaryEnv names a moqbridge binary for the benchmarks to run instead
+// of building one from this module's work tree (go build, the default).
+const BinaryEnv = "MOQBRIDGE_RTMPBENCH_BIN"
+
+// buildMoqbridge builds the moqbridge command of this module into dir, or
+// returns the binary BinaryEnv names.
+func buildMoqbridge(dir string) (string, error) {
+	if bin := os.Getenv(BinaryEnv); bin != "" {
+		if _, err := os.Stat(bin); err != nil {
+			return "", fmt.Errorf("%s: %w", BinaryEnv, err)
+		}
+		fmt.Fprintf(os.Stderr, "rtmpbench: running %s (%s), not this work tree's moqbridge\n", bin, BinaryEnv)
+		return bin, nil
+	}
+	bin := filepath.Join(dir, "moqbridge")
+	cmd := exec.Command("go", "build", "-o", bin, "github.com/moqbridge/moqbridge/cmd/moqbridge")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build ./cmd/moqbridge: %w\n%s", err, out)
+	}
+	return bin, nil
+}
+
+// revision names the code being measured: the commit, marked dirty when
+// the work tree differs from it (then the figures are not the commit's).
+func revision() string {
+	out, err := exec.Command("git", "rev-parse", "--short", "HEAD").Output()
+	if err != nil {
+		return "unknown"
+	}
+	rev := strings.TrimSpace(string(out))
+	if st, err := exec.Command("git", "status", "--porcelain", "--untracked-files=no", "--", "../..").Output(); err == nil && len(st) > 0 {
+		var files []string
+		for line := range strings.SplitSeq(strings.TrimSpace(string(st)), "\n") {
+			if f := strings.Fields(line); len(f) > 0 {
+				files = append(files, f[len(f)-1])
+			}
+		}
+		rev += " (work tree modified: " + strings.Join(files, " ") + ")"
+	}
+	return rev
+}
+
+// serveProc is a running `moqbridge serve --rtmp` on 127.0.0.1.
+type serveProc struct {
+	cmd      *exec.Cmd
+	quicURL  string   // moql://127.0.0.1:port
+	fp       [32]byte // the relay's self-signed certificate
+	fpHex    string
+	rtmpAddr string // 127.0.0.1:port
+	stderr   *tailBuffer
+	exited   chan struct{}
+	stopOnce sync.Once
+}
+
+// serveArgs are the flags of every serve run: loopback only, no TCP
+// listener, warnings and errors logged only, and no cap on RTMP clients
+// (the default --rtmp-max-conns 64 would refuse 36 of 100 publishers).
+var serveArgs = []string{"serve", "--listen", "127.0.0.1:0", "--tcp", "off", "--log-level", "warn",
+	"--rtmp", "127.0.0.1:0", "--rtmp-max-conns", "0"}
+
+// startServe starts `bin serve --rtmp` and waits for its banner.
+func startServe(bin string) (*serveProc, error) {
+	cmd := exec.Command(bin, serveArgs...)
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	cmd.Stdout = pw
+	s := &serveProc{cmd: cmd, stderr: &tailBuffer{}, exited: make(chan struct{})}
+	cmd.Stderr = s.stderr
+	err = cmd.Start()
+	_ = pw.Close()
+	if err != nil {
+		_ = pr.Close()
+		return nil, err
+	}
+	go func() {
+		_ = cmd.Wait()
+		close(s.exited)
+	}()
+	banner := make(chan error, 1)
+	go func() {
+		defer pr.Close()
+		sc := bufio.NewScanner(pr)
+		done := false
+		for sc.Scan() {
+			line := strings.TrimSpace(sc.Text())
+			switch {
+			case done:
+			case strings.HasPrefix(line, "raw QUIC:"):
+				s.quicURL = strings.TrimSpace(strings.TrimPrefix(line, "raw QUIC:"))
+			case strings.Contains(line, "SHA-256: "):
+				_, s.fpHex, _ = strings.Cut(line, "SHA-256: ")
+			case strings.HasPrefix(line, "RTMP ingest listening on tcp "):
+				s.rtmpAddr = strings.TrimPrefix(line, "RTMP ingest listening on tcp ")
+			case strings.Contains(line, "Ctrl-C"):
+				done = true
+				banner <- nil
+			}
+		}
+		if !done {
+			banner <- errors.New("serve ended before its banner")
+		}
+		_, _ = io.Copy(io.Discard, pr)
+	}()
+	select {
+	case err = <-banner:
+	case <-time.After(processTimeout):
+		err = errors.New("no banner")
+	}
+	if err == nil {
+		var fp []byte
+		fp, err = hex.DecodeString(s.fpHex)
+		switch {
+		case err != nil || len(fp) != 32:
+			err = fmt.Errorf("bad fingerprint %q", s.fpHex)
+		case !strings.HasPrefix(s.quicURL, "moql://") || s.rtmpAddr == "":
+			err = fmt.Errorf("banner: relay %q, RTMP %q", s.quicURL, s.rtmpAddr)
+		default:
+			copy(s.fp[:], fp)
+		}
+	}
+	if err != nil {
+		s.stop()
+		return nil, fmt.Errorf("moqbridge serve: %w%s", err, s.stderr.note())
+	}
+	return s, nil
+}
+
+func (s *serveProc) pid() int { return s.cmd.Process.Pid }
+
+// stop interrupts serve (as Ctrl-C does) and kills it if it has not
+// exited within processTimeout.
+func (s *serveProc) stop() {
+	s.stopOnce.Do(func() { stopProcess(s.cmd, s.exited) })
+}
+
+// stopProcess sends SIGINT to a started command and kills it if it has
+// not exited within processTimeout; exited is closed when its Wait
+// returned.
+func stopProcess(cmd *exec.Cmd, exited <-chan struct{}) {
+	_ = cmd.Process.Signal(syscall.SIGINT)
+	select {
+	case <-exited:
+	case <-time.After(processTimeout):
+		_ = cmd.Process.Kill()
+		<-exited
+	}
+}
+
+// tailBuffer keeps the last few KiB written to it, for error messages.
+type tailBuffer struct {
+	mu  sync.Mutex
+	buf []byte
+}
+
+const tailSize = 4 << 10
+
+func (t *tailBuffer) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.buf = append(t.buf, p...)
+	if len(t.buf) > tailSize {
+		t.buf = append(t.buf[:0], t.buf[len(t.buf)-tailSize:]...)
+	}
+	return len(p), nil
+}
+
+func (t *tailBuffer) String() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return string(t.buf)
+}
+
+// note formats what was kept as a suffix for an error message.
+func (t *tailBuffer) note() string {
+	if s := t.String(); s != "" {
+		return "; stderr: " + s
+	}
+	return ""
+}
