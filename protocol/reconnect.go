@@ -7,12 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"net/http"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/moqbridge/moqbridge/internal/backoff"
 	"github.com/moqbridge/moqbridge/protocol/internal/transport"
 	"github.com/moqbridge/moqbridge/protocol/internal/wire"
 )
@@ -38,38 +38,13 @@ type Reconnect struct {
 var DefaultReconnect = Reconnect{Min: 250 * time.Millisecond, Max: 10 * time.Second, Jitter: 0.5}
 
 func (r Reconnect) withDefaults() Reconnect {
-	if r.Min <= 0 {
-		r.Min = DefaultReconnect.Min
-	}
-	if r.Max <= 0 {
-		r.Max = DefaultReconnect.Max
-	}
-	if r.Max < r.Min {
-		r.Max = r.Min
-	}
-	switch {
-	case r.Jitter == 0:
-		r.Jitter = DefaultReconnect.Jitter
-	case r.Jitter < 0:
-		r.Jitter = 0
-	case r.Jitter > 1:
-		r.Jitter = 1
-	}
+	d := DefaultReconnect
+	backoff.Defaults(&r.Min, &r.Max, &r.Jitter, d.Min, d.Max, d.Jitter)
 	return r
 }
 
 // wait is the wait before attempt n (from 0), jittered.
-func (r Reconnect) wait(n int) time.Duration {
-	d := r.Min
-	for i := 0; i < n && d < r.Max; i++ {
-		d *= 2
-	}
-	d = min(d, r.Max)
-	if r.Jitter > 0 {
-		d = time.Duration(float64(d) * (1 + r.Jitter*(2*rand.Float64()-1)))
-	}
-	return d
-}
+func (r Reconnect) wait(n int) time.Duration { return backoff.Wait(r.Min, r.Max, r.Jitter, n) }
 
 // WithReconnect sets how Connect redials (zero fields take
 // DefaultReconnect). Dial ignores it: it makes one session.

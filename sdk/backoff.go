@@ -1,8 +1,9 @@
 package sdk
 
 import (
-	"math/rand/v2"
 	"time"
+
+	"github.com/moqbridge/moqbridge/internal/backoff"
 )
 
 // Backoff is how a source or sink retries after a transient failure (a
@@ -29,34 +30,11 @@ var DefaultBackoff = Backoff{Min: 500 * time.Millisecond, Max: 10 * time.Second,
 // WithDefaults returns b with zero fields set from DefaultBackoff, Max at
 // least Min and Jitter within 0 to 1.
 func (b Backoff) WithDefaults() Backoff {
-	if b.Min <= 0 {
-		b.Min = DefaultBackoff.Min
-	}
-	if b.Max <= 0 {
-		b.Max = DefaultBackoff.Max
-	}
-	b.Max = max(b.Max, b.Min)
-	switch {
-	case b.Jitter == 0:
-		b.Jitter = DefaultBackoff.Jitter
-	case b.Jitter < 0:
-		b.Jitter = 0
-	case b.Jitter > 1:
-		b.Jitter = 1
-	}
+	d := DefaultBackoff
+	backoff.Defaults(&b.Min, &b.Max, &b.Jitter, d.Min, d.Max, d.Jitter)
 	return b
 }
 
 // Wait returns the wait before retry n (from 0), jittered; b should have
 // its defaults (WithDefaults).
-func (b Backoff) Wait(n int) time.Duration {
-	d := b.Min
-	for i := 0; i < n && d < b.Max; i++ {
-		d *= 2
-	}
-	d = min(d, b.Max)
-	if b.Jitter > 0 {
-		d = time.Duration(float64(d) * (1 + b.Jitter*(2*rand.Float64()-1)))
-	}
-	return d
-}
+func (b Backoff) Wait(n int) time.Duration { return backoff.Wait(b.Min, b.Max, b.Jitter, n) }
