@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -44,37 +45,15 @@ func TestRestream(t *testing.T) {
 
 	rtmpPort := freePort(t)
 	out := filepath.Join(t.TempDir(), "out.mp4")
-	ffmpeg := exec.CommandContext(ctx, "ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin",
-		"-listen", "1", "-i", fmt.Sprintf("rtmp://127.0.0.1:%d/live/secret-key", rtmpPort),
-		"-c", "copy", "-f", "mp4", "-y", out)
-	var ffOut bytes.Buffer
-	ffmpeg.Stdout, ffmpeg.Stderr = &ffOut, &ffOut
-	if err := ffmpeg.Start(); err != nil {
-		t.Fatal(err)
-	}
-	ffDone := make(chan error, 1)
-	go func() { ffDone <- ffmpeg.Wait() }()
-	defer func() {
-		_ = ffmpeg.Process.Kill()
-		<-ffDone
-	}()
-
+	rcv := startReceiver(t, ctx, rtmpPort, out)
 	rs := startProcess(t, ctx, "restream", "--duration", "6s", "--rtmp-reconnect-min", "100ms", "--rtmp-reconnect-max", "500ms",
-		url, "test/restream", fmt.Sprintf("rtmp://127.0.0.1:%d/live/secret-key", rtmpPort))
+		url, "test/restream", fmt.Sprintf("rtmp://127.0.0.1:%d/live/key", rtmpPort))
 	if code := rs.wait(t, ctx, "restream"); code != 0 {
 		t.Fatalf("restream exited %d:\n%s", code, rs.stderr.String())
 	}
-	select {
-	case err := <-ffDone:
-		ffDone <- err
-		if err != nil {
-			t.Fatalf("ffmpeg: %v\n%s", err, ffOut.String())
-		}
-	case <-ctx.Done():
-		t.Fatal("ffmpeg did not exit after restream")
-	}
+	rcv.wait(t, ctx, "ffmpeg")
 	log := rs.stderr.String()
-	if strings.Contains(log, "secret-key") {
+	if strings.Contains(log, "/live/key") {
 		t.Errorf("the stream key is in the log:\n%s", log)
 	}
 	for _, want := range []string{"rtmp: publishing", "codecs=H.264,AAC", "flv=legacy", "restream: done"} {
@@ -162,5 +141,92 @@ func TestRestreamNothingSent(t *testing.T) {
 		url, "test/unreachable", "rtmp://127.0.0.1:9/live/key")
 	if want := `moqbridge: nothing was sent to rtmp://127.0.0.1:9/live/<key>: the RTMP server did not take the broadcast (see the log)`; code == 0 || strings.TrimSpace(stderr) != want {
 		t.Errorf("exit %d, stderr %q, want %q", code, stderr, want)
+	}
+}
+
+// ffmpegReceiver is `ffmpeg -listen 1` copying what it receives into a
+// file.
+type ffmpegReceiver struct {
+	out  syncBuffer
+	done chan error
+}
+
+// startReceiver starts ffmpeg listening for rtmp://127.0.0.1:port/live/key.
+func startReceiver(t *testing.T, ctx context.Context, port int, file string) *ffmpegReceiver {
+	t.Helper()
+	r := &ffmpegReceiver{done: make(chan error, 1)}
+	cmd := exec.CommandContext(ctx, "ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin",
+		"-listen", "1", "-i", fmt.Sprintf("rtmp://127.0.0.1:%d/live/key", port), "-c", "copy", "-f", "mp4", "-y", file)
+	cmd.Stdout, cmd.Stderr = &r.out, &r.out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { r.done <- cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		err := <-r.done
+		r.done <- err
+	})
+	return r
+}
+
+// wait waits for ffmpeg to exit and fails the test unless it exits 0.
+func (r *ffmpegReceiver) wait(t *testing.T, ctx context.Context, what string) {
+	t.Helper()
+	select {
+	case err := <-r.done:
+		r.done <- err
+		if err != nil {
+			t.Fatalf("%s: %v\n%s", what, err, r.out.String())
+		}
+	case <-ctx.Done():
+		t.Fatalf("%s did not exit", what)
+	}
+}
+
+// TestRestreamRelayRestart: the relay restarts while restream runs. The
+// lost broadcast ends the RTMP publish (ffmpeg closes its file), restream
+// waits for the broadcast to come back through the reconnected relay and
+// publishes again, to a new ffmpeg on the same port, from a keyframe.
+func TestRestreamRelayRestart(t *testing.T) {
+	restreamNeedsFFmpeg(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	port := freePort(t)
+	url := fmt.Sprintf("http://127.0.0.1:%d/", port)
+	relay := startServe(t, ctx, port)
+	startProcess(t, ctx, "publish", "--loop", "--reconnect-max", "1s", "--broadcast", "test/restart",
+		"../../sources/fmp4/testdata/h264_aac_bframes.mp4", url)
+	rtmpPort := freePort(t)
+	dir := t.TempDir()
+	first := startReceiver(t, ctx, rtmpPort, filepath.Join(dir, "first.mp4"))
+	rs := startProcess(t, ctx, "restream", "--reconnect-max", "1s", "--rtmp-reconnect-min", "100ms", "--rtmp-reconnect-max", "500ms",
+		url, "test/restart", fmt.Sprintf("rtmp://127.0.0.1:%d/live/key", rtmpPort))
+	waitFor(t, ctx, "the first publish", func() bool { return strings.Contains(rs.stderr.String(), "rtmp: publishing") })
+	time.Sleep(2 * time.Second)
+
+	relay.stop(t, syscall.SIGTERM)
+	relay = startServe(t, ctx, port)
+	first.wait(t, ctx, "the first ffmpeg, once the broadcast was lost")
+	second := filepath.Join(dir, "second.mp4")
+	rcv := startReceiver(t, ctx, rtmpPort, second)
+	waitFor(t, ctx, "the second publish", func() bool { return strings.Count(rs.stderr.String(), "rtmp: publishing") >= 2 })
+	time.Sleep(3 * time.Second)
+	_ = rs.cmd.Process.Signal(os.Interrupt)
+	if code := rs.wait(t, ctx, "restream"); code != 0 {
+		t.Fatalf("restream exited %d:\n%s", code, rs.stderr.String())
+	}
+	rcv.wait(t, ctx, "the second ffmpeg")
+	_ = relay
+	if !strings.Contains(rs.stderr.String(), "lost the broadcast; waiting for it to come back") {
+		t.Errorf("restream log:\n%s", rs.stderr.String())
+	}
+	for _, f := range []string{filepath.Join(dir, "first.mp4"), second} {
+		if b, err := exec.CommandContext(ctx, "ffmpeg", "-v", "error", "-xerror", "-i", f, "-f", "null", "-").CombinedOutput(); err != nil || len(bytes.TrimSpace(b)) > 0 {
+			t.Errorf("%s does not decode cleanly: %v\n%s", f, err, b)
+		}
+		if dts := packetTimes(t, ctx, f, "v:0"); len(dts) < 45 || dts[0] > 0.2 {
+			t.Errorf("%s: %d video packets from %v s", f, len(dts), dts[:min(1, len(dts))])
+		}
 	}
 }
