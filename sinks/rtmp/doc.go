@@ -41,6 +41,20 @@
 // and a keyframe without a sequence header gets the av1C's. The stream
 // key is never logged (Redact).
 //
+// # Runs, and what is not done
+//
+// A Run owns its connections: when it returns (the broadcast ended or was
+// lost, or its context ended) what is queued is sent, within
+// Config.WriteTimeout, and the connection is closed, so a broadcast that
+// comes back is published on a new connection, from a keyframe, its
+// timestamps again near 0. Keeping the connection open across a loss of
+// the broadcast is not done. Neither is following a catalog that changes
+// after Run took its tracks (a new rendition), nor multitrack Enhanced
+// RTMP. The server's messages are not read once publishing started
+// (gortmplib's Client is not safe for a read and a write at once, and a
+// read answers pings by writing): a server that pings an idle publisher
+// and closes it for not answering is reconnected to.
+//
 // # What gortmplib does and what is written here
 //
 // github.com/bluenviron/gortmplib does all of RTMP: TCP and TLS (rtmps,
