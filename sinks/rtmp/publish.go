@@ -90,11 +90,9 @@ func (s *Sink) backoff(n int) time.Duration {
 	return d/2 + rand.N(d/2+1)
 }
 
-// session runs one connection: connect and publish, then write the
-// queued frames from a keyframe on until a write fails, ctx ends or the
-// queue is drained after its end. published reports whether the
-// connection got as far as announcing its tracks.
-func (s *Sink) session(ctx context.Context, log *slog.Logger, q *queue, tracks []*outTrack, carry **item, resumed bool) (published bool, err error) {
+// connect opens a connection and gets the server to accept the publish,
+// within Config.ConnectTimeout.
+func (s *Sink) connect(ctx context.Context) (*gortmplib.Client, error) {
 	var patched *fcPublishConn
 	dial := dialer(s.cfg.DialContext)
 	c := &gortmplib.Client{URL: s.url, Publish: true, TLSConfig: s.cfg.TLSConfig,
@@ -105,15 +103,26 @@ func (s *Sink) session(ctx context.Context, log *slog.Logger, q *queue, tracks [
 		}}
 	cctx, cancel := context.WithTimeout(ctx, s.cfg.ConnectTimeout)
 	defer cancel()
-	if err = c.Initialize(cctx); err != nil {
+	if err := c.Initialize(cctx); err != nil {
 		if errors.Is(cctx.Err(), context.DeadlineExceeded) && ctx.Err() == nil {
-			return false, fmt.Errorf("no answer within %s: %w", s.cfg.ConnectTimeout, err)
+			return nil, fmt.Errorf("no answer within %s: %w", s.cfg.ConnectTimeout, err)
 		}
-		return false, err
+		return nil, err
 	}
-	cancel()
 	if patched != nil {
-		patched.done = true
+		patched.done = true // the setup is over: reads go through unchanged
+	}
+	return c, nil
+}
+
+// session runs one connection: connect and publish, then write the
+// queued frames from a keyframe on until a write fails, ctx ends or the
+// queue is drained after its end. published reports whether the
+// connection got as far as announcing its tracks.
+func (s *Sink) session(ctx context.Context, log *slog.Logger, q *queue, tracks []*outTrack, carry **item, resumed bool) (published bool, err error) {
+	c, err := s.connect(ctx)
+	if err != nil {
+		return false, err
 	}
 	nc := c.NetConn()
 	defer c.Close()
