@@ -126,6 +126,9 @@ func newOutTrack(t sdk.Track) (*outTrack, error) {
 	default:
 		return nil, fmt.Errorf("codec %q cannot be sent over RTMP here (supported: H.264, H.265, AV1, VP9, AAC, Opus)", t.Codec)
 	}
+	if isVideo := o.codec <= codecVP9; isVideo != (t.Kind == sdk.KindVideo) {
+		return nil, fmt.Errorf("a %s track with the codec %q", t.Kind, t.Codec)
+	}
 	return o, nil
 }
 
