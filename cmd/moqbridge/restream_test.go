@@ -125,8 +125,9 @@ func TestRestreamRefusesBadValues(t *testing.T) {
 }
 
 // TestRestreamNothingSent: a relay whose broadcast never appears within
-// --wait ends restream with an error, and a restream that sent nothing
-// before --duration says so.
+// --wait ends restream with an error, a restream that sent nothing before
+// --duration says so, and one whose RTMP server stays unreachable for
+// --rtmp-give-up exits with the reason.
 func TestRestreamNothingSent(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -141,6 +142,13 @@ func TestRestreamNothingSent(t *testing.T) {
 		url, "test/unreachable", "rtmp://127.0.0.1:9/live/key")
 	if want := `moqbridge: nothing was sent to rtmp://127.0.0.1:9/live/<key>: the RTMP server did not take the broadcast (see the log)`; code == 0 || strings.TrimSpace(stderr) != want {
 		t.Errorf("exit %d, stderr %q, want %q", code, stderr, want)
+	}
+
+	code, _, stderr = runCLI(t, ctx, "restream", "--fingerprint", fp, "--rtmp-give-up", "1s", "--rtmp-reconnect-min", "100ms",
+		url, "test/unreachable", "rtmp://127.0.0.1:9/live/key")
+	if prefix := `moqbridge: rtmp://127.0.0.1:9/live/<key>: rtmp: gave up reconnecting after `; code == 0 || !strings.HasPrefix(stderr, prefix) ||
+		!strings.HasSuffix(stderr, "connection refused (--rtmp-give-up)\n") {
+		t.Errorf("--rtmp-give-up: exit %d, stderr %q", code, stderr)
 	}
 }
 
