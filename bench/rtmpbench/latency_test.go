@@ -39,7 +39,7 @@ func BenchmarkRTMPLatency(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	bin, err := buildMoqbridge(b.TempDir())
+	bin, err := buildMoqbridge()
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -50,7 +50,7 @@ func BenchmarkRTMPLatency(b *testing.B) {
 	defer serve.stop()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*latencyLength+time.Minute)
 	defer cancel()
-	b.Logf("code %s; input %s (video only); load average before: %s", revision(), in, loadAverage())
+	b.Logf("%s; input %s (video only); load average before: %s", binaryNote(), in, loadAverage())
 	b.ResetTimer()
 
 	st0, err := readProc(serve.pid())

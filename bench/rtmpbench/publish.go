@@ -3,7 +3,10 @@ package rtmpbench
 import (
 	"context"
 	"fmt"
+	"io"
+	"net"
 	"net/url"
+	"sync/atomic"
 	"time"
 
 	"github.com/bluenviron/gortmplib"
@@ -23,6 +26,8 @@ type pubOptions struct {
 	// it is written: its position (loop and index in the stream), its
 	// timestamps as sent, and the time.
 	sent func(loop, index int, pts, dts time.Duration, at time.Time)
+	// late, if set, is told how late each write started.
+	late *maxDuration
 }
 
 // pubStats is what a publisher did.
@@ -47,8 +52,11 @@ func publishRTMP(ctx context.Context, addr, app, key string, m *media, opt pubOp
 	if err != nil {
 		return st, fmt.Errorf("rtmp connect %s: %w", u, err)
 	}
-	defer c.Close()
-	stop := context.AfterFunc(ctx, c.Close)
+	nc := c.NetConn()
+	defer closeRTMP(nc)
+	// Ending ctx unblocks a write; the connection is then closed as an
+	// encoder closes it.
+	stop := context.AfterFunc(ctx, func() { _ = nc.SetWriteDeadline(time.Now()) })
 	defer stop()
 	video := &gortmplib.Track{Codec: &codecs.H264{SPS: m.sps, PPS: m.pps}}
 	tracks := []*gortmplib.Track{video}
@@ -71,6 +79,7 @@ func publishRTMP(ctx context.Context, addr, app, key string, m *media, opt pubOp
 	}
 	start := time.Now()
 	defer func() { st.bytes = c.BytesSent() }()
+
 	for loop := 0; ; loop++ {
 		offset := time.Duration(loop) * m.duration
 		for i := range m.samples {
@@ -88,6 +97,7 @@ func publishRTMP(ctx context.Context, addr, app, key string, m *media, opt pubOp
 				}
 			} else {
 				st.maxLate = max(st.maxLate, -d)
+				opt.late.observe(-d)
 			}
 			if s.video {
 				if opt.sent != nil {
@@ -111,3 +121,35 @@ func publishRTMP(ctx context.Context, addr, app, key string, m *media, opt pubOp
 		}
 	}
 }
+
+// closeRTMP closes a publisher's connection as an encoder does: it ends
+// its side (FIN) and reads what the server still sends (acknowledgements
+// the publisher never read) until the server closes too, so that the
+// close is orderly rather than a reset; at most a second.
+func closeRTMP(nc net.Conn) {
+	if tc, ok := nc.(*net.TCPConn); ok {
+		_ = tc.CloseWrite()
+		_ = nc.SetReadDeadline(time.Now().Add(time.Second))
+		_, _ = io.Copy(io.Discard, nc)
+	}
+	_ = nc.Close()
+}
+
+// maxDuration is the largest duration observed since the last reset,
+// safe for concurrent use; a nil one ignores observations.
+type maxDuration struct{ v atomic.Int64 }
+
+func (m *maxDuration) observe(d time.Duration) {
+	if m == nil {
+		return
+	}
+	for {
+		cur := m.v.Load()
+		if int64(d) <= cur || m.v.CompareAndSwap(cur, int64(d)) {
+			return
+		}
+	}
+}
+
+// reset returns the maximum and starts again from 0.
+func (m *maxDuration) reset() time.Duration { return time.Duration(m.v.Swap(0)) }

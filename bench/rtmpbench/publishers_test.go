@@ -51,7 +51,7 @@ func BenchmarkRTMPPublishers(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	bin, err := buildMoqbridge(b.TempDir())
+	bin, err := buildMoqbridge()
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -63,7 +63,7 @@ func BenchmarkRTMPPublishers(b *testing.B) {
 	total := publisherRamp + publisherSettle + publisherWindow + publishers/liveBatch*liveCheck + 30*time.Second
 	ctx, cancel := context.WithTimeout(context.Background(), total+time.Minute)
 	defer cancel()
-	b.Logf("code %s; input %s, %d publishers; load average before: %s", revision(), in, publishers, loadAverage())
+	b.Logf("%s; input %s, %d publishers; load average before: %s", binaryNote(), in, publishers, loadAverage())
 	b.ResetTimer()
 
 	origin := moq.NewOrigin()
@@ -80,6 +80,7 @@ func BenchmarkRTMPPublishers(b *testing.B) {
 	paths := make([]string, publishers)
 	stats := make([]pubStats, publishers)
 	errs := make([]error, publishers)
+	late := &maxDuration{}
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	began := time.Now()
@@ -92,7 +93,7 @@ func BenchmarkRTMPPublishers(b *testing.B) {
 				return
 			}
 			stats[i], errs[i] = publishRTMP(pubCtx, serve.rtmpAddr, "live", fmt.Sprintf("p%03d", i), m,
-				pubOptions{length: total})
+				pubOptions{length: total, late: late})
 		})
 	}
 	// Every broadcast announced.
@@ -117,6 +118,7 @@ func BenchmarkRTMPPublishers(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	late.reset()
 	busy0, self0, start := machineBusy(), selfCPU(), time.Now()
 	for end := start.Add(publisherWindow); time.Now().Before(end); {
 		time.Sleep(min(5*time.Second, time.Until(end)))
@@ -131,6 +133,7 @@ func BenchmarkRTMPPublishers(b *testing.B) {
 	wall := time.Since(start)
 	serveCPU, benchCPU := st1.CPU-st0.CPU, selfCPU()-self0
 	other := machineBusy() - busy0 - serveCPU - benchCPU
+	windowLate := late.reset()
 	b.StopTimer()
 	announced := countAnnounced(origin, paths)
 
@@ -174,11 +177,11 @@ func BenchmarkRTMPPublishers(b *testing.B) {
 	b.Logf("%d RTMP publishers (720p30 2.5 Mbit/s + AAC, real time) into one serve, %v window at steady state:\n"+
 		"  serve: %.3f cores (%.2f ms of CPU per publisher-second), RSS %.0f MiB at the end, peak %.0f MiB in the window\n"+
 		"  serve RSS every 5 s, the window the last 30 s (time since the first publisher: MiB): %s\n"+
-		"  this process (publishers, one MOQ session): %.3f cores; other load %.2f cores; publishers at most %v behind schedule; %.1f Mbit/s sent in all\n"+
+		"  this process (publishers, one MOQ session): %.3f cores; other load %.2f cores; in the window publishers at most %v behind schedule (over the whole run %v); %.1f Mbit/s sent in all\n"+
 		"  announced by the relay: %d of %d; delivering live video afterwards: %d of %d",
 		publishers, publisherWindow, cores, serveCPU.Seconds()*1000/wall.Seconds()/publishers, mib(st1.RSS), mib(st1.HWM),
 		strings.Join(series, ", "), benchCPU.Seconds()/wall.Seconds(), other.Seconds()/wall.Seconds(),
-		maxLate.Round(time.Millisecond), float64(bytes)*8/time.Since(began).Seconds()/1e6,
+		windowLate.Round(time.Millisecond), maxLate.Round(time.Millisecond), float64(bytes)*8/time.Since(began).Seconds()/1e6,
 		announced, publishers, publishers-len(dead), publishers)
 	if s := serve.stderr.String(); s != "" {
 		b.Logf("serve's stderr (the last %d KiB):\n%s", tailSize>>10, s)

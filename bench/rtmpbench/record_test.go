@@ -74,7 +74,7 @@ func BenchmarkRTMPRecord(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	bin, err := buildMoqbridge(b.TempDir())
+	bin, err := buildMoqbridge()
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -86,8 +86,8 @@ func BenchmarkRTMPRecord(b *testing.B) {
 		rate = v
 	}
 	out := b.TempDir()
-	b.Logf("code %s; input %s: %d video, %d audio packets; -readrate %s; load average before: %s",
-		revision(), in, inVideo, inAudio, rate, loadAverage())
+	b.Logf("%s; input %s: %d video, %d audio packets; -readrate %s; load average before: %s",
+		binaryNote(), in, inVideo, inAudio, rate, loadAverage())
 	b.ResetTimer()
 
 	moqRun, err := recordMOQ(bin, in, rate, filepath.Join(out, "moq"))

@@ -22,22 +22,53 @@ const processTimeout = 15 * time.Second
 // of building one from this module's work tree (go build, the default).
 const BinaryEnv = "MOQBRIDGE_RTMPBENCH_BIN"
 
-// buildMoqbridge builds the moqbridge command of this module into dir, or
-// returns the binary BinaryEnv names.
-func buildMoqbridge(dir string) (string, error) {
+// buildMoqbridge returns the moqbridge binary the benchmarks run: the one
+// BinaryEnv names, or else the command of this module's work tree, built
+// once per test process into binDir (so that every benchmark of a run
+// measures the same code, whatever happens to the work tree meanwhile).
+func buildMoqbridge() (string, error) {
 	if bin := os.Getenv(BinaryEnv); bin != "" {
 		if _, err := os.Stat(bin); err != nil {
 			return "", fmt.Errorf("%s: %w", BinaryEnv, err)
 		}
-		fmt.Fprintf(os.Stderr, "rtmpbench: running %s (%s), not this work tree's moqbridge\n", bin, BinaryEnv)
 		return bin, nil
 	}
-	bin := filepath.Join(dir, "moqbridge")
-	cmd := exec.Command("go", "build", "-o", bin, "github.com/moqbridge/moqbridge/cmd/moqbridge")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go build ./cmd/moqbridge: %w\n%s", err, out)
+	build.Do(func() {
+		build.dir, build.err = os.MkdirTemp("", "rtmpbench-bin-")
+		if build.err != nil {
+			return
+		}
+		build.rev = revision()
+		bin := filepath.Join(build.dir, "moqbridge")
+		cmd := exec.Command("go", "build", "-o", bin, "github.com/moqbridge/moqbridge/cmd/moqbridge")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			build.err = fmt.Errorf("go build ./cmd/moqbridge: %w\n%s", err, out)
+			return
+		}
+		build.bin = bin
+	})
+	return build.bin, build.err
+}
+
+// build is the binary built by buildMoqbridge; removeBuild removes it.
+var build struct {
+	sync.Once
+	dir, bin, rev string
+	err           error
+}
+
+func removeBuild() {
+	if build.dir != "" {
+		_ = os.RemoveAll(build.dir)
 	}
-	return bin, nil
+}
+
+// binaryNote says which code the benchmarks run, for their logs.
+func binaryNote() string {
+	if bin := os.Getenv(BinaryEnv); bin != "" {
+		return fmt.Sprintf("moqbridge %s (%s); this module's code %s", bin, BinaryEnv, revision())
+	}
+	return "moqbridge built from " + build.rev
 }
 
 // revision names the code being measured: the commit, marked dirty when
