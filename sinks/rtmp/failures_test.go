@@ -45,7 +45,7 @@ func TestGiveUp(t *testing.T) {
 	origin := publishFile(t, clip("h264_aac_bframes.mp4"), "live/x")
 	lb := &logBuffer{}
 	sink := newSink(t, fmt.Sprintf("rtmp://127.0.0.1:%d/live/k", freePort(t)), lb, Config{
-		Backoff: Backoff{Min: 50 * time.Millisecond, Max: 200 * time.Millisecond, GiveUpAfter: time.Second},
+		Backoff: sdk.Backoff{Min: 50 * time.Millisecond, Max: 200 * time.Millisecond, GiveUpAfter: time.Second},
 	})
 	ctx := testCtx(t, 20*time.Second)
 	began := time.Now()

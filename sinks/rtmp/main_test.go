@@ -154,7 +154,7 @@ func newSink(t testing.TB, url string, lb *logBuffer, cfg Config) *Sink {
 	cfg.URL = url
 	cfg.Logger = lb.logger()
 	if cfg.Backoff.Min == 0 {
-		cfg.Backoff = Backoff{Min: 50 * time.Millisecond, Max: 300 * time.Millisecond}
+		cfg.Backoff = sdk.Backoff{Min: 50 * time.Millisecond, Max: 300 * time.Millisecond}
 	}
 	s, err := New(cfg)
 	if err != nil {

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"net"
 	"strings"
 	"time"
@@ -59,7 +58,7 @@ func (s *Sink) send(ctx context.Context, log *slog.Logger, q *queue, tracks []*o
 		if g := s.cfg.Backoff.GiveUpAfter; g > 0 && time.Since(down) >= g {
 			return fmt.Errorf("%w after %s without a connection: %w", ErrGaveUp, time.Since(down).Round(time.Second), err)
 		}
-		wait := s.backoff(failures)
+		wait := s.cfg.Backoff.Wait(failures - 1)
 		if published {
 			log.Warn("rtmp: connection lost; reconnecting", "in", wait.Round(time.Millisecond), "err", err)
 		} else {
@@ -76,18 +75,6 @@ func (s *Sink) send(ctx context.Context, log *slog.Logger, q *queue, tracks []*o
 			return nil
 		}
 	}
-}
-
-// backoff returns the wait after the n-th failure in a row: Min·2ⁿ⁻¹, at
-// most Max, less a random part of up to half.
-func (s *Sink) backoff(n int) time.Duration {
-	b := s.cfg.Backoff
-	d := b.Min
-	for i := 1; i < n && d < b.Max; i++ {
-		d *= 2
-	}
-	d = min(d, b.Max)
-	return d/2 + rand.N(d/2+1)
 }
 
 // connect opens a connection and gets the server to accept the publish,

@@ -24,24 +24,7 @@ const (
 	DefaultWriteTimeout   = 10 * time.Second
 	DefaultMaxQueueDelay  = 5 * time.Second
 	DefaultMaxQueueBytes  = 32 << 20
-	DefaultBackoffMin     = 500 * time.Millisecond
-	DefaultBackoffMax     = 10 * time.Second
 )
-
-// Backoff is how the sink retries a server that went away or refused:
-// after the n-th failure in a row it waits Min·2ⁿ⁻¹, at most Max, with
-// random jitter (a wait between half and all of it). A connection that
-// published for less than 10 s before it ended does not end the row, so a
-// server that drops every publish at once is not retried in a tight loop.
-type Backoff struct {
-	Min time.Duration // default DefaultBackoffMin
-	Max time.Duration // default DefaultBackoffMax
-	// GiveUpAfter stops retrying once the server has been unreachable
-	// this long (since the last connection that published, or since Run
-	// started): Run then fails with ErrGaveUp. 0 retries for as long as
-	// Run runs.
-	GiveUpAfter time.Duration
-}
 
 // Config configures a Sink. Only URL is required.
 type Config struct {
@@ -57,8 +40,15 @@ type Config struct {
 	// kind (see Run).
 	Video, Audio string
 
-	// Backoff tunes reconnection.
-	Backoff Backoff
+	// Backoff tunes reconnection to a server that went away or refused
+	// (zero fields take sdk.DefaultBackoff: 500 ms doubling up to 10 s,
+	// ±50 % jitter). A connection that published for less than 10 s
+	// before it ended does not start the waits again from Min, so a
+	// server that drops every publish at once is not retried in a tight
+	// loop. With GiveUpAfter set, Run fails with ErrGaveUp once the
+	// server has been unreachable that long (since the last connection
+	// that published, or since Run started).
+	Backoff sdk.Backoff
 
 	// ConnectTimeout bounds a connection's setup (TCP, TLS, RTMP
 	// handshake, connect, publish). Default DefaultConnectTimeout.
@@ -134,13 +124,7 @@ func New(cfg Config) (*Sink, error) {
 	if err != nil {
 		return nil, sdk.Permanent(err)
 	}
-	if cfg.Backoff.Min <= 0 {
-		cfg.Backoff.Min = DefaultBackoffMin
-	}
-	if cfg.Backoff.Max <= 0 {
-		cfg.Backoff.Max = DefaultBackoffMax
-	}
-	cfg.Backoff.Max = max(cfg.Backoff.Max, cfg.Backoff.Min)
+	cfg.Backoff = cfg.Backoff.WithDefaults()
 	if cfg.ConnectTimeout <= 0 {
 		cfg.ConnectTimeout = DefaultConnectTimeout
 	}

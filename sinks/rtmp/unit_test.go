@@ -198,18 +198,19 @@ func TestPick(t *testing.T) {
 	}
 }
 
-// TestBackoff: the waits double from Min up to Max, each less up to half
-// of it for jitter.
+// TestBackoff: zero fields take sdk.DefaultBackoff; the waits double from
+// Min up to Max, each within ±Jitter of itself.
 func TestBackoff(t *testing.T) {
-	s, _ := New(Config{URL: "rtmp://h/app/k", Backoff: Backoff{Min: 100 * time.Millisecond, Max: time.Second}})
-	for n, full := range []time.Duration{100, 200, 400, 800, 1000, 1000} {
-		full *= time.Millisecond
-		if full > time.Second {
-			full = time.Second
-		}
+	s, _ := New(Config{URL: "rtmp://h/app/k"})
+	if b := s.cfg.Backoff; b.Min != 500*time.Millisecond || b.Max != 10*time.Second || b.Jitter != 0.5 {
+		t.Errorf("defaults %+v", b)
+	}
+	s, _ = New(Config{URL: "rtmp://h/app/k", Backoff: sdk.Backoff{Min: 100 * time.Millisecond, Max: time.Second}})
+	for n, nominal := range []time.Duration{100, 200, 400, 800, 1000, 1000} {
+		nominal *= time.Millisecond
 		for range 20 {
-			if d := s.backoff(n + 1); d < full/2 || d > full {
-				t.Fatalf("attempt %d: %v, want within [%v, %v]", n+1, d, full/2, full)
+			if d := s.cfg.Backoff.Wait(n); d < nominal/2 || d > nominal*3/2 {
+				t.Fatalf("retry %d: %v, want %v ± 50 %%", n, d, nominal)
 			}
 		}
 	}
