@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/moqbridge/moqbridge/internal/rtmpurl"
 	"github.com/moqbridge/moqbridge/moq"
 	"github.com/moqbridge/moqbridge/protocol"
 	"github.com/moqbridge/moqbridge/sdk"
@@ -131,7 +132,7 @@ func restream(ctx context.Context, url, path, rtmpURL string, duration, wait tim
 		if sink.Stats().Frames > 0 {
 			return nil
 		}
-		return fmt.Errorf("nothing was sent to %s: %s", rtmpsink.Redact(rtmpURL), why)
+		return fmt.Errorf("nothing was sent to %s: %s", rtmpurl.Redact(rtmpURL), why)
 	}
 	for first := true; ; first = false {
 		limit := time.Duration(-1)
@@ -161,7 +162,7 @@ func restream(ctx context.Context, url, path, rtmpURL string, duration, wait tim
 			}
 			slog.Warn("lost the broadcast; waiting for it to come back", "broadcast", path, "err", explain(err))
 		case errors.Is(err, rtmpsink.ErrGaveUp):
-			return fmt.Errorf("%s: %w (--rtmp-give-up)", rtmpsink.Redact(rtmpURL), err)
+			return fmt.Errorf("%s: %w (--rtmp-give-up)", rtmpurl.Redact(rtmpURL), err)
 		case err != nil:
 			return err
 		default:

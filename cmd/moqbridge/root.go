@@ -18,12 +18,13 @@ func newRootCommand() *cobra.Command {
 	var logLevel string
 	root := &cobra.Command{
 		Use:   "moqbridge",
-		Short: "MOQ Lite relay with RTMP ingest, and fMP4 publish and record (RTP is coming)",
+		Short: "MOQ Lite relay with RTMP ingest and restream, and fMP4 publish and record (RTP is coming)",
 		Long: `moqbridge moves live media over MOQ Lite (Media over QUIC Lite) on QUIC,
-WebTransport and WebSocket: a relay (serve), fMP4 files or live fMP4 on
-stdin into a relay (publish), and broadcasts from a relay into fMP4 files
-(record); "serve --rtmp" also ingests RTMP publishers (OBS, ffmpeg) into
-the relay. RTMP restream and the RTP adapters are coming.
+WebTransport and WebSocket: a relay (serve), fMP4 files, live fMP4 on stdin
+or a remote RTMP stream into a relay (publish), broadcasts from a relay into
+fMP4 files (record) and on to RTMP servers such as YouTube or Twitch
+(restream); "serve --rtmp" also ingests RTMP publishers (OBS, ffmpeg) into
+the relay. The RTP adapters are coming.
 
 Run without a command, it starts the built-in relay on its defaults
 (the same as "moqbridge serve").`,

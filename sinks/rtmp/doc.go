@@ -68,7 +68,7 @@
 // written here.
 //
 // Written here: the choice of tracks, the queue and its drop policy, the
-// reconnection loop, the per-connection clock, the URL form (ParseURL:
+// reconnection loop, the per-connection clock, the URL form (internal/rtmpurl:
 // services give rtmp://host/app/KEY, gortmplib takes the key as the URL
 // fragment), the redaction of stream keys, and one compatibility patch
 // (compat.go): ffmpeg 5.1 in -listen mode answers FCPublish with a bare

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/moqbridge/moqbridge/internal/lograte"
+	"github.com/moqbridge/moqbridge/internal/rtmpurl"
 	"github.com/moqbridge/moqbridge/moq"
 	"github.com/moqbridge/moqbridge/sdk"
 )
@@ -29,7 +30,7 @@ const (
 // Config configures a Sink. Only URL is required.
 type Config struct {
 	// URL is where to publish: rtmp://HOST[:PORT]/APP/STREAM-KEY or
-	// rtmps://… (see ParseURL). The stream key never appears in logs.
+	// rtmps://… (see rtmpurl.Parse). The stream key never appears in logs.
 	URL string
 
 	// TLSConfig is used for rtmps:// URLs; nil verifies the server
@@ -120,7 +121,7 @@ var _ sdk.Sink = (*Sink)(nil)
 // permanent error (sdk.IsPermanent), when the URL is not a usable
 // rtmp:// or rtmps:// URL.
 func New(cfg Config) (*Sink, error) {
-	u, err := ParseURL(cfg.URL)
+	u, err := rtmpurl.Parse(cfg.URL)
 	if err != nil {
 		return nil, sdk.Permanent(err)
 	}
@@ -140,7 +141,7 @@ func New(cfg Config) (*Sink, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Sink{cfg: cfg, url: u, log: cfg.Logger.With("rtmp", redactURL(u))}, nil
+	return &Sink{cfg: cfg, url: u, log: cfg.Logger.With("rtmp", rtmpurl.RedactURL(u))}, nil
 }
 
 // Stats returns the sink's counters; safe to call while Run runs.

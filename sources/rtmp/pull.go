@@ -8,18 +8,19 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
-	"strings"
 	"time"
 
 	"github.com/bluenviron/gortmplib"
 
+	"github.com/moqbridge/moqbridge/internal/rtmpurl"
 	"github.com/moqbridge/moqbridge/sdk"
 )
 
 // PullConfig configures a Pull.
 type PullConfig struct {
 	// URL is the stream to play: rtmp://host[:port]/app/key or rtmps://…
-	// (the last path segment is the stream key; a query goes with it).
+	// (the last path segment is the stream key, a query goes with it; see
+	// internal/rtmpurl). The key never appears in logs.
 	URL string
 	// TLS configures rtmps:// connections (nil: the system roots).
 	TLS *tls.Config
@@ -46,7 +47,7 @@ type Pull struct {
 // NewPull checks cfg's URL and returns a Pull; a URL that is not rtmp://
 // or rtmps:// with an application and a stream key is a permanent error.
 func NewPull(cfg PullConfig) (*Pull, error) {
-	u, err := pullURL(cfg.URL)
+	u, err := rtmpurl.Parse(cfg.URL)
 	if err != nil {
 		return nil, sdk.Permanent(err)
 	}
@@ -60,39 +61,7 @@ func NewPull(cfg PullConfig) (*Pull, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	redacted := *u
-	redacted.User, redacted.Fragment = nil, ""
-	return &Pull{cfg: cfg, u: u, log: cfg.Logger.With("source", "rtmp pull", "url", redacted.String())}, nil
-}
-
-// pullURL parses an RTMP URL into the form gortmplib's client takes: the
-// stream key (with the query) in the fragment.
-func pullURL(raw string) (*url.URL, error) {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return nil, fmt.Errorf("rtmp pull: %w", err)
-	}
-	if u.Scheme != "rtmp" && u.Scheme != "rtmps" {
-		return nil, fmt.Errorf("rtmp pull: %q is not an rtmp:// or rtmps:// URL", raw)
-	}
-	if u.Host == "" {
-		return nil, fmt.Errorf("rtmp pull: %q has no host", raw)
-	}
-	if u.Fragment != "" {
-		return u, nil
-	}
-	p := strings.Trim(u.Path, "/")
-	i := strings.LastIndexByte(p, '/')
-	if i <= 0 || i == len(p)-1 {
-		return nil, fmt.Errorf("rtmp pull: %q needs an application and a stream key (rtmp://host/app/key)", raw)
-	}
-	key := p[i+1:]
-	if u.RawQuery != "" {
-		key += "?" + u.RawQuery
-	}
-	out := *u
-	out.Path, out.RawPath, out.RawQuery, out.Fragment = "/"+p[:i], "", "", key
-	return &out, nil
+	return &Pull{cfg: cfg, u: u, log: cfg.Logger.With("source", "rtmp pull", "url", rtmpurl.RedactURL(u))}, nil
 }
 
 // Run plays the stream into w until ctx ends (nil), the backoff gives up

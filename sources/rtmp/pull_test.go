@@ -14,20 +14,9 @@ import (
 	"github.com/moqbridge/moqbridge/sdk"
 )
 
-// TestPullURL: the stream key is the last path segment (with the query);
-// other schemes, and URLs without application or key, are permanent
-// errors.
+// TestPullURL: URLs that are not rtmp:// or rtmps:// with an application
+// and a stream key are permanent errors (internal/rtmpurl has the forms).
 func TestPullURL(t *testing.T) {
-	for raw, want := range map[string]string{
-		"rtmp://h/live/x":           "rtmp://h/live#x",
-		"rtmps://h:443/a/b/key?t=1": "rtmps://h:443/a/b#key?t=1",
-		"rtmp://h/live#k":           "rtmp://h/live#k",
-	} {
-		u, err := pullURL(raw)
-		if err != nil || u.String() != want {
-			t.Errorf("%s: %v %v, want %s", raw, u, err, want)
-		}
-	}
 	for _, raw := range []string{"http://h/live/x", "rtmp:///live/x", "rtmp://h/x", "rtmp://h/live/", "rtmp://h"} {
 		if _, err := NewPull(PullConfig{URL: raw}); err == nil || !sdk.IsPermanent(err) {
 			t.Errorf("%s: %v, want a permanent error", raw, err)

@@ -1,4 +1,9 @@
-package rtmp
+// Package rtmpurl reads RTMP URLs as encoders and services write them
+// (rtmp://host/app/STREAM-KEY) into the form gortmplib's client takes (the
+// stream key in the fragment), and writes them for logs without the key.
+// The RTMP sink (publishing) and the RTMP source's pull mode (playing)
+// share it.
+package rtmpurl
 
 import (
 	"errors"
@@ -8,7 +13,7 @@ import (
 	"strings"
 )
 
-// ParseURL checks an rtmp:// or rtmps:// publish URL and returns it in
+// Parse checks an rtmp:// or rtmps:// URL and returns it in
 // the form gortmplib's Client takes: the stream key in the fragment.
 //
 // Services give the URL as the encoders (ffmpeg, OBS) read it:
@@ -18,7 +23,7 @@ import (
 // key. gortmplib sends the whole path as the application and the
 // fragment as the key, so the key moves there. A URL that has a fragment
 // already is taken as gortmplib's form (rtmp://host/app#KEY) and kept.
-func ParseURL(raw string) (*url.URL, error) {
+func Parse(raw string) (*url.URL, error) {
 	u, err := url.Parse(raw)
 	if err != nil {
 		return nil, fmt.Errorf("rtmp: URL %q: %w", Redact(raw), errors.Unwrap(err))
@@ -53,7 +58,7 @@ func ParseURL(raw string) (*url.URL, error) {
 	return &n, nil
 }
 
-// Redact returns a publish URL fit for logs: the stream key (the last
+// Redact returns an RTMP URL fit for logs: the stream key (the last
 // path segment, or the fragment) replaced by "<key>", without a password
 // or query.
 func Redact(raw string) string {
@@ -68,11 +73,11 @@ func Redact(raw string) string {
 		}
 		return hidden
 	}
-	return redactURL(u)
+	return RedactURL(u)
 }
 
-// redactURL is Redact for a parsed URL.
-func redactURL(u *url.URL) string {
+// RedactURL is Redact for a parsed URL.
+func RedactURL(u *url.URL) string {
 	var b strings.Builder
 	b.WriteString(u.Scheme + "://")
 	if u.User != nil {

@@ -1,14 +1,14 @@
-package rtmp
+package rtmpurl
 
 import (
 	"strings"
 	"testing"
 )
 
-// FuzzParseURL: any input is accepted or refused without a panic; an
+// FuzzParse: any input is accepted or refused without a panic; an
 // accepted URL is rtmp or rtmps with a host and a stream key, and its
 // redacted form does not show the key.
-func FuzzParseURL(f *testing.F) {
+func FuzzParse(f *testing.F) {
 	for _, s := range []string{
 		"rtmp://a.rtmp.youtube.com/live2/abcd-efgh-ijkl",
 		"rtmps://live.twitch.tv/app/live_123_abc?bandwidthtest=true",
@@ -20,7 +20,7 @@ func FuzzParseURL(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, raw string) {
-		u, err := ParseURL(raw)
+		u, err := Parse(raw)
 		if err != nil {
 			return
 		}
@@ -31,7 +31,7 @@ func FuzzParseURL(f *testing.F) {
 		if len(key) < 8 || strings.Contains(u.Host+u.Path, key) {
 			return // too short to tell from the rest
 		}
-		for _, red := range []string{redactURL(u), Redact(raw)} {
+		for _, red := range []string{RedactURL(u), Redact(raw)} {
 			if strings.Contains(red, key) {
 				t.Fatalf("%q: the redacted %q shows the key %q", raw, red, key)
 			}
