@@ -28,6 +28,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/moqbridge/moqbridge/internal/testkit"
 	"github.com/moqbridge/moqbridge/moq"
 	"github.com/moqbridge/moqbridge/protocol"
 )
@@ -758,7 +759,7 @@ const goBurstPath = "interop/go-burst"
 // web/burst.js, connected to the relay.
 type burstPage struct {
 	srv      *protocol.Server
-	relayLog *logBuffer
+	relayLog *testkit.LogBuffer
 	ps       *pageServer
 	c        *burstCheck
 	goPub    *protocol.Session // publishes goBurstPath
@@ -775,8 +776,8 @@ func startBurstPage(t *testing.T, ctx context.Context, wg *sync.WaitGroup, cfg p
 	t.Helper()
 	start := time.Now()
 	html, bundle := loadPage(t, "index.html", "burst.js")
-	b := &burstPage{relayLog: &logBuffer{}, c: newBurstCheck()}
-	cfg.Logger = b.relayLog.logger()
+	b := &burstPage{relayLog: &testkit.LogBuffer{}, c: newBurstCheck()}
+	cfg.Logger = b.relayLog.Logger()
 	b.srv = serveRelay(t, cfg)
 	fp := b.srv.Fingerprint()
 	port := b.srv.Addr().Port

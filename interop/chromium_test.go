@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/moqbridge/moqbridge/internal/testkit"
 	"github.com/moqbridge/moqbridge/moq"
 	"github.com/moqbridge/moqbridge/protocol"
 )
@@ -379,9 +380,9 @@ func runChromium(t *testing.T, tc chromiumCase) {
 	// The relay. Groups are written in bursts here and the machine may be
 	// busy with Chromium: a long lag bound keeps the relay from dropping
 	// groups the test wants to compare (dropping is tested in protocol).
-	var relayLog logBuffer
+	var relayLog testkit.LogBuffer
 	noDrops := protocol.Limits{MaxGroupLag: time.Minute}
-	srv := serveRelay(t, protocol.ServerConfig{Limits: noDrops, Logger: relayLog.logger()})
+	srv := serveRelay(t, protocol.ServerConfig{Limits: noDrops, Logger: relayLog.Logger()})
 	fp := srv.Fingerprint()
 	// Go clients use raw QUIC, so the relay's only WebTransport or
 	// WebSocket session is the browser's.

@@ -11,18 +11,17 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
 
+	"github.com/moqbridge/moqbridge/internal/testkit"
 	"github.com/moqbridge/moqbridge/protocol"
 )
 
@@ -70,10 +69,7 @@ func requireTools(t *testing.T, tools ...string) {
 		return
 	}
 	msg := "interop peer missing: " + strings.Join(missing, ", ")
-	if os.Getenv("MOQBRIDGE_INTEROP") == "require" {
-		t.Fatalf("%s (MOQBRIDGE_INTEROP=require)", msg)
-	}
-	t.Skipf("%s; set MOQBRIDGE_INTEROP=require to make this a failure", msg)
+	testkit.Unavailable(t, "%s", msg)
 }
 
 // chromiumPath finds the Chromium binary: $MOQBRIDGE_CHROMIUM, else
@@ -198,30 +194,6 @@ func (p *process) output() string {
 		return fmt.Sprintf("(reading %s: %v)", p.logPath, err)
 	}
 	return string(b)
-}
-
-// logBuffer collects log lines from any goroutine, to be printed only when
-// a test fails (t.Log must not be called after the test ends).
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
-
-// logger returns a debug-level slog.Logger writing into l.
-func (l *logBuffer) logger() *slog.Logger {
-	return slog.New(slog.NewTextHandler(l, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
 
 // dropLines returns s without the lines containing any of the substrings.

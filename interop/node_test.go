@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/moqbridge/moqbridge/internal/testkit"
 	"github.com/moqbridge/moqbridge/moq"
 	"github.com/moqbridge/moqbridge/protocol"
 	"github.com/moqbridge/moqbridge/protocol/auth"
@@ -72,9 +73,9 @@ type nodeMsg struct {
 // nodePeer is a running js/peer.js.
 type nodePeer struct {
 	stdin  io.WriteCloser
-	msgs   chan nodeMsg // closed when stdout ends
-	stdout logBuffer    // every line, for failure output
-	stderr logBuffer
+	msgs   chan nodeMsg      // closed when stdout ends
+	stdout testkit.LogBuffer // every line, for failure output
+	stderr testkit.LogBuffer
 	done   chan struct{}
 	err    error
 }
@@ -157,7 +158,7 @@ func (n *nodePeer) next(t *testing.T, ctx context.Context) nodeMsg {
 // Node test.
 type nodeEnv struct {
 	srv      *protocol.Server
-	relayLog *logBuffer
+	relayLog *testkit.LogBuffer
 	limits   protocol.Limits // the relay's and the Go clients'
 	nodes    int             // node peers expectConnected has seen connect
 }
@@ -174,8 +175,8 @@ func startNodeRelay(t *testing.T, az *auth.Authorizer) *nodeEnv {
 // and the Go clients (zero fields take protocol.DefaultLimits).
 func startNodeRelayWith(t *testing.T, az *auth.Authorizer, limits protocol.Limits) *nodeEnv {
 	t.Helper()
-	env := &nodeEnv{relayLog: &logBuffer{}, limits: limits}
-	env.srv = serveRelay(t, protocol.ServerConfig{Auth: az, Limits: limits, Logger: env.relayLog.logger()})
+	env := &nodeEnv{relayLog: &testkit.LogBuffer{}, limits: limits}
+	env.srv = serveRelay(t, protocol.ServerConfig{Auth: az, Limits: limits, Logger: env.relayLog.Logger()})
 	return env
 }
 

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/moqbridge/moqbridge/internal/testkit"
 	"github.com/moqbridge/moqbridge/protocol"
 	"github.com/moqbridge/moqbridge/sdk"
 	"github.com/moqbridge/moqbridge/sources/rtmp"
@@ -54,16 +55,16 @@ func TestWatchPlaysRTMP(t *testing.T) {
 
 func watchRTMP(t *testing.T, x264 []string) {
 	requireTools(t, "node", "chromium", "node_modules")
-	requireFFmpeg(t)
+	testkit.NeedFFmpeg(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	start := time.Now()
 	html, bundle := loadPage(t, "watch.html", "watch.js")
 
 	// The relay, and the RTMP ingest publishing into its Origin.
-	var relayLog logBuffer
-	srv := serveRelay(t, protocol.ServerConfig{Logger: relayLog.logger()})
-	ingest := rtmp.NewServer(rtmp.Config{Addr: "127.0.0.1:0", Logger: relayLog.logger()})
+	var relayLog testkit.LogBuffer
+	srv := serveRelay(t, protocol.ServerConfig{Logger: relayLog.Logger()})
+	ingest := rtmp.NewServer(rtmp.Config{Addr: "127.0.0.1:0", Logger: relayLog.Logger()})
 	if err := ingest.Listen(); err != nil {
 		t.Fatal(err)
 	}

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/moqbridge/moqbridge/internal/testkit"
 	"github.com/moqbridge/moqbridge/moq"
 	"github.com/moqbridge/moqbridge/protocol"
 	"github.com/moqbridge/moqbridge/sdk"
@@ -97,8 +98,8 @@ func TestWatchPlays(t *testing.T) {
 	html, bundle := loadPage(t, "watch.html", "watch.js")
 
 	// The relay.
-	var relayLog logBuffer
-	srv := serveRelay(t, protocol.ServerConfig{Logger: relayLog.logger()})
+	var relayLog testkit.LogBuffer
+	srv := serveRelay(t, protocol.ServerConfig{Logger: relayLog.Logger()})
 	fp := srv.Fingerprint()
 
 	// The helper goroutines end with ctx, which the deferred cancel ends
@@ -116,7 +117,7 @@ func TestWatchPlays(t *testing.T) {
 	origin := moq.NewOrigin()
 	t.Cleanup(origin.Close)
 	pubSess, err := protocol.Dial(ctx, fmt.Sprintf("moql://127.0.0.1:%d", srv.Addr().Port),
-		protocol.WithFingerprint(fp), protocol.WithPublish(origin), protocol.WithLogger(relayLog.logger().With("side", "publisher")))
+		protocol.WithFingerprint(fp), protocol.WithPublish(origin), protocol.WithLogger(relayLog.Logger().With("side", "publisher")))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -143,7 +144,7 @@ func TestWatchPlays(t *testing.T) {
 // the publisher stopped.
 type watchCase struct {
 	srv          *protocol.Server
-	relayLog     *logBuffer
+	relayLog     *testkit.LogBuffer
 	html, bundle []byte // loadPage("watch.html", "watch.js")
 	name         string // the broadcast
 	start        time.Time

@@ -1,38 +1,19 @@
 package protocol
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
 	"log/slog"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/moqbridge/moqbridge/internal/testkit"
 	"github.com/moqbridge/moqbridge/protocol/internal/transport"
 	"github.com/moqbridge/moqbridge/protocol/internal/wire"
 )
-
-// logBuffer collects a server's log lines.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // configuredCert returns a TLS configuration with a certificate, as an
 // operator's --cert would give (no generated development certificate).
@@ -80,7 +61,7 @@ func TestServerAllowsAnyOriginByDefault(t *testing.T) {
 func TestServerAllowedOriginsRestrict(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
-	logs := &logBuffer{}
+	logs := &testkit.LogBuffer{}
 	srv := testServer(t, ServerConfig{
 		TLSConfig:      configuredCert(t),
 		AllowedOrigins: []string{"https://app.example"},

@@ -1,35 +1,16 @@
 package protocol
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/moqbridge/moqbridge/internal/testkit"
 	"github.com/moqbridge/moqbridge/protocol/auth"
 )
-
-// syncBuffer is a bytes.Buffer safe for the relay's concurrent log lines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // TestTokensNotLogged: with debug logging on, a relay that accepts one
 // token and refuses another writes neither into its log, though the
@@ -39,7 +20,7 @@ func TestTokensNotLogged(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	az, keyFile := testAuthorizer(t)
-	var relayLog, clientLog syncBuffer
+	var relayLog, clientLog testkit.LogBuffer
 	debug := &slog.HandlerOptions{Level: slog.LevelDebug}
 	srv := testServer(t, ServerConfig{Auth: az, Logger: slog.New(slog.NewTextHandler(&relayLog, debug))})
 	token, err := auth.Mint(keyFile, auth.Claims{Root: "room", Get: []string{""}})

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/moqbridge/moqbridge/internal/testkit"
 )
 
 // TestServerInfoLog: at info level the relay says what happens, one line
@@ -15,7 +17,7 @@ import (
 func TestServerInfoLog(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	var logs syncBuffer
+	var logs testkit.LogBuffer
 	srv := testServer(t, ServerConfig{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	pub, bw, _ := publishTrack(t, ctx, srv, "webtransport", "live/logged", "video")
 	waitAnnounced(t, ctx, srv.Origin(), "live/logged")
@@ -53,7 +55,7 @@ func TestServerInfoLog(t *testing.T) {
 func TestServerLogsBackup(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	var logs syncBuffer
+	var logs testkit.LogBuffer
 	srv := testServer(t, ServerConfig{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	publishTrack(t, ctx, srv, "quic", "live/twice", "video")
 	waitAnnounced(t, ctx, srv.Origin(), "live/twice")

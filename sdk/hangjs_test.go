@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/moqbridge/moqbridge/internal/testkit"
 )
 
 // hangScript parses catalogs with the @moq/hang zod schema and decodes
@@ -35,12 +37,7 @@ process.stdout.write(JSON.stringify(out));
 // MOQBRIDGE_INTEROP=require) when node or @moq/hang is missing.
 func hangJS(t *testing.T) func(input any, output any) {
 	t.Helper()
-	skip := func(why string) {
-		if os.Getenv("MOQBRIDGE_INTEROP") == "require" {
-			t.Fatalf("@moq/hang check required: %s", why)
-		}
-		t.Skipf("skipping the @moq/hang check: %s", why)
-	}
+	skip := func(why string) { testkit.Unavailable(t, "the @moq/hang check cannot run: %s", why) }
 	interop, err := filepath.Abs("../interop")
 	if err != nil {
 		t.Fatal(err)

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/moqbridge/moqbridge/internal/testkit"
 	"github.com/moqbridge/moqbridge/protocol/auth"
 )
 
@@ -211,7 +212,7 @@ func lastLine(s string) string {
 // with --from oldest it starts with what the relay still holds from
 // before (here the seconds the publisher ran before record started).
 func TestRecordFrom(t *testing.T) {
-	needTools(t, "ffprobe")
+	testkit.MustHaveTools(t, "ffprobe")
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	port := freePort(t)
@@ -230,7 +231,7 @@ func TestRecordFrom(t *testing.T) {
 		if len(files) != 1 {
 			t.Fatalf("record printed %q", files)
 		}
-		dts := packetTimes(t, ctx, files[0], "v:0")
+		dts := testkit.PacketTimes(t, ctx, files[0], "v:0")
 		return dts[len(dts)-1] - dts[0]
 	}
 	// Oldest first: the relay fetches the track for its first subscriber

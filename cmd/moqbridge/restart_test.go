@@ -9,12 +9,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/moqbridge/moqbridge/internal/testkit"
 )
 
 var (
@@ -70,28 +71,10 @@ func freePort(t *testing.T) int {
 type process struct {
 	cmd    *exec.Cmd
 	stdout bytes.Buffer
-	stderr syncBuffer
+	stderr testkit.LogBuffer
 	done   chan error
 
 	fingerprint string // serve: the certificate's SHA-256 it printed
-}
-
-// syncBuffer is a bytes.Buffer safe for a writer and concurrent readers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func startProcess(t *testing.T, ctx context.Context, args ...string) *process {
@@ -184,7 +167,7 @@ func (p *process) stop(t *testing.T, sig syscall.Signal) {
 // with gaps for the outages, no restart from 0), and the clients' logs say
 // what happened.
 func TestRelayRestart(t *testing.T) {
-	needTools(t, "ffprobe", "ffmpeg")
+	testkit.MustHaveTools(t, "ffprobe", "ffmpeg")
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	port := freePort(t)
@@ -246,7 +229,7 @@ func TestRelayRestart(t *testing.T) {
 		t.Errorf("ffmpeg decoding %s: %v\n%s", files[0], err, out)
 	}
 	for _, stream := range []string{"v:0", "a:0"} {
-		dts := packetTimes(t, ctx, files[0], stream)
+		dts := testkit.PacketTimes(t, ctx, files[0], stream)
 		if len(dts) < 100 {
 			t.Fatalf("%s: %d packets", stream, len(dts))
 		}
@@ -273,25 +256,6 @@ func TestRelayRestart(t *testing.T) {
 	}
 }
 
-// packetTimes lists the decode times of the packets of one stream.
-func packetTimes(t *testing.T, ctx context.Context, file, stream string) []float64 {
-	t.Helper()
-	out, err := exec.CommandContext(ctx, "ffprobe", "-v", "error", "-select_streams", stream,
-		"-show_entries", "packet=dts_time", "-of", "csv=p=0", file).Output()
-	if err != nil {
-		t.Fatalf("ffprobe %s: %v", file, err)
-	}
-	var dts []float64
-	for _, line := range strings.Fields(string(out)) {
-		v, err := strconv.ParseFloat(strings.TrimSuffix(line, ","), 64)
-		if err != nil {
-			t.Fatalf("ffprobe dts %q: %v", line, err)
-		}
-		dts = append(dts, v)
-	}
-	return dts
-}
-
 // waitFor polls cond until it holds or ctx ends.
 func waitFor(t *testing.T, ctx context.Context, what string, cond func() bool) {
 	t.Helper()
@@ -300,17 +264,6 @@ func waitFor(t *testing.T, ctx context.Context, what string, cond func() bool) {
 		case <-ctx.Done():
 			t.Fatalf("timed out waiting for %s", what)
 		case <-time.After(50 * time.Millisecond):
-		}
-	}
-}
-
-// needTools fails the test when a tool it needs is missing (.ci/run
-// installs them).
-func needTools(t *testing.T, tools ...string) {
-	t.Helper()
-	for _, tool := range tools {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Fatalf("%s is needed: %v", tool, err)
 		}
 	}
 }

@@ -11,21 +11,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
-)
 
-// restreamNeedsFFmpeg skips the test when ffmpeg or ffprobe is missing,
-// and fails it instead when MOQBRIDGE_INTEROP=require.
-func restreamNeedsFFmpeg(t *testing.T) {
-	t.Helper()
-	for _, tool := range []string{"ffmpeg", "ffprobe"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			if os.Getenv("MOQBRIDGE_INTEROP") == "require" {
-				t.Fatalf("%s not found and MOQBRIDGE_INTEROP=require", tool)
-			}
-			t.Skipf("%s not found; set MOQBRIDGE_INTEROP=require to make this a failure", tool)
-		}
-	}
-}
+	"github.com/moqbridge/moqbridge/internal/testkit"
+)
 
 // TestRestream: `moqbridge serve`, `moqbridge publish --loop` of an fMP4
 // clip (H.264 with B-frames, AAC) and `moqbridge restream --duration` to
@@ -34,7 +22,7 @@ func restreamNeedsFFmpeg(t *testing.T) {
 // keyframe near 0 and have increasing decode times, and restream's log
 // shows neither the stream key nor anything but what it did.
 func TestRestream(t *testing.T) {
-	restreamNeedsFFmpeg(t)
+	testkit.NeedFFmpeg(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	port := freePort(t)
@@ -70,7 +58,7 @@ func TestRestream(t *testing.T) {
 		t.Errorf("streams %q (%v), want h264,aac", got, err)
 	}
 	for _, stream := range []string{"v:0", "a:0"} {
-		dts := packetTimes(t, ctx, out, stream)
+		dts := testkit.PacketTimes(t, ctx, out, stream)
 		if len(dts) < 90 {
 			t.Fatalf("%s: %d packets, want about 5 s", stream, len(dts))
 		}
@@ -155,7 +143,7 @@ func TestRestreamNothingSent(t *testing.T) {
 // ffmpegReceiver is `ffmpeg -listen 1` copying what it receives into a
 // file.
 type ffmpegReceiver struct {
-	out  syncBuffer
+	out  testkit.LogBuffer
 	done chan error
 }
 
@@ -197,7 +185,7 @@ func (r *ffmpegReceiver) wait(t *testing.T, ctx context.Context, what string) {
 // waits for the broadcast to come back through the reconnected relay and
 // publishes again, to a new ffmpeg on the same port, from a keyframe.
 func TestRestreamRelayRestart(t *testing.T) {
-	restreamNeedsFFmpeg(t)
+	testkit.NeedFFmpeg(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	port := freePort(t)
@@ -233,7 +221,7 @@ func TestRestreamRelayRestart(t *testing.T) {
 		if b, err := exec.CommandContext(ctx, "ffmpeg", "-v", "error", "-xerror", "-i", f, "-f", "null", "-").CombinedOutput(); err != nil || len(bytes.TrimSpace(b)) > 0 {
 			t.Errorf("%s does not decode cleanly: %v\n%s", f, err, b)
 		}
-		if dts := packetTimes(t, ctx, f, "v:0"); len(dts) < 45 || dts[0] > 0.2 {
+		if dts := testkit.PacketTimes(t, ctx, f, "v:0"); len(dts) < 45 || dts[0] > 0.2 {
 			t.Errorf("%s: %d video packets from %v s", f, len(dts), dts[:min(1, len(dts))])
 		}
 	}

@@ -18,20 +18,15 @@ import (
 	"time"
 
 	"github.com/bluenviron/gortmplib"
+
+	"github.com/moqbridge/moqbridge/internal/testkit"
 )
 
 // TestServeRTMP: `moqbridge serve --rtmp` ingests what ffmpeg publishes
 // over RTMP into its relay, where `moqbridge record` finds the broadcast
 // live/test over MOQ and records its H.264 and AAC tracks.
 func TestServeRTMP(t *testing.T) {
-	for _, tool := range []string{"ffmpeg", "ffprobe"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			if os.Getenv("MOQBRIDGE_INTEROP") == "require" {
-				t.Fatalf("%s not found and MOQBRIDGE_INTEROP=require", tool)
-			}
-			t.Skipf("%s not found; set MOQBRIDGE_INTEROP=require to make this a failure", tool)
-		}
-	}
+	testkit.NeedFFmpeg(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	runCtx, stop := context.WithCancel(ctx)
@@ -123,7 +118,7 @@ func TestServeRTMP(t *testing.T) {
 // most the first GOP), its decode times increasing in both streams across
 // the reconnect. The relay logs that the publisher returned.
 func TestServeRTMPReconnect(t *testing.T) {
-	needTools(t, "ffmpeg", "ffprobe")
+	testkit.MustHaveTools(t, "ffmpeg", "ffprobe")
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	port, rtmpPort := freePort(t), freePort(t)
@@ -192,7 +187,7 @@ func TestServeRTMPReconnect(t *testing.T) {
 	sent := map[string]int{"v:0": 2 * seconds * fps, "a:0": 2 * seconds * 48000 / 1024}
 	perGOP := map[string]int{"v:0": gop, "a:0": 48000 / 1024}
 	for _, stream := range []string{"v:0", "a:0"} {
-		dts := packetTimes(t, ctx, files[0], stream)
+		dts := testkit.PacketTimes(t, ctx, files[0], stream)
 		// ffmpeg's AAC encoder adds a frame or two of priming and flushing
 		// per run.
 		if n := len(dts); n < sent[stream]-perGOP[stream] || n > sent[stream]+6 {
@@ -356,7 +351,7 @@ func TestServeRTMPS(t *testing.T) {
 // ffmpeg serves over RTMP into the relay as live/x (named after the URL),
 // where `moqbridge record` records it cleanly.
 func TestPublishRTMPPull(t *testing.T) {
-	needTools(t, "ffmpeg", "ffprobe")
+	testkit.MustHaveTools(t, "ffmpeg", "ffprobe")
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	port, rtmpPort := freePort(t), freePort(t)
@@ -389,7 +384,7 @@ func TestPublishRTMPPull(t *testing.T) {
 		t.Errorf("the recording does not decode cleanly: %v\n%s", err, out)
 	}
 	for _, stream := range []string{"v:0", "a:0"} {
-		if n := len(packetTimes(t, ctx, files[0], stream)); n < 40 {
+		if n := len(testkit.PacketTimes(t, ctx, files[0], stream)); n < 40 {
 			t.Errorf("%s: %d packets", stream, n)
 		}
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h265"
 	"github.com/bluenviron/mediacommon/v2/pkg/formats/mp4/codecs"
 
+	"github.com/moqbridge/moqbridge/internal/testkit"
 	"github.com/moqbridge/moqbridge/sdk"
 )
 
@@ -159,7 +160,7 @@ func probeSize(t testing.TB, f string) string {
 // keyframe; its samples are length-prefixed, without AUDs or the
 // parameter sets of the sample entry.
 func TestAnnexBFFmpeg(t *testing.T) {
-	needFFmpeg(t)
+	testkit.NeedFFmpeg(t)
 	for _, vcodec := range []string{"libx264", "libx265"} {
 		t.Run(vcodec, func(t *testing.T) {
 			if vcodec == "libx265" && !hasEncoder(t, vcodec) {
@@ -174,9 +175,9 @@ func TestAnnexBFFmpeg(t *testing.T) {
 			if len(files) != 1 {
 				t.Fatalf("files %v, want one", files)
 			}
-			res := checkFile(t, files[0], "v:0")
-			if res.packets != 90 || res.decoded != 90 || res.keyframes != 6 {
-				t.Errorf("%d packets, %d decoded, %d keyframes; want 90, 90, 6", res.packets, res.decoded, res.keyframes)
+			res := testkit.CheckFMP4(t, files[0], "v:0")
+			if res.Packets != 90 || res.Decoded != 90 || res.Keyframes != 6 {
+				t.Errorf("%d packets, %d decoded, %d keyframes; want 90, 90, 6", res.Packets, res.Decoded, res.Keyframes)
 			}
 			if got := probeSize(t, files[0]); got != "160,96" {
 				t.Errorf("size %s", got)
@@ -230,7 +231,7 @@ func hasEncoder(t testing.TB, name string) bool {
 // tracks are recorded, the video samples are the original ones byte for
 // byte, and the file decodes cleanly.
 func TestAnnexBWithAudio(t *testing.T) {
-	needFFmpeg(t)
+	testkit.NeedFFmpeg(t)
 	in := readFFmpegClip(t, makeClip(t, t.TempDir(), 3, "aac"))
 	vt := sdkTrack(t, in[0])
 	c, err := sdk.ParseAVCConfig(vt.DecoderConfig)
@@ -259,9 +260,9 @@ func TestAnnexBWithAudio(t *testing.T) {
 	if len(files) != 1 {
 		t.Fatalf("files %v, want one", files)
 	}
-	v := checkFile(t, files[0], "v:0")
-	a := checkFile(t, files[0], "a:0")
-	if v.packets != len(in[0].samples) || v.decoded != len(in[0].samples) || a.packets < len(in[1].samples)-1 {
+	v := testkit.CheckFMP4(t, files[0], "v:0")
+	a := testkit.CheckFMP4(t, files[0], "a:0")
+	if v.Packets != len(in[0].samples) || v.Decoded != len(in[0].samples) || a.Packets < len(in[1].samples)-1 {
 		t.Errorf("video %+v audio %+v; the clip has %d video and %d audio samples", v, a, len(in[0].samples), len(in[1].samples))
 	}
 	out := readClip(t, files[0])
@@ -280,7 +281,7 @@ func TestAnnexBWithAudio(t *testing.T) {
 // goes on in a new file at the keyframe with the new parameter sets; each
 // file decodes cleanly at its size and no frame is lost.
 func TestAnnexBParameterSetChange(t *testing.T) {
-	needFFmpeg(t)
+	testkit.NeedFFmpeg(t)
 	dir := t.TempDir()
 	tr, a := annexBClip(t, dir, "libx264", "160x96", 1)
 	_, b := annexBClip(t, dir, "libx264", "320x192", 1)
@@ -298,8 +299,8 @@ func TestAnnexBParameterSetChange(t *testing.T) {
 		t.Fatalf("files %v, want two", files)
 	}
 	for i, want := range []string{"160,96", "320,192"} {
-		res := checkFile(t, files[i], "v:0")
-		if res.packets != 30 || res.decoded != 30 || res.keyframes != 2 {
+		res := testkit.CheckFMP4(t, files[i], "v:0")
+		if res.Packets != 30 || res.Decoded != 30 || res.Keyframes != 2 {
 			t.Errorf("%s: %+v, want 30 frames and 2 keyframes", files[i], res)
 		}
 		if got := probeSize(t, files[i]); got != want {
@@ -350,7 +351,7 @@ func TestAnnexBNoParameterSets(t *testing.T) {
 // keyframe with parameter sets ends it, and the recording goes on in a
 // second file with both tracks from that keyframe. Both decode cleanly.
 func TestAnnexBLateParameterSets(t *testing.T) {
-	needFFmpeg(t)
+	testkit.NeedFFmpeg(t)
 	in := readFFmpegClip(t, makeClip(t, t.TempDir(), 8, "aac"))
 	vt := sdkTrack(t, in[0])
 	c, err := sdk.ParseAVCConfig(vt.DecoderConfig)
@@ -390,14 +391,14 @@ func TestAnnexBLateParameterSets(t *testing.T) {
 	if got := probeStreamTypes(t, files[1]); got != "video,audio" {
 		t.Errorf("%s has %s, want video and audio", files[1], got)
 	}
-	a0 := checkFile(t, files[0], "a:0")
-	v := checkFile(t, files[1], "v:0")
-	a1 := checkFile(t, files[1], "a:0")
-	if want := len(in[0].samples) - first; v.packets != want || v.decoded != want {
+	a0 := testkit.CheckFMP4(t, files[0], "a:0")
+	v := testkit.CheckFMP4(t, files[1], "v:0")
+	a1 := testkit.CheckFMP4(t, files[1], "a:0")
+	if want := len(in[0].samples) - first; v.Packets != want || v.Decoded != want {
 		t.Errorf("video %+v, want %d frames", v, want)
 	}
-	if n := a0.packets + a1.packets; n < len(in[1].samples)-1 {
-		t.Errorf("audio %d + %d packets, the clip has %d", a0.packets, a1.packets, len(in[1].samples))
+	if n := a0.Packets + a1.Packets; n < len(in[1].samples)-1 {
+		t.Errorf("audio %d + %d packets, the clip has %d", a0.Packets, a1.Packets, len(in[1].samples))
 	}
 }
 

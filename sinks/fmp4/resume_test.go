@@ -8,12 +8,13 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/moqbridge/moqbridge/internal/testkit"
 )
 
 // shiftClip returns a copy of cts with every timestamp moved by d.
@@ -118,7 +119,7 @@ func checkIncreasing(t *testing.T, out []*clipTrack) {
 // Run appends to the file of the first, whose timestamps continue after a
 // gap or, when the publisher restarted its clock, after what was written.
 func TestResumeSameTracks(t *testing.T) {
-	needFFmpeg(t)
+	testkit.NeedFFmpeg(t)
 	in := readFFmpegClip(t, makeClip(t, t.TempDir(), 3, "aac"))
 	for _, c := range []struct {
 		name  string
@@ -184,12 +185,12 @@ func TestResumeSameTracks(t *testing.T) {
 					t.Errorf("audio starts %v after video in the second Run, want %v", skewOut, skewIn)
 				}
 			}
-			v := checkFile(t, f, "v:0")
-			a := checkFile(t, f, "a:0")
-			if v.packets != 2*n[0] || v.decoded != 2*n[0] || v.keyframes != 12 {
+			v := testkit.CheckFMP4(t, f, "v:0")
+			a := testkit.CheckFMP4(t, f, "a:0")
+			if v.Packets != 2*n[0] || v.Decoded != 2*n[0] || v.Keyframes != 12 {
 				t.Errorf("video %+v, want %d packets and frames, 12 keyframes", v, 2*n[0])
 			}
-			if a.packets != 2*n[1] {
+			if a.Packets != 2*n[1] {
 				t.Errorf("audio %+v, want %d packets", a, 2*n[1])
 			}
 		})
@@ -200,7 +201,7 @@ func TestResumeSameTracks(t *testing.T) {
 // the second Run starts a new file, numbered after the first, with
 // timestamps after the first file's.
 func TestResumeOtherTracks(t *testing.T) {
-	needFFmpeg(t)
+	testkit.NeedFFmpeg(t)
 	dir := t.TempDir()
 	aac := readFFmpegClip(t, makeClip(t, dir, 2, "aac"))
 	opus := readFFmpegClip(t, makeClip(t, dir, 2, "opus"))
@@ -229,8 +230,8 @@ func TestResumeOtherTracks(t *testing.T) {
 	}
 	for _, f := range files {
 		checkOneRecording(t, f)
-		checkFile(t, f, "v:0")
-		checkFile(t, f, "a:0")
+		testkit.CheckFMP4(t, f, "v:0")
+		testkit.CheckFMP4(t, f, "a:0")
 	}
 }
 
@@ -308,9 +309,9 @@ func TestSourceLost(t *testing.T) {
 	if b, _ := os.ReadFile(f); len(completeBoxes(b)) != len(b) {
 		t.Errorf("%s ends with an incomplete box", f)
 	}
-	if hasFFmpeg() {
-		checkFile(t, f, "v:0")
-		checkFile(t, f, "a:0")
+	if testkit.CheckWith("ffmpeg", "ffprobe") {
+		testkit.CheckFMP4(t, f, "v:0")
+		testkit.CheckFMP4(t, f, "a:0")
 	}
 
 	// The broadcast is back, from timestamp 0 again.
@@ -326,21 +327,10 @@ func TestSourceLost(t *testing.T) {
 	if len(out[0].samples) != 2*len(in[0].samples) || len(out[1].samples) != 2*len(in[1].samples) {
 		t.Errorf("%d and %d samples, want twice %d and %d", len(out[0].samples), len(out[1].samples), len(in[0].samples), len(in[1].samples))
 	}
-	if hasFFmpeg() {
-		checkFile(t, f, "v:0")
-		checkFile(t, f, "a:0")
+	if testkit.CheckWith("ffmpeg", "ffprobe") {
+		testkit.CheckFMP4(t, f, "v:0")
+		testkit.CheckFMP4(t, f, "a:0")
 	}
-}
-
-// hasFFmpeg is needFFmpeg for tests that check more with ffmpeg.
-func hasFFmpeg() bool {
-	ok := true
-	for _, tool := range []string{"ffmpeg", "ffprobe"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			ok = false
-		}
-	}
-	return ok || os.Getenv("MOQBRIDGE_INTEROP") == "require"
 }
 
 // mountTmpfs mounts a tmpfs of size bytes on a new directory (root only).
@@ -366,7 +356,7 @@ func mountTmpfs(t *testing.T, size string) string {
 // there plays cleanly up to its last fragment; a file that could not get
 // one fragment is removed.
 func TestDiskFullTmpfs(t *testing.T) {
-	needFFmpeg(t)
+	testkit.NeedFFmpeg(t)
 	clip := readFFmpegClip(t, makeClip(t, t.TempDir(), 3, "aac")) // about 120 kB
 	for _, c := range []struct {
 		name, size string
@@ -411,9 +401,9 @@ func TestDiskFullTmpfs(t *testing.T) {
 			}
 			checkOneRecording(t, name)
 			checkIncreasing(t, readClip(t, name))
-			v := checkFile(t, name, "v:0")
-			checkFile(t, name, "a:0")
-			if v.packets < len(clip[0].samples) {
+			v := testkit.CheckFMP4(t, name, "v:0")
+			testkit.CheckFMP4(t, name, "a:0")
+			if v.Packets < len(clip[0].samples) {
 				t.Errorf("video %+v, want at least the first clip's %d frames", v, len(clip[0].samples))
 			}
 		})
@@ -480,7 +470,7 @@ func TestRunOverlap(t *testing.T) {
 // not taken for a restarted clock: the origin stays, the repeated frames
 // are dropped, and the file holds no frame twice and no shifted time.
 func TestResumeOverlap(t *testing.T) {
-	needFFmpeg(t)
+	testkit.NeedFFmpeg(t)
 	in := readFFmpegClip(t, makeClip(t, t.TempDir(), 3, "aac"))
 	// The first Run ends 2 s in; the second starts at the last keyframe
 	// before that, as a relay's latest group would.

@@ -14,6 +14,7 @@ import (
 	"github.com/bluenviron/mediacommon/v2/pkg/formats/mp4/codecs"
 	"go.uber.org/goleak"
 
+	"github.com/moqbridge/moqbridge/internal/testkit"
 	"github.com/moqbridge/moqbridge/sdk"
 )
 
@@ -122,7 +123,7 @@ func TestRoundTripOpus(t *testing.T) {
 // TestFFprobe checks recordings of longer ffmpeg-made clips with ffprobe
 // and ffmpeg, as check-fmp4.sh does.
 func TestFFprobe(t *testing.T) {
-	needFFmpeg(t)
+	testkit.NeedFFmpeg(t)
 	for _, audio := range []string{"aac", "opus"} {
 		t.Run(audio, func(t *testing.T) {
 			in := readFFmpegClip(t, makeClip(t, t.TempDir(), 3, audio))
@@ -132,12 +133,12 @@ func TestFFprobe(t *testing.T) {
 			}
 			f := s.Files()[0]
 			compare(t, in, readClip(t, f), firstPTS(in))
-			v := checkFile(t, f, "v:0")
-			a := checkFile(t, f, "a:0")
-			if v.packets != len(in[0].samples) || v.decoded != len(in[0].samples) || v.keyframes != 6 {
+			v := testkit.CheckFMP4(t, f, "v:0")
+			a := testkit.CheckFMP4(t, f, "a:0")
+			if v.Packets != len(in[0].samples) || v.Decoded != len(in[0].samples) || v.Keyframes != 6 {
 				t.Errorf("video %+v, want %d packets and frames, 6 keyframes", v, len(in[0].samples))
 			}
-			if a.packets != len(in[1].samples) {
+			if a.Packets != len(in[1].samples) {
 				t.Errorf("audio %+v, want %d packets", a, len(in[1].samples))
 			}
 		})
@@ -146,7 +147,7 @@ func TestFFprobe(t *testing.T) {
 
 // TestRotation records several segment files that each pass the checks.
 func TestRotation(t *testing.T) {
-	needFFmpeg(t)
+	testkit.NeedFFmpeg(t)
 	in := readFFmpegClip(t, makeClip(t, t.TempDir(), 4, "aac"))
 	dir := t.TempDir()
 	s, err := record(t, Config{Dir: dir, Path: "/live/test", FileTemplate: "{path}/{start:20060102}-{seq}.mp4", SegmentDuration: time.Second}, in, nil)
@@ -162,9 +163,9 @@ func TestRotation(t *testing.T) {
 		if !strings.HasPrefix(f, filepath.Join(dir, "live", "test")+"/") {
 			t.Errorf("file %s outside %s/live/test", f, dir)
 		}
-		r := checkFile(t, f, "v:0")
-		checkFile(t, f, "a:0")
-		total += r.packets
+		r := testkit.CheckFMP4(t, f, "v:0")
+		testkit.CheckFMP4(t, f, "a:0")
+		total += r.Packets
 	}
 	if total != len(in[0].samples) {
 		t.Errorf("%d video packets over %d files, want %d", total, len(files), len(in[0].samples))
@@ -347,7 +348,7 @@ func childRecord(spec string) int {
 // TestKillMidSegment kills a recording process mid-segment: every file it
 // left decodes cleanly up to its last complete fragment.
 func TestKillMidSegment(t *testing.T) {
-	needFFmpeg(t)
+	testkit.NeedFFmpeg(t)
 	clip := makeClip(t, t.TempDir(), 6, "aac")
 	dir := t.TempDir()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
@@ -386,9 +387,9 @@ func TestKillMidSegment(t *testing.T) {
 		if whole := completeBoxes(b); len(whole) != len(b) {
 			t.Errorf("%s: %d trailing bytes of an incomplete box", f, len(b)-len(whole))
 		}
-		r := checkFile(t, f, "v:0")
-		checkFile(t, f, "a:0")
-		if r.packets == 0 {
+		r := testkit.CheckFMP4(t, f, "v:0")
+		testkit.CheckFMP4(t, f, "a:0")
+		if r.Packets == 0 {
 			t.Errorf("%s: no video", f)
 		}
 	}
@@ -397,14 +398,11 @@ func TestKillMidSegment(t *testing.T) {
 // TestOtherVideoCodecs records H.265 (with B-frames), VP9 and AV1 with
 // Opus and checks the files as TestFFprobe does.
 func TestOtherVideoCodecs(t *testing.T) {
-	needFFmpeg(t)
+	testkit.NeedFFmpeg(t)
 	for _, vc := range []string{"libx265", "libvpx-vp9", "libsvtav1"} {
 		t.Run(vc, func(t *testing.T) {
 			if out, _ := exec.Command("ffmpeg", "-hide_banner", "-encoders").Output(); !strings.Contains(string(out), " "+vc+" ") {
-				if os.Getenv("MOQBRIDGE_INTEROP") == "require" {
-					t.Fatalf("ffmpeg has no %s encoder and MOQBRIDGE_INTEROP=require (install an ffmpeg built with it)", vc)
-				}
-				t.Skipf("ffmpeg has no %s encoder; set MOQBRIDGE_INTEROP=require to make this a failure", vc)
+				testkit.Unavailable(t, "ffmpeg has no %s encoder (install an ffmpeg built with it)", vc)
 			}
 			in := readFFmpegClip(t, makeClipCodec(t, t.TempDir(), 2, vc, "opus"))
 			s, err := record(t, Config{Dir: t.TempDir(), Path: "live/test", VideoTimescale: in[0].timescale}, in, nil)
@@ -413,9 +411,9 @@ func TestOtherVideoCodecs(t *testing.T) {
 			}
 			f := s.Files()[0]
 			compare(t, in, readClip(t, f), firstPTS(in))
-			v := checkFile(t, f, "v:0")
-			checkFile(t, f, "a:0")
-			if v.packets != len(in[0].samples) || v.decoded != len(in[0].samples) || v.keyframes != 4 {
+			v := testkit.CheckFMP4(t, f, "v:0")
+			testkit.CheckFMP4(t, f, "a:0")
+			if v.Packets != len(in[0].samples) || v.Decoded != len(in[0].samples) || v.Keyframes != 4 {
 				t.Errorf("video %+v, want %d packets and frames, 4 keyframes", v, len(in[0].samples))
 			}
 		})

@@ -9,6 +9,7 @@ import (
 
 	"github.com/bluenviron/gortmplib/pkg/codecs"
 
+	"github.com/moqbridge/moqbridge/internal/testkit"
 	"github.com/moqbridge/moqbridge/moq"
 	"github.com/moqbridge/moqbridge/sdk"
 )
@@ -101,7 +102,7 @@ func annexBSource(parts ...clipPart) sdk.Source {
 // keyframe, and its access units arrive as NAL units without the access
 // unit delimiters.
 func TestAnnexB(t *testing.T) {
-	ctx := testCtx(t, 30*time.Second)
+	ctx := testkit.Context(t, 30*time.Second)
 	clipOrigin := publishFile(t, clip("h264_aac_bframes.mp4"), "live/clip")
 	origin := moq.NewOrigin()
 	pubCtx, cancel := context.WithCancel(context.Background())
@@ -118,10 +119,10 @@ func TestAnnexB(t *testing.T) {
 	}()
 
 	srv := startServer(t, serverOptions{})
-	lb := &logBuffer{}
+	lb := &testkit.LogBuffer{}
 	sink := newSink(t, srv.url("annexb"), lb, Config{})
 	stop := runSink(t, origin, "live/x", sink)
-	lb.waitLog(t, ctx, "rtmp: publishing", "codecs=H.264", "flv=legacy")
+	lb.WaitLogContext(t, ctx, "rtmp: publishing", "codecs=H.264", "flv=legacy")
 	conn := srv.waitConn(t, ctx, 1)
 	time.Sleep(time.Second)
 	if err := stop(); err != nil {
@@ -159,7 +160,7 @@ func TestAnnexB(t *testing.T) {
 // other parameter sets (the encoder was reconfigured), the connection is
 // restarted at that keyframe and the new one announces them.
 func TestAnnexBNewParameterSets(t *testing.T) {
-	ctx := testCtx(t, 30*time.Second)
+	ctx := testkit.Context(t, 30*time.Second)
 	a := publishFile(t, clip("h264_aac_bframes.mp4"), "live/a")
 	b := publishFile(t, clip("h264_opus.mp4"), "live/b")
 	origin := moq.NewOrigin()
@@ -178,11 +179,11 @@ func TestAnnexBNewParameterSets(t *testing.T) {
 	}()
 
 	srv := startServer(t, serverOptions{})
-	lb := &logBuffer{}
+	lb := &testkit.LogBuffer{}
 	sink := newSink(t, srv.url("annexb"), lb, Config{})
 	stop := runSink(t, origin, "live/x", sink)
-	lb.waitLog(t, ctx, "rtmp: the parameter sets changed; reconnecting to announce them")
-	lb.waitLog(t, ctx, "rtmp: reconnected; publishing from a keyframe")
+	lb.WaitLogContext(t, ctx, "rtmp: the parameter sets changed; reconnecting to announce them")
+	lb.WaitLogContext(t, ctx, "rtmp: reconnected; publishing from a keyframe")
 	second := srv.waitConn(t, ctx, 2)
 	time.Sleep(2500 * time.Millisecond)
 	if err := stop(); err != nil {

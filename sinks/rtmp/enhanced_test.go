@@ -10,6 +10,8 @@ import (
 
 	"github.com/bluenviron/gortmplib/pkg/codecs"
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/av1"
+
+	"github.com/moqbridge/moqbridge/internal/testkit"
 )
 
 // TestEnhancedCodecs restreams the H.265, AV1 and VP9 clips and H.264 with
@@ -30,13 +32,13 @@ func TestEnhancedCodecs(t *testing.T) {
 		{"h264_opus.mp4", "H.264,Opus", "*codecs.H264", "*codecs.Opus"},
 	} {
 		t.Run(tc.file, func(t *testing.T) {
-			ctx := testCtx(t, 30*time.Second)
+			ctx := testkit.Context(t, 30*time.Second)
 			origin := publishFile(t, clip(tc.file), "live/x")
 			srv := startServer(t, serverOptions{})
-			lb := &logBuffer{}
+			lb := &testkit.LogBuffer{}
 			sink := newSink(t, srv.url("enh"), lb, Config{})
 			stop := runSink(t, origin, "live/x", sink)
-			lb.waitLog(t, ctx, "rtmp: publishing", "codecs="+tc.codecs, "flv=enhanced")
+			lb.WaitLogContext(t, ctx, "rtmp: publishing", "codecs="+tc.codecs, "flv=enhanced")
 			conn := srv.waitConn(t, ctx, 1)
 			// gortmplib's Reader reports the tracks after 2 s of media.
 			time.Sleep(1500 * time.Millisecond)
@@ -108,7 +110,7 @@ func checkTimes(t testing.TB, fs []rxFrame) {
 // from the slices that increase, and composition offsets where frames are
 // reordered.
 func TestBFramesDecodeTimes(t *testing.T) {
-	needFFmpeg(t)
+	testkit.NeedFFmpeg(t)
 	h265 := filepath.Join(t.TempDir(), "hevc_bframes.mp4")
 	cmd := exec.Command("ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin",
 		"-f", "lavfi", "-i", "testsrc2=size=160x96:rate=30", "-t", "2",
@@ -120,10 +122,10 @@ func TestBFramesDecodeTimes(t *testing.T) {
 	}
 	for _, file := range []string{clip("h264_aac_bframes.mp4"), h265} {
 		t.Run(filepath.Base(file), func(t *testing.T) {
-			ctx := testCtx(t, 30*time.Second)
+			ctx := testkit.Context(t, 30*time.Second)
 			origin := publishFile(t, file, "live/x")
 			srv := startServer(t, serverOptions{})
-			lb := &logBuffer{}
+			lb := &testkit.LogBuffer{}
 			sink := newSink(t, srv.url("b"), lb, Config{})
 			stop := runSink(t, origin, "live/x", sink)
 			conn := srv.waitConn(t, ctx, 1)

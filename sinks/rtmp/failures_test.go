@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/moqbridge/moqbridge/internal/testkit"
 	"github.com/moqbridge/moqbridge/sdk"
 )
 
@@ -14,14 +15,14 @@ import (
 // is retried with backoff, and the third connection publishes from a
 // keyframe.
 func TestRefusedThenAccepted(t *testing.T) {
-	ctx := testCtx(t, 30*time.Second)
+	ctx := testkit.Context(t, 30*time.Second)
 	origin := publishFile(t, clip("h264_aac_bframes.mp4"), "live/x")
 	srv := startServer(t, serverOptions{reject: 2})
-	lb := &logBuffer{}
+	lb := &testkit.LogBuffer{}
 	sink := newSink(t, srv.url("k"), lb, Config{})
 	stop := runSink(t, origin, "live/x", sink)
-	lb.waitLog(t, ctx, "rtmp: cannot publish; retrying", "attempt=2")
-	lb.waitLog(t, ctx, "rtmp: publishing", "codecs=H.264,AAC")
+	lb.WaitLogContext(t, ctx, "rtmp: cannot publish; retrying", "attempt=2")
+	lb.WaitLogContext(t, ctx, "rtmp: publishing", "codecs=H.264,AAC")
 	conn := srv.waitConn(t, ctx, 1)
 	time.Sleep(2500 * time.Millisecond)
 	if err := stop(); err != nil {
@@ -43,11 +44,11 @@ func TestRefusedThenAccepted(t *testing.T) {
 // Run with ErrGaveUp, while the broadcast was consumed all along.
 func TestGiveUp(t *testing.T) {
 	origin := publishFile(t, clip("h264_aac_bframes.mp4"), "live/x")
-	lb := &logBuffer{}
+	lb := &testkit.LogBuffer{}
 	sink := newSink(t, fmt.Sprintf("rtmp://127.0.0.1:%d/live/k", freePort(t)), lb, Config{
 		Backoff: sdk.Backoff{Min: 50 * time.Millisecond, Max: 200 * time.Millisecond, GiveUpAfter: time.Second},
 	})
-	ctx := testCtx(t, 20*time.Second)
+	ctx := testkit.Context(t, 20*time.Second)
 	began := time.Now()
 	err := sdk.Consume(ctx, origin, "live/x", sink, sdk.ConsumeOptions{Wait: 10 * time.Second})
 	if !errors.Is(err, ErrGaveUp) || sdk.IsPermanent(err) {
@@ -64,9 +65,9 @@ func TestGiveUp(t *testing.T) {
 // TestNothingToSend: a broadcast whose tracks cannot be sent ends Run at
 // once with a permanent error, without connecting.
 func TestNothingToSend(t *testing.T) {
-	ctx := testCtx(t, 20*time.Second)
+	ctx := testkit.Context(t, 20*time.Second)
 	origin := publishFile(t, clip("h264_aac_bframes.mp4"), "live/x")
-	lb := &logBuffer{}
+	lb := &testkit.LogBuffer{}
 	sink := newSink(t, "rtmp://127.0.0.1:9/live/k", lb, Config{Video: "nope"})
 	err := sdk.Consume(ctx, origin, "live/x", sink, sdk.ConsumeOptions{Wait: 10 * time.Second})
 	if !sdk.IsPermanent(err) {
@@ -80,22 +81,22 @@ func TestNothingToSend(t *testing.T) {
 // TestRTMPS: publishing over TLS with the Config's tls.Config; without
 // it the self-signed certificate is refused and retried, never sent to.
 func TestRTMPS(t *testing.T) {
-	ctx := testCtx(t, 30*time.Second)
+	ctx := testkit.Context(t, 30*time.Second)
 	origin := publishFile(t, clip("h264_aac_bframes.mp4"), "live/x")
 	srv := startServer(t, serverOptions{tls: true})
 
-	lb := &logBuffer{}
+	lb := &testkit.LogBuffer{}
 	untrusted := newSink(t, srv.url("k"), lb, Config{})
 	stop := runSink(t, origin, "live/x", untrusted)
-	lb.waitLog(t, ctx, "rtmp: cannot publish; retrying", "certificate")
+	lb.WaitLogContext(t, ctx, "rtmp: cannot publish; retrying", "certificate")
 	if err := stop(); err != nil {
 		t.Fatalf("Run: %v", err)
 	}
 
-	lb = &logBuffer{}
+	lb = &testkit.LogBuffer{}
 	sink := newSink(t, srv.url("k"), lb, Config{TLSConfig: &tls.Config{InsecureSkipVerify: true}})
 	stop = runSink(t, origin, "live/x", sink)
-	lb.waitLog(t, ctx, "rtmp: publishing", "rtmp=rtmps://")
+	lb.WaitLogContext(t, ctx, "rtmp: publishing", "rtmp=rtmps://")
 	conn := srv.waitConn(t, ctx, 1)
 	time.Sleep(2500 * time.Millisecond)
 	if err := stop(); err != nil {

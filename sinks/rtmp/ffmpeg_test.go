@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/moqbridge/moqbridge/internal/testkit"
 )
 
 // receiver is `ffmpeg -listen 1` receiving one RTMP publish into an MP4
@@ -76,16 +78,16 @@ func fileSize(name string) int64 {
 // file: the file passes the checks of check-fmp4.sh on both streams, with
 // sensible packet counts, and the sink's log says what it did.
 func TestFFmpegReceives(t *testing.T) {
-	needFFmpeg(t)
-	ctx := testCtx(t, 60*time.Second)
+	testkit.NeedFFmpeg(t)
+	ctx := testkit.Context(t, 60*time.Second)
 	origin := publishFile(t, clip("h264_aac_bframes.mp4"), "live/x")
 	port := freePort(t)
 	out := filepath.Join(t.TempDir(), "out.mp4")
 	rcv := startReceiver(t, port, out)
-	lb := &logBuffer{}
+	lb := &testkit.LogBuffer{}
 	sink := newSink(t, fmt.Sprintf("rtmp://127.0.0.1:%d/live/x", port), lb, Config{})
 	stop := runSink(t, origin, "live/x", sink)
-	lb.waitLog(t, ctx, "rtmp: publishing", "codecs=H.264,AAC", "flv=legacy")
+	lb.WaitLogContext(t, ctx, "rtmp: publishing", "codecs=H.264,AAC", "flv=legacy")
 	time.Sleep(4 * time.Second)
 	if err := stop(); err != nil {
 		t.Fatalf("Run: %v", err)
@@ -98,13 +100,13 @@ func TestFFmpegReceives(t *testing.T) {
 	st := sink.Stats()
 	t.Logf("video %+v, audio %+v, stats %+v", v, a, st)
 	// About 4 s at 30 fps, GOPs of 0.5 s; AAC at 48 kHz is 47 frames/s.
-	if v.packets < 90 || v.keyframes < 6 || v.decoded < 90 {
+	if v.Packets < 90 || v.Keyframes < 6 || v.Decoded < 90 {
 		t.Errorf("video: %+v, want about 4 s at 30 fps", v)
 	}
-	if a.packets < 120 {
+	if a.Packets < 120 {
 		t.Errorf("audio: %+v, want about 4 s of AAC", a)
 	}
-	if st.Connections != 1 || st.Frames < uint64(v.packets+a.packets) || st.DroppedGOPs != 0 {
+	if st.Connections != 1 || st.Frames < uint64(v.Packets+a.Packets) || st.DroppedGOPs != 0 {
 		t.Errorf("stats %+v", st)
 	}
 	if strings.Contains(lb.String(), "/live/x") || !strings.Contains(lb.String(), "rtmp=rtmp://127.0.0.1:"+strconv.Itoa(port)+"/live/<key>") {
@@ -116,23 +118,23 @@ func TestFFmpegReceives(t *testing.T) {
 // one listens on the same port; the sink reconnects by itself, and the
 // second file starts at a keyframe and decodes cleanly.
 func TestReconnectAfterReceiverKilled(t *testing.T) {
-	needFFmpeg(t)
-	ctx := testCtx(t, 90*time.Second)
+	testkit.NeedFFmpeg(t)
+	ctx := testkit.Context(t, 90*time.Second)
 	origin := publishFile(t, clip("h264_aac_bframes.mp4"), "live/x")
 	port := freePort(t)
 	dir := t.TempDir()
 	first := startReceiver(t, port, filepath.Join(dir, "first.mp4"))
-	lb := &logBuffer{}
+	lb := &testkit.LogBuffer{}
 	sink := newSink(t, fmt.Sprintf("rtmp://127.0.0.1:%d/live/x", port), lb, Config{WriteTimeout: 2 * time.Second})
 	stop := runSink(t, origin, "live/x", sink)
-	lb.waitLog(t, ctx, "rtmp: publishing")
+	lb.WaitLogContext(t, ctx, "rtmp: publishing")
 	time.Sleep(2 * time.Second)
 	first.kill()
-	lb.waitLog(t, ctx, "rtmp: connection lost; reconnecting")
+	lb.WaitLogContext(t, ctx, "rtmp: connection lost; reconnecting")
 
 	second := filepath.Join(dir, "second.mp4")
 	rcv := startReceiver(t, port, second)
-	lb.waitLog(t, ctx, "rtmp: reconnected; publishing from a keyframe")
+	lb.WaitLogContext(t, ctx, "rtmp: reconnected; publishing from a keyframe")
 	time.Sleep(3 * time.Second)
 	if err := stop(); err != nil {
 		t.Fatalf("Run: %v", err)
@@ -144,104 +146,26 @@ func TestReconnectAfterReceiverKilled(t *testing.T) {
 	a := checkFile(t, second, "a:0")
 	st := sink.Stats()
 	t.Logf("second file: video %+v, audio %+v; stats %+v", v, a, st)
-	if v.packets < 60 || a.packets < 90 {
+	if v.Packets < 60 || a.Packets < 90 {
 		t.Errorf("second file: video %+v, audio %+v, want about 3 s", v, a)
 	}
 	if st.Connections != 2 {
 		t.Errorf("stats %+v, want 2 connections", st)
 	}
 	// The second connection's timestamps start near 0 again.
-	if dts := packetTimes(t, second, "v:0"); len(dts) == 0 || dts[0] > 0.2 {
+	if dts := testkit.PacketTimes(t, ctx, second, "v:0"); len(dts) == 0 || dts[0] > 0.2 {
 		t.Errorf("second file starts at %v s", dts[:min(len(dts), 1)])
 	}
 }
 
-// probeResult is what the check-fmp4 checks found for one stream.
-type probeResult struct {
-	packets, keyframes, decoded int
-}
-
-// checkFile runs the checks of /work/shared/tools/check-fmp4.sh on one
-// stream of f: every packet has timestamps and a positive duration, the
-// first is a keyframe, DTS strictly increase, decoded frames' PTS strictly
-// increase, and a full decode prints nothing.
-func checkFile(t testing.TB, f, stream string) probeResult {
+// checkFile runs the checks of check-fmp4.sh on one stream of f. ffmpeg
+// writes every packet's duration into the MP4 files it receives over
+// RTMP, so a missing one is an error here too.
+func checkFile(t testing.TB, f, stream string) testkit.FMP4Check {
 	t.Helper()
-	var res probeResult
-	out, err := exec.Command("ffprobe", "-v", "error", "-select_streams", stream,
-		"-show_entries", "packet=pts,dts,duration,flags", "-of", "compact=p=0", f).CombinedOutput()
-	if err != nil {
-		t.Fatalf("%s: ffprobe packets: %v\n%s", f, err, out)
-	}
-	var lastDTS int64
-	for line := range strings.Lines(string(out)) {
-		line = strings.TrimSpace(line)
-		if line == "" {
-			continue
-		}
-		v := map[string]string{}
-		for kv := range strings.SplitSeq(line, "|") {
-			k, val, _ := strings.Cut(kv, "=")
-			v[k] = val
-		}
-		res.packets++
-		if v["dts"] == "N/A" || v["pts"] == "N/A" {
-			t.Errorf("%s %s packet %d: missing timestamp: %s", f, stream, res.packets, line)
-			continue
-		}
-		dts, _ := strconv.ParseInt(v["dts"], 10, 64)
-		if res.packets > 1 && dts <= lastDTS {
-			t.Errorf("%s %s packet %d: dts %d after %d", f, stream, res.packets, dts, lastDTS)
-		}
-		lastDTS = dts
-		if d, err := strconv.ParseInt(v["duration"], 10, 64); err != nil || d <= 0 {
-			t.Errorf("%s %s packet %d: bad duration: %s", f, stream, res.packets, line)
-		}
-		if strings.Contains(v["flags"], "K") {
-			res.keyframes++
-		} else if res.packets == 1 {
-			t.Errorf("%s %s: first packet is not a keyframe: %s", f, stream, line)
-		}
-	}
-	out, err = exec.Command("ffprobe", "-v", "error", "-select_streams", stream,
-		"-show_entries", "frame=pts", "-of", "csv=p=0", f).CombinedOutput()
-	if err != nil {
-		t.Fatalf("%s: ffprobe frames: %v\n%s", f, err, out)
-	}
-	var lastPTS int64
-	for line := range strings.Lines(string(out)) {
-		pts, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(line), ",")), 10, 64)
-		if err != nil {
-			continue
-		}
-		res.decoded++
-		if res.decoded > 1 && pts <= lastPTS {
-			t.Errorf("%s %s decoded frame %d: pts %d after %d", f, stream, res.decoded, pts, lastPTS)
-		}
-		lastPTS = pts
-	}
-	out, err = exec.Command("ffmpeg", "-hide_banner", "-v", "error", "-xerror", "-i", f, "-f", "null", "-").CombinedOutput()
-	if err != nil || len(bytes.TrimSpace(out)) > 0 {
-		t.Errorf("%s: decode not clean (err %v):\n%s", f, err, out)
+	res := testkit.CheckFMP4(t, f, stream)
+	if res.NoDuration > 0 {
+		t.Errorf("%s %s: %d packets without a duration", f, stream, res.NoDuration)
 	}
 	return res
-}
-
-// packetTimes lists the decode times, in seconds, of one stream's packets.
-func packetTimes(t testing.TB, file, stream string) []float64 {
-	t.Helper()
-	out, err := exec.Command("ffprobe", "-v", "error", "-select_streams", stream,
-		"-show_entries", "packet=dts_time", "-of", "csv=p=0", file).Output()
-	if err != nil {
-		t.Fatalf("ffprobe %s: %v", file, err)
-	}
-	var dts []float64
-	for _, line := range strings.Fields(string(out)) {
-		v, err := strconv.ParseFloat(strings.TrimSuffix(line, ","), 64)
-		if err != nil {
-			t.Fatalf("ffprobe dts %q: %v", line, err)
-		}
-		dts = append(dts, v)
-	}
-	return dts
 }

@@ -1,21 +1,17 @@
 package rtmp
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"log/slog"
 	"net"
-	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
 
+	"github.com/moqbridge/moqbridge/internal/testkit"
 	"github.com/moqbridge/moqbridge/moq"
 	"github.com/moqbridge/moqbridge/sdk"
 	"github.com/moqbridge/moqbridge/sources/fmp4"
@@ -23,69 +19,6 @@ import (
 
 func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
-}
-
-// needFFmpeg skips the test when ffmpeg or ffprobe is missing, and fails it
-// instead when MOQBRIDGE_INTEROP=require.
-func needFFmpeg(t testing.TB) {
-	t.Helper()
-	for _, tool := range []string{"ffmpeg", "ffprobe"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			if os.Getenv("MOQBRIDGE_INTEROP") == "require" {
-				t.Fatalf("%s not found and MOQBRIDGE_INTEROP=require", tool)
-			}
-			t.Skipf("%s not found; set MOQBRIDGE_INTEROP=require to make this a failure", tool)
-		}
-	}
-}
-
-func testCtx(t testing.TB, d time.Duration) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	t.Cleanup(cancel)
-	return ctx
-}
-
-// logBuffer collects log lines for assertions.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
-
-func (l *logBuffer) logger() *slog.Logger {
-	return slog.New(slog.NewTextHandler(l, &slog.HandlerOptions{Level: slog.LevelDebug}))
-}
-
-// waitLog waits until the log has a line containing all of parts.
-func (l *logBuffer) waitLog(t testing.TB, ctx context.Context, parts ...string) string {
-	t.Helper()
-	for {
-		for line := range strings.SplitSeq(l.String(), "\n") {
-			ok := true
-			for _, p := range parts {
-				ok = ok && strings.Contains(line, p)
-			}
-			if ok {
-				return line
-			}
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("no log line with %q", parts)
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
 }
 
 // clip is a test clip of sources/fmp4/testdata.
@@ -149,10 +82,10 @@ func freePort(t testing.TB) int {
 }
 
 // newSink returns a Sink for url that retries quickly and logs to lb.
-func newSink(t testing.TB, url string, lb *logBuffer, cfg Config) *Sink {
+func newSink(t testing.TB, url string, lb *testkit.LogBuffer, cfg Config) *Sink {
 	t.Helper()
 	cfg.URL = url
-	cfg.Logger = lb.logger()
+	cfg.Logger = lb.Logger()
 	if cfg.Backoff.Min == 0 {
 		cfg.Backoff = sdk.Backoff{Min: 50 * time.Millisecond, Max: 300 * time.Millisecond}
 	}

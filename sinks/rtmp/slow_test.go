@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/moqbridge/moqbridge/internal/testkit"
 	"github.com/moqbridge/moqbridge/moq"
 	"github.com/moqbridge/moqbridge/sdk"
 )
@@ -32,10 +33,10 @@ func smallBuffers(opt int) func(network, address string, c syscall.RawConn) erro
 // without skipping a group; once the receiver reads again, what it gets
 // after the gap starts at a keyframe.
 func TestSlowReceiver(t *testing.T) {
-	ctx := testCtx(t, 40*time.Second)
+	ctx := testkit.Context(t, 40*time.Second)
 	origin := publishFile(t, clip("h264_aac_bframes.mp4"), "live/x")
 	srv := startServer(t, serverOptions{listen: &net.ListenConfig{Control: smallBuffers(syscall.SO_RCVBUF)}})
-	lb := &logBuffer{}
+	lb := &testkit.LogBuffer{}
 	sink := newSink(t, srv.url("slow"), lb, Config{
 		MaxQueueDelay: 500 * time.Millisecond,
 		WriteTimeout:  10 * time.Second,
@@ -61,7 +62,7 @@ func TestSlowReceiver(t *testing.T) {
 	}()
 
 	conn := srv.waitConn(t, ctx, 1)
-	lb.waitLog(t, ctx, "rtmp: publishing")
+	lb.WaitLogContext(t, ctx, "rtmp: publishing")
 	time.Sleep(time.Second)
 	read := func() uint64 {
 		var n uint64
@@ -76,7 +77,7 @@ func TestSlowReceiver(t *testing.T) {
 	time.Sleep(3 * time.Second)
 	during := read() - before
 	srv.gate.open()
-	lb.waitLog(t, ctx, "rtmp: the server does not keep up: dropping frames up to the next keyframe")
+	lb.WaitLogContext(t, ctx, "rtmp: the server does not keep up: dropping frames up to the next keyframe")
 	time.Sleep(2 * time.Second)
 	cancel()
 	if err := <-done; err != nil {

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/moqbridge/moqbridge/internal/testkit"
 	"github.com/moqbridge/moqbridge/sdk"
 )
 
@@ -125,7 +126,7 @@ func equal(a, b []int) bool {
 // TestPick: the largest video and an AAC track are chosen; a broadcast
 // with nothing that can be sent is a permanent error naming its codecs.
 func TestPick(t *testing.T) {
-	s, err := New(Config{URL: "rtmp://h/app/k", Logger: (&logBuffer{}).logger()})
+	s, err := New(Config{URL: "rtmp://h/app/k", Logger: (&testkit.LogBuffer{}).Logger()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,22 +1,20 @@
 package fmp4
 
 import (
-	"os"
 	"os/exec"
 	"testing"
 	"time"
 
+	"github.com/moqbridge/moqbridge/internal/testkit"
 	"github.com/moqbridge/moqbridge/sdk"
 )
 
 // TestFFmpegLive reads ffmpeg's fMP4 output live from a pipe.
 func TestFFmpegLive(t *testing.T) {
+	testkit.NeedTools(t, "ffmpeg")
 	bin, err := exec.LookPath("ffmpeg")
 	if err != nil {
-		if os.Getenv("MOQBRIDGE_INTEROP") == "require" {
-			t.Fatal("ffmpeg not found and MOQBRIDGE_INTEROP=require")
-		}
-		t.Skip("ffmpeg not found")
+		t.Fatal(err)
 	}
 	ctx := testCtx(t)
 	cmd := exec.CommandContext(ctx, bin, "-hide_banner", "-loglevel", "error", "-nostdin",

@@ -17,6 +17,7 @@ import (
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/av1"
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/opus"
 
+	"github.com/moqbridge/moqbridge/internal/testkit"
 	"github.com/moqbridge/moqbridge/sdk"
 	"github.com/moqbridge/moqbridge/sinks/fmp4"
 )
@@ -167,7 +168,7 @@ func readAll(ctx context.Context, r *sdk.BroadcastReader, results map[string]*tr
 // tracks added at their first keyframe, and every frame arrives, keyframe
 // first, in order; the video of an fMP4 recording decodes cleanly.
 func TestEnhancedMultitrack(t *testing.T) {
-	needFFmpeg(t)
+	testkit.NeedFFmpeg(t)
 	aus := hevcAccessUnits(t, encodeClip(t, "clip.hevc", "-c:v", "libx265", "-x265-params", "bframes=0:aud=1:keyint=30:log-level=error", "-f", "hevc"))
 	tus := av1TemporalUnits(t, encodeClip(t, "clip.obu", "-c:v", "libsvtav1", "-g", "30", "-f", "obu"))
 	vp9s := ivfFrames(t, encodeClip(t, "clip.ivf", "-c:v", "libvpx-vp9", "-g", "30", "-deadline", "realtime", "-f", "ivf"))
@@ -187,7 +188,7 @@ func TestEnhancedMultitrack(t *testing.T) {
 			len(aus), vps != nil, sps != nil, pps != nil, len(tus), len(vp9s))
 	}
 
-	ctx := testCtx(t, 30*time.Second)
+	ctx := testkit.Context(t, 30*time.Second)
 	srv := startServer(t, Config{})
 	results := map[string]*trackResult{}
 	subscribed := make(chan struct{})
@@ -269,8 +270,8 @@ func TestEnhancedMultitrack(t *testing.T) {
 	if len(sink.Files()) != 1 {
 		t.Errorf("recorded %v, want one file", sink.Files())
 	}
-	srv.log.waitLog(t, 5*time.Second, "rtmp: publishing", "path=live/multi", "codecs=\"H.265, AV1, VP9, Opus\"")
-	srv.log.waitLog(t, 5*time.Second, "rtmp: track configured at its first keyframe", "codec=av01.")
+	srv.log.WaitLog(t, 5*time.Second, "rtmp: publishing", "path=live/multi", "codecs=\"H.265, AV1, VP9, Opus\"")
+	srv.log.WaitLog(t, 5*time.Second, "rtmp: track configured at its first keyframe", "codec=av01.")
 
 	want := []struct {
 		codec  string
@@ -316,7 +317,7 @@ func TestEnhancedMultitrack(t *testing.T) {
 // here (G.711) is refused with a log line naming it, its connection
 // closed and nothing published; the server goes on serving others.
 func TestUnsupportedCodec(t *testing.T) {
-	ctx := testCtx(t, 20*time.Second)
+	ctx := testkit.Context(t, 20*time.Second)
 	srv := startServer(t, Config{})
 	c, err := clientPublish(ctx, t, srv.url+"/live", "g711")
 	if err != nil {
@@ -333,7 +334,7 @@ func TestUnsupportedCodec(t *testing.T) {
 			break // the server hung up
 		}
 	}
-	srv.log.waitLog(t, 5*time.Second, "rtmp: refused: unsupported codec G.711", "remote=127.0.0.1:", "path=live/g711")
+	srv.log.WaitLog(t, 5*time.Second, "rtmp: refused: unsupported codec G.711", "remote=127.0.0.1:", "path=live/g711")
 	_ = c.NetConn().SetReadDeadline(time.Now().Add(5 * time.Second))
 	for {
 		if _, err := c.Read(); err != nil {

@@ -18,6 +18,7 @@ import (
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/mpeg4audio"
 	"go.uber.org/goleak"
 
+	"github.com/moqbridge/moqbridge/internal/testkit"
 	"github.com/moqbridge/moqbridge/moq"
 	"github.com/moqbridge/moqbridge/sdk"
 )
@@ -45,7 +46,7 @@ func publishBytes(t testing.TB) []byte {
 	t.Helper()
 	sps, _ := hex.DecodeString("6742c00dd90141fb0110000003001000000303c0f142a480")
 	pps, _ := hex.DecodeString("68cb83cb20")
-	ctx := testCtx(t, 10*time.Second)
+	ctx := testkit.Context(t, 10*time.Second)
 	origin := moq.NewOrigin()
 	defer origin.Close()
 	p := sdk.NewPublisher(origin, sdk.PublisherOptions{})
@@ -176,8 +177,8 @@ func TestPublishBytes(t *testing.T) {
 	if len(b) < 3073 || b[0] != 3 {
 		t.Fatalf("%d bytes starting with %x: not an RTMP client", len(b), b[:min(len(b), 1)])
 	}
-	lb := &logBuffer{}
+	lb := &testkit.LogBuffer{}
 	serveBytes(t, b, slog.New(slog.NewTextHandler(lb, nil)))
-	lb.waitLog(t, time.Second, "rtmp: publishing", "path=live/test", "H.264, AAC")
-	lb.waitLog(t, time.Second, "rtmp: publisher disconnected", "path=live/test")
+	lb.WaitLog(t, time.Second, "rtmp: publishing", "path=live/test", "H.264, AAC")
+	lb.WaitLog(t, time.Second, "rtmp: publisher disconnected", "path=live/test")
 }

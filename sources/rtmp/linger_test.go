@@ -22,6 +22,7 @@ import (
 	"github.com/bluenviron/gortmplib/pkg/codecs"
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/mpeg4audio"
 
+	"github.com/moqbridge/moqbridge/internal/testkit"
 	"github.com/moqbridge/moqbridge/sdk"
 )
 
@@ -167,7 +168,7 @@ func waitCount(ctx context.Context, t testing.TB, l *trackLog, n int) {
 // was away, and the catalog unchanged; when the publisher drops for good
 // the broadcast ends after the linger window.
 func TestLingerContinues(t *testing.T) {
-	ctx := testCtx(t, 30*time.Second)
+	ctx := testkit.Context(t, 30*time.Second)
 	srv := startServer(t, Config{Linger: 2 * time.Second})
 	u, _ := url.Parse(srv.url + "/live#cont")
 
@@ -186,7 +187,7 @@ func TestLingerContinues(t *testing.T) {
 		waitCount(ctx, t, l, 30)
 	}
 	pub.c.Close()
-	srv.log.waitLog(t, 5*time.Second, "rtmp: publisher gone; the broadcast waits for it to return", "path=live/cont")
+	srv.log.WaitLog(t, 5*time.Second, "rtmp: publisher gone; the broadcast waits for it to return", "path=live/cont")
 	time.Sleep(300 * time.Millisecond)
 
 	pub, err = newTestPublisher(ctx, t, u, nil)
@@ -196,12 +197,12 @@ func TestLingerContinues(t *testing.T) {
 	if err := pub.send(0, 30, 60); err != nil { // frame numbers go on; RTMP time restarts at 3 s
 		t.Fatal(err)
 	}
-	srv.log.waitLog(t, 5*time.Second, "rtmp: publisher returned; the broadcast continues", "path=live/cont")
+	srv.log.WaitLog(t, 5*time.Second, "rtmp: publisher returned; the broadcast continues", "path=live/cont")
 	for _, l := range logs {
 		waitCount(ctx, t, l, 60)
 	}
 	pub.c.Close()
-	srv.log.waitLog(t, 10*time.Second, "rtmp: broadcast ended: its publisher did not return", "path=live/cont")
+	srv.log.WaitLog(t, 10*time.Second, "rtmp: broadcast ended: its publisher did not return", "path=live/cont")
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
@@ -243,7 +244,7 @@ func TestLingerContinues(t *testing.T) {
 // with another stream key at a lingering path does not continue it: the
 // lingering broadcast ends and a new one starts.
 func TestLingerOtherKey(t *testing.T) {
-	ctx := testCtx(t, 30*time.Second)
+	ctx := testkit.Context(t, 30*time.Second)
 	srv := startServer(t, Config{PathTemplate: "{app}", Linger: 10 * time.Second})
 	u, _ := url.Parse(srv.url + "/studio#first")
 	pub, err := newTestPublisher(ctx, t, u, nil)
@@ -255,7 +256,7 @@ func TestLingerOtherKey(t *testing.T) {
 	}
 	_, _, done := follow(ctx, t, srv, "studio")
 	pub.c.Close()
-	srv.log.waitLog(t, 5*time.Second, "rtmp: publisher gone", "path=studio")
+	srv.log.WaitLog(t, 5*time.Second, "rtmp: publisher gone", "path=studio")
 	u, _ = url.Parse(srv.url + "/studio#second")
 	pub, err = newTestPublisher(ctx, t, u, nil)
 	if err != nil {
@@ -279,7 +280,7 @@ func TestLingerOtherKey(t *testing.T) {
 // over: the first one's connection is closed, and the broadcast goes on
 // with the second one's frames, on the same subscriptions.
 func TestReplace(t *testing.T) {
-	ctx := testCtx(t, 30*time.Second)
+	ctx := testkit.Context(t, 30*time.Second)
 	srv := startServer(t, Config{Replace: true, Linger: -1})
 	u, _ := url.Parse(srv.url + "/live#r")
 	first, err := newTestPublisher(ctx, t, u, nil)
@@ -298,7 +299,7 @@ func TestReplace(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv.log.waitLog(t, 5*time.Second, "rtmp: a new publisher replaces the live one", "path=live/r")
+	srv.log.WaitLog(t, 5*time.Second, "rtmp: a new publisher replaces the live one", "path=live/r")
 	if err := second.send(0, 20, 40); err != nil {
 		t.Fatal(err)
 	}
@@ -329,7 +330,7 @@ func TestReplace(t *testing.T) {
 // matches only; Authorize decides on the rest (here: a token in the
 // key's query), and may choose the path; its refusal is logged.
 func TestKeyRules(t *testing.T) {
-	ctx := testCtx(t, 30*time.Second)
+	ctx := testkit.Context(t, 30*time.Second)
 	srv := startServer(t, Config{
 		PathTemplate: "{app}",
 		KeyRules:     []KeyRule{{Pattern: "team/*", Keys: []string{"k1"}}},
@@ -352,15 +353,15 @@ func TestKeyRules(t *testing.T) {
 	if err := try("team/a", "k1"); err != nil {
 		t.Errorf("k1 at team/a: %v", err)
 	}
-	srv.log.waitLog(t, 5*time.Second, "path=team/a")
+	srv.log.WaitLog(t, 5*time.Second, "path=team/a")
 	if err := try("other", "k1"); err == nil {
 		t.Error("k1 was accepted at a path its rule does not match")
 	}
-	srv.log.waitLog(t, 5*time.Second, "rtmp: refused: bad token", "app=other")
+	srv.log.WaitLog(t, 5*time.Second, "rtmp: refused: bad token", "app=other")
 	if err := try("other", "alice?jwt=good"); err != nil {
 		t.Errorf("a good token was refused: %v", err)
 	}
-	srv.log.waitLog(t, 5*time.Second, "path=granted/alice")
+	srv.log.WaitLog(t, 5*time.Second, "path=granted/alice")
 	if strings.Contains(srv.log.String(), "jwt=") {
 		t.Errorf("a token reached the log:\n%s", srv.log.String())
 	}
@@ -372,7 +373,7 @@ func TestKeyRules(t *testing.T) {
 // TestRTMPS: with a TLS configuration the server speaks RTMPS; a
 // publisher over TLS gets its broadcast, one without TLS gets nothing.
 func TestRTMPS(t *testing.T) {
-	ctx := testCtx(t, 30*time.Second)
+	ctx := testkit.Context(t, 30*time.Second)
 	cert := selfSigned(t)
 	srv := startServer(t, Config{TLS: &tls.Config{Certificates: []tls.Certificate{cert}}})
 	u, _ := url.Parse(strings.Replace(srv.url, "rtmp://", "rtmps://", 1) + "/live#tls")
@@ -391,7 +392,7 @@ func TestRTMPS(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	srv.log.waitLog(t, time.Second, "scheme=rtmps")
+	srv.log.WaitLog(t, time.Second, "scheme=rtmps")
 
 	plain, _ := url.Parse(srv.url + "/live#plain")
 	c := &gortmplib.Client{URL: plain, Publish: true}

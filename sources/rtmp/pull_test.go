@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/moqbridge/moqbridge/internal/testkit"
 	"github.com/moqbridge/moqbridge/moq"
 	"github.com/moqbridge/moqbridge/sdk"
 )
@@ -32,7 +33,7 @@ func serveFFmpeg(ctx context.Context, t *testing.T, port, seconds int) chan erro
 		"-re", "-f", "lavfi", "-i", "testsrc=size=320x240:rate=30", "-f", "lavfi", "-i", "sine=sample_rate=48000",
 		"-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p", "-g", "30", "-c:a", "aac",
 		"-t", fmt.Sprint(seconds), "-f", "flv", "-listen", "1", fmt.Sprintf("rtmp://127.0.0.1:%d/live/x", port))
-	out := &logBuffer{}
+	out := &testkit.LogBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -53,8 +54,8 @@ func serveFFmpeg(ctx context.Context, t *testing.T, port, seconds int) chan erro
 // and the broadcast goes on: a reader gets both runs' frames on the same
 // subscriptions, times going forward, one catalog.
 func TestPullReconnects(t *testing.T) {
-	needFFmpeg(t)
-	ctx := testCtx(t, 60*time.Second)
+	testkit.NeedFFmpeg(t)
+	ctx := testkit.Context(t, 60*time.Second)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -63,7 +64,7 @@ func TestPullReconnects(t *testing.T) {
 	_ = ln.Close()
 
 	first := serveFFmpeg(ctx, t, port, 3)
-	lb := &logBuffer{}
+	lb := &testkit.LogBuffer{}
 	pull, err := NewPull(PullConfig{URL: fmt.Sprintf("rtmp://127.0.0.1:%d/live/x", port),
 		Backoff: sdk.Backoff{Min: 100 * time.Millisecond, Max: 300 * time.Millisecond},
 		Logger:  slog.New(slog.NewTextHandler(lb, nil))})
@@ -80,7 +81,7 @@ func TestPullReconnects(t *testing.T) {
 	if err := <-first; err != nil {
 		t.Fatalf("first ffmpeg: %v", err)
 	}
-	lb.waitLog(t, 10*time.Second, "rtmp pull: connection lost, reconnecting")
+	lb.WaitLog(t, 10*time.Second, "rtmp pull: connection lost, reconnecting")
 	second := serveFFmpeg(ctx, t, port, 3)
 	if err := <-second; err != nil {
 		t.Fatalf("second ffmpeg: %v", err)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/bluenviron/gortmplib"
 
+	"github.com/moqbridge/moqbridge/internal/testkit"
 	"github.com/moqbridge/moqbridge/sdk"
 	"github.com/moqbridge/moqbridge/sinks/fmp4"
 )
@@ -38,8 +39,8 @@ func clientPublish(ctx context.Context, t testing.TB, base, key string) (*gortmp
 // second publisher on the same key is refused without disturbing the
 // first, and when ffmpeg disconnects the broadcast ends.
 func TestFFmpegPublish(t *testing.T) {
-	needFFmpeg(t)
-	ctx := testCtx(t, 40*time.Second)
+	testkit.NeedFFmpeg(t)
+	ctx := testkit.Context(t, 40*time.Second)
 	srv := startServer(t, Config{})
 
 	sink := fmp4.New(fmp4.Config{Dir: t.TempDir(), Path: "live/test"})
@@ -50,7 +51,7 @@ func TestFFmpegPublish(t *testing.T) {
 		"-re", "-f", "lavfi", "-i", "testsrc=size=320x240:rate=30", "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
 		"-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p", "-g", "30",
 		"-c:a", "aac", "-t", "4", "-f", "flv", srv.url+"/live/test")
-	out := &logBuffer{}
+	out := &testkit.LogBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -58,7 +59,7 @@ func TestFFmpegPublish(t *testing.T) {
 	ffmpegDone := make(chan error, 1)
 	go func() { ffmpegDone <- cmd.Wait() }()
 
-	line := srv.log.waitLog(t, 15*time.Second, "rtmp: publishing", "path=live/test")
+	line := srv.log.WaitLog(t, 15*time.Second, "rtmp: publishing", "path=live/test")
 	if !strings.Contains(line, "H.264, AAC") {
 		t.Errorf("publishing line does not list H.264 and AAC: %s", line)
 	}
@@ -72,7 +73,7 @@ func TestFFmpegPublish(t *testing.T) {
 		c.Close()
 		t.Error("a second publisher on live/test was accepted")
 	}
-	srv.log.waitLog(t, 5*time.Second, "rtmp: refused: a publisher is already live at this path", "remote=127.0.0.1:", "path=live/test")
+	srv.log.WaitLog(t, 5*time.Second, "rtmp: refused: a publisher is already live at this path", "remote=127.0.0.1:", "path=live/test")
 
 	select {
 	case err := <-ffmpegDone:
@@ -90,7 +91,7 @@ func TestFFmpegPublish(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatal("the recording did not end after the publisher left")
 	}
-	srv.log.waitLog(t, 5*time.Second, "rtmp: publisher disconnected", "path=live/test")
+	srv.log.WaitLog(t, 5*time.Second, "rtmp: publisher disconnected", "path=live/test")
 	if live := srv.pub.Live(); len(live) != 0 {
 		t.Errorf("still live after the publisher left: %v", live)
 	}
@@ -132,14 +133,14 @@ func TestFFmpegPublish(t *testing.T) {
 // refused (its publish command fails), the refusal is logged with its
 // address and its connection closed; an allowed key is accepted.
 func TestRefusedKey(t *testing.T) {
-	ctx := testCtx(t, 20*time.Second)
+	ctx := testkit.Context(t, 20*time.Second)
 	srv := startServer(t, Config{Keys: []string{"secret"}})
 
 	if c, err := clientPublish(ctx, t, srv.url+"/live", "wrong"); err == nil {
 		c.Close()
 		t.Fatal("a wrong stream key was accepted")
 	}
-	line := srv.log.waitLog(t, 5*time.Second, "rtmp: refused: stream key not allowed", "remote=127.0.0.1:")
+	line := srv.log.WaitLog(t, 5*time.Second, "rtmp: refused: stream key not allowed", "remote=127.0.0.1:")
 	if strings.Contains(line, "wrong") {
 		t.Errorf("the refusal logs the stream key: %s", line)
 	}
@@ -149,14 +150,14 @@ func TestRefusedKey(t *testing.T) {
 		t.Fatalf("the allowed key was refused: %v", err)
 	}
 	c.Close()
-	srv.log.waitLog(t, 5*time.Second, "path=live/secret")
+	srv.log.WaitLog(t, 5*time.Second, "path=live/secret")
 }
 
 // TestSecondPublisher: while a publisher holds live/a (its tracks not
 // known yet), a second one on the same key is refused and one on another
 // key is not.
 func TestSecondPublisher(t *testing.T) {
-	ctx := testCtx(t, 20*time.Second)
+	ctx := testkit.Context(t, 20*time.Second)
 	srv := startServer(t, Config{})
 	first, err := clientPublish(ctx, t, srv.url+"/live", "a")
 	if err != nil {
@@ -167,7 +168,7 @@ func TestSecondPublisher(t *testing.T) {
 		c.Close()
 		t.Fatal("a second publisher on live/a was accepted")
 	}
-	srv.log.waitLog(t, 5*time.Second, "rtmp: refused: a publisher is already live at this path", "path=live/a")
+	srv.log.WaitLog(t, 5*time.Second, "rtmp: refused: a publisher is already live at this path", "path=live/a")
 	other, err := clientPublish(ctx, t, srv.url+"/live", "b")
 	if err != nil {
 		t.Fatalf("a publisher on live/b was refused: %v", err)
@@ -177,7 +178,7 @@ func TestSecondPublisher(t *testing.T) {
 
 // TestPlayRefused: a client that wants to play is refused.
 func TestPlayRefused(t *testing.T) {
-	ctx := testCtx(t, 20*time.Second)
+	ctx := testkit.Context(t, 20*time.Second)
 	srv := startServer(t, Config{})
 	u, _ := url.Parse(srv.url + "/live#a")
 	c := &gortmplib.Client{URL: u}
@@ -185,13 +186,13 @@ func TestPlayRefused(t *testing.T) {
 		c.Close()
 		t.Fatal("a player was accepted")
 	}
-	srv.log.waitLog(t, 5*time.Second, "rtmp: refused: playing is not supported")
+	srv.log.WaitLog(t, 5*time.Second, "rtmp: refused: playing is not supported")
 }
 
 // TestMaxConns: beyond MaxConns clients at once a connection is closed at
 // once, with a log line, and a slot frees when a client goes.
 func TestMaxConns(t *testing.T) {
-	ctx := testCtx(t, 20*time.Second)
+	ctx := testkit.Context(t, 20*time.Second)
 	srv := startServer(t, Config{MaxConns: 2})
 	addr := srv.Addr().String()
 	var held []net.Conn
@@ -225,7 +226,7 @@ func TestMaxConns(t *testing.T) {
 	} else if ne, ok := err.(net.Error); ok && ne.Timeout() {
 		t.Error("a third connection was left open")
 	}
-	srv.log.waitLog(t, 5*time.Second, "rtmp: connection refused: the server serves its maximum of clients", "max_conns=2")
+	srv.log.WaitLog(t, 5*time.Second, "rtmp: connection refused: the server serves its maximum of clients", "max_conns=2")
 	for _, c := range held {
 		_ = c.Close()
 	}

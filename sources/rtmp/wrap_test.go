@@ -10,6 +10,7 @@ import (
 	"github.com/bluenviron/gortmplib/pkg/codecs"
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/mpeg4audio"
 
+	"github.com/moqbridge/moqbridge/internal/testkit"
 	"github.com/moqbridge/moqbridge/sdk"
 )
 
@@ -20,7 +21,7 @@ import (
 func TestTimestampWrap(t *testing.T) {
 	sps, _ := hex.DecodeString("6742c00dd90141fb0110000003001000000303c0f142a480")
 	pps, _ := hex.DecodeString("68cb83cb20")
-	ctx := testCtx(t, 20*time.Second)
+	ctx := testkit.Context(t, 20*time.Second)
 	srv := startServer(t, Config{})
 	results := map[string]*trackResult{}
 	subscribed := make(chan struct{})

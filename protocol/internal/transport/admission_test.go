@@ -2,7 +2,6 @@ package transport
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -11,39 +10,22 @@ import (
 	"net/http"
 	"net/netip"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/quic-go/quic-go"
 	"github.com/quic-go/quic-go/http3"
+
+	"github.com/moqbridge/moqbridge/internal/testkit"
 )
-
-// syncBuffer is a log sink safe for the listener's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 const testRefusedCode = 11
 
 // startBudgeted runs a listener with budgets, both UDP and plain TCP, and a
 // log captured in the returned buffer.
-func startBudgeted(t *testing.T, b Budgets, mod func(*ListenConfig)) (*testServer, *syncBuffer) {
+func startBudgeted(t *testing.T, b Budgets, mod func(*ListenConfig)) (*testServer, *testkit.LogBuffer) {
 	t.Helper()
-	logs := &syncBuffer{}
+	logs := &testkit.LogBuffer{}
 	b.RefusedCode = testRefusedCode
 	ts := startWS(t, TCPHTTP, func(c *ListenConfig) {
 		c.Budgets = b

@@ -14,6 +14,8 @@ import (
 
 	"github.com/quic-go/quic-go/http3"
 	"go.uber.org/goleak"
+
+	"github.com/moqbridge/moqbridge/internal/testkit"
 )
 
 func TestMain(m *testing.M) {
@@ -60,11 +62,9 @@ func (ts *testServer) url(pathQuery string) string {
 	return fmt.Sprintf("https://127.0.0.1:%d%s", ts.port, pathQuery)
 }
 
+// testCtx returns a context that ends after 10 s or with the test.
 func testCtx(t *testing.T) context.Context {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	t.Cleanup(cancel)
-	return ctx
+	return testkit.Context(t, 10*time.Second)
 }
 
 // dial connects a client of the given kind and returns both ends; both are
