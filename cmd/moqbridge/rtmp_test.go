@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -390,5 +391,53 @@ func TestPublishRTMPPull(t *testing.T) {
 	}
 	if !strings.Contains(pub.stderr.String(), "rtmp pull: playing") {
 		t.Errorf("publish log:\n%s", pub.stderr.String())
+	}
+}
+
+// TestServeRecord: `serve --record DIR` writes what ffmpeg publishes over
+// RTMP to a fragmented MP4 file by itself, in process: one clean file with
+// every frame, closed when the broadcast ends; options without --record
+// are refused.
+func TestServeRecord(t *testing.T) {
+	testkit.MustHaveTools(t, "ffmpeg", "ffprobe")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	port, rtmpPort := freePort(t), freePort(t)
+	dir := t.TempDir()
+	relay := startServe(t, ctx, port, "--tcp", "off", "--rtmp", fmt.Sprintf("127.0.0.1:%d", rtmpPort),
+		"--rtmp-linger", "0", "--record", dir, "--record-prefix", "live")
+	out, err := exec.CommandContext(ctx, "ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin",
+		"-re", "-f", "lavfi", "-i", "testsrc=size=320x240:rate=30", "-f", "lavfi", "-i", "sine=sample_rate=48000",
+		"-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p", "-g", "30", "-c:a", "aac",
+		"-t", "4", "-f", "flv", fmt.Sprintf("rtmp://127.0.0.1:%d/live/rec", rtmpPort)).CombinedOutput()
+	if err != nil {
+		t.Fatalf("ffmpeg: %v\n%s", err, out)
+	}
+	waitFor(t, ctx, "the recording to close", func() bool {
+		return strings.Contains(relay.stderr.String(), "fmp4: segment closed")
+	})
+	files, _ := filepath.Glob(filepath.Join(dir, "live", "rec", "*.mp4"))
+	if len(files) != 1 {
+		t.Fatalf("recorded %v, want one file:\n%s", files, relay.stderr.String())
+	}
+	for _, stream := range []string{"v:0", "a:0"} {
+		c := testkit.CheckFMP4(t, files[0], stream)
+		t.Logf("%s: %+v", stream, c)
+		if stream == "v:0" && c.Packets != 120 {
+			t.Errorf("video: %d packets, ffmpeg sent 120", c.Packets)
+		}
+	}
+	relay.stop(t, syscall.SIGTERM)
+	if code := relay.cmd.ProcessState.ExitCode(); code != 0 {
+		t.Errorf("serve exited %d:\n%s", code, relay.stderr.String())
+	}
+
+	for _, args := range [][]string{{"--record-prefix", "live"}, {"--record", dir, "--record-segment", "-1s"}} {
+		cmd := newRootCommand()
+		cmd.SetOut(io.Discard)
+		cmd.SetArgs(append([]string{"serve", "--listen", "127.0.0.1:0", "--tcp", "off"}, args...))
+		if err := cmd.Execute(); err == nil {
+			t.Errorf("serve %v: no error", args)
+		}
 	}
 }

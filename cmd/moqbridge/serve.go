@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -12,8 +13,10 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/moqbridge/moqbridge/moq"
 	"github.com/moqbridge/moqbridge/protocol"
 	"github.com/moqbridge/moqbridge/protocol/auth"
+	"github.com/moqbridge/moqbridge/sdk"
 	"github.com/moqbridge/moqbridge/sources/rtmp"
 )
 
@@ -24,6 +27,7 @@ func newServeCommand() *cobra.Command {
 	var authPublic string
 	var budgets struct{ sessions, perAddr, pending int }
 	var rtmpOpts rtmpFlags
+	var recOpts recordFlags
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the MOQ Lite relay (raw QUIC and WebTransport on one UDP port)",
@@ -32,7 +36,9 @@ func newServeCommand() *cobra.Command {
       # OBS: server rtmp://<host>:1935/live, stream key alice → the broadcast live/alice
   moqbridge serve --cert cert.pem --key key.pem --rtmps :1936 --auth-key jwk.json
       # OBS: server rtmps://<host>:1936/live, stream key alice?jwt=<token allowing put on live/alice>
-  moqbridge serve --rtmp :1935 --rtmp-path 'studio/{app}' --rtmp-key 'studio/*=s3cret' --rtmp-replace`,
+  moqbridge serve --rtmp :1935 --rtmp-path 'studio/{app}' --rtmp-key 'studio/*=s3cret' --rtmp-replace
+  moqbridge serve --rtmp :1935 --record recordings --record-segment 10m
+      # every broadcast is also written to recordings/<path>/<start>.mp4 by the relay itself`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg.Logger = slog.Default()
@@ -47,6 +53,9 @@ func newServeCommand() *cobra.Command {
 				return fmt.Errorf("--tcp: %q is not one of http, https, off", tcpMode)
 			}
 			if err := rtmpOpts.check(cmd.Flags()); err != nil {
+				return err
+			}
+			if err := recOpts.check(cmd.Flags()); err != nil {
 				return err
 			}
 			if len(authKeys) > 0 || len(authSecrets) > 0 || cmd.Flags().Changed("auth-public") {
@@ -86,17 +95,15 @@ func newServeCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if !rtmpOpts.enabled() {
-				printConnectInfo(cmd, srv, cfg, nil, nil)
-				return srv.Serve(cmd.Context())
+			var ingests []*rtmp.Server
+			if rtmpOpts.enabled() {
+				if ingests, err = rtmpOpts.servers(srv, cfg); err != nil {
+					_ = srv.Close()
+					return err
+				}
 			}
-			ingests, err := rtmpOpts.servers(srv, cfg)
-			if err != nil {
-				_ = srv.Close()
-				return err
-			}
-			printConnectInfo(cmd, srv, cfg, &rtmpOpts, ingests)
-			return serveWithRTMP(cmd.Context(), srv, ingests)
+			printConnectInfo(cmd, srv, cfg, &rtmpOpts, ingests, &recOpts)
+			return serveWith(cmd.Context(), srv, ingests, &recOpts)
 		},
 	}
 	f := cmd.Flags()
@@ -121,7 +128,42 @@ func newServeCommand() *cobra.Command {
 	f.StringArrayVar(&authSecrets, "auth-secret", nil, fmt.Sprintf("raw HMAC secret file: its bytes less trailing newlines, at least %d (HS256; HS384 and HS512 from 48 and 64); repeatable; enables auth", auth.MinSecretSize))
 	f.StringVar(&authPublic, "auth-public", "", "path prefix open to clients without a token (\"\" for everything)")
 	rtmpOpts.register(f)
+	recOpts.register(f)
 	return cmd
+}
+
+// serveWith runs the relay, the RTMP ingest listeners publishing into its
+// Origin and the in-process recorder, if any, until ctx ends or one of
+// them fails; then all stop (recordings close, what RTMP publishers had
+// live ends) before it returns.
+func serveWith(ctx context.Context, srv *protocol.Server, ingests []*rtmp.Server, rec *recordFlags) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var parts []func(context.Context) error
+	p := sdk.NewPublisher(srv.Origin(), sdk.PublisherOptions{})
+	defer p.Close()
+	for _, in := range ingests {
+		parts = append(parts, func(ctx context.Context) error { return in.Run(ctx, p) })
+	}
+	if rec.cfg.Dir != "" {
+		parts = append(parts, func(ctx context.Context) error { return rec.run(ctx, srv.Origin(), slog.Default()) })
+	}
+	done := make(chan error, len(parts))
+	for _, run := range parts {
+		go func() {
+			err := run(ctx)
+			cancel() // the relay stops with any part
+			done <- err
+		}()
+	}
+	err := srv.Serve(ctx)
+	cancel()
+	for range parts {
+		if perr := <-done; perr != nil && err == nil {
+			err = perr
+		}
+	}
+	return err
 }
 
 // budgetFlag maps a budget flag to its ServerConfig value: 0 on the command
@@ -137,7 +179,7 @@ func budgetFlag(name string, v int) (int, error) {
 }
 
 // printConnectInfo tells the operator how to reach the relay.
-func printConnectInfo(cmd *cobra.Command, srv *protocol.Server, cfg protocol.ServerConfig, r *rtmpFlags, ingests []*rtmp.Server) {
+func printConnectInfo(cmd *cobra.Command, srv *protocol.Server, cfg protocol.ServerConfig, r *rtmpFlags, ingests []*rtmp.Server, rec *recordFlags) {
 	addr := srv.Addr()
 	host := "localhost"
 	if !addr.IP.IsUnspecified() {
@@ -162,8 +204,15 @@ func printConnectInfo(cmd *cobra.Command, srv *protocol.Server, cfg protocol.Ser
 	for _, line := range authBanner(cfg.Auth) {
 		fmt.Fprintln(out, line)
 	}
-	if r != nil {
+	if len(ingests) > 0 {
 		r.printInfo(out, ingests, cfg.Auth != nil)
+	}
+	if rec.cfg.Dir != "" {
+		what := "every broadcast"
+		if rec.prefix != "" {
+			what = "every broadcast under " + moq.CleanPath(rec.prefix)
+		}
+		fmt.Fprintf(out, "recording %s to %s (fragmented MP4)\n", what, rec.cfg.Dir)
 	}
 	fmt.Fprintln(out, "press Ctrl-C to stop")
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -16,7 +15,6 @@ import (
 	"github.com/moqbridge/moqbridge/moq"
 	"github.com/moqbridge/moqbridge/protocol"
 	"github.com/moqbridge/moqbridge/protocol/auth"
-	"github.com/moqbridge/moqbridge/sdk"
 	"github.com/moqbridge/moqbridge/sources/rtmp"
 )
 
@@ -201,32 +199,6 @@ func looksLikeJWT(s string) bool {
 		}
 	}
 	return true
-}
-
-// serveWithRTMP runs the relay and the RTMP ingest listeners publishing
-// into its Origin until ctx ends or one fails; then all stop, and what the
-// RTMP publishers had live ends.
-func serveWithRTMP(ctx context.Context, srv *protocol.Server, ingests []*rtmp.Server) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	p := sdk.NewPublisher(srv.Origin(), sdk.PublisherOptions{})
-	ingested := make(chan error, len(ingests))
-	for _, in := range ingests {
-		go func() {
-			err := in.Run(ctx, p)
-			cancel() // the relay stops with any ingest
-			ingested <- err
-		}()
-	}
-	err := srv.Serve(ctx)
-	cancel()
-	for range ingests {
-		if rerr := <-ingested; rerr != nil && err == nil {
-			err = rerr
-		}
-	}
-	p.Close()
-	return err
 }
 
 // printRTMPInfo tells the operator where to push.

@@ -109,7 +109,7 @@ func (p *Pull) play(ctx context.Context, st *stream) error {
 			if err != nil {
 				return nil, err
 			}
-			bc = &budgetConn{Conn: nc, left: setupBudget}
+			bc = newBudgetConn(nc, setupBudget)
 			return bc, nil
 		}}
 	setupCtx, cancel := context.WithTimeout(ctx, p.cfg.SetupTimeout)
