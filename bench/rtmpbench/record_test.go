@@ -94,6 +94,10 @@ func BenchmarkRTMPRecord(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	inProc, err := recordInProcess(bin, in, rate, filepath.Join(out, "inproc"))
+	if err != nil {
+		b.Fatal(err)
+	}
 	ff, err := recordFFmpeg(in, rate, filepath.Join(out, "ffmpeg.mp4"))
 	if err != nil {
 		b.Fatal(err)
@@ -103,7 +107,7 @@ func BenchmarkRTMPRecord(b *testing.B) {
 	minutes := float64(inVideo) / float64(recordInput.fps) / 60
 	perMin := func(d time.Duration) float64 { return d.Seconds() / minutes }
 	var lines []string
-	for _, r := range []recordRun{moqRun, ff} {
+	for _, r := range []recordRun{moqRun, inProc, ff} {
 		for _, p := range r.procs {
 			lines = append(lines, fmt.Sprintf("  %-26s %6.2f CPU-s/media-min  peak RSS %6.1f MiB", r.name+" "+p.name, perMin(p.cpu), mib(p.peak)))
 		}
@@ -111,23 +115,27 @@ func BenchmarkRTMPRecord(b *testing.B) {
 			r.name+" total", perMin(r.cpu()), r.wall.Round(100*time.Millisecond), perMin(r.push.cpu), mib(r.push.peak), r.other.Seconds()/r.wall.Seconds()))
 	}
 	ratio := moqRun.cpu().Seconds() / ff.cpu().Seconds()
+	inRatio := inProc.cpu().Seconds() / ff.cpu().Seconds()
 	b.ReportMetric(perMin(moqRun.procs[0].cpu), "serve-cpu-s/min")
 	b.ReportMetric(perMin(moqRun.procs[1].cpu), "record-cpu-s/min")
 	b.ReportMetric(perMin(moqRun.cpu()), "moq-cpu-s/min")
 	b.ReportMetric(perMin(ff.cpu()), "ffmpeg-cpu-s/min")
+	b.ReportMetric(perMin(inProc.cpu()), "serve-record-cpu-s/min")
+	b.ReportMetric(inRatio, "serve-record/ffmpeg-cpu")
+	b.ReportMetric(mib(inProc.procs[0].peak), "serve-record-peak-MiB")
 	b.ReportMetric(ratio, "moq/ffmpeg-cpu")
 	b.ReportMetric(mib(moqRun.procs[0].peak), "serve-peak-MiB")
 	b.ReportMetric(mib(moqRun.procs[1].peak), "record-peak-MiB")
 	b.ReportMetric(mib(ff.procs[0].peak), "ffmpeg-peak-MiB")
 	b.ReportMetric(0, "ns/op")
-	b.Logf("RTMP → fMP4, %.2f media minutes:\n%s\n  moqbridge (serve + record) / ffmpeg CPU: %.2f (target ≤ 0.5)",
-		minutes, strings.Join(lines, "\n"), ratio)
+	b.Logf("RTMP → fMP4, %.2f media minutes:\n%s\n  moqbridge (serve + record) / ffmpeg CPU: %.2f, serve --record / ffmpeg CPU: %.2f (target ≤ 0.5)",
+		minutes, strings.Join(lines, "\n"), ratio, inRatio)
 
 	ref := filepath.Join(out, "reference.mp4")
 	if err := remuxReference(in, ref); err != nil {
 		b.Fatal(err)
 	}
-	for _, r := range []recordRun{moqRun, ff} {
+	for _, r := range []recordRun{moqRun, inProc, ff} {
 		v, a, err := streamPackets(r.file)
 		switch {
 		case err != nil:
@@ -206,6 +214,63 @@ func recordMOQ(bin, in, rate, dir string) (recordRun, error) {
 	if s := serve.stderr.String(); s != "" {
 		fmt.Fprintf(os.Stderr, "rtmpbench: serve logged:\n%s", s)
 	}
+	return run, nil
+}
+
+// recordInProcess runs (c): serve recording what it ingests by itself
+// (--record), ffmpeg pushing the input into it; serve's figures are read
+// once the file stopped growing after the push (the broadcast ends with
+// the push: no linger).
+func recordInProcess(bin, in, rate, dir string) (recordRun, error) {
+	run := recordRun{name: "moqbridge"}
+	serve, err := startServe(bin, "--rtmp-linger", "0", "--record", dir, "--record-prefix", "live")
+	if err != nil {
+		return run, err
+	}
+	defer serve.stop()
+	ctx, cancel := context.WithTimeout(context.Background(), recordTimeout+pushTime(in, rate))
+	defer cancel()
+	busy0, self0, start := machineBusy(), selfCPU(), time.Now()
+	stopPerf := startPerf("serve-record", serve.pid())
+	push, err := pushFFmpeg(ctx, in, rate, "rtmp://"+serve.rtmpAddr+"/live/bench")
+	if err != nil {
+		stopPerf()
+		return run, err
+	}
+	// The file is closed when the broadcast ends: wait until it exists
+	// and its size held for a second.
+	var file string
+	var size int64 = -1
+	for stable, deadline := 0, time.Now().Add(processTimeout); stable < 5; time.Sleep(200 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			stopPerf()
+			return run, fmt.Errorf("serve --record: no finished file in %s%s", dir, serve.stderr.note())
+		}
+		files, _ := filepath.Glob(filepath.Join(dir, "live", "bench", "*.mp4"))
+		if len(files) != 1 {
+			continue
+		}
+		st, err := os.Stat(files[0])
+		if err != nil {
+			continue
+		}
+		if st.Size() == size {
+			stable++
+		} else {
+			file, size, stable = files[0], st.Size(), 0
+		}
+	}
+	st, err := readProc(serve.pid())
+	stopPerf()
+	if err != nil {
+		return run, err
+	}
+	run.name = "moqbridge serve --record"
+	run.wall = time.Since(start)
+	run.procs = []procCost{{"", st.CPU, st.HWM}}
+	run.push = push
+	run.other = machineBusy() - busy0 - (selfCPU() - self0) - run.cpu() - push.cpu
+	run.file = file
 	return run, nil
 }
 

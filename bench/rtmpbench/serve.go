@@ -109,9 +109,10 @@ type serveProc struct {
 var serveArgs = []string{"serve", "--listen", "127.0.0.1:0", "--tcp", "off", "--log-level", "warn",
 	"--rtmp", "127.0.0.1:0", "--rtmp-max-conns", "0"}
 
-// startServe starts `bin serve --rtmp` and waits for its banner.
-func startServe(bin string) (*serveProc, error) {
-	cmd := exec.Command(bin, serveArgs...)
+// startServe starts `bin serve --rtmp`, with more flags, and waits for
+// its banner.
+func startServe(bin string, more ...string) (*serveProc, error) {
+	cmd := exec.Command(bin, append(append([]string(nil), serveArgs...), more...)...)
 	pr, pw, err := os.Pipe()
 	if err != nil {
 		return nil, err
