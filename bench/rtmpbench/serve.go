@@ -105,9 +105,10 @@ type serveProc struct {
 
 // serveArgs are the flags of every serve run: loopback only, no TCP
 // listener, warnings and errors logged only, and no cap on RTMP clients
-// (the default --rtmp-max-conns 64 would refuse 36 of 100 publishers).
+// (the default --rtmp-max-conns 64 would refuse 36 of 100 publishers, and
+// --rtmp-max-conns-per-addr 16 all but 16 from one address).
 var serveArgs = []string{"serve", "--listen", "127.0.0.1:0", "--tcp", "off", "--log-level", "warn",
-	"--rtmp", "127.0.0.1:0", "--rtmp-max-conns", "0"}
+	"--rtmp", "127.0.0.1:0", "--rtmp-max-conns", "0", "--rtmp-max-conns-per-addr", "0"}
 
 // startServe starts `bin serve --rtmp`, with more flags, and waits for
 // its banner.

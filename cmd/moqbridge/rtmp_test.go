@@ -223,6 +223,7 @@ func TestServeRTMPFlagErrors(t *testing.T) {
 		{[]string{"--rtmp-linger", "1s"}, "--rtmp-linger needs --rtmp or --rtmps"},
 		{[]string{"--rtmp", "256.0.0.1:1935"}, "--rtmp: rtmp: listen on 256.0.0.1:1935"},
 		{[]string{"--rtmp", "127.0.0.1:0", "--rtmp-max-conns", "-1"}, "--rtmp-max-conns: -1 is negative"},
+		{[]string{"--rtmp", "127.0.0.1:0", "--rtmp-max-conns-per-addr", "-1"}, "--rtmp-max-conns-per-addr: -1 is negative"},
 		{[]string{"--rtmp", "127.0.0.1:0", "--rtmp-linger", "-1s"}, "--rtmp-linger: -1s is negative"},
 		{[]string{"--rtmp", "127.0.0.1:0", "--rtmp-path", "live"}, "has neither {app} nor {key}"},
 		{[]string{"--rtmp", "127.0.0.1:0", "--rtmp-key", "live/*="}, "no key after '='"},

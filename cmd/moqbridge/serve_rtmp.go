@@ -24,6 +24,7 @@ type rtmpFlags struct {
 	keys          []string // KEY or PATTERN=KEY
 	template      string
 	maxConns      int
+	maxPerAddr    int
 	linger        time.Duration
 	replace       bool
 }
@@ -34,6 +35,7 @@ func (r *rtmpFlags) register(f *pflag.FlagSet) {
 	f.StringArrayVar(&r.keys, "rtmp-key", nil, "stream key allowed to publish over RTMP, at any path (KEY) or at the paths a pattern matches (PATTERN=KEY, e.g. 'live/*=s3cret'); repeatable; default: any key, or with auth on a token")
 	f.StringVar(&r.template, "rtmp-path", rtmp.DefaultPathTemplate, "broadcast path of an RTMP publish, from {app} and {key}")
 	f.IntVar(&r.maxConns, "rtmp-max-conns", rtmp.DefaultMaxConns, "RTMP clients served at once (publishing or connecting); beyond: closed at once; 0 for no limit")
+	f.IntVar(&r.maxPerAddr, "rtmp-max-conns-per-addr", rtmp.DefaultMaxConnsPerAddr, "RTMP clients one IP address (IPv6: /64) may have served at once; beyond: closed at once; 0 for no limit")
 	f.DurationVar(&r.linger, "rtmp-linger", rtmp.DefaultLinger, "how long a broadcast whose RTMP publisher dropped waits for the same stream key to return and continue it; 0 ends it at once")
 	f.BoolVar(&r.replace, "rtmp-replace", false, "a new RTMP publisher on a live path takes over from the old one instead of being refused")
 }
@@ -45,7 +47,7 @@ func (r *rtmpFlags) enabled() bool { return r.addr != "" || r.tlsAddr != "" }
 // listens.
 func (r *rtmpFlags) check(f *pflag.FlagSet) error {
 	if !r.enabled() {
-		for _, name := range []string{"rtmp-key", "rtmp-path", "rtmp-max-conns", "rtmp-linger", "rtmp-replace"} {
+		for _, name := range []string{"rtmp-key", "rtmp-path", "rtmp-max-conns", "rtmp-max-conns-per-addr", "rtmp-linger", "rtmp-replace"} {
 			if f.Changed(name) {
 				return fmt.Errorf("--%s needs --rtmp or --rtmps", name)
 			}
@@ -54,6 +56,9 @@ func (r *rtmpFlags) check(f *pflag.FlagSet) error {
 	}
 	if r.maxConns < 0 {
 		return fmt.Errorf("--rtmp-max-conns: %d is negative (0 means no limit)", r.maxConns)
+	}
+	if r.maxPerAddr < 0 {
+		return fmt.Errorf("--rtmp-max-conns-per-addr: %d is negative (0 means no limit)", r.maxPerAddr)
 	}
 	if r.linger < 0 {
 		return fmt.Errorf("--rtmp-linger: %v is negative (0 ends broadcasts at once)", r.linger)
@@ -101,16 +106,20 @@ func (r *rtmpFlags) servers(srv *protocol.Server, cfg protocol.ServerConfig) ([]
 		return nil, err
 	}
 	base := rtmp.Config{
-		PathTemplate: r.template,
-		Keys:         keys,
-		KeyRules:     rules,
-		MaxConns:     r.maxConns,
-		Linger:       r.linger,
-		Replace:      r.replace,
-		Logger:       cfg.Logger,
+		PathTemplate:    r.template,
+		Keys:            keys,
+		KeyRules:        rules,
+		MaxConns:        r.maxConns,
+		MaxConnsPerAddr: r.maxPerAddr,
+		Linger:          r.linger,
+		Replace:         r.replace,
+		Logger:          cfg.Logger,
 	}
 	if base.MaxConns == 0 {
 		base.MaxConns = -1 // rtmp.Config spells "no limit" negative
+	}
+	if base.MaxConnsPerAddr == 0 {
+		base.MaxConnsPerAddr = -1
 	}
 	if base.Linger == 0 {
 		base.Linger = -1 // and "no linger" too

@@ -37,6 +37,10 @@ const (
 	// analysed, so this bounds what a flood of clients can make the
 	// server hold.
 	DefaultMaxConns = 64
+	// DefaultMaxConnsPerAddr is how many of those one address may hold:
+	// a studio pushing several streams from behind one address fits, one
+	// host opening connections in a loop does not take every slot.
+	DefaultMaxConnsPerAddr = 16
 	// DefaultLinger is how long a broadcast whose publisher dropped waits
 	// for the same stream key to return and continue it.
 	DefaultLinger = 5 * time.Second
@@ -96,8 +100,11 @@ type Config struct {
 	ReadTimeout  time.Duration
 
 	// MaxConns bounds the clients served at once (default
-	// DefaultMaxConns; negative: no bound).
-	MaxConns int
+	// DefaultMaxConns; negative: no bound), MaxConnsPerAddr those from one
+	// IP address, IPv6 /64 network (default DefaultMaxConnsPerAddr;
+	// negative: no bound): one host cannot take every slot.
+	MaxConns        int
+	MaxConnsPerAddr int
 
 	// Logger receives a line per publish, refusal and disconnect; default
 	// slog.Default().
@@ -115,6 +122,7 @@ type Server struct {
 	ln      net.Listener
 	streams map[string]*stream // broadcasts this server publishes, live or lingering, by path
 	conns   int                // clients being served
+	perAddr map[string]int     // of those, by addrKey
 
 	// refuseLog writes the line about refused connections at most once a
 	// second: a flood would otherwise flood the log too.
@@ -143,13 +151,16 @@ func NewServer(cfg Config) *Server {
 	if cfg.MaxConns == 0 {
 		cfg.MaxConns = DefaultMaxConns
 	}
+	if cfg.MaxConnsPerAddr == 0 {
+		cfg.MaxConnsPerAddr = DefaultMaxConnsPerAddr
+	}
 	if cfg.Linger == 0 {
 		cfg.Linger = DefaultLinger
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Server{cfg: cfg, log: cfg.Logger.With("source", "rtmp"), streams: make(map[string]*stream)}
+	return &Server{cfg: cfg, log: cfg.Logger.With("source", "rtmp"), streams: make(map[string]*stream), perAddr: make(map[string]int)}
 }
 
 // Listen binds the server's address, so that Addr is known before Run
@@ -225,35 +236,57 @@ func (s *Server) Run(ctx context.Context, p *sdk.Publisher) error {
 			return fmt.Errorf("rtmp: accept: %w", err)
 		}
 		tempDelay = 0
-		if !s.admit() {
-			s.refuseLog.Log(s.log, slog.LevelWarn, "rtmp: connection refused: the server serves its maximum of clients",
-				"remote", conn.RemoteAddr().String(), "max_conns", s.cfg.MaxConns)
+		host := addrKey(conn.RemoteAddr())
+		if why := s.admit(host); why != "" {
+			s.refuseLog.Log(s.log, slog.LevelWarn, "rtmp: connection refused: "+why,
+				"remote", conn.RemoteAddr().String(), "max_conns", s.cfg.MaxConns, "max_conns_per_addr", s.cfg.MaxConnsPerAddr)
 			_ = conn.Close()
 			continue
 		}
 		wg.Go(func() {
-			defer s.leave()
+			defer s.leave(host)
 			s.serveConn(ctx, conn, p)
 		})
 	}
 }
 
-// admit takes a client slot; it reports false when MaxConns are served.
-func (s *Server) admit() bool {
+// admit takes a client slot for a client of host (addrKey); it returns
+// why not when MaxConns are served, or MaxConnsPerAddr for that host.
+func (s *Server) admit(host string) string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.cfg.MaxConns > 0 && s.conns >= s.cfg.MaxConns {
-		return false
+		return "the server serves its maximum of clients"
+	}
+	if s.cfg.MaxConnsPerAddr > 0 && s.perAddr[host] >= s.cfg.MaxConnsPerAddr {
+		return "its address has its maximum of clients"
 	}
 	s.conns++
-	return true
+	s.perAddr[host]++
+	return ""
 }
 
-// leave gives a client slot back.
-func (s *Server) leave() {
+// leave gives a client slot of host back.
+func (s *Server) leave(host string) {
 	s.mu.Lock()
 	s.conns--
+	if s.perAddr[host]--; s.perAddr[host] <= 0 {
+		delete(s.perAddr, host)
+	}
 	s.mu.Unlock()
+}
+
+// addrKey is what MaxConnsPerAddr counts by: the IP address, for IPv6 its
+// /64 network (one host's share of addresses).
+func addrKey(a net.Addr) string {
+	ta, ok := a.(*net.TCPAddr)
+	if !ok {
+		return a.String()
+	}
+	if ip4 := ta.IP.To4(); ip4 != nil {
+		return ip4.String()
+	}
+	return ta.IP.Mask(net.CIDRMask(64, 128)).String()
 }
 
 // TLS reports whether the server speaks RTMPS.

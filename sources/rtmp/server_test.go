@@ -244,3 +244,50 @@ func TestMaxConns(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// TestMaxConnsPerAddr: beyond MaxConnsPerAddr clients from one address a
+// connection from it is closed at once, with a log line, while another
+// address still gets in.
+func TestMaxConnsPerAddr(t *testing.T) {
+	ctx := testkit.Context(t, 20*time.Second)
+	srv := startServer(t, Config{MaxConns: 10, MaxConnsPerAddr: 2})
+	addr := srv.Addr().String()
+	for range 2 {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		srv.mu.Lock()
+		n := srv.perAddr["127.0.0.1"]
+		srv.mu.Unlock()
+		if n == 2 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	extra, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer extra.Close()
+	_ = extra.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := extra.Read(make([]byte, 1)); err == nil {
+		t.Error("a third connection from 127.0.0.1 was served")
+	} else if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		t.Error("a third connection from 127.0.0.1 was left open")
+	}
+	srv.log.WaitLog(t, 5*time.Second, "rtmp: connection refused: its address has its maximum of clients", "max_conns_per_addr=2")
+
+	// Another loopback address is another host.
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}}
+	u, _ := url.Parse(srv.url + "/live#other")
+	c := &gortmplib.Client{URL: u, Publish: true, DialContext: d.DialContext}
+	if err := c.Initialize(ctx); err != nil {
+		t.Fatalf("a publisher from 127.0.0.2 was refused: %v", err)
+	}
+	c.Close()
+}
