@@ -60,9 +60,11 @@
 // clock (clock.go): RTMP's 32-bit millisecond timestamps are unwrapped
 // and rebased so that every broadcast starts at 0 and its decode times
 // never go backwards, with composition offsets kept; and the limits that
-// keep an untrusted client bounded: deadlines on every phase and a budget
-// of bytes the client may send before a message completes (gortmplib
-// buffers what it analyses).
+// keep untrusted clients bounded: deadlines on every phase, a budget of
+// bytes a client may send before a message completes (gortmplib buffers
+// what it analyses), and caps on the clients served at once, in all and
+// per address. The pull mode (Pull, pull.go) plays a remote stream with
+// the same reader, limits and linger-like continuity across reconnections.
 //
 // Not done: play clients (the relay is where viewers go), and parameter
 // sets that change in mid-stream (logged and ignored: the track keeps its
