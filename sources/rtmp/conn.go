@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"runtime/debug"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/bluenviron/gortmplib"
@@ -80,6 +81,9 @@ func (s *Server) serveConn(ctx context.Context, nc net.Conn, p *sdk.Publisher) {
 		log.Debug("rtmp: connection closed")
 	case errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed):
 		log.Info("rtmp: publisher disconnected")
+	case errors.Is(err, syscall.ECONNRESET):
+		// An encoder killed or cut off: as common as a clean close.
+		log.Info("rtmp: publisher disconnected", "reset", true)
 	default:
 		log.Warn("rtmp: connection failed", "err", err)
 	}
