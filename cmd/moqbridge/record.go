@@ -96,16 +96,11 @@ func newRecordCommand() *cobra.Command {
 // broadcast was lost without reconnecting, and on any write error.
 func record(ctx context.Context, cmd *cobra.Command, url, path string, duration, wait time.Duration, reconnect bool, from moq.StartPoint, cfg fmp4sink.Config, opts []protocol.DialOption) error {
 	began := time.Now()
-	consume := moq.NewOrigin()
-	defer consume.Close()
-	client, err := connectRelay(ctx, url, duration, append(opts, protocol.WithConsume(consume),
-		protocol.WithAnnounceInterest(path), protocol.WithLogger(slog.Default())))
-	if err != nil {
-		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) && ctx.Err() != nil {
-			return nil
-		}
+	client, consume, err := connectConsumer(ctx, url, path, duration, opts)
+	if client == nil {
 		return err
 	}
+	defer consume.Close()
 	defer client.Close()
 	sink := fmp4sink.New(cfg)
 	defer func() {
@@ -120,20 +115,8 @@ func record(ctx context.Context, cmd *cobra.Command, url, path string, duration,
 		return fmt.Errorf("nothing was recorded: %s", why)
 	}
 	for first := true; ; first = false {
-		limit := time.Duration(-1)
-		if first {
-			limit = wait
-		}
-		b, err := waitBroadcast(ctx, client, consume, path, limit)
-		switch {
-		case ctx.Err() != nil:
-			return nothing(fmt.Sprintf("broadcast %q did not appear within %s", path, time.Since(began).Round(time.Second)))
-		case errors.Is(err, errNotAnnounced):
-			if wait == 0 {
-				return fmt.Errorf("broadcast %q is not on the relay (--wait 0); leave --wait out to wait for it", path)
-			}
-			return fmt.Errorf("broadcast %q did not appear within --wait %s", path, wait)
-		case err != nil:
+		b, err := nextBroadcast(ctx, client, consume, path, first, wait, began, nothing)
+		if b == nil {
 			return err
 		}
 		// After a loss the recording goes on from the latest group: what
@@ -161,6 +144,51 @@ func record(ctx context.Context, cmd *cobra.Command, url, path string, duration,
 			return nothing("the broadcast ended before any media could be recorded")
 		}
 	}
+}
+
+// connectConsumer connects to the relay at url as a client that follows
+// the announcements of path into the returned Origin (connectRelay: it
+// waits up to duration for the first session). When ctx ends first the
+// client is nil and so is the error: the command was stopped before it
+// began, which is no failure.
+func connectConsumer(ctx context.Context, url, path string, duration time.Duration, opts []protocol.DialOption) (*protocol.Client, *moq.Origin, error) {
+	consume := moq.NewOrigin()
+	client, err := connectRelay(ctx, url, duration, append(opts, protocol.WithConsume(consume),
+		protocol.WithAnnounceInterest(path), protocol.WithLogger(slog.Default())))
+	if err != nil {
+		consume.Close()
+		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) && ctx.Err() != nil {
+			return nil, nil, nil
+		}
+		return nil, nil, err
+	}
+	return client, consume, nil
+}
+
+// nextBroadcast waits for the broadcast at path, the first time for up to
+// wait (--wait), after a loss for as long as ctx allows. When there is
+// none it returns a nil broadcast and the error the command ends with:
+// nothing's verdict when ctx ended (--duration, Ctrl-C), or why it did not
+// appear.
+func nextBroadcast(ctx context.Context, client *protocol.Client, consume *moq.Origin, path string, first bool, wait time.Duration,
+	began time.Time, nothing func(why string) error) (*moq.BroadcastReader, error) {
+	limit := time.Duration(-1)
+	if first {
+		limit = wait
+	}
+	b, err := waitBroadcast(ctx, client, consume, path, limit)
+	switch {
+	case ctx.Err() != nil:
+		return nil, nothing(fmt.Sprintf("broadcast %q did not appear within %s", path, time.Since(began).Round(time.Second)))
+	case errors.Is(err, errNotAnnounced):
+		if wait == 0 {
+			return nil, fmt.Errorf("broadcast %q is not on the relay (--wait 0); leave --wait out to wait for it", path)
+		}
+		return nil, fmt.Errorf("broadcast %q did not appear within --wait %s", path, wait)
+	case err != nil:
+		return nil, err
+	}
+	return b, nil
 }
 
 // errNotAnnounced reports that a broadcast did not appear in time.

@@ -112,16 +112,11 @@ was lost with --reconnect=false, or after --rtmp-give-up.`,
 // --reconnect=false). It fails when nothing was sent.
 func restream(ctx context.Context, url, path, rtmpURL string, duration, wait time.Duration, reconnect bool, sink *rtmpsink.Sink, opts []protocol.DialOption) error {
 	began := time.Now()
-	consume := moq.NewOrigin()
-	defer consume.Close()
-	client, err := connectRelay(ctx, url, duration, append(opts, protocol.WithConsume(consume),
-		protocol.WithAnnounceInterest(path), protocol.WithLogger(slog.Default())))
-	if err != nil {
-		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) && ctx.Err() != nil {
-			return nil
-		}
+	client, consume, err := connectConsumer(ctx, url, path, duration, opts)
+	if client == nil {
 		return err
 	}
+	defer consume.Close()
 	defer client.Close()
 	defer func() {
 		st := sink.Stats()
@@ -135,20 +130,8 @@ func restream(ctx context.Context, url, path, rtmpURL string, duration, wait tim
 		return fmt.Errorf("nothing was sent to %s: %s", rtmpurl.Redact(rtmpURL), why)
 	}
 	for first := true; ; first = false {
-		limit := time.Duration(-1)
-		if first {
-			limit = wait
-		}
-		b, err := waitBroadcast(ctx, client, consume, path, limit)
-		switch {
-		case ctx.Err() != nil:
-			return nothing(fmt.Sprintf("broadcast %q did not appear within %s", path, time.Since(began).Round(time.Second)))
-		case errors.Is(err, errNotAnnounced):
-			if wait == 0 {
-				return fmt.Errorf("broadcast %q is not on the relay (--wait 0); leave --wait out to wait for it", path)
-			}
-			return fmt.Errorf("broadcast %q did not appear within --wait %s", path, wait)
-		case err != nil:
+		b, err := nextBroadcast(ctx, client, consume, path, first, wait, began, nothing)
+		if b == nil {
 			return err
 		}
 		// A restream is live: it starts at the group being sent now.
