@@ -125,7 +125,7 @@ func remoteSnapshot(c *child, req string) (counterSnapshot, []time.Duration, err
 	snap := counterSnapshot{
 		at:              time.Unix(0, st.At),
 		cpu:             processCPU() + time.Duration(st.CPU),
-		machine:         machineBusy(),
+		machine:         MachineBusy(),
 		rssPeak:         st.PeakRSS,
 		publishedFrames: st.PublishedFrames,
 		publishedBytes:  st.PublishedBytes,

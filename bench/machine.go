@@ -12,11 +12,11 @@ import (
 // CLK_TCK).
 const clockTick = 10 * time.Millisecond
 
-// machineBusy is the CPU time all processes on the machine have used since
+// MachineBusy is the CPU time all processes on the machine have used since
 // boot, from the first line of /proc/stat (0 where there is none). Set
 // against the relay's and this process's own CPU it shows how much other
 // work shared the machine during a measurement.
-func machineBusy() time.Duration {
+func MachineBusy() time.Duration {
 	f, err := os.Open("/proc/stat")
 	if err != nil {
 		return 0

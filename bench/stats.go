@@ -33,7 +33,7 @@ func (c *counters) snapshot() counterSnapshot {
 	return counterSnapshot{
 		at:              time.Now(),
 		cpu:             processCPU(),
-		machine:         machineBusy(),
+		machine:         MachineBusy(),
 		rssPeak:         residentPeak(true),
 		publishedFrames: c.publishedFrames.Load(),
 		publishedBytes:  c.publishedBytes.Load(),

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/moqbridge/moqbridge/bench"
 )
 
 // The latency run: 40 s of recordInput's video published in real time,
@@ -57,7 +59,7 @@ func BenchmarkRTMPLatency(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	busy0, self0, start := machineBusy(), selfCPU(), time.Now()
+	busy0, self0, start := bench.MachineBusy(), selfCPU(), time.Now()
 	res, err := measureLatency(ctx, latencyConfig{
 		rtmpAddr: serve.rtmpAddr,
 		moqURL:   serve.quicURL,
@@ -76,7 +78,7 @@ func BenchmarkRTMPLatency(b *testing.B) {
 		b.Fatal(err)
 	}
 	serveCPU, benchCPU := st1.CPU-st0.CPU, selfCPU()-self0
-	other := machineBusy() - busy0 - serveCPU - benchCPU
+	other := bench.MachineBusy() - busy0 - serveCPU - benchCPU
 	tcpBase, err := tcpBaseline(ctx, m, res.sizes)
 	if err != nil {
 		b.Fatal(err)

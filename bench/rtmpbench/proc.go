@@ -98,39 +98,6 @@ func selfCPU() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
-// machineBusy is the CPU time the whole machine has been busy since boot,
-// from the first line of /proc/stat (idle, iowait and guest time left
-// out): against the measured processes' own CPU it shows how much other
-// work shared the machine.
-func machineBusy() time.Duration {
-	f, err := os.Open("/proc/stat")
-	if err != nil {
-		return 0
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	if !sc.Scan() {
-		return 0
-	}
-	fields := strings.Fields(sc.Text())
-	if len(fields) < 5 || fields[0] != "cpu" {
-		return 0
-	}
-	var busy int64
-	for i, v := range fields[1:] {
-		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil {
-			return 0
-		}
-		switch i {
-		case 3, 4, 8, 9: // idle, iowait, guest, guest_nice
-			continue
-		}
-		busy += n
-	}
-	return time.Duration(busy) * clockTick
-}
-
 // loadAverage is the first field of /proc/loadavg ("" where there is
 // none).
 func loadAverage() string {

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/moqbridge/moqbridge/bench"
 	"github.com/moqbridge/moqbridge/moq"
 	"github.com/moqbridge/moqbridge/protocol"
 	"github.com/moqbridge/moqbridge/sdk"
@@ -119,7 +120,7 @@ func BenchmarkRTMPPublishers(b *testing.B) {
 		b.Fatal(err)
 	}
 	late.reset()
-	busy0, self0, start := machineBusy(), selfCPU(), time.Now()
+	busy0, self0, start := bench.MachineBusy(), selfCPU(), time.Now()
 	for end := start.Add(publisherWindow); time.Now().Before(end); {
 		time.Sleep(min(5*time.Second, time.Until(end)))
 		if st, err := readProc(serve.pid()); err == nil {
@@ -132,7 +133,7 @@ func BenchmarkRTMPPublishers(b *testing.B) {
 	}
 	wall := time.Since(start)
 	serveCPU, benchCPU := st1.CPU-st0.CPU, selfCPU()-self0
-	other := machineBusy() - busy0 - serveCPU - benchCPU
+	other := bench.MachineBusy() - busy0 - serveCPU - benchCPU
 	windowLate := late.reset()
 	b.StopTimer()
 	announced := countAnnounced(origin, paths)
