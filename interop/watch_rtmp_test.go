@@ -49,11 +49,23 @@ func TestWatchPlaysRTMP(t *testing.T) {
 		{"no-bframes", []string{"-tune", "zerolatency", "-bf", "0"}},
 		{"bframes", []string{"-bf", "2"}},
 	} {
-		t.Run(tc.name, func(t *testing.T) { watchRTMP(t, tc.x264) })
+		t.Run(tc.name, func(t *testing.T) { watchRTMP(t, tc.x264, 0) })
 	}
 }
 
-func watchRTMP(t *testing.T, x264 []string) {
+// TestWatchPlaysRTMPReconnect: the encoder drops while the player plays:
+// ffmpeg stops after 3 s and a new ffmpeg publishes with the same stream
+// key half a second later, its timestamps from 0 again. The broadcast
+// lingers and continues (sources/rtmp), and the player plays on through
+// the reconnection: the checks of TestWatchPlays, whose 3 s window spans
+// it, still pass.
+func TestWatchPlaysRTMPReconnect(t *testing.T) {
+	watchRTMP(t, []string{"-tune", "zerolatency", "-bf", "0"}, 3*time.Second)
+}
+
+// watchRTMP plays what ffmpeg pushes with the x264 options; with reconnect
+// > 0 the first ffmpeg stops after that long and a second one takes over.
+func watchRTMP(t *testing.T, x264 []string, reconnect time.Duration) {
 	requireTools(t, "node", "chromium", "node_modules")
 	testkit.NeedFFmpeg(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -87,29 +99,71 @@ func watchRTMP(t *testing.T, x264 []string) {
 		"-c:v", "libx264", "-preset", "veryfast", "-profile:v", "high", "-pix_fmt", "yuv420p",
 		"-g", "30", "-keyint_min", "30", "-sc_threshold", "0"}
 	args = append(args, x264...)
-	args = append(args, "-c:a", "aac", "-b:a", "96k", "-ar", "48000", "-ac", "1",
-		"-t", strconv.Itoa(int(rtmpPushDuration.Seconds())),
-		"-f", "flv", fmt.Sprintf("rtmp://%s/%s", ingest.Addr(), rtmpWatchPath))
-	ff := startProcess(t, "ffmpeg", args...)
+	push := func(d time.Duration) []string {
+		return append(slices.Clone(args), "-c:a", "aac", "-b:a", "96k", "-ar", "48000", "-ac", "1",
+			"-t", strconv.FormatFloat(d.Seconds(), 'f', -1, 64),
+			"-f", "flv", fmt.Sprintf("rtmp://%s/%s", ingest.Addr(), rtmpWatchPath))
+	}
+	firstPush := rtmpPushDuration
+	if reconnect > 0 {
+		firstPush = reconnect
+	}
+	ff := startProcess(t, "ffmpeg", push(firstPush)...)
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("ffmpeg %v\noutput:\n%s", args, tail(ff.output(), 40))
 		}
 	})
+	// With reconnect, the first ffmpeg ends by itself while the page
+	// plays, and a report after that starts the second (startProcess
+	// belongs to the test's goroutine); second hands it to the watcher.
+	second := make(chan *process, 1)
+	var firstEnded time.Time
 
 	// Anything on stopped ends the test: ffmpeg or the ingest stopped
 	// before the checks passed.
 	stopped := make(chan error, 1)
 	wg.Go(func() {
-		select {
-		case <-ff.done:
-			stopped <- fmt.Errorf("ffmpeg exited: %v", ff.err)
-		case err := <-ingestErr:
-			stopped <- fmt.Errorf("RTMP server stopped: %v", err)
-			ingestErr <- err // for the end of the test
-		case <-ctx.Done():
+		cur := ff
+		for {
+			select {
+			case <-cur.done:
+				if reconnect > 0 && cur == ff && cur.err == nil {
+					select {
+					case cur = <-second:
+						continue
+					case <-ctx.Done():
+						return
+					}
+				}
+				stopped <- fmt.Errorf("ffmpeg exited: %v", cur.err)
+			case err := <-ingestErr:
+				stopped <- fmt.Errorf("RTMP server stopped: %v", err)
+				ingestErr <- err // for the end of the test
+			case <-ctx.Done():
+			}
+			return
 		}
 	})
+	startSecond := func() {
+		if reconnect == 0 || second == nil {
+			return
+		}
+		select {
+		case <-ff.done:
+		default:
+			return
+		}
+		if firstEnded.IsZero() {
+			firstEnded = time.Now()
+		}
+		if time.Since(firstEnded) < 500*time.Millisecond {
+			return
+		}
+		second <- startProcess(t, "ffmpeg", push(rtmpPushDuration)...)
+		second = nil
+		t.Logf("the first ffmpeg ended; a second one publishes (%v after ffmpeg started)", time.Since(ffStart).Round(time.Millisecond))
+	}
 
 	waitAnnounced(t, ctx, srv.Origin(), rtmpWatchPath)
 	announced := time.Since(ffStart)
@@ -126,6 +180,7 @@ func watchRTMP(t *testing.T, x264 []string) {
 	var relayLat, ffLat []float64
 	var firstFrame time.Time // when the first report with a presented frame arrived
 	onReport := func(r watchReport, at time.Time) {
+		startSecond()
 		if r.VideoTimestamp == nil || r.Decoded == 0 {
 			return
 		}
@@ -138,8 +193,24 @@ func watchRTMP(t *testing.T, x264 []string) {
 		}
 		ffLat = append(ffLat, float64((at.Sub(ffStart) - media).Milliseconds()))
 	}
+	var playUntil func(watchReport) bool
+	if reconnect > 0 {
+		// The checked window must reach a second into what the second
+		// ffmpeg sent: the player played on through the reconnection.
+		playUntil = func(r watchReport) bool {
+			resumed, ok := arrival.resumedAt()
+			return ok && *r.VideoTimestamp >= float64((resumed+time.Second).Milliseconds()) &&
+				*r.AudioTimestamp >= float64((resumed+time.Second).Milliseconds())
+		}
+	}
 	first, last := playWatch(t, ctx, watchCase{srv: srv, relayLog: &relayLog, html: html, bundle: bundle,
-		name: rtmpWatchPath, start: start, stopped: stopped, onReport: onReport})
+		name: rtmpWatchPath, start: start, stopped: stopped, onReport: onReport, playUntil: playUntil})
+	if reconnect > 0 {
+		resumed, _ := arrival.resumedAt()
+		t.Logf("the second ffmpeg's frames start at media time %v; the player presented video up to %.0f ms",
+			resumed, *last.VideoTimestamp)
+		relayLog.WaitLog(t, 5*time.Second, "rtmp: publisher returned; the broadcast continues")
+	}
 	if last.Width != rtmpWatchWidth || last.Height != rtmpWatchHeight {
 		t.Errorf("decoded frames are %dx%d, want %dx%d", last.Width, last.Height, rtmpWatchWidth, rtmpWatchHeight)
 	}
@@ -169,8 +240,10 @@ func watchRTMP(t *testing.T, x264 []string) {
 // frames (arrival − PTS): when the relay had a frame of a given media time
 // at the earliest. The player's clock is made the same way.
 type arrivalClock struct {
-	mu  sync.Mutex
-	min time.Time
+	mu      sync.Mutex
+	min     time.Time
+	last    time.Time     // when the latest frame arrived
+	resumed time.Duration // the PTS of the first frame after 300 ms without any
 }
 
 func (a *arrivalClock) Run(ctx context.Context, r *sdk.BroadcastReader) error {
@@ -202,8 +275,21 @@ func (a *arrivalClock) Run(ctx context.Context, r *sdk.BroadcastReader) error {
 		if a.min.IsZero() || zero.Before(a.min) {
 			a.min = zero
 		}
+		now := time.Now()
+		if a.resumed == 0 && !a.last.IsZero() && now.Sub(a.last) > 300*time.Millisecond {
+			a.resumed = f.PTS
+		}
+		a.last = now
 		a.mu.Unlock()
 	}
+}
+
+// resumedAt returns the media time where the video resumed after a gap
+// (a publisher that returned), once it has.
+func (a *arrivalClock) resumedAt() (time.Duration, bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.resumed, a.resumed > 0
 }
 
 // zero returns the wall time of media time 0, once a frame has arrived.

@@ -151,6 +151,9 @@ type watchCase struct {
 	stopped      <-chan error // anything received fails the test: the publisher stopped
 	// onReport, if set, is called with every report and when it arrived.
 	onReport func(r watchReport, at time.Time)
+	// playUntil, if set, holds the checks back until it accepts a report:
+	// the checked window then runs from the first presented frame to it.
+	playUntil func(r watchReport) bool
 }
 
 // playWatch runs headless Chromium on the watch page playing wc.name from
@@ -259,6 +262,9 @@ func playWatch(t *testing.T, ctx context.Context, wc watchCase) (watchReport, wa
 			}
 			window := float64(watchWindow.Milliseconds())
 			if r.T-base.T < window || audioBase == nil || r.AudioTimestamp == nil || r.T-audioBase.T < window {
+				continue
+			}
+			if wc.playUntil != nil && !wc.playUntil(r) {
 				continue
 			}
 			frames := r.Decoded - base.Decoded

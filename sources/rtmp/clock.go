@@ -38,16 +38,21 @@ type clock struct {
 	max     time.Duration // the latest time given
 	step    time.Duration // the last ordinary forward step
 	jumps   int
-	resumed time.Duration // >0: the next timestamp continues after this gap (resume)
+	resumed time.Duration // >0: the next timestamp continues this long after the latest (resume)
 }
 
 // resume makes the next timestamp, the first of a publisher that returned
-// to the broadcast, a discontinuity placed gap (the time without media, at
-// least the last step) after the latest time given: the broadcast's clock
-// goes on, advanced by about the time the publisher was away.
-func (c *clock) resume(gap time.Duration) {
+// to the broadcast, a discontinuity placed one step (the last ordinary
+// one) after the latest time given: the broadcast's media goes on without
+// a hole, whatever the new publisher's timestamps (an encoder restarted
+// at 0, or OBS's own clock with the time it was away). A hole would not
+// help the players: @moq/watch plays audio without gaps, so after one it
+// would put the audio behind the video by the time the publisher was away.
+// Viewers are that much further behind live instead, until their player
+// catches up.
+func (c *clock) resume() {
 	if c.started {
-		c.resumed = max(gap, c.step, time.Millisecond)
+		c.resumed = max(c.step, time.Millisecond)
 	}
 }
 

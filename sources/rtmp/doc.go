@@ -26,7 +26,8 @@
 // the earlier ones that describe the same media (codec and decoder
 // configuration), so MOQ subscribers stay subscribed and see consecutive
 // group sequences; its timestamps (an encoder restarting begins at 0
-// again) continue the broadcast's clock after the time it was away. A
+// again) continue the broadcast's clock one frame on, without a hole for
+// the time it was away (see clock.resume). A
 // track that changed replaces the earlier one in the catalog. When
 // nobody returns, the broadcast ends.
 //

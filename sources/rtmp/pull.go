@@ -132,7 +132,7 @@ func (p *Pull) play(ctx context.Context, st *stream) error {
 	// (or leave the catalog), its clock goes on.
 	st.reserved = append(st.tracks, st.reserved...)
 	st.tracks = nil
-	st.clock.resume(min(time.Since(st.lastMedia), p.cfg.ReadTimeout+p.cfg.Backoff.Max))
+	st.clock.resume()
 	pub := &publish{st: st, log: p.log}
 	if err := pub.setup(r); err != nil {
 		return fmt.Errorf("rtmp pull: %w", err)

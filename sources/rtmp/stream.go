@@ -21,7 +21,7 @@ var errLive = errors.New("a publisher is already live at this path")
 // and see group sequences and timestamps go on.
 //
 // The fields below mu-guarded are owned by Server.mu; the media fields
-// (clock, tracks, reserved, lastMedia) by the connection that owns the
+// (clock, tracks, reserved, played) by the connection that owns the
 // stream (owner), handed from one owner to the next under Server.mu.
 type stream struct {
 	path string
@@ -35,11 +35,10 @@ type stream struct {
 	handover  bool        // a new publisher replaces the owner: release keeps it
 	timer     *time.Timer // ends it when its publisher does not return
 
-	clock     clock
-	tracks    []*liveTrack // the tracks of the current (or last) connection
-	reserved  []*liveTrack // earlier tracks kept for tracks configured at their first keyframe
-	lastMedia time.Time    // when the last frame was written
-	played    bool         // a frame was written (a Pull resets it per connection)
+	clock    clock
+	tracks   []*liveTrack // the tracks of the current (or last) connection
+	reserved []*liveTrack // earlier tracks kept for tracks configured at their first keyframe
+	played   bool         // a frame was written (a Pull resets it per connection)
 }
 
 // liveTrack is a track of a stream with the clock state that keeps its
@@ -101,7 +100,7 @@ func (s *Server) acquire(ctx context.Context, p *sdk.Publisher, path, key string
 				st.timer.Stop()
 			}
 			st.owner = o
-			st.clock.resume(min(time.Since(st.lastMedia), s.cfg.ReadTimeout+s.cfg.Linger))
+			st.clock.resume()
 			s.mu.Unlock()
 			return st, o, true, nil
 		case !s.cfg.Replace:

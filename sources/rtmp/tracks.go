@@ -220,7 +220,7 @@ func (p *publish) write(w *sdk.TrackWriter, f sdk.Frame) {
 		p.fail(fmt.Errorf("rtmp: %w", err))
 		return
 	}
-	p.st.lastMedia, p.st.played = time.Now(), true
+	p.st.played = true
 }
 
 // addLater adds a track whose configuration came with its first keyframe,
