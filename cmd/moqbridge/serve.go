@@ -95,6 +95,10 @@ func newServeCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if !rtmpOpts.enabled() && recOpts.cfg.Dir == "" {
+				printConnectInfo(cmd, srv, cfg, &rtmpOpts, nil, &recOpts)
+				return srv.Serve(cmd.Context())
+			}
 			var ingests []*rtmp.Server
 			if rtmpOpts.enabled() {
 				if ingests, err = rtmpOpts.servers(srv, cfg); err != nil {
@@ -137,8 +141,6 @@ func newServeCommand() *cobra.Command {
 // them fails; then all stop (recordings close, what RTMP publishers had
 // live ends) before it returns.
 func serveWith(ctx context.Context, srv *protocol.Server, ingests []*rtmp.Server, rec *recordFlags) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	var parts []func(context.Context) error
 	p := sdk.NewPublisher(srv.Origin(), sdk.PublisherOptions{})
 	defer p.Close()
@@ -148,15 +150,17 @@ func serveWith(ctx context.Context, srv *protocol.Server, ingests []*rtmp.Server
 	if rec.cfg.Dir != "" {
 		parts = append(parts, func(ctx context.Context) error { return rec.run(ctx, srv.Origin(), slog.Default()) })
 	}
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	done := make(chan error, len(parts))
 	for _, run := range parts {
-		go func() {
+		go func(ctx context.Context) {
 			err := run(ctx)
 			cancel() // the relay stops with any part
 			done <- err
-		}()
+		}(runCtx)
 	}
-	err := srv.Serve(ctx)
+	err := srv.Serve(runCtx)
 	cancel()
 	for range parts {
 		if perr := <-done; perr != nil && err == nil {
