@@ -194,44 +194,13 @@ func TestPlayRefused(t *testing.T) {
 func TestMaxConns(t *testing.T) {
 	ctx := testkit.Context(t, 20*time.Second)
 	srv := startServer(t, Config{MaxConns: 2})
-	addr := srv.Addr().String()
-	var held []net.Conn
-	for range 2 {
-		c, err := net.Dial("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		held = append(held, c)
-	}
-	// The server takes a client's slot when it accepts the connection:
-	// wait until both are being served.
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		srv.mu.Lock()
-		n := srv.conns
-		srv.mu.Unlock()
-		if n == 2 || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	extra, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer extra.Close()
-	_ = extra.SetReadDeadline(time.Now().Add(5 * time.Second))
-	if _, err := extra.Read(make([]byte, 1)); err == nil {
-		t.Error("a third connection was served")
-	} else if ne, ok := err.(net.Error); ok && ne.Timeout() {
-		t.Error("a third connection was left open")
-	}
+	held := fillSlots(t, srv, 2)
 	srv.log.WaitLog(t, 5*time.Second, "rtmp: connection refused: the server serves its maximum of clients", "max_conns=2")
 	for _, c := range held {
 		_ = c.Close()
 	}
 	// Slots free again: a publisher gets in.
-	deadline = time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(5 * time.Second)
 	for {
 		c, err := clientPublish(ctx, t, srv.url+"/live", "after")
 		if err == nil {
@@ -251,34 +220,8 @@ func TestMaxConns(t *testing.T) {
 func TestMaxConnsPerAddr(t *testing.T) {
 	ctx := testkit.Context(t, 20*time.Second)
 	srv := startServer(t, Config{MaxConns: 10, MaxConnsPerAddr: 2})
-	addr := srv.Addr().String()
-	for range 2 {
-		c, err := net.Dial("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
+	for _, c := range fillSlots(t, srv, 2) {
 		defer c.Close()
-	}
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		srv.mu.Lock()
-		n := srv.perAddr["127.0.0.1"]
-		srv.mu.Unlock()
-		if n == 2 || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	extra, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer extra.Close()
-	_ = extra.SetReadDeadline(time.Now().Add(5 * time.Second))
-	if _, err := extra.Read(make([]byte, 1)); err == nil {
-		t.Error("a third connection from 127.0.0.1 was served")
-	} else if ne, ok := err.(net.Error); ok && ne.Timeout() {
-		t.Error("a third connection from 127.0.0.1 was left open")
 	}
 	srv.log.WaitLog(t, 5*time.Second, "rtmp: connection refused: its address has its maximum of clients", "max_conns_per_addr=2")
 
@@ -290,4 +233,41 @@ func TestMaxConnsPerAddr(t *testing.T) {
 		t.Fatalf("a publisher from 127.0.0.2 was refused: %v", err)
 	}
 	c.Close()
+}
+
+// fillSlots opens n connections from 127.0.0.1, waits until the server
+// serves them all, and checks that one more is closed at once; it returns
+// the n held connections.
+func fillSlots(t *testing.T, srv *testServer, n int) []net.Conn {
+	t.Helper()
+	addr := srv.Addr().String()
+	var held []net.Conn
+	for range n {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, c)
+	}
+	// The server takes a client's slot when it accepts the connection.
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		srv.mu.Lock()
+		served := srv.conns
+		srv.mu.Unlock()
+		if served == n || time.Now().After(deadline) {
+			break
+		}
+	}
+	extra, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer extra.Close()
+	_ = extra.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := extra.Read(make([]byte, 1)); err == nil {
+		t.Errorf("connection %d was served", n+1)
+	} else if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		t.Errorf("connection %d was left open", n+1)
+	}
+	return held
 }
