@@ -26,7 +26,7 @@ type child struct {
 	stdin  io.WriteCloser
 	stdout *os.File // read end of the child's stdout; ours to close
 	dec    *json.Decoder
-	stderr *tailBuffer
+	stderr *TailBuffer
 
 	mu       sync.Mutex // one request at a time
 	stopOnce sync.Once
@@ -45,7 +45,7 @@ func startProcess(name string, cmd *exec.Cmd) (*child, error) {
 		return nil, err
 	}
 	cmd.Stdout = pw
-	c := &child{name: name, cmd: cmd, stdin: stdin, stdout: pr, dec: json.NewDecoder(bufio.NewReader(pr)), stderr: &tailBuffer{}}
+	c := &child{name: name, cmd: cmd, stdin: stdin, stdout: pr, dec: json.NewDecoder(bufio.NewReader(pr)), stderr: &TailBuffer{}}
 	cmd.Stderr = c.stderr
 	err = cmd.Start()
 	_ = pw.Close()
@@ -61,10 +61,10 @@ func (c *child) call(req string, v any) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if _, err := io.WriteString(c.stdin, req+"\n"); err != nil {
-		return fmt.Errorf("%s %s: %w%s", c.name, req, err, c.stderr.note(c.name))
+		return fmt.Errorf("%s %s: %w%s", c.name, req, err, c.stderr.Note(c.name))
 	}
 	if err := c.receive(v, childTimeout); err != nil {
-		return fmt.Errorf("%s %s: %w%s", c.name, req, err, c.stderr.note(c.name))
+		return fmt.Errorf("%s %s: %w%s", c.name, req, err, c.stderr.Note(c.name))
 	}
 	return nil
 }
@@ -139,7 +139,7 @@ func startRelay(name string, cmd *exec.Cmd) (*relayChild, error) {
 	var ready readyMsg
 	if err := c.receive(&ready, childTimeout); err != nil {
 		c.stop()
-		return nil, fmt.Errorf("%s did not start: %w%s", name, err, c.stderr.note(name))
+		return nil, fmt.Errorf("%s did not start: %w%s", name, err, c.stderr.Note(name))
 	}
 	r := &relayChild{child: c, addr: ready.Addr}
 	fp, err := hex.DecodeString(ready.Fingerprint)
@@ -158,31 +158,42 @@ func (r *relayChild) stats() (RelayStats, error) {
 	return st, err
 }
 
-// tailBuffer keeps the last few KiB of the child's stderr for error
-// messages.
-type tailBuffer struct {
+// TailBuffer keeps the last few KiB written to it (a child process's
+// stderr), for error messages.
+type TailBuffer struct {
 	mu  sync.Mutex
 	buf []byte
 }
 
-const tailSize = 4 << 10
+// TailSize is how much a TailBuffer keeps.
+const TailSize = 4 << 10
 
-func (t *tailBuffer) Write(p []byte) (int, error) {
+func (t *TailBuffer) Write(p []byte) (int, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.buf = append(t.buf, p...)
-	if len(t.buf) > tailSize {
-		t.buf = append(t.buf[:0], t.buf[len(t.buf)-tailSize:]...)
+	if len(t.buf) > TailSize {
+		t.buf = append(t.buf[:0], t.buf[len(t.buf)-TailSize:]...)
 	}
 	return len(p), nil
 }
 
-// note formats the captured stderr as a suffix for an error message.
-func (t *tailBuffer) note(name string) string {
+// String returns what was kept.
+func (t *TailBuffer) String() string {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if len(t.buf) == 0 {
+	return string(t.buf)
+}
+
+// Note formats what was kept as a suffix for an error message, naming
+// whose stderr it is (name may be empty); "" when nothing was written.
+func (t *TailBuffer) Note(name string) string {
+	s := t.String()
+	switch {
+	case s == "":
 		return ""
+	case name == "":
+		return "; stderr: " + s
 	}
-	return "; " + name + " stderr: " + string(t.buf)
+	return "; " + name + " stderr: " + s
 }

@@ -100,7 +100,7 @@ func startGomoqtPeers(bin string, relay *relayChild, l Load, subs int) (*child, 
 	// (joinTimeout); this only catches a child that hangs.
 	if err := c.receive(&joined, joinTimeout+2*time.Minute); err != nil {
 		c.stop()
-		return nil, fmt.Errorf("%s: %w%s", name, err, c.stderr.note(name))
+		return nil, fmt.Errorf("%s: %w%s", name, err, c.stderr.Note(name))
 	}
 	if joined.Joined != subs {
 		c.stop()

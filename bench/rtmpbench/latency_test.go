@@ -30,25 +30,7 @@ const (
 // the network is its latency less its baselines. One fixed run whatever
 // b.N is.
 func BenchmarkRTMPLatency(b *testing.B) {
-	if err := needTools(); err != nil {
-		b.Skip(err)
-	}
-	in, err := ensureInput(recordInput)
-	if err != nil {
-		b.Fatal(err)
-	}
-	m, err := readFLV(in, recordInput.fps)
-	if err != nil {
-		b.Fatal(err)
-	}
-	bin, err := buildMoqbridge()
-	if err != nil {
-		b.Fatal(err)
-	}
-	serve, err := startServe(bin)
-	if err != nil {
-		b.Fatal(err)
-	}
+	in, m, serve := prepareServe(b, recordInput)
 	defer serve.stop()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*latencyLength+time.Minute)
 	defer cancel()
@@ -125,7 +107,7 @@ func BenchmarkRTMPLatency(b *testing.B) {
 		row("beyond TCP + QUIC (per frame)", added),
 		serveCPU.Seconds()/wall.Seconds(), benchCPU.Seconds()/wall.Seconds(), other.Seconds()/wall.Seconds(), res.maxLate.Round(time.Microsecond))
 	if s := serve.stderr.String(); s != "" {
-		b.Logf("serve's stderr (the last %d KiB):\n%s", tailSize>>10, s)
+		b.Logf("serve's stderr (the last %d KiB):\n%s", bench.TailSize>>10, s)
 	}
 	if res.corrupt != 0 || res.unmatched != 0 || res.missing != 0 {
 		b.Errorf("%d frames altered, %d matched no frame sent, %d missing", res.corrupt, res.unmatched, res.missing)

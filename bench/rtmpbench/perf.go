@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"syscall"
 	"time"
+
+	"github.com/moqbridge/moqbridge/bench"
 )
 
 // PerfEnv names a directory: when set, BenchmarkRTMPRecord samples the
@@ -25,10 +27,10 @@ func startPerf(name string, pid int) func() {
 	}
 	out := filepath.Join(dir, name+".perf.data")
 	cmd := exec.Command("perf", "record", "-F", "999", "-g", "-o", out, "-p", fmt.Sprint(pid))
-	logs := &tailBuffer{}
+	logs := &bench.TailBuffer{}
 	cmd.Stdout, cmd.Stderr = logs, logs
 	if err := os.MkdirAll(dir, 0o755); err != nil || cmd.Start() != nil {
-		fmt.Fprintf(os.Stderr, "rtmpbench: perf record of %s did not start%s\n", name, logs.note())
+		fmt.Fprintf(os.Stderr, "rtmpbench: perf record of %s did not start%s\n", name, logs.Note(""))
 		return func() {}
 	}
 	exited := make(chan struct{})

@@ -41,25 +41,7 @@ const (
 // relay announces all 100 broadcasts and, after the window, that each
 // delivers live video to a MOQ subscriber. One fixed run whatever b.N is.
 func BenchmarkRTMPPublishers(b *testing.B) {
-	if err := needTools(); err != nil {
-		b.Skip(err)
-	}
-	in, err := ensureInput(publisherInput)
-	if err != nil {
-		b.Fatal(err)
-	}
-	m, err := readFLV(in, publisherInput.fps)
-	if err != nil {
-		b.Fatal(err)
-	}
-	bin, err := buildMoqbridge()
-	if err != nil {
-		b.Fatal(err)
-	}
-	serve, err := startServe(bin)
-	if err != nil {
-		b.Fatal(err)
-	}
+	in, m, serve := prepareServe(b, publisherInput)
 	defer serve.stop()
 	total := publisherRamp + publisherSettle + publisherWindow + publishers/liveBatch*liveCheck + 30*time.Second
 	ctx, cancel := context.WithTimeout(context.Background(), total+time.Minute)
@@ -99,7 +81,7 @@ func BenchmarkRTMPPublishers(b *testing.B) {
 	}
 	// Every broadcast announced.
 	if err := waitAnnounced(ctx, origin, paths, publisherRamp+20*time.Second); err != nil {
-		b.Fatalf("%v%s", err, serve.stderr.note())
+		b.Fatalf("%v%s", err, serve.stderr.Note(""))
 	}
 	b.Logf("all %d broadcasts announced %v after the first publisher connected", publishers, time.Since(began).Round(100*time.Millisecond))
 
@@ -185,10 +167,10 @@ func BenchmarkRTMPPublishers(b *testing.B) {
 		windowLate.Round(time.Millisecond), maxLate.Round(time.Millisecond), float64(bytes)*8/time.Since(began).Seconds()/1e6,
 		announced, publishers, publishers-len(dead), publishers)
 	if s := serve.stderr.String(); s != "" {
-		b.Logf("serve's stderr (the last %d KiB):\n%s", tailSize>>10, s)
+		b.Logf("serve's stderr (the last %d KiB):\n%s", bench.TailSize>>10, s)
 	}
 	if len(failed) > 0 {
-		b.Errorf("%d publishers failed: %s%s", len(failed), strings.Join(failed, "; "), serve.stderr.note())
+		b.Errorf("%d publishers failed: %s%s", len(failed), strings.Join(failed, "; "), serve.stderr.Note(""))
 	}
 	if announced != publishers {
 		b.Errorf("the relay announces %d of %d broadcasts", announced, publishers)

@@ -177,7 +177,7 @@ func recordMOQ(bin, in, rate, dir string) (recordRun, error) {
 	rec := exec.CommandContext(ctx, bin, "record", "--log-level", "warn", "--reconnect=false", "--wait", "30s",
 		"--from", "oldest", "-o", dir, "--fingerprint", serve.fpHex, serve.quicURL, "live/bench")
 	var recOut bytes.Buffer
-	recErr := &tailBuffer{}
+	recErr := &bench.TailBuffer{}
 	rec.Stdout, rec.Stderr = &recOut, recErr
 	rec.Cancel = func() error { return rec.Process.Signal(os.Interrupt) }
 	rec.WaitDelay = processTimeout
@@ -197,7 +197,7 @@ func recordMOQ(bin, in, rate, dir string) (recordRun, error) {
 	}
 	if werr != nil {
 		stopServePerf()
-		return run, fmt.Errorf("moqbridge record: %w%s", werr, recErr.note())
+		return run, fmt.Errorf("moqbridge record: %w%s", werr, recErr.Note(""))
 	}
 	st, err := readProc(serve.pid())
 	stopServePerf()
@@ -210,7 +210,7 @@ func recordMOQ(bin, in, rate, dir string) (recordRun, error) {
 	run.other = bench.MachineBusy() - busy0 - (selfCPU() - self0) - run.cpu() - push.cpu
 	files := strings.Fields(recOut.String())
 	if len(files) != 1 {
-		return run, fmt.Errorf("moqbridge record wrote %d files (%q), want 1%s", len(files), recOut.String(), recErr.note())
+		return run, fmt.Errorf("moqbridge record wrote %d files (%q), want 1%s", len(files), recOut.String(), recErr.Note(""))
 	}
 	run.file = files[0]
 	if s := serve.stderr.String(); s != "" {
@@ -246,7 +246,7 @@ func recordInProcess(bin, in, rate, dir string) (recordRun, error) {
 	for stable, deadline := 0, time.Now().Add(processTimeout); stable < 5; time.Sleep(200 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			stopPerf()
-			return run, fmt.Errorf("serve --record: no finished file in %s%s", dir, serve.stderr.note())
+			return run, fmt.Errorf("serve --record: no finished file in %s%s", dir, serve.stderr.Note(""))
 		}
 		files, _ := filepath.Glob(filepath.Join(dir, "live", "bench", "*.mp4"))
 		if len(files) != 1 {
@@ -290,7 +290,7 @@ func recordFFmpeg(in, rate, file string) (recordRun, error) {
 	u := fmt.Sprintf("rtmp://127.0.0.1:%d/live/bench", port)
 	rec := exec.CommandContext(ctx, "ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin", "-y",
 		"-listen", "1", "-i", u, "-c", "copy", "-f", "mp4", "-movflags", "+frag_keyframe+empty_moov", file)
-	recErr := &tailBuffer{}
+	recErr := &bench.TailBuffer{}
 	rec.Stdout, rec.Stderr = recErr, recErr
 	rec.Cancel = func() error { return rec.Process.Signal(os.Interrupt) }
 	rec.WaitDelay = processTimeout
@@ -303,7 +303,7 @@ func recordFFmpeg(in, rate, file string) (recordRun, error) {
 		if time.Now().After(deadline) {
 			_ = rec.Process.Kill()
 			_ = rec.Wait()
-			return run, fmt.Errorf("ffmpeg -listen 1 did not listen on %d%s", port, recErr.note())
+			return run, fmt.Errorf("ffmpeg -listen 1 did not listen on %d%s", port, recErr.Note(""))
 		}
 	}
 	push, err := pushFFmpeg(ctx, in, rate, u)
@@ -313,7 +313,7 @@ func recordFFmpeg(in, rate, file string) (recordRun, error) {
 		return run, err
 	}
 	if werr != nil {
-		return run, fmt.Errorf("ffmpeg -listen: %w%s", werr, recErr.note())
+		return run, fmt.Errorf("ffmpeg -listen: %w%s", werr, recErr.Note(""))
 	}
 	run.wall = time.Since(start)
 	run.procs = []procCost{{"-listen 1", exitCPU(rec.ProcessState), peak}}
@@ -327,7 +327,7 @@ func recordFFmpeg(in, rate, file string) (recordRun, error) {
 func pushFFmpeg(ctx context.Context, in, rate, url string) (procCost, error) {
 	push := exec.CommandContext(ctx, "ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin",
 		"-readrate", rate, "-i", in, "-c", "copy", "-f", "flv", url)
-	out := &tailBuffer{}
+	out := &bench.TailBuffer{}
 	push.Stdout, push.Stderr = out, out
 	if err := push.Start(); err != nil {
 		return procCost{}, err
@@ -336,7 +336,7 @@ func pushFFmpeg(ctx context.Context, in, rate, url string) (procCost, error) {
 	err := push.Wait()
 	peak := w.peak()
 	if err != nil {
-		return procCost{}, fmt.Errorf("pushing ffmpeg: %w%s", err, out.note())
+		return procCost{}, fmt.Errorf("pushing ffmpeg: %w%s", err, out.Note(""))
 	}
 	return procCost{"push", exitCPU(push.ProcessState), peak}, nil
 }

@@ -13,6 +13,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/moqbridge/moqbridge/bench"
 )
 
 // processTimeout bounds starting and stopping a child process.
@@ -98,7 +100,7 @@ type serveProc struct {
 	fp       [32]byte // the relay's self-signed certificate
 	fpHex    string
 	rtmpAddr string // 127.0.0.1:port
-	stderr   *tailBuffer
+	stderr   *bench.TailBuffer
 	exited   chan struct{}
 	stopOnce sync.Once
 }
@@ -119,7 +121,7 @@ func startServe(bin string, more ...string) (*serveProc, error) {
 		return nil, err
 	}
 	cmd.Stdout = pw
-	s := &serveProc{cmd: cmd, stderr: &tailBuffer{}, exited: make(chan struct{})}
+	s := &serveProc{cmd: cmd, stderr: &bench.TailBuffer{}, exited: make(chan struct{})}
 	cmd.Stderr = s.stderr
 	err = cmd.Start()
 	_ = pw.Close()
@@ -175,7 +177,7 @@ func startServe(bin string, more ...string) (*serveProc, error) {
 	}
 	if err != nil {
 		s.stop()
-		return nil, fmt.Errorf("moqbridge serve: %w%s", err, s.stderr.note())
+		return nil, fmt.Errorf("moqbridge serve: %w%s", err, s.stderr.Note(""))
 	}
 	return s, nil
 }
@@ -199,36 +201,4 @@ func stopProcess(cmd *exec.Cmd, exited <-chan struct{}) {
 		_ = cmd.Process.Kill()
 		<-exited
 	}
-}
-
-// tailBuffer keeps the last few KiB written to it, for error messages.
-type tailBuffer struct {
-	mu  sync.Mutex
-	buf []byte
-}
-
-const tailSize = 4 << 10
-
-func (t *tailBuffer) Write(p []byte) (int, error) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.buf = append(t.buf, p...)
-	if len(t.buf) > tailSize {
-		t.buf = append(t.buf[:0], t.buf[len(t.buf)-tailSize:]...)
-	}
-	return len(p), nil
-}
-
-func (t *tailBuffer) String() string {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return string(t.buf)
-}
-
-// note formats what was kept as a suffix for an error message.
-func (t *tailBuffer) note() string {
-	if s := t.String(); s != "" {
-		return "; stderr: " + s
-	}
-	return ""
 }
