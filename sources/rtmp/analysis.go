@@ -39,6 +39,7 @@ type analysisConn struct {
 	started  bool      // a media message set the Reader's start time
 	start    time.Duration
 	injected message.Message // the message that ended the analysis
+	done     bool            // the analysis is over: messages pass untouched
 }
 
 func newAnalysisConn(c gortmplib.Conn) *analysisConn {
@@ -46,6 +47,9 @@ func newAnalysisConn(c gortmplib.Conn) *analysisConn {
 }
 
 func (a *analysisConn) Read() (message.Message, error) {
+	if a.done {
+		return a.Conn.Read()
+	}
 	if a.injected == nil && a.complete() {
 		a.injected = a.endMessage()
 		return a.injected, nil
@@ -155,6 +159,21 @@ func announced(obj amf0.Object, key string) bool {
 		return v
 	}
 	return true
+}
+
+// readTracks runs gortmplib's track analysis on c, cut short by the
+// metadata where it can be (analysisConn), and returns the Reader set to
+// read the media that follows, how long the analysis took from the first
+// message, and whether the metadata ended it.
+func readTracks(c gortmplib.Conn) (r *gortmplib.Reader, took time.Duration, fromMetadata bool, err error) {
+	ac := newAnalysisConn(c)
+	r = &gortmplib.Reader{Conn: ac}
+	if err := r.Initialize(); err != nil {
+		return nil, 0, false, err
+	}
+	ac.done = true
+	r.Conn = &skipInjected{Conn: r.Conn, injected: ac.injected}
+	return r, time.Since(ac.firstAt).Round(time.Millisecond), ac.injected != nil, nil
 }
 
 // skipInjected is the Reader's connection after the analysis: it drops the

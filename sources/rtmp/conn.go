@@ -140,13 +140,10 @@ func (s *Server) handle(ctx context.Context, nc net.Conn, log *slog.Logger, p *s
 	if err := sc.AcceptAction(); err != nil {
 		return log, fmt.Errorf("rtmp: accepting the publish: %w", err)
 	}
-	ac := newAnalysisConn(sc)
-	r := &gortmplib.Reader{Conn: ac}
-	if err := r.Initialize(); err != nil {
+	r, analysis, fromMetadata, err := readTracks(sc)
+	if err != nil {
 		return log, fmt.Errorf("rtmp: reading the tracks: %w", err)
 	}
-	r.Conn = &skipInjected{Conn: r.Conn, injected: ac.injected}
-	analysis := time.Since(ac.firstAt).Round(time.Millisecond)
 	pub := &publish{st: st, log: log}
 	if err := pub.setup(r); err != nil {
 		log.Error("rtmp: refused: "+err.Error(), "codecs", codecNames(r.Tracks()))
@@ -155,7 +152,7 @@ func (s *Server) handle(ctx context.Context, nc net.Conn, log *slog.Logger, p *s
 	published = true
 	// analysis: from the first message after the publish command to
 	// the tracks known (the first frames are written right after).
-	log.Info("rtmp: publishing", "codecs", codecNames(r.Tracks()), "analysis", analysis, "from_metadata", ac.injected != nil)
+	log.Info("rtmp: publishing", "codecs", codecNames(r.Tracks()), "analysis", analysis, "from_metadata", fromMetadata)
 	return log, readMedia(r, pub, bc, s.cfg.ReadTimeout)
 }
 

@@ -122,23 +122,20 @@ func (p *Pull) play(ctx context.Context, st *stream) error {
 	defer stop()
 
 	_ = bc.SetDeadline(time.Now().Add(p.cfg.SetupTimeout))
-	ac := newAnalysisConn(c)
-	r := &gortmplib.Reader{Conn: ac}
-	if err := r.Initialize(); err != nil {
+	r, analysis, _, err := readTracks(c)
+	if err != nil {
 		return fmt.Errorf("rtmp pull: reading the tracks: %w", err)
 	}
-	r.Conn = &skipInjected{Conn: r.Conn, injected: ac.injected}
 	// The tracks of the connection before are continued by this one's
 	// (or leave the catalog), its clock goes on.
-	st.reserved = append(st.tracks, st.reserved...)
-	st.tracks = nil
+	st.reserveTracks()
 	st.clock.resume()
 	pub := &publish{st: st, log: p.log}
 	if err := pub.setup(r); err != nil {
 		return fmt.Errorf("rtmp pull: %w", err)
 	}
-	p.log.Info("rtmp pull: playing", "codecs", codecNames(r.Tracks()), "analysis", time.Since(ac.firstAt).Round(time.Millisecond))
-	err := readMedia(r, pub, bc, p.cfg.ReadTimeout)
+	p.log.Info("rtmp pull: playing", "codecs", codecNames(r.Tracks()), "analysis", analysis)
+	err = readMedia(r, pub, bc, p.cfg.ReadTimeout)
 	if errors.Is(err, net.ErrClosed) && ctx.Err() != nil {
 		return nil
 	}

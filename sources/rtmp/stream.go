@@ -132,8 +132,7 @@ func (s *Server) release(st *stream, o *owner, endNow bool) {
 		return
 	}
 	st.owner = nil
-	st.reserved = append(st.tracks, st.reserved...)
-	st.tracks = nil
+	st.reserveTracks()
 	close(o.released)
 	if st.handover && !st.ended() {
 		st.handover = false // the replacing publisher takes it
@@ -191,6 +190,13 @@ func (s *Server) endLingering() {
 	for _, st := range ending {
 		st.b.End()
 	}
+}
+
+// reserveTracks keeps the tracks of the connection that fed the stream for
+// the next one to continue (takeEarlier), or to close (closeReserved).
+func (st *stream) reserveTracks() {
+	st.reserved = append(st.tracks, st.reserved...)
+	st.tracks = nil
 }
 
 // takeEarlier returns the earlier track that t continues: one of the
