@@ -112,6 +112,12 @@ type PublisherOptions struct {
 	IfLive IfLive
 	// Publish tunes every broadcast it starts.
 	Publish PublishOptions
+	// Started, if set, is called with every broadcast Start makes, before
+	// Start returns it; Ended once that broadcast ended (End, a
+	// replacement, or Close). A supervisor reads the broadcast's writer
+	// counters (b.Writer().Stats) between the two. Neither may block or
+	// call the Publisher.
+	Started, Ended func(b *Broadcast)
 }
 
 // Publisher starts and ends broadcasts in an Origin on behalf of a
@@ -177,6 +183,9 @@ func (b *Broadcast) End() {
 		delete(b.p.all, b)
 		b.p.mu.Unlock()
 		close(b.done)
+		if fn := b.p.opts.Ended; fn != nil {
+			fn(b)
+		}
 	})
 }
 
@@ -223,6 +232,9 @@ func (p *Publisher) Start(path string) (*Broadcast, error) {
 	p.live[path] = b
 	p.all[b] = struct{}{}
 	p.wg.Add(1)
+	if fn := p.opts.Started; fn != nil {
+		fn(b) // under p.mu, so that it comes before the broadcast's Ended
+	}
 	p.mu.Unlock()
 	go func() {
 		defer p.wg.Done()
