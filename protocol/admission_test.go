@@ -32,7 +32,7 @@ func dialWithOrigin(ctx context.Context, srv *Server, kind, origin string) (tran
 	cfg := transport.DialConfig{
 		TLSConfig: transport.PinnedTLSConfig(srv.Fingerprint()),
 		Protocols: protocolsFor(AllVersions),
-		Header:    http.Header{"moq.Origin": {origin}},
+		Header:    http.Header{"Origin": {origin}},
 	}
 	if kind == "websocket" {
 		return transport.DialWebSocket(ctx, serverURL(srv, kind, "room"), cfg)

@@ -116,7 +116,7 @@ func TestOriginPolicy(t *testing.T) {
 	req := func(origin, host string) *http.Request {
 		r := &http.Request{Header: http.Header{}, Host: host}
 		if origin != "" {
-			r.Header.Set("moq.Origin", origin)
+			r.Header.Set("Origin", origin)
 		}
 		return r
 	}

@@ -48,7 +48,7 @@ type ServerConfig struct {
 	// sessions; "*" allows any. When empty, any origin may connect, as
 	// with the reference relay and MediaMTX: a page's origin is no
 	// authorization (non-browser clients send whatever they like), tokens
-	// are (Auth). Requests without a moq.Origin header (non-browser clients)
+	// are (Auth). Requests without an Origin header (non-browser clients)
 	// are always allowed. A refused request gets HTTP 403 and a warning
 	// in the log naming the origin.
 	AllowedOrigins []string
@@ -212,7 +212,7 @@ func originPolicy(cfg ServerConfig) func(*http.Request) bool {
 		allowed[strings.TrimSuffix(strings.ToLower(o), "/")] = true
 	}
 	return func(r *http.Request) bool {
-		origin := r.Header.Get("moq.Origin")
+		origin := r.Header.Get("Origin")
 		return origin == "" || allowed["*"] || allowed[strings.ToLower(origin)]
 	}
 }
@@ -228,7 +228,7 @@ func (s *Server) checkOrigin(check func(*http.Request) bool) func(*http.Request)
 			return true
 		}
 		s.originLog.Log(s.log, slog.LevelWarn, "moq connection refused: browser origin not allowed; add it with --allow-origin (ServerConfig.AllowedOrigins)",
-			"origin", r.Header.Get("moq.Origin"), "remote", r.RemoteAddr, "path", r.URL.Path)
+			"origin", r.Header.Get("Origin"), "remote", r.RemoteAddr, "path", r.URL.Path)
 		return false
 	}
 }
@@ -308,7 +308,7 @@ func (s *Server) Fingerprint() [32]byte { return s.fingerprint }
 // RTMPS ingest.
 func (s *Server) Certificate() tls.Certificate { return s.cert }
 
-// moq.Origin is the table of broadcasts the server relays.
+// Origin is the table of broadcasts the server relays.
 func (s *Server) Origin() *moq.Origin { return s.origin }
 
 // Sessions returns the sessions currently being served.
