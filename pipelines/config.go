@@ -40,7 +40,8 @@ type ServerConfig struct {
 	Auth AuthConfig `yaml:"auth"`
 	// AllowOrigins restricts browser origins (empty: any).
 	AllowOrigins []string `yaml:"allow_origins"`
-	// IdleTimeout and KeepAlive: a peer's liveness (protocol.Liveness).
+	// IdleTimeout and KeepAlive: a peer's liveness (protocol.Liveness;
+	// 0 takes protocol.DefaultLiveness).
 	IdleTimeout time.Duration `yaml:"idle_timeout"`
 	KeepAlive   time.Duration `yaml:"keep_alive"`
 	// Limits bound what peers may make the relay hold.
