@@ -120,6 +120,23 @@ func (s *Server) handle(ctx context.Context, nc net.Conn, log *slog.Logger, p *s
 	if err != nil {
 		return refuse(err.Error())
 	}
+	routeCtx := context.Background()
+	if s.cfg.Route != nil {
+		req.Path = path
+		route, err := s.cfg.Route(req)
+		if err != nil {
+			return refuse(err.Error())
+		}
+		path = route.Path
+		if route.Publisher != nil {
+			p = route.Publisher
+		}
+		if route.Context != nil {
+			routeCtx = route.Context
+			stop := context.AfterFunc(routeCtx, func() { _ = nc.Close() })
+			defer stop()
+		}
+	}
 	log = log.With("path", path)
 	st, o, resumed, err := s.acquire(ctx, p, path, key, nc)
 	switch {
@@ -129,7 +146,7 @@ func (s *Server) handle(ctx context.Context, nc net.Conn, log *slog.Logger, p *s
 		return refuse("cannot publish at this path", "err", err)
 	}
 	published := false // a publish refused or failed before its media flowed does not linger
-	defer func() { s.release(st, o, ctx.Err() != nil || !published) }()
+	defer func() { s.release(st, o, ctx.Err() != nil || routeCtx.Err() != nil || !published) }()
 	if resumed {
 		log.Info("rtmp: publisher returned; the broadcast continues")
 	}

@@ -16,7 +16,10 @@
 // Config.Replace takes over; so are a wrong stream key, a client that
 // wants to play, and a codec the hang catalog cannot describe here (MP3,
 // AC-3, FLAC, G.711, LPCM): each is logged with the remote address and
-// its connection closed, nothing else affected.
+// its connection closed, nothing else affected. Config.Route, when set,
+// sends each publish to a publisher and path of its own (one listener
+// shared by several pipelines, each taking an RTMP application); when the
+// route's context ends, its publishers are disconnected.
 //
 // # Linger: a publisher that drops and returns
 //

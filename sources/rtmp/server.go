@@ -79,6 +79,15 @@ type Config struct {
 	// the publish; the error is logged, so it must not hold secrets.
 	Authorize func(req PublishRequest) (path string, err error)
 
+	// Route, if set, decides where a publish goes once its stream key was
+	// accepted (by Keys, KeyRules, Authorize, or because none is set):
+	// it gets the request, whose Path is the path decided so far, and
+	// returns the publisher and path to publish at, or an error that
+	// refuses the publish (logged, so it must not hold secrets). A server
+	// shared by several pipelines routes each RTMP application to its
+	// own pipeline this way.
+	Route func(req PublishRequest) (PublishRoute, error)
+
 	// Linger is how long a broadcast whose publisher dropped waits for
 	// the same stream key to return and continue it (subscribers stay
 	// subscribed; group sequences and timestamps go on); 0 takes
@@ -109,6 +118,18 @@ type Config struct {
 	// Logger receives a line per publish, refusal and disconnect; default
 	// slog.Default().
 	Logger *slog.Logger
+}
+
+// PublishRoute is where Config.Route sends a publish.
+type PublishRoute struct {
+	// Publisher starts the broadcast; nil: the one Run was given.
+	Publisher *sdk.Publisher
+	// Path is the broadcast path.
+	Path string
+	// Context, if set, bounds the publish: when it ends, the publisher's
+	// connection is closed and its broadcast ends at once, without
+	// lingering (the route was taken away).
+	Context context.Context
 }
 
 // Server is an RTMP server that publishes what clients send as broadcasts:

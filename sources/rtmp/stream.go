@@ -26,6 +26,7 @@ var errLive = errors.New("a publisher is already live at this path")
 type stream struct {
 	path string
 	key  string
+	pub  *sdk.Publisher // what started b (Config.Route may pick one per publish)
 	b    *sdk.Broadcast // nil for a pulled stream, whose Source is run on a writer
 	w    *sdk.BroadcastWriter
 
@@ -75,9 +76,9 @@ func (s *Server) acquire(ctx context.Context, p *sdk.Publisher, path, key string
 	for {
 		s.mu.Lock()
 		st = s.streams[path]
-		if st != nil && st.owner == nil && (st.key != key || st.ended()) {
-			// Lingering for another key, or ended meanwhile: it ends now
-			// and the new publisher starts afresh.
+		if st != nil && st.owner == nil && (st.key != key || st.pub != p || st.ended()) {
+			// Lingering for another key or route, or ended meanwhile: it
+			// ends now and the new publisher starts afresh.
 			s.dropLocked(st)
 			s.mu.Unlock()
 			st.b.End()
@@ -90,7 +91,7 @@ func (s *Server) acquire(ctx context.Context, p *sdk.Publisher, path, key string
 				s.mu.Unlock()
 				return nil, nil, false, err
 			}
-			st = &stream{path: path, key: key, b: b, w: b.Writer(), owner: o}
+			st = &stream{path: path, key: key, pub: p, b: b, w: b.Writer(), owner: o}
 			s.streams[path] = st
 			s.mu.Unlock()
 			return st, o, false, nil
@@ -103,7 +104,8 @@ func (s *Server) acquire(ctx context.Context, p *sdk.Publisher, path, key string
 			st.clock.resume()
 			s.mu.Unlock()
 			return st, o, true, nil
-		case !s.cfg.Replace:
+		case !s.cfg.Replace, st.pub != p:
+			// Another route's broadcast is never taken over.
 			s.mu.Unlock()
 			return nil, nil, false, errLive
 		}
