@@ -1,0 +1,188 @@
+package pipelines
+
+import (
+	"context"
+	"crypto/subtle"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+
+	"github.com/moqbridge/moqbridge/sdk"
+	"github.com/moqbridge/moqbridge/sources/rtmp"
+)
+
+// rtmpHub is the shared RTMP listener of the "rtmp:" section: one
+// sources/rtmp server per configured address (RTMP, RTMPS), whose
+// publishes are routed by RTMP application to the pipeline that routes
+// that application (RTMPRouter). The route table outlives the
+// listeners: a restart of the listeners (a changed "rtmp:" section)
+// keeps every pipeline's route.
+type rtmpHub struct {
+	log *slog.Logger
+
+	mu      sync.Mutex
+	routes  map[string]*hubRoute // by application; "*" takes the others
+	servers []*hubServer
+}
+
+// hubRoute is a route a running pipeline holds.
+type hubRoute struct {
+	route RTMPRoute
+	pub   *sdk.Publisher
+	ctx   context.Context
+}
+
+// hubServer is one running listener.
+type hubServer struct {
+	srv    *rtmp.Server
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+func newRTMPHub(log *slog.Logger) *rtmpHub {
+	return &rtmpHub{log: log, routes: make(map[string]*hubRoute)}
+}
+
+// Route implements RTMPRouter: the publishes of route.App go to p until
+// ctx ends; then the publishes of that route still live are
+// disconnected and their broadcasts end.
+func (h *rtmpHub) Route(ctx context.Context, route RTMPRoute, p *sdk.Publisher) error {
+	if route.App == "" {
+		return sdk.Permanent(errors.New("rtmp route: no application"))
+	}
+	if route.PathTemplate == "" {
+		route.PathTemplate = rtmp.DefaultPathTemplate
+	}
+	hr := &hubRoute{route: route, pub: p, ctx: ctx}
+	h.mu.Lock()
+	if _, taken := h.routes[route.App]; taken {
+		h.mu.Unlock()
+		return sdk.Permanent(fmt.Errorf("rtmp route: application %q is routed by another pipeline", route.App))
+	}
+	h.routes[route.App] = hr
+	h.mu.Unlock()
+	<-ctx.Done()
+	h.mu.Lock()
+	if h.routes[route.App] == hr {
+		delete(h.routes, route.App)
+	}
+	h.mu.Unlock()
+	return nil
+}
+
+// route is the listeners' rtmp.Config.Route: the route of the request's
+// application (or "*"), its stream keys and its path template.
+func (h *rtmpHub) route(req rtmp.PublishRequest) (rtmp.PublishRoute, error) {
+	h.mu.Lock()
+	hr := h.routes[req.App]
+	if hr == nil {
+		hr = h.routes["*"]
+	}
+	h.mu.Unlock()
+	if hr == nil {
+		return rtmp.PublishRoute{}, fmt.Errorf("no pipeline takes the RTMP application %q", req.App)
+	}
+	if len(hr.route.Keys) > 0 && !keyIn(req.Key, hr.route.Keys) {
+		return rtmp.PublishRoute{}, errors.New("stream key not allowed")
+	}
+	path := strings.NewReplacer("{app}", req.App, "{key}", req.Key).Replace(hr.route.PathTemplate)
+	return rtmp.PublishRoute{Publisher: hr.pub, Path: path, Context: hr.ctx}, nil
+}
+
+// keyIn reports whether key is one of keys, comparing each in constant
+// time.
+func keyIn(key string, keys []string) bool {
+	ok := false
+	for _, k := range keys {
+		if subtle.ConstantTimeCompare([]byte(k), []byte(key)) == 1 {
+			ok = true
+		}
+	}
+	return ok
+}
+
+// configure starts the listeners of cfg (none when nil); cert gives the
+// RTMPS certificate. The previous listeners must be stopped.
+func (h *rtmpHub) configure(cfg *RTMPConfig, cert func() (tls.Certificate, error)) error {
+	if cfg == nil {
+		return nil
+	}
+	base := rtmp.Config{MaxConns: cfg.MaxConns, MaxConnsPerAddr: cfg.MaxConnsPerAddr, Route: h.route, Logger: h.log}
+	var servers []*rtmp.Server
+	if cfg.Listen != "" {
+		c := base
+		c.Addr = cfg.Listen
+		servers = append(servers, rtmp.NewServer(c))
+	}
+	if cfg.RTMPS != "" {
+		crt, err := cert()
+		if err != nil {
+			return err
+		}
+		c := base
+		c.Addr, c.TLS = cfg.RTMPS, &tls.Config{Certificates: []tls.Certificate{crt}}
+		servers = append(servers, rtmp.NewServer(c))
+	}
+	for _, s := range servers {
+		if err := s.Listen(); err != nil {
+			for _, s := range servers {
+				if a := s.Addr(); a != nil {
+					// Listened already: Run with an ended context closes it.
+					ctx, cancel := context.WithCancel(context.Background())
+					cancel()
+					_ = s.Run(ctx, nil)
+				}
+			}
+			return fmt.Errorf("rtmp: %w", err)
+		}
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, s := range servers {
+		ctx, cancel := context.WithCancel(context.Background())
+		hs := &hubServer{srv: s, cancel: cancel, done: make(chan struct{})}
+		// Every publish is routed to a pipeline's publisher; this one,
+		// closed, is never used.
+		unused := sdk.NewPublisher(nil, sdk.PublisherOptions{})
+		unused.Close()
+		go func() {
+			defer close(hs.done)
+			if err := s.Run(ctx, unused); err != nil {
+				h.log.Error("rtmp: the listener failed", "err", err)
+			}
+		}()
+		h.servers = append(h.servers, hs)
+	}
+	return nil
+}
+
+// stop stops the listeners and waits for them: their publishers are
+// disconnected and the broadcasts they fed end.
+func (h *rtmpHub) stop() {
+	h.mu.Lock()
+	servers := h.servers
+	h.servers = nil
+	h.mu.Unlock()
+	for _, s := range servers {
+		s.cancel()
+	}
+	for _, s := range servers {
+		<-s.done
+	}
+}
+
+// addrs returns the listeners' addresses.
+func (h *rtmpHub) addrs() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	out := make([]string, 0, len(h.servers))
+	for _, s := range h.servers {
+		if a := s.srv.Addr(); a != nil {
+			out = append(out, a.String())
+		}
+	}
+	return out
+}
