@@ -22,8 +22,12 @@ type group struct {
 	created time.Time // arrival time, for the cache's age limit
 	track   *track    // nil for a group outside a track (tests)
 
-	mu        sync.Mutex
-	frames    [][]byte
+	mu     sync.Mutex
+	frames [][]byte
+	// written holds the write time of each frame (nanoseconds since the
+	// track's epoch) once the track records them (track.writeTimes): nil
+	// before, then as long as frames, 0 for a frame written before.
+	written   []int64
 	size      int64 // payload bytes written so far
 	frameHint int   // frames written, kept after the frames are released
 	done      bool
@@ -93,6 +97,7 @@ func (g *group) maybeReleaseLocked() {
 	g.frameHint = len(g.frames)
 	clear(g.frames)
 	g.frames = g.frames[:0]
+	g.written = g.written[:0]
 }
 
 // wakeLocked wakes every registered reader. The caller holds g.mu.
@@ -187,12 +192,24 @@ func (w *GroupWriter) WriteFrame(p []byte) error {
 // network receiver then stops receiving it (see receiveGroup).
 func (w *GroupWriter) WriteReceived(p []byte) (expired bool, err error) {
 	g := &w.g
+	var at int64 // the write time, when the track records it
+	if g.track != nil && g.track.writeTimes.Load() {
+		at = max(int64(time.Since(g.track.epoch)), 1) // 0 means unknown
+	}
 	g.mu.Lock()
 	if g.done {
 		g.mu.Unlock()
 		return false, ErrClosed
 	}
 	expired = g.expired
+	if at != 0 || g.written != nil {
+		if g.written == nil {
+			// The first frame written since the track records write
+			// times: the group's earlier frames have none.
+			g.written = make([]int64, len(g.frames), max(cap(g.frames), len(g.frames)+1))
+		}
+		g.written = append(g.written, at)
+	}
 	g.frames = append(g.frames, p)
 	n := int64(len(p))
 	g.size += n
@@ -295,6 +312,11 @@ type GroupReader struct {
 	inNext bool // a NextFrame call is running and may use ch
 	closed bool
 	pinned bool // counted in g.pins until handed back by TrackReader.recycle
+
+	// writtenAt is the write time of the frame NextFrame last returned
+	// (see group.written), 0 when unknown. Only NextFrame's goroutine
+	// uses it.
+	writtenAt int64
 }
 
 func newGroupReader(g *group, pool *chanPool) *GroupReader {
@@ -320,6 +342,10 @@ func (r *GroupReader) NextFrame(ctx context.Context) ([]byte, error) {
 		}
 		if r.pos < len(g.frames) {
 			f := g.frames[r.pos]
+			r.writtenAt = 0
+			if r.pos < len(g.written) {
+				r.writtenAt = g.written[r.pos]
+			}
 			r.pos++
 			r.inNext = false
 			if g.settled {
@@ -364,6 +390,21 @@ func (r *GroupReader) NextFrame(ctx context.Context) ([]byte, error) {
 			return nil, ctx.Err()
 		}
 	}
+}
+
+// WriteTime returns when the frame the last NextFrame call returned was
+// written into its group (WriteFrame or WriteReceived), on the monotonic
+// clock, so time.Since gives how long it took to reach this reader. ok is
+// false when that is unknown: no frame returned yet, or the track did not
+// record write times when the frame was written (see
+// TrackReader.RecordWriteTimes). For a track fed from the network the time
+// is the frame's arrival in this process, not its sending by the peer.
+// Call it from the goroutine that calls NextFrame.
+func (r *GroupReader) WriteTime() (t time.Time, ok bool) {
+	if r.writtenAt == 0 || r.g.track == nil {
+		return time.Time{}, false
+	}
+	return r.g.track.epoch.Add(time.Duration(r.writtenAt)), true
 }
 
 // finishNextLocked ends a NextFrame call on a closed reader, handing the

@@ -102,6 +102,12 @@ type track struct {
 	unusedCh      chan struct{}
 	unused        bool
 	done          chan struct{}
+
+	// writeTimes turns on noting when each frame is written into the
+	// track (TrackReader.RecordWriteTimes), as nanoseconds since epoch
+	// on the monotonic clock; off, the per-frame path reads no clock.
+	writeTimes atomic.Bool
+	epoch      time.Time
 }
 
 func newTrack(name string, priority uint8, cfg CacheConfig, b *broadcast, requested bool) *TrackWriter {
@@ -115,6 +121,7 @@ func newTrack(name string, priority uint8, cfg CacheConfig, b *broadcast, reques
 	t.unusedCh = make(chan struct{})
 	t.done = make(chan struct{})
 	t.ingestWake = make(chan struct{}, 1)
+	t.epoch = time.Now()
 	return w
 }
 
@@ -759,6 +766,13 @@ func (r *TrackReader) Close() {
 		t.b.dropLocked(t)
 	}
 }
+
+// RecordWriteTimes makes r's track note when each frame is written into
+// it from now on, so that GroupReader.WriteTime tells how long a frame
+// took to reach a reader: a consumer that measures its latency turns it
+// on. It stays on for the life of the track, for all its readers, and
+// costs a clock reading per frame and 8 bytes per cached frame.
+func (r *TrackReader) RecordWriteTimes() { r.t.writeTimes.Store(true) }
 
 // SetForwarding marks r as a forwarder's subscription, before its first
 // read (see TrackReader.forwarder).
