@@ -42,6 +42,36 @@ type BroadcastReader struct {
 	lastErr error                // the last catalog that failed to parse
 	path    string               // where it was found (Path)
 	readers []*TrackReader       // subscribed, for Stats
+
+	latency atomic.Pointer[latencyObserver] // SetLatencyObserver; read per frame
+}
+
+// latencyObserver holds the function given to SetLatencyObserver.
+type latencyObserver struct {
+	observe func(track string, d time.Duration)
+}
+
+// SetLatencyObserver makes the reader's tracks, those subscribed already
+// and those subscribed later, call observe with the track's name and how
+// long each frame took from being written into its track to ReadFrame
+// returning it: from TrackWriter.WriteFrame when a source in this process
+// wrote it, from its arrival in this process when it came from the network
+// (the time it spent upstream is not known here). It turns on
+// moq.TrackReader.RecordWriteTimes for those tracks, so frames written
+// before the call are not measured. observe runs on the goroutine that
+// calls ReadFrame, for every frame, and must be quick; nil stops the
+// calls.
+func (r *BroadcastReader) SetLatencyObserver(observe func(track string, d time.Duration)) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if observe == nil {
+		r.latency.Store(nil)
+		return
+	}
+	r.latency.Store(&latencyObserver{observe: observe})
+	for _, tr := range r.readers {
+		tr.tr.RecordWriteTimes()
+	}
 }
 
 // Path is the path of the broadcast in its Origin when the reader was made
@@ -267,9 +297,12 @@ func (r *BroadcastReader) Subscribe(name string) (*TrackReader, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sdk: subscribe %q: %w", name, err)
 	}
-	reader := &TrackReader{track: t, tr: tr, cmaf: init}
+	reader := &TrackReader{track: t, tr: tr, cmaf: init, latency: &r.latency}
 	r.mu.Lock()
 	r.readers = append(r.readers, reader)
+	if r.latency.Load() != nil {
+		tr.RecordWriteTimes()
+	}
 	r.mu.Unlock()
 	return reader, nil
 }
@@ -491,9 +524,10 @@ type TrackStats struct {
 // TrackReader returns the frames of one track. ReadFrame must be called by
 // one goroutine at a time; Close and Stats may be called from any.
 type TrackReader struct {
-	track Track
-	tr    *moq.TrackReader
-	cmaf  *cmafInit // nil for legacy
+	track   Track
+	tr      *moq.TrackReader
+	cmaf    *cmafInit                        // nil for legacy
+	latency *atomic.Pointer[latencyObserver] // its BroadcastReader's; nil for none
 
 	// cur is the group being read, published for Close.
 	cur    atomic.Pointer[moq.GroupReader]
@@ -614,6 +648,16 @@ func (t *TrackReader) emit(f Frame) Frame {
 	t.inGroup++
 	t.frames.Add(1)
 	t.bytes.Add(uint64(len(f.Payload)))
+	if t.latency != nil {
+		if o := t.latency.Load(); o != nil && t.g != nil {
+			// t.g is the group of the MOQ frame f came from: a cmaf
+			// fragment's samples are returned before the next one is
+			// read.
+			if at, ok := t.g.WriteTime(); ok {
+				o.observe(t.track.Name, time.Since(at))
+			}
+		}
+	}
 	return f
 }
 
