@@ -1,0 +1,17 @@
+// Package builtin registers the adapters moqbridge ships as kinds of a
+// pipelines.Registry: the sources fmp4 (a file, stdin or an HTTP stream),
+// rtmp (the publishes of one application of the shared RTMP listener) and
+// rtmp_pull (a remote RTMP stream), and the sinks fmp4 (recording) and
+// rtmp (restreaming).
+//
+// It owns each kind's options (their YAML keys, defaults and validation,
+// which are the configuration reference) and the small adapters between
+// those options and the constructors of sources/… and sinks/…; it does not
+// own the adapters themselves, the config parsing or the runner (package
+// pipelines).
+//
+// Registration is explicit: Registry returns a new registry holding every
+// kind, Register adds them to an existing one (next to an SDK user's own
+// kinds), and each kind is also available on its own (FMP4Source,
+// RTMPSink, …) for a registry that wants only some.
+package builtin

@@ -1,0 +1,66 @@
+package builtin
+
+import (
+	"errors"
+	"strings"
+
+	"github.com/moqbridge/moqbridge/internal/rtmpurl"
+	"github.com/moqbridge/moqbridge/pipelines"
+	"github.com/moqbridge/moqbridge/sdk"
+	"github.com/moqbridge/moqbridge/sources/rtmp"
+)
+
+// RTMPPullOptions are the options of the rtmp_pull source: a remote RTMP
+// stream played into the broadcast at the pipeline's path.
+type RTMPPullOptions struct {
+	// URL is the stream to play: rtmp://HOST[:PORT]/APP/STREAM-KEY or
+	// rtmps://… (required). The stream key never appears in logs or
+	// errors; keep it out of the file with ${VAR}.
+	URL string `yaml:"url"`
+	// Backoff spaces the reconnections when the stream drops or the
+	// server is away; the broadcast continues across them.
+	Backoff BackoffOptions `yaml:"backoff"`
+}
+
+// Validate implements pipelines.Validator.
+func (o *RTMPPullOptions) Validate() error {
+	var errs []error
+	if err := validateRTMPURL(o.URL); err != nil {
+		errs = append(errs, err)
+	}
+	errs = append(errs, o.Backoff.validate("backoff")...)
+	return errors.Join(errs...)
+}
+
+// validateRTMPURL reports, at "url", a missing or unusable RTMP URL; the
+// error shows the URL without its stream key.
+func validateRTMPURL(raw string) error {
+	if raw == "" {
+		return fieldErr("url", "required: rtmp://HOST[:PORT]/APP/STREAM-KEY or rtmps://…")
+	}
+	if _, err := rtmpurl.Parse(raw); err != nil {
+		return &pipelines.FieldError{Field: "url", Err: errors.New(strings.TrimPrefix(err.Error(), "rtmp: "))}
+	}
+	return nil
+}
+
+// RTMPPullSource is the rtmp_pull source kind: it plays a remote RTMP
+// stream, reconnecting with backoff, into the broadcast at the pipeline's
+// path.
+func RTMPPullSource() pipelines.SourceKind {
+	return pipelines.SourceKind{
+		Name:    "rtmp_pull",
+		Summary: "a remote RTMP stream played (rtmp:// or rtmps://), reconnecting when it drops",
+		Options: func() any { return &RTMPPullOptions{Backoff: defaultBackoff()} },
+		NewSource: func(env pipelines.SourceEnv, opts any) (sdk.Source, error) {
+			o, err := optionsOf[RTMPPullOptions]("rtmp_pull", opts)
+			if err != nil {
+				return nil, err
+			}
+			if err := o.Validate(); err != nil {
+				return nil, sdk.Permanent(err)
+			}
+			return rtmp.NewPull(rtmp.PullConfig{URL: o.URL, Backoff: o.Backoff.sdk(), Logger: env.Logger})
+		},
+	}
+}
