@@ -48,7 +48,9 @@ const (
 // DefaultRestart is the restart policy of a pipeline that sets none.
 var DefaultRestart = RestartPolicy{Min: 500 * time.Millisecond, Max: 30 * time.Second, Jitter: 0.5}
 
-// topLevelKeys are the sections of a configuration file.
+// topLevelKeys are the sections of a configuration file. Keys starting
+// with "x-" are ignored too, as in Compose files: they hold anchors that
+// pipelines share ("x-record: &record {dir: recordings}").
 var topLevelKeys = []string{"server", "rtmp", "admin", "log", "pipelines"}
 
 // pipelineKeys are the keys of one pipeline.
@@ -191,6 +193,9 @@ func (l *loader) config(root *yaml.Node) {
 	}
 	sections := make(map[string]entry)
 	for _, e := range l.entries(root, "") {
+		if strings.HasPrefix(e.key.Value, "x-") {
+			continue // an extension key: a place for anchors shared below
+		}
 		if indexOf(topLevelKeys, e.key.Value) < 0 {
 			l.add(e.key, joinKey("", e.key.Value), "%s", unknownMsg("section", e.key.Value, topLevelKeys))
 			continue
@@ -261,7 +266,11 @@ func (l *loader) checkServer(n *yaml.Node) {
 		if s.Cert == "" {
 			missing = "cert"
 		}
-		l.add(deref(n), "server."+missing, "cert and key go together: both PEM files, or neither for a generated development certificate")
+		present := "cert"
+		if s.Cert == "" {
+			present = "key"
+		}
+		l.add(keyNode(n, present), "server."+missing, "cert and key go together: both PEM files, or neither for a generated development certificate")
 	}
 	// Zero liveness takes protocol.DefaultLiveness.
 	if s.IdleTimeout < 0 {
@@ -487,7 +496,8 @@ func (l *loader) kindOf(n *yaml.Node, key, what, example string) (kind, opts *ya
 	case yaml.MappingNode:
 		es := l.entries(n, key)
 		if len(es) == 0 {
-			break
+			l.add(n, key, "expected a %s kind with its options (%s), got an empty map", what, example)
+			return nil, nil
 		}
 		for _, e := range es[1:] {
 			l.add(e.key, joinKey(key, e.key.Value), "a %s names one kind, here %q and %q (make them separate %ss)", what, es[0].key.Value, e.key.Value, what)
