@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/moqbridge/moqbridge/moq"
@@ -98,11 +99,16 @@ type Runner struct {
 	ownsOrigin  bool
 	hub         *rtmpHub
 
-	// life serialises Run's start and stop and Reload.
+	// life serialises Run's start and stop and Reload, and guards the
+	// fields after it.
 	life    sync.Mutex
 	running bool
 	cfg     *Config
 	relay   *relayRun
+	// up and server are what Ready and Server read without waiting for
+	// a reload or a stop in progress.
+	up     atomic.Bool
+	server atomic.Pointer[protocol.Server]
 	// fatal receives the error of a part the runner cannot do without
 	// (the relay failing); Run stops on it.
 	fatal chan error
@@ -139,21 +145,15 @@ func (r *Runner) Origin() *moq.Origin { return r.origin }
 
 // Server returns the running relay, nil when it is disabled or the runner
 // does not run.
-func (r *Runner) Server() *protocol.Server {
-	r.life.Lock()
-	defer r.life.Unlock()
-	if r.relay == nil {
-		return nil
-	}
-	return r.relay.srv
-}
+func (r *Runner) Server() *protocol.Server { return r.server.Load() }
 
 // RTMPAddrs returns the addresses the RTMP listeners listen on (RTMP
 // first, then RTMPS), none without an "rtmp:" section.
 func (r *Runner) RTMPAddrs() []string { return r.hub.addrs() }
 
 // Run starts cfg and runs it until ctx ends, then stops gracefully (see
-// Runner) and returns nil. It returns an error at once when the relay or
+// Runner) and returns nil. A Runner runs once: when Run returns, the
+// Origin it made is closed. It returns an error at once when the relay or
 // an RTMP listener cannot start (a taken port, unreadable certificate or
 // auth files), and after a graceful stop when the relay fails while
 // running. A pipeline that fails does not end Run: it is supervised.
@@ -189,6 +189,7 @@ func (r *Runner) start(cfg *Config) error {
 		return err
 	}
 	r.running, r.cfg = true, cfg
+	r.up.Store(true)
 	for _, p := range cfg.Pipelines {
 		r.startPipeline(cfg, p)
 	}
@@ -214,6 +215,7 @@ func (r *Runner) stop() {
 	r.hub.stop()
 	r.stopRelay()
 	r.running, r.cfg = false, nil
+	r.up.Store(false)
 	if r.ownsOrigin {
 		r.origin.Close()
 	}
@@ -308,10 +310,7 @@ func (r *Runner) Ready() error {
 		}
 		down = append(down, fmt.Sprintf("%s (%s)", st.Name, why))
 	}
-	r.life.Lock()
-	running := r.running
-	r.life.Unlock()
-	if !running {
+	if !r.up.Load() {
 		return errors.New("pipelines: not running")
 	}
 	if len(down) > 0 {
@@ -453,7 +452,7 @@ func (pr *pipelineRun) runSource(ctx context.Context) {
 		}
 		if spec.Kind.NewSource != nil {
 			opts.IfLive = sdk.Backup
-		} else if prefix, _ := pathPattern(pr.p.Yields()); prefix != "" {
+		} else if prefix, _ := pathPattern(pr.pattern()); prefix != "" {
 			opts.IfLive = sdk.Refuse
 			opts.Prefixes = []string{prefix}
 		}

@@ -82,6 +82,7 @@ func (r *Runner) startRelay(sc ServerConfig) (*relayRun, error) {
 			}
 		}
 	}()
+	r.server.Store(srv)
 	r.log.Info("pipelines: relay listening", "addr", srv.Addr().String())
 	return rr, nil
 }
@@ -91,6 +92,7 @@ func (r *Runner) stopRelay() {
 	if r.relay == nil {
 		return
 	}
+	r.server.Store(nil)
 	r.relay.cancel()
 	<-r.relay.done
 	r.relay = nil

@@ -140,6 +140,14 @@ func pathPattern(pattern string) (prefix string, match func(path string) bool) {
 	return exact, func(path string) bool { return path == exact }
 }
 
+// pattern is the path pattern of the broadcasts the pipeline yields.
+func (pr *pipelineRun) pattern() string {
+	if y := pr.p.Yields(); y != "" || pr.p.Source == nil {
+		return y
+	}
+	return pr.p.Path // a kind without Paths publishes at the path itself
+}
+
 // sinkGroup is a pipeline's sinks on one broadcast: one supervised part
 // per SinkSpec.
 type sinkGroup struct {
@@ -166,7 +174,7 @@ type follower struct {
 // running (on sinkCtx) until drain or their broadcast ends.
 func (f *follower) run(ctx, sinkCtx context.Context) {
 	pr := f.pr
-	prefix, match := pathPattern(pr.p.Yields())
+	prefix, match := pathPattern(pr.pattern())
 	ann := pr.r.origin.Announced(prefix)
 	defer ann.Close()
 	for {
