@@ -42,6 +42,7 @@ Run without a command, it starts the built-in relay on its defaults
 	root.PersistentFlags().StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	serve := newServeCommand()
 	root.AddCommand(serve, newPublishCommand(), newRecordCommand(), newRestreamCommand(), newTokenCommand(), newVersionCommand())
+	root.AddCommand(newProbeCommand())
 	// No command: run the relay on its defaults.
 	root.RunE = serve.RunE
 	root.Flags().AddFlagSet(serve.Flags())
