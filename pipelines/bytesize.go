@@ -61,21 +61,22 @@ func (b *ByteSize) UnmarshalYAML(n *yaml.Node) error {
 	return nil
 }
 
-// String writes the size with the largest unit that divides it exactly
-// (binary units first): "16MiB", "1500MB", "1023".
+// String writes the size with the unit that makes the number smallest
+// while exact: "16MiB", "1500MB", "2TB", "1023".
 func (b ByteSize) String() string {
 	n := int64(b)
+	best, unit := n, ""
 	if n > 0 {
 		for _, u := range []struct {
 			name string
 			mult int64
-		}{{"TiB", 1 << 40}, {"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}, {"TB", 1e12}, {"GB", 1e9}, {"MB", 1e6}, {"KB", 1e3}} {
-			if n%u.mult == 0 {
-				return strconv.FormatInt(n/u.mult, 10) + u.name
+		}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"TiB", 1 << 40}, {"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"TB", 1e12}} {
+			if n%u.mult == 0 && n/u.mult < best {
+				best, unit = n/u.mult, u.name
 			}
 		}
 	}
-	return strconv.FormatInt(n, 10)
+	return strconv.FormatInt(best, 10) + unit
 }
 
 // MarshalYAML writes the size as String does.

@@ -20,7 +20,7 @@ const (
 	// MaxConfigSize is the largest configuration file accepted.
 	MaxConfigSize = 1 << 20
 	// maxNodes bounds the nodes of the tree with every alias expanded.
-	maxNodes = 100_000
+	maxNodes = 1 << 20
 	// maxDepth bounds nesting; real configurations need well under ten.
 	maxDepth = 64
 )

@@ -97,8 +97,17 @@ func (ps *problems) err() error {
 		}
 		return a.Col < b.Col
 	})
+	if len(ps.list) > maxProblems {
+		more := len(ps.list) - maxProblems
+		ps.list = append(ps.list[:maxProblems:maxProblems], Problem{Pos: Position{File: ps.file}, Msg: fmt.Sprintf("… and %d more problems", more)})
+	}
 	return &ConfigError{Problems: ps.list}
 }
+
+// maxProblems bounds the problems reported: past a hundred, the rest are
+// counted, not listed (a file of garbage need not make a megabyte of
+// errors).
+const maxProblems = 100
 
 // joinKey extends a dotted key path with a map key; a key that would be
 // ambiguous in the dotted form (a dot, a bracket, a space) is quoted.
