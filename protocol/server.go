@@ -3,6 +3,7 @@ package protocol
 import (
 	"context"
 	"crypto/tls"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -11,6 +12,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/moqbridge/moqbridge/moq"
@@ -75,11 +77,14 @@ type ServerConfig struct {
 	// DefaultMaxPendingHandshakes; negative means no limit.
 	MaxPendingHandshakes int
 	// TCP serves the same port number over TCP for browsers without
-	// WebTransport: GET /certificate.sha256 (the certificate's SHA-256 in
-	// hex, for dev-mode clients) and the WebSocket fallback on every other
-	// path. TCPOff (the zero value) serves nothing over TCP; TCPHTTP is
-	// plain HTTP, as the reference relay serves in development; TCPHTTPS
-	// uses the server's certificate.
+	// WebTransport: the WebSocket fallback on every path, GET
+	// /certificate.sha256 (the certificate's SHA-256 in hex, for dev-mode
+	// clients), and the HTTP routes of the reference relay: GET
+	// /announced[/PREFIX], GET /fetch/BROADCAST/TRACK and a landing page
+	// (404) for anything else (see serveWeb; HTTP/3 requests that are not
+	// WebTransport get the same answers). TCPOff (the zero value) serves
+	// nothing over TCP; TCPHTTP is plain HTTP, as the reference relay
+	// serves in development; TCPHTTPS uses the server's certificate.
 	TCP TCPMode
 	// Auth, when set, authorizes every connection from the JWT in its URL
 	// (the `jwt` query parameter) and scopes it to the token's root and
@@ -128,18 +133,29 @@ func budget(v, def int) int {
 // one track share one upstream subscription, because every remote track is
 // fetched through the moq.Origin's broadcast, which deduplicates by name.
 type Server struct {
-	cfg         ServerConfig
-	origin      *moq.Origin
-	ownsOrigin  bool
-	ln          *transport.Listener
-	fingerprint [32]byte
-	cert        tls.Certificate
-	log         *slog.Logger
-	originLog   transport.LogLimiter
+	cfg        ServerConfig
+	origin     *moq.Origin
+	ownsOrigin bool
+	ln         *transport.Listener
+	// cert is the certificate presented to new connections, swapped by
+	// ReloadCertificate; reloadable says it came from CertFile/KeyFile.
+	cert       atomic.Pointer[serverCert]
+	reloadable bool
+	log        *slog.Logger
+	originLog  transport.LogLimiter
 	// buffers is Limits.MaxServerBuffer, shared by every session.
 	buffers *byteBudget
 	// probes sends the PROBEs of every session; Close stops it.
 	probes probeClock
+	// stats are the relay-wide counters of Stats (stats.go).
+	stats serverCounters
+	// web owns the plain HTTP requests being answered (web.go): Close
+	// cancels webCtx and waits for them.
+	webCtx    context.Context
+	webCancel context.CancelFunc
+	web       sync.WaitGroup
+	// fetchWait, when not zero, replaces fetchTimeout (tests).
+	fetchWait atomic.Int64
 
 	mu       sync.Mutex
 	sessions map[*Session]struct{}
@@ -159,20 +175,17 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	if len(cfg.Versions) == 0 {
 		cfg.Versions = AllVersions
 	}
-	tlsConf, err := serverTLS(cfg)
+	s := &Server{cfg: cfg, origin: cfg.Origin, log: transport.RedactTokens(loggerOr(cfg.Logger)), sessions: make(map[*Session]struct{}), closeDone: make(chan struct{})}
+	tlsConf, err := s.serverTLS()
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, origin: cfg.Origin, log: transport.RedactTokens(loggerOr(cfg.Logger)), sessions: make(map[*Session]struct{}), closeDone: make(chan struct{})}
 	s.buffers = newByteBudget("server", cfg.Limits.withDefaults().MaxServerBuffer)
 	if s.origin == nil {
 		s.origin = moq.NewOrigin()
 		s.ownsOrigin = true
 	}
-	if len(tlsConf.Certificates) > 0 {
-		s.fingerprint = transport.Fingerprint(tlsConf.Certificates[0])
-		s.cert = tlsConf.Certificates[0]
-	}
+	s.webCtx, s.webCancel = context.WithCancel(context.Background())
 	protocols := protocolsFor(cfg.Versions)
 	s.ln, err = transport.Listen(transport.ListenConfig{
 		Addr:                  cfg.Addr,
@@ -182,6 +195,7 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		CheckOrigin:           s.checkOrigin(originPolicy(cfg)),
 		Admit:                 s.admit,
 		TCP:                   cfg.TCP,
+		HTTPHandler:           http.HandlerFunc(s.serveWeb),
 		Logger:                s.log,
 		QUICConfig:            quicConfig(cfg.Limits.withDefaults(), cfg.Liveness),
 		Liveness:              cfg.Liveness.withDefaults().transport(),
@@ -193,6 +207,10 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		},
 	})
 	if err != nil {
+		s.webCancel()
+		if s.ownsOrigin {
+			s.origin.Close()
+		}
 		return nil, fmt.Errorf("moq server: %w", err)
 	}
 	return s, nil
@@ -227,17 +245,25 @@ func (s *Server) checkOrigin(check func(*http.Request) bool) func(*http.Request)
 		if check(r) {
 			return true
 		}
+		s.stats.refused.Add(1)
 		s.originLog.Log(s.log, slog.LevelWarn, "moq connection refused: browser origin not allowed; add it with --allow-origin (ServerConfig.AllowedOrigins)",
 			"origin", r.Header.Get("Origin"), "remote", r.RemoteAddr, "path", r.URL.Path)
 		return false
 	}
 }
 
-// serverTLS builds the TLS configuration from files, the caller's config or
-// a generated certificate.
-func serverTLS(cfg ServerConfig) (*tls.Config, error) {
+// serverTLS builds the TLS configuration from the caller's config, or
+// around the certificate from files or a generated one, which the server
+// then presents through GetCertificate so that ReloadCertificate can swap
+// it for new connections.
+func (s *Server) serverTLS() (*tls.Config, error) {
+	cfg := s.cfg
 	if cfg.TLSConfig != nil {
-		return cfg.TLSConfig.Clone(), nil
+		conf := cfg.TLSConfig.Clone()
+		if len(conf.Certificates) > 0 {
+			s.cert.Store(newServerCert(conf.Certificates[0]))
+		}
+		return conf, nil
 	}
 	var cert tls.Certificate
 	var err error
@@ -247,13 +273,59 @@ func serverTLS(cfg ServerConfig) (*tls.Config, error) {
 			return nil, errors.New("moq server: both a certificate file and a key file are needed")
 		}
 		cert, err = transport.LoadKeyPair(cfg.CertFile, cfg.KeyFile)
+		s.reloadable = true
 	default:
 		cert, err = transport.GenerateSelfSigned(cfg.Hosts, time.Now())
 	}
 	if err != nil {
 		return nil, fmt.Errorf("moq server: %w", err)
 	}
-	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS13}, nil
+	s.cert.Store(newServerCert(cert))
+	return &tls.Config{GetCertificate: s.GetCertificate, MinVersion: tls.VersionTLS13}, nil
+}
+
+// serverCert is a certificate with its fingerprint, swapped as one.
+type serverCert struct {
+	cert        tls.Certificate
+	fingerprint [32]byte
+}
+
+func newServerCert(cert tls.Certificate) *serverCert {
+	return &serverCert{cert: cert, fingerprint: transport.Fingerprint(cert)}
+}
+
+// GetCertificate returns the certificate the server presents now, for
+// tls.Config.GetCertificate of other listeners that share it (RTMPS
+// ingest) and so follow ReloadCertificate. It fails when the server was
+// given a TLSConfig without certificates.
+func (s *Server) GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+	c := s.cert.Load()
+	if c == nil {
+		return nil, errors.New("moq server: no certificate (ServerConfig.TLSConfig has none)")
+	}
+	return &c.cert, nil
+}
+
+// ReloadCertificate reads ServerConfig.CertFile and KeyFile again and
+// presents the new certificate to every connection made from now on:
+// sessions already running keep theirs. Fingerprint, Certificate,
+// GetCertificate and /certificate.sha256 follow. If the pair cannot be read
+// or does not match, the server keeps its certificate and the error says
+// why. It fails for a generated certificate or a ServerConfig.TLSConfig,
+// which the server did not load from files. Safe for concurrent use (a
+// SIGUSR1 handler, say).
+func (s *Server) ReloadCertificate() error {
+	if !s.reloadable {
+		return errors.New("moq server: reload certificate: the certificate was not loaded from ServerConfig.CertFile and KeyFile")
+	}
+	cert, err := transport.LoadKeyPair(s.cfg.CertFile, s.cfg.KeyFile)
+	if err != nil {
+		return fmt.Errorf("moq server: reload certificate: %w", err)
+	}
+	c := newServerCert(cert)
+	s.cert.Store(c)
+	s.log.Info("moq certificate reloaded", "cert", s.cfg.CertFile, "fingerprint", hex.EncodeToString(c.fingerprint[:]))
+	return nil
 }
 
 // protocolsFor lists the ALPN / WebTransport protocol names for versions in
@@ -300,13 +372,25 @@ const (
 )
 
 // Fingerprint is the SHA-256 of the server's leaf certificate, what browsers
-// pin with serverCertificateHashes and clients with WithFingerprint.
-func (s *Server) Fingerprint() [32]byte { return s.fingerprint }
+// pin with serverCertificateHashes and clients with WithFingerprint. It
+// changes with ReloadCertificate.
+func (s *Server) Fingerprint() [32]byte {
+	if c := s.cert.Load(); c != nil {
+		return c.fingerprint
+	}
+	return [32]byte{}
+}
 
 // Certificate is the server's TLS certificate (from ServerConfig's files,
 // or the one it generated), for other listeners that share it, such as
-// RTMPS ingest.
-func (s *Server) Certificate() tls.Certificate { return s.cert }
+// RTMPS ingest. It is the certificate of the moment: a listener that
+// should follow ReloadCertificate uses GetCertificate instead.
+func (s *Server) Certificate() tls.Certificate {
+	if c := s.cert.Load(); c != nil {
+		return c.cert
+	}
+	return tls.Certificate{}
+}
 
 // Origin is the table of broadcasts the server relays.
 func (s *Server) Origin() *moq.Origin { return s.origin }
@@ -365,8 +449,10 @@ func (s *Server) logBroadcasts(ctx context.Context) {
 			return
 		}
 		if a.Active {
+			s.stats.broadcasts.Add(1)
 			s.log.Info("moq broadcast live", "path", a.Path)
 		} else {
+			s.stats.broadcasts.Add(-1)
 			s.log.Info("moq broadcast ended", "path", a.Path)
 		}
 	}
@@ -385,6 +471,7 @@ func (s *Server) admit(r *http.Request) (int, error) {
 		return http.StatusOK, nil
 	}
 	if _, err := s.cfg.Auth.Authorize(r.URL); err != nil {
+		s.stats.refused.Add(1)
 		return http.StatusUnauthorized, err
 	}
 	return http.StatusOK, nil
@@ -402,6 +489,14 @@ func (s *Server) permissions(conn transport.Session) (Permissions, error) {
 		// Raw QUIC carries no path: the root is empty.
 		u = &url.URL{RawQuery: u.RawQuery}
 	}
+	return s.authorize(u)
+}
+
+// authorize scopes a request for u: its path is the root, narrowed by
+// the token of its jwt query parameter when the server authorizes
+// connections. Sessions and the HTTP routes (web.go) share it, so a token
+// grants the same over both.
+func (s *Server) authorize(u *url.URL) (Permissions, error) {
 	if s.cfg.Auth == nil {
 		return Permissions{Root: u.Path}, nil
 	}
@@ -416,6 +511,7 @@ func (s *Server) permissions(conn transport.Session) (Permissions, error) {
 func (s *Server) serveConn(ctx context.Context, conn transport.Session) {
 	perm, err := s.permissions(conn)
 	if err != nil {
+		s.stats.refused.Add(1)
 		s.log.Info("moq connection refused", "remote", conn.RemoteAddr().String(), "err", err)
 		_ = conn.CloseWithError(uint64(wire.CodeUnauthorized), "unauthorized")
 		return
@@ -433,6 +529,7 @@ func (s *Server) serveConn(ctx context.Context, conn transport.Session) {
 		legacyVersions: legacyOf(s.cfg.Versions),
 	})
 	if err != nil {
+		s.stats.refused.Add(1)
 		s.log.Info("moq session refused", "remote", conn.RemoteAddr().String(), "err", err)
 		return
 	}
@@ -443,12 +540,14 @@ func (s *Server) serveConn(ctx context.Context, conn transport.Session) {
 		return
 	}
 	s.sessions[sess] = struct{}{}
+	s.stats.started(conn.Kind())
 	s.mu.Unlock()
 	remote := conn.RemoteAddr().String()
 	s.log.Info("moq session started", "remote", remote, "transport", sess.Transport(), "version", sess.Version().String(), "root", perm.Root)
 	_ = sess.Wait()
 	s.mu.Lock()
 	delete(s.sessions, sess)
+	s.stats.ended(sess)
 	s.mu.Unlock()
 	s.log.Info("moq session ended", "remote", remote, "reason", sess.Err())
 }
@@ -463,6 +562,7 @@ func (s *Server) Close() error {
 	}
 	s.closed = true
 	defer close(s.closeDone)
+	s.webCancel()
 	sessions := make([]*Session, 0, len(s.sessions))
 	for sess := range s.sessions {
 		sessions = append(sessions, sess)
@@ -477,6 +577,7 @@ func (s *Server) Close() error {
 	closing.Wait()
 	err := s.ln.Close()
 	s.wg.Wait()
+	s.web.Wait()
 	s.probes.close()
 	if s.ownsOrigin {
 		s.origin.Close()

@@ -80,7 +80,6 @@ type tcpSide struct {
 	served    chan struct{}
 	protocols []string
 	limits    wsLimits
-	tlsConf   *tls.Config
 
 	mu       sync.Mutex
 	closing  bool
@@ -97,7 +96,6 @@ func (l *Listener) startTCP(cfg ListenConfig, ln *net.TCPListener) *tcpSide {
 		served:    make(chan struct{}),
 		protocols: append([]string(nil), cfg.WebTransportProtocols...),
 		limits:    defaultWSLimits(),
-		tlsConf:   cfg.TLSConfig,
 		sessions:  make(map[*wsSession]struct{}),
 	}
 	if cfg.wsLimits != nil {
@@ -107,8 +105,9 @@ func (l *Listener) startTCP(cfg ListenConfig, ln *net.TCPListener) *tcpSide {
 		Handler:           http.HandlerFunc(t.serve),
 		ReadHeaderTimeout: 10 * time.Second,
 		// A keep-alive connection counts as pending (Budgets.MaxPending)
-		// until it closes; the only plain requests here are single
-		// fingerprint fetches, so idle connections need not linger.
+		// until it closes; plain requests (the fingerprint, HTTPHandler's
+		// routes) are one-off fetches, so idle connections need not
+		// linger.
 		IdleTimeout: 10 * time.Second,
 		ErrorLog:    slog.NewLogLogger(l.log.Handler(), slog.LevelDebug),
 		// A WebSocket upgrade hijacks its connection: from then on it is a
@@ -152,16 +151,13 @@ func tcpTLSConfig(base *tls.Config) *tls.Config {
 	return c
 }
 
-// serve handles every TCP request: the fingerprint, WebSocket upgrades on
-// any path, and 404 for anything else.
+// serve handles every TCP request: WebSocket upgrades on any path, the
+// fingerprint, and anything else through ListenConfig.HTTPHandler (404
+// without one).
 func (t *tcpSide) serve(w http.ResponseWriter, r *http.Request) {
 	upgrade := headerHasToken(r.Header, "Upgrade", "websocket")
 	if !upgrade {
-		if r.URL.Path == FingerprintPath {
-			t.serveFingerprint(w, r)
-			return
-		}
-		http.NotFound(w, r)
+		t.l.servePlain(w, r)
 		return
 	}
 	t.mu.Lock()
@@ -176,17 +172,31 @@ func (t *tcpSide) serve(w http.ResponseWriter, r *http.Request) {
 	t.serveWebSocket(w, r)
 }
 
+// servePlain answers a plain HTTP request (TCP side or HTTP/3): the
+// fingerprint at FingerprintPath, anything else through
+// ListenConfig.HTTPHandler, or 404 without one.
+func (l *Listener) servePlain(w http.ResponseWriter, r *http.Request) {
+	switch {
+	case r.URL.Path == FingerprintPath:
+		l.serveFingerprint(w, r)
+	case l.web != nil:
+		l.web.ServeHTTP(w, r)
+	default:
+		http.NotFound(w, r)
+	}
+}
+
 // serveFingerprint answers GET FingerprintPath with the lowercase hex
 // SHA-256 of the leaf certificate, no newline, readable cross-origin.
-func (t *tcpSide) serveFingerprint(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodGet {
-		w.Header().Set("Allow", http.MethodGet)
+func (l *Listener) serveFingerprint(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
 		http.Error(w, http.StatusText(http.StatusMethodNotAllowed), http.StatusMethodNotAllowed)
 		return
 	}
-	cert, err := t.certificate(r)
+	cert, err := l.certificate(r)
 	if err != nil {
-		t.l.log.Warn("transport: no certificate to fingerprint", "error", err)
+		l.log.Warn("transport: no certificate to fingerprint", "error", err)
 		http.Error(w, http.StatusText(http.StatusInternalServerError), http.StatusInternalServerError)
 		return
 	}
@@ -200,17 +210,18 @@ func (t *tcpSide) serveFingerprint(w http.ResponseWriter, r *http.Request) {
 
 // certificate returns the certificate the listener presents: the first of
 // TLSConfig.Certificates, or what GetCertificate returns for the request's
-// host.
-func (t *tcpSide) certificate(r *http.Request) (tls.Certificate, error) {
-	if len(t.tlsConf.Certificates) > 0 {
-		return t.tlsConf.Certificates[0], nil
+// host (asked on every request, so a certificate the hook swaps is
+// followed).
+func (l *Listener) certificate(r *http.Request) (tls.Certificate, error) {
+	if len(l.tlsConf.Certificates) > 0 {
+		return l.tlsConf.Certificates[0], nil
 	}
-	if t.tlsConf.GetCertificate != nil {
+	if l.tlsConf.GetCertificate != nil {
 		host := r.Host
 		if h, _, err := net.SplitHostPort(host); err == nil {
 			host = h
 		}
-		c, err := t.tlsConf.GetCertificate(&tls.ClientHelloInfo{ServerName: host})
+		c, err := l.tlsConf.GetCertificate(&tls.ClientHelloInfo{ServerName: host})
 		if err != nil {
 			return tls.Certificate{}, err
 		}

@@ -60,6 +60,14 @@ type ListenConfig struct {
 	// the certificate fingerprint at FingerprintPath. WebSocket
 	// subprotocols "qmux-00.X" are accepted for X in WebTransportProtocols.
 	TCP TCPMode
+	// HTTPHandler, when set, answers the plain HTTP requests the listener
+	// does not handle itself: every request that is neither a WebSocket
+	// upgrade (TCP side) or a CONNECT (HTTP/3) nor one for FingerprintPath,
+	// which the listener answers on both. Without it they get 404. An
+	// HTTP/3 connection that carries no WebTransport session is still
+	// closed after the pending timeout (10 s from its handshake), so long
+	// requests belong on the TCP side.
+	HTTPHandler http.Handler
 
 	// wsLimits overrides the WebSocket receive limits (tests).
 	wsLimits *wsLimits
@@ -86,6 +94,8 @@ type Listener struct {
 	raw         []string
 	checkOrigin func(*http.Request) bool
 	admit       func(*http.Request) (int, error)
+	web         http.Handler
+	tlsConf     *tls.Config // as given, for the fingerprint
 	adm         *admission
 	liveness    Liveness
 	pendingTTL  time.Duration
@@ -164,6 +174,8 @@ func Listen(cfg ListenConfig) (*Listener, error) {
 		raw:         slices.Clone(cfg.RawProtocols),
 		checkOrigin: cfg.CheckOrigin,
 		admit:       cfg.Admit,
+		web:         cfg.HTTPHandler,
+		tlsConf:     cfg.TLSConfig,
 		adm:         adm,
 		liveness:    cfg.Liveness.withDefaults(),
 		pendingTTL:  cmp.Or(cfg.pendingTimeout, pendingTimeout),
@@ -370,9 +382,14 @@ func (l *Listener) deliver(s Session) {
 }
 
 // serveHTTP handles every HTTP/3 request: WebTransport CONNECTs on any path
-// are admitted and upgraded, anything else gets 404.
+// are admitted and upgraded, other CONNECTs get 404, and plain requests
+// are answered like on the TCP side (servePlain).
 func (l *Listener) serveHTTP(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodConnect || (r.Proto != "webtransport-h3" && r.Proto != "webtransport") {
+	if r.Method != http.MethodConnect {
+		l.servePlain(w, r)
+		return
+	}
+	if r.Proto != "webtransport-h3" && r.Proto != "webtransport" {
 		http.NotFound(w, r)
 		return
 	}
