@@ -35,6 +35,15 @@ type RTMPListenerUser interface {
 	UsesRTMPListener() bool
 }
 
+// DirValidator is implemented by options that check themselves against
+// the configuration file's directory, which relative file names in them
+// are resolved against (a file that must exist, say). The loader calls
+// ValidateDir instead of Validate when the options have it; its errors
+// are reported as Validate's are.
+type DirValidator interface {
+	ValidateDir(dir string) error
+}
+
 // Default values of the sections, for the config reference.
 const (
 	DefaultServerListen = ":4443"
@@ -583,11 +592,13 @@ func (l *loader) options(newOptions func() any, kindNode, n *yaml.Node, key stri
 	if l.count() > before {
 		return nil
 	}
-	val, ok := opts.(Validator)
-	if !ok {
-		return opts
+	var err error
+	switch val := opts.(type) {
+	case DirValidator:
+		err = val.ValidateDir(l.cfg.Dir())
+	case Validator:
+		err = val.Validate()
 	}
-	err := val.Validate()
 	if err == nil {
 		return opts
 	}

@@ -339,3 +339,46 @@ func TestOnlyRegisteredKinds(t *testing.T) {
 		t.Errorf("empty registry: %v", err)
 	}
 }
+
+func TestReferenceKeys(t *testing.T) {
+	keys := ReferenceKeys(testRegistry())
+	for _, want := range []string{
+		"server", "server.enabled", "server.auth.public", "server.limits.max_group_size", "rtmp.rtmps", "admin.listen", "log.format",
+		"pipelines.NAME.from", "pipelines.NAME.restart.give_up_after", "pipelines.NAME.source.remote.backoff.max",
+		"pipelines.NAME.sinks[].push.extra.note", "pipelines.NAME.sinks[].record.max_size",
+	} {
+		if indexOf(keys, want) < 0 {
+			t.Errorf("%s is missing from %v", want, keys)
+		}
+	}
+	if indexOf(keys, "pipelines.NAME.sinks[].record.max_size.") >= 0 {
+		t.Error("descended into a size")
+	}
+}
+
+// TestDirValidator: options that check files against the config's
+// directory get it, and their errors land on the option.
+func TestDirValidator(t *testing.T) {
+	reg := NewRegistry()
+	if err := reg.AddSource(SourceKind{
+		Name:      "clip",
+		Options:   func() any { return &dirOptions{} },
+		NewSource: testRegistry().sources["file"].NewSource,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Parse([]byte("pipelines:\n  p:\n    source: {clip: {file: a.mp4}}\n    path: a\n"), "conf/moqbridge.yaml", reg)
+	if want := `conf/moqbridge.yaml:3:21: pipelines.p.source.clip.file: conf/a.mp4 does not exist`; err == nil || err.Error() != want {
+		t.Errorf("got %v, want %s", err, want)
+	}
+}
+
+type dirOptions struct {
+	File string `yaml:"file"`
+}
+
+func (o *dirOptions) Validate() error { return errors.New("Validate called instead of ValidateDir") }
+
+func (o *dirOptions) ValidateDir(dir string) error {
+	return &FieldError{Field: "file", Err: errors.New(filepath.Join(dir, o.File) + " does not exist")}
+}
