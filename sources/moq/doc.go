@@ -46,9 +46,11 @@
 //
 // Source keeps its local broadcast until its context ends, whether the
 // remote broadcast comes back or not. PrefixSource ends a local broadcast
-// when the remote one is ended by its relay (an announced end), and, after
-// a loss of the connection, when it has not been announced again
-// PrefixConfig.ReturnGrace after the reconnection.
+// when the remote one is ended by its relay (an announced end, while the
+// session stays up for a second after it: a relay shutting down announces
+// the end of its broadcasts too), and, after a loss of the connection,
+// when it has not been announced again PrefixConfig.ReturnGrace after the
+// reconnection.
 //
 // A first connection that fails is retried with the same backoff; errors no
 // retry cures (a malformed URL, an untrusted certificate, a refused token, a

@@ -234,8 +234,31 @@ func (s *PrefixSource) Run(ctx context.Context, p *sdk.Publisher) error {
 
 // mirrored is a remote broadcast being mirrored.
 type mirrored struct {
-	m    *mirror
-	lost bool // ended with the connection: waits to be announced again
+	m *mirror
+	// Since the relay announced its end: whether it is gone, since when,
+	// and in which session. It ends for good once that session has been
+	// live for trackEndGrace after it (the relay ended it: a relay that
+	// shuts down may announce the end of its broadcasts first), or once a
+	// newer session has been live for ReturnGrace without it.
+	gone   bool
+	goneAt time.Time
+	goneIn *protocol.Session
+}
+
+// deadline is when e ends unless it is announced again, given the current
+// session cur, made at curSince; false while there is none.
+func (e *mirrored) deadline(cur *protocol.Session, curSince time.Time, returnGrace time.Duration) (time.Time, bool) {
+	switch {
+	case !e.gone || cur == nil:
+		return time.Time{}, false
+	case cur == e.goneIn:
+		return e.goneAt.Add(trackEndGrace), true
+	}
+	from := e.goneAt
+	if curSince.After(from) {
+		from = curSince
+	}
+	return from.Add(returnGrace), true
 }
 
 // run follows the relay's announcements under the prefix: each broadcast
@@ -278,19 +301,11 @@ func (s *PrefixSource) run(ctx context.Context, attach func(ctx context.Context,
 			}
 		}
 	})
-	end := func(path, why string) {
-		mirrors[path].m.close()
-		delete(mirrors, path)
-		s.log.Info("moq source: mirrored broadcast ended", "remote", path, "why", why)
-	}
-	_, changed := r.client.Session()
-	var grace *time.Timer
-	var graceC <-chan time.Time
-	defer func() {
-		if grace != nil {
-			grace.Stop()
-		}
-	}()
+	sess, changed := r.client.Session()
+	sessSince := time.Now()
+	check := time.NewTimer(time.Hour)
+	check.Stop()
+	defer check.Stop()
 	for {
 		select {
 		case <-ctx.Done():
@@ -301,7 +316,7 @@ func (s *PrefixSource) run(ctx context.Context, attach func(ctx context.Context,
 			e := mirrors[a.Path]
 			switch {
 			case a.Active && e != nil:
-				e.lost = false // back: its tracks subscribe again by themselves
+				e.gone = false // back: its tracks subscribe again by themselves
 			case a.Active:
 				path, err := s.LocalPath(a.Path)
 				if err != nil {
@@ -312,29 +327,35 @@ func (s *PrefixSource) run(ctx context.Context, attach func(ctx context.Context,
 				mirrors[a.Path] = &mirrored{m: m}
 				s.log.Info("moq source: mirroring a broadcast", "remote", a.Path, "path", path)
 				wg.Go(func() { attach(ctx, path, m.local.Reader()) })
-			case e != nil && r.sessionLive():
-				end(a.Path, "ended on the relay")
 			case e != nil:
-				e.lost = true
+				e.gone, e.goneAt, e.goneIn = true, time.Now(), sess
 			}
 		case <-changed:
-			var sess *protocol.Session
 			sess, changed = r.client.Session()
-			if sess == nil {
-				continue
-			}
-			if grace != nil {
-				grace.Stop()
-			}
-			grace = time.NewTimer(s.cfg.ReturnGrace)
-			graceC = grace.C
-		case <-graceC:
-			graceC = nil
+			sessSince = time.Now()
+		case <-check.C:
+			now := time.Now()
 			for path, e := range mirrors {
-				if e.lost {
-					end(path, "not announced again after the reconnection")
+				if d, ok := e.deadline(sess, sessSince, s.cfg.ReturnGrace); ok && !d.After(now) && sess.Err() == nil {
+					e.m.close()
+					delete(mirrors, path)
+					s.log.Info("moq source: mirrored broadcast ended", "remote", path)
 				}
 			}
+		}
+		// Wake up at the next deadline.
+		check.Stop()
+		if sess != nil && sess.Err() != nil {
+			continue // ending: decide once the client says what follows
+		}
+		var next time.Time
+		for _, e := range mirrors {
+			if d, ok := e.deadline(sess, sessSince, s.cfg.ReturnGrace); ok && (next.IsZero() || d.Before(next)) {
+				next = d
+			}
+		}
+		if !next.IsZero() {
+			check.Reset(max(time.Until(next), time.Millisecond))
 		}
 	}
 }

@@ -351,3 +351,81 @@ func TestSourcePermanentErrors(t *testing.T) {
 		t.Errorf("an untrusted certificate: %v, want a permanent certificate error", err)
 	}
 }
+
+// TestPrefixSourceAcrossRestart: when the relay restarts, a mirrored
+// broadcast that is announced again goes on in the same local broadcast,
+// and one that is not ends once ReturnGrace has passed.
+func TestPrefixSourceAcrossRestart(t *testing.T) {
+	ctx := testkit.Context(t, 60*time.Second)
+	relay := startRelay(t)
+	var writers sync.WaitGroup
+	defer writers.Wait()
+	publish := func(path string, gen int) func() {
+		bw := moq.NewBroadcast()
+		wctx, stop := context.WithCancel(ctx)
+		wait := writeGroups(wctx, t, bw, "t", gen, 0, 20*time.Millisecond)
+		writers.Go(wait)
+		if err := relay.origin().Publish(path, bw.Reader()); err != nil {
+			t.Fatal(err)
+		}
+		return func() {
+			stop()
+			_ = bw.Close()
+		}
+	}
+	defer publish("live/a", 1)()
+	defer publish("live/b", 1)()
+
+	src, err := NewPrefixSource(PrefixConfig{URL: relay.url(), Prefix: "live", Dial: relay.dial(), Backoff: fastBackoff, ReturnGrace: 500 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	local := moq.NewOrigin()
+	defer local.Close()
+	ann := local.Announced("")
+	defer ann.Close()
+	runInBackground(t, ctx, "Publish", func(ctx context.Context) error { return src.Publish(ctx, local) })
+	active := map[string]*moq.BroadcastReader{}
+	for len(active) < 2 {
+		a, err := ann.Next(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !a.Active {
+			t.Fatalf("%s ended", a.Path)
+		}
+		active[a.Path] = a.Broadcast
+	}
+	tr, err := active["live/a"].Subscribe("t", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	readGen := func(gen int) {
+		t.Helper()
+		for {
+			g, err := tr.NextGroup(ctx)
+			if err != nil {
+				t.Fatalf("waiting for generation %d: %v", gen, err)
+			}
+			if got, _, ok := readGroup(t, ctx, g); ok && got == gen {
+				return
+			}
+		}
+	}
+	readGen(1)
+	relay.stop()
+	relay.start()
+	defer publish("live/a", 2)()
+	a, err := ann.Next(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Path != "live/b" || a.Active {
+		t.Fatalf("announcement %+v after the restart, want live/b ended", a)
+	}
+	readGen(2)
+	if a, ok, _ := ann.TryNext(); ok {
+		t.Errorf("announcement %+v: live/a should have gone on", a)
+	}
+}
