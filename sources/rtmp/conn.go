@@ -121,6 +121,7 @@ func (s *Server) handle(ctx context.Context, nc net.Conn, log *slog.Logger, p *s
 		return refuse(err.Error())
 	}
 	routeCtx := context.Background()
+	policy := streamPolicy{linger: s.cfg.Linger, replace: s.cfg.Replace}
 	if s.cfg.Route != nil {
 		req.Path = path
 		route, err := s.cfg.Route(req)
@@ -128,6 +129,10 @@ func (s *Server) handle(ctx context.Context, nc net.Conn, log *slog.Logger, p *s
 			return refuse(err.Error())
 		}
 		path = route.Path
+		if route.Linger != 0 {
+			policy.linger = route.Linger
+		}
+		policy.replace = policy.replace || route.Replace
 		if route.Publisher != nil {
 			p = route.Publisher
 		}
@@ -138,7 +143,7 @@ func (s *Server) handle(ctx context.Context, nc net.Conn, log *slog.Logger, p *s
 		}
 	}
 	log = log.With("path", path)
-	st, o, resumed, err := s.acquire(ctx, p, path, key, nc)
+	st, o, resumed, err := s.acquire(ctx, p, policy, path, key, nc)
 	switch {
 	case errors.Is(err, errLive):
 		return refuse(err.Error())

@@ -90,3 +90,44 @@ func TestRoute(t *testing.T) {
 		t.Errorf("route b's broadcast: %v", err)
 	}
 }
+
+// TestRouteLingerReplace: a route's Linger and Replace apply to its
+// publishes where the server's would not: a second publisher of the key
+// takes over, and when it drops the broadcast lingers.
+func TestRouteLingerReplace(t *testing.T) {
+	ctx := testkit.Context(t, 30*time.Second)
+	var pub *sdk.Publisher
+	srv := startServer(t, Config{Linger: -1, Route: func(req PublishRequest) (PublishRoute, error) {
+		return PublishRoute{Publisher: pub, Path: "r/" + req.Key, Linger: time.Minute, Replace: true}, nil
+	}})
+	pub = sdk.NewPublisher(srv.origin, sdk.PublisherOptions{})
+	t.Cleanup(pub.Close)
+	u, _ := url.Parse(srv.url + "/live#k")
+	first, err := newTestPublisher(ctx, t, u, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer first.c.Close()
+	if err := first.send(0, 0, 10); err != nil {
+		t.Fatal(err)
+	}
+	b, err := sdk.WaitBroadcast(ctx, srv.origin, "r/k", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := newTestPublisher(ctx, t, u, nil)
+	if err != nil {
+		t.Fatalf("the route's Replace did not let a second publisher in: %v", err)
+	}
+	if err := second.send(0, 10, 20); err != nil {
+		t.Fatal(err)
+	}
+	srv.log.WaitLog(t, 5*time.Second, "rtmp: a new publisher replaces the live one", "path=r/k")
+	second.c.Close()
+	srv.log.WaitLog(t, 5*time.Second, "rtmp: publisher gone; the broadcast waits for it to return", "path=r/k", "linger=1m0s")
+	select {
+	case <-b.Done():
+		t.Error("the broadcast ended instead of lingering")
+	default:
+	}
+}

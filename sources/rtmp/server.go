@@ -130,6 +130,12 @@ type PublishRoute struct {
 	// connection is closed and its broadcast ends at once, without
 	// lingering (the route was taken away).
 	Context context.Context
+	// Linger, if not 0, replaces Config.Linger for the broadcast
+	// (negative: it ends at once when its publisher drops).
+	Linger time.Duration
+	// Replace, if set, lets this publish take over from the one live at
+	// its path, as Config.Replace does for every publish.
+	Replace bool
 }
 
 // Server is an RTMP server that publishes what clients send as broadcasts:

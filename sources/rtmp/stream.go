@@ -27,8 +27,11 @@ type stream struct {
 	path string
 	key  string
 	pub  *sdk.Publisher // what started b (Config.Route may pick one per publish)
-	b    *sdk.Broadcast // nil for a pulled stream, whose Source is run on a writer
-	w    *sdk.BroadcastWriter
+	// linger is how long it waits for its publisher to return
+	// (Config.Linger, or its route's).
+	linger time.Duration
+	b      *sdk.Broadcast // nil for a pulled stream, whose Source is run on a writer
+	w      *sdk.BroadcastWriter
 
 	// Guarded by Server.mu.
 	owner     *owner      // the connection feeding it; nil while it lingers
@@ -47,6 +50,13 @@ type stream struct {
 type liveTrack struct {
 	w  *sdk.TrackWriter
 	tc *trackClock
+}
+
+// streamPolicy is how a publish treats its stream: the linger of a new
+// one, and whether it takes over from a live publisher.
+type streamPolicy struct {
+	linger  time.Duration
+	replace bool
 }
 
 // owner is a connection feeding a stream; released is closed once it let
@@ -71,7 +81,7 @@ func (st *stream) ended() bool {
 // or the lingering one when the same key returns (resumed is then true).
 // A stream fed by another connection is refused with errLive, or, with
 // Config.Replace, taken over once that connection let go of it.
-func (s *Server) acquire(ctx context.Context, p *sdk.Publisher, path, key string, nc net.Conn) (st *stream, o *owner, resumed bool, err error) {
+func (s *Server) acquire(ctx context.Context, p *sdk.Publisher, policy streamPolicy, path, key string, nc net.Conn) (st *stream, o *owner, resumed bool, err error) {
 	o = &owner{conn: nc, released: make(chan struct{})}
 	for {
 		s.mu.Lock()
@@ -91,7 +101,7 @@ func (s *Server) acquire(ctx context.Context, p *sdk.Publisher, path, key string
 				s.mu.Unlock()
 				return nil, nil, false, err
 			}
-			st = &stream{path: path, key: key, pub: p, b: b, w: b.Writer(), owner: o}
+			st = &stream{path: path, key: key, pub: p, linger: policy.linger, b: b, w: b.Writer(), owner: o}
 			s.streams[path] = st
 			s.mu.Unlock()
 			return st, o, false, nil
@@ -104,7 +114,7 @@ func (s *Server) acquire(ctx context.Context, p *sdk.Publisher, path, key string
 			st.clock.resume()
 			s.mu.Unlock()
 			return st, o, true, nil
-		case !s.cfg.Replace, st.pub != p:
+		case !policy.replace, st.pub != p:
 			// Another route's broadcast is never taken over.
 			s.mu.Unlock()
 			return nil, nil, false, errLive
@@ -141,7 +151,7 @@ func (s *Server) release(st *stream, o *owner, endNow bool) {
 		s.mu.Unlock()
 		return
 	}
-	if s.cfg.Linger <= 0 || endNow || st.ended() {
+	if st.linger <= 0 || endNow || st.ended() {
 		s.dropLocked(st)
 		s.mu.Unlock()
 		st.b.End()
@@ -149,9 +159,9 @@ func (s *Server) release(st *stream, o *owner, endNow bool) {
 	}
 	st.lingerGen++
 	gen := st.lingerGen
-	st.timer = time.AfterFunc(s.cfg.Linger, func() { s.lingerEnded(st, gen) })
+	st.timer = time.AfterFunc(st.linger, func() { s.lingerEnded(st, gen) })
 	s.mu.Unlock()
-	s.log.Info("rtmp: publisher gone; the broadcast waits for it to return", "path", st.path, "linger", s.cfg.Linger)
+	s.log.Info("rtmp: publisher gone; the broadcast waits for it to return", "path", st.path, "linger", st.linger)
 }
 
 // lingerEnded ends a stream whose publisher did not return in time.
@@ -164,7 +174,7 @@ func (s *Server) lingerEnded(st *stream, gen int) {
 	s.dropLocked(st)
 	s.mu.Unlock()
 	st.b.End()
-	s.log.Info("rtmp: broadcast ended: its publisher did not return", "path", st.path, "linger", s.cfg.Linger)
+	s.log.Info("rtmp: broadcast ended: its publisher did not return", "path", st.path, "linger", st.linger)
 }
 
 // dropLocked forgets st (s.mu held); the caller ends its broadcast.
