@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sort"
+	"time"
 
 	"github.com/moqbridge/moqbridge/moq"
 	"github.com/moqbridge/moqbridge/sdk"
@@ -125,6 +126,13 @@ type RTMPRoute struct {
 	PathTemplate string
 	// Keys, when not empty, are the only stream keys accepted.
 	Keys []string
+	// Linger is how long a broadcast whose publisher dropped waits for
+	// the same stream key to return and continue it (0: the default of
+	// sources/rtmp, 5 s; negative: it ends at once).
+	Linger time.Duration
+	// Replace lets a new publisher of a live path take over from the one
+	// there (whose connection is closed) instead of being refused.
+	Replace bool
 }
 
 // Registry holds the source and sink kinds a configuration may name.

@@ -89,7 +89,7 @@ func (h *rtmpHub) route(req rtmp.PublishRequest) (rtmp.PublishRoute, error) {
 		return rtmp.PublishRoute{}, errors.New("stream key not allowed")
 	}
 	path := strings.NewReplacer("{app}", req.App, "{key}", req.Key).Replace(hr.route.PathTemplate)
-	return rtmp.PublishRoute{Publisher: hr.pub, Path: path, Context: hr.ctx}, nil
+	return rtmp.PublishRoute{Publisher: hr.pub, Path: path, Context: hr.ctx, Linger: hr.route.Linger, Replace: hr.route.Replace}, nil
 }
 
 // keyIn reports whether key is one of keys, comparing each in constant
