@@ -58,4 +58,25 @@
 // can tell a broadcast that was lost from one that finished.
 // Session.WaitWanted tells a publisher whether the relay asks for its path
 // at all (MOQ Lite has no message refusing an announcement).
+//
+// # The relay's HTTP side
+//
+// Beside the WebSocket fallback, a Server answers plain HTTP on its TCP
+// port (ServerConfig.TCP) and over HTTP/3 on its UDP port, as the
+// reference relay does; every response may be read cross-origin:
+//
+//   - GET /certificate.sha256: the certificate's SHA-256 in hex.
+//   - GET /announced[/PREFIX]: the broadcasts live under PREFIX, one per
+//     line relative to PREFIX, scoped by the jwt query parameter exactly
+//     like the announcements of a session whose URL path is PREFIX (401
+//     without a token that allows subscribing there).
+//   - GET /fetch/BROADCAST/TRACK?group=latest|N&frame=chunked|N: one group
+//     of a track, its frames concatenated (or frame N alone), streamed
+//     as they come; it waits up to 30 s for a group that is not there
+//     yet (504 then), 404 for what does not exist, scoped like a session
+//     subscribing from BROADCAST.
+//   - anything else: a landing page (404) with the URLs to connect to.
+//
+// ReloadCertificate swaps the certificate for new connections, and Stats
+// reports relay-wide counters for metrics.
 package protocol

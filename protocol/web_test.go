@@ -216,6 +216,16 @@ func TestWebFetch(t *testing.T) {
 			t.Errorf("GET %s: %d, want 404", path, rsp.StatusCode)
 		}
 	}
+	// A broadcast a peer publishes: its tracks are asked of the peer.
+	_, _, remote := publishTrack(t, ctx, srv, "websocket", "live/remote", "video")
+	waitAnnounced(t, ctx, srv.Origin(), "live/remote")
+	writeGroup(t, remote, 4, 2)
+	wantWeb(t, ctx, srv, "/fetch/live/remote/video", http.StatusOK, groupBytes(4, 2))
+	wantWeb(t, ctx, srv, "/fetch/live/remote/video?group=4&frame=1", http.StatusOK, string(frameBytes(4, 1)))
+	if rsp, _ := webGet(t, ctx, srv, "/fetch/live/remote/audio"); rsp.StatusCode != http.StatusNotFound {
+		t.Errorf("a track the peer does not have: %d, want 404", rsp.StatusCode)
+	}
+
 	long := strings.Repeat("x", DefaultLimits.MaxPathLength+1)
 	for path, status := range map[string]int{
 		"/fetch/video":                                        http.StatusBadRequest,
