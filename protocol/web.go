@@ -330,8 +330,11 @@ func findGroup(ctx context.Context, b *moq.BroadcastReader, track string, fq fet
 		gr, err := tr.NextGroup(ctx)
 		return tr, gr, err
 	}
-	// The groups cached now are handed out at once (arrival order); what
-	// the track had seen before they were looked at is then settled.
+	// First the groups cached now. NextArrival hands out a group that is
+	// there before it looks at its context, so with one already cancelled
+	// it returns every cached group (in arrival order), then
+	// context.Canceled. Latest is read before: a group the track had seen
+	// by then and that is not among them is gone.
 	latest, seen := tr.Latest()
 	cached, stop := context.WithCancel(ctx)
 	stop()
