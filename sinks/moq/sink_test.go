@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -14,6 +16,7 @@ import (
 	"github.com/moqbridge/moqbridge/internal/testkit"
 	"github.com/moqbridge/moqbridge/moq"
 	"github.com/moqbridge/moqbridge/protocol"
+	"github.com/moqbridge/moqbridge/protocol/auth"
 	"github.com/moqbridge/moqbridge/sdk"
 )
 
@@ -271,5 +274,41 @@ func TestSinkPermanentErrors(t *testing.T) {
 	}
 	if err := sink.Forward(ctx, local.bw.Reader(), "live/z"); !sdk.IsPermanent(err) {
 		t.Errorf("an invalid remote path: %v, want a permanent error", err)
+	}
+}
+
+// TestSinkRefusedToken: a relay that refuses the connection's token is a
+// permanent error, not something to retry.
+func TestSinkRefusedToken(t *testing.T) {
+	ctx := testkit.Context(t, 30*time.Second)
+	key, err := auth.GenerateKey("HS256")
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyFile := filepath.Join(t.TempDir(), "key.jwk")
+	if err := os.WriteFile(keyFile, key, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	az, err := auth.New(auth.Config{KeyFiles: []string{keyFile}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := protocol.NewServer(protocol.ServerConfig{Addr: "127.0.0.1:0", Auth: az})
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ctx) }()
+	defer func() {
+		_ = srv.Close()
+		<-served
+	}()
+	local := startLocal(t, ctx, "live/z", 20*time.Millisecond)
+	sink, err := New(Config{URL: fmt.Sprintf("https://%s/?jwt=not-a-token", srv.Addr()), Dial: []protocol.DialOption{protocol.WithFingerprint(srv.Fingerprint())}, Backoff: fastBackoff})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sink.Forward(ctx, local.bw.Reader(), "live/z"); !sdk.IsPermanent(err) {
+		t.Errorf("a refused token: %v, want a permanent error", err)
 	}
 }
