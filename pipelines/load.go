@@ -178,10 +178,28 @@ func yamlProblem(file string, err error) Problem {
 		if num, text, ok := strings.Cut(rest, ": "); ok {
 			if n, err := strconv.Atoi(num); err == nil {
 				line, msg = n, text
+				if yamlParserProblems[msg] {
+					line++ // yaml/v3 reports the parser's 0-based line for these
+				}
 			}
 		}
 	}
 	return Problem{Pos: Position{File: file, Line: line}, Msg: "invalid YAML: " + msg}
+}
+
+// yamlParserProblems are the messages of yaml/v3's parser (as opposed
+// to its scanner), whose line it reports counting from 0.
+var yamlParserProblems = map[string]bool{
+	"did not find expected ',' or ']'":       true,
+	"did not find expected ',' or '}'":       true,
+	"did not find expected '-' indicator":    true,
+	"did not find expected <document start>": true,
+	"did not find expected key":              true,
+	"did not find expected node content":     true,
+	"found duplicate %TAG directive":         true,
+	"found duplicate %YAML directive":        true,
+	"found incompatible YAML document":       true,
+	"found undefined tag handle":             true,
 }
 
 // loader decodes one configuration.
@@ -402,14 +420,18 @@ func (l *loader) pipeline(nameNode, n *yaml.Node) *Pipeline {
 		l.add(nameNode, path, "missing path: where the source publishes (e.g. path: live/cam)")
 	}
 	if hasPath {
+		decoded := l.count()
 		l.decode(pathE.value, reflect.ValueOf(&p.Path).Elem(), path+".path")
-		if p.Path != "" || isNull(pathE.value) {
+		if l.count() == decoded {
 			l.checkPath(pathE.value, path+".path", &p.Path)
 		}
 	}
 	if hasFrom && !hasSource {
+		decoded := l.count()
 		l.decode(from.value, reflect.ValueOf(&p.From).Elem(), path+".from")
-		l.checkPattern(from.value, path+".from", &p.From)
+		if l.count() == decoded {
+			l.checkPattern(from.value, path+".from", &p.From)
+		}
 		if !hasSinks || len(deref(sinks.value).Content) == 0 {
 			l.add(from.key, path+".sinks", "a from pipeline needs at least one sink")
 		}
