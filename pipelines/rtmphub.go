@@ -7,9 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"strings"
 	"sync"
 
+	"github.com/moqbridge/moqbridge/moq"
+	"github.com/moqbridge/moqbridge/protocol/auth"
 	"github.com/moqbridge/moqbridge/sdk"
 	"github.com/moqbridge/moqbridge/sources/rtmp"
 )
@@ -17,15 +20,26 @@ import (
 // rtmpHub is the shared RTMP listener of the "rtmp:" section: one
 // sources/rtmp server per configured address (RTMP, RTMPS), whose
 // publishes are routed by RTMP application to the pipeline that routes
-// that application (RTMPRouter). The route table outlives the
-// listeners: a restart of the listeners (a changed "rtmp:" section)
-// keeps every pipeline's route.
+// that application (RTMPRouter), or to the route of "*"; a publish no
+// route takes is refused, and logged with its application. The route table
+// outlives the listeners: a restart of the listeners (a changed "rtmp:"
+// section) keeps every pipeline's route.
+//
+// Who may publish: a stream key in the route's Keys; without "server.auth",
+// any key when Keys is empty; with it, any other key needs what a MOQ
+// publisher needs at the broadcast's path: a token (KEY?jwt=TOKEN, or the
+// token as the stream key) allowing publishing there, or a path under the
+// public prefix.
 type rtmpHub struct {
 	log *slog.Logger
 
 	mu      sync.Mutex
 	routes  map[string]*hubRoute // by application; "*" takes the others
 	servers []*hubServer
+	// auth is the relay's authorizer ("server.auth"), nil when off: a
+	// publish whose stream key the route's Keys do not allow then needs
+	// a token allowing publishing at its path.
+	auth *auth.Authorizer
 }
 
 // hubRoute is a route a running pipeline holds.
@@ -85,11 +99,80 @@ func (h *rtmpHub) route(req rtmp.PublishRequest) (rtmp.PublishRoute, error) {
 	if hr == nil {
 		return rtmp.PublishRoute{}, fmt.Errorf("no pipeline takes the RTMP application %q", req.App)
 	}
-	if len(hr.route.Keys) > 0 && !keyIn(req.Key, hr.route.Keys) {
+	path := strings.NewReplacer("{app}", req.App, "{key}", req.Key).Replace(hr.route.PathTemplate)
+	switch {
+	case len(hr.route.Keys) > 0 && keyIn(req.Key, hr.route.Keys):
+	case h.authorizer() != nil:
+		if err := tokenAllows(h.authorizer(), req, path); err != nil {
+			return rtmp.PublishRoute{}, err
+		}
+	case len(hr.route.Keys) > 0:
 		return rtmp.PublishRoute{}, errors.New("stream key not allowed")
 	}
-	path := strings.NewReplacer("{app}", req.App, "{key}", req.Key).Replace(hr.route.PathTemplate)
 	return rtmp.PublishRoute{Publisher: hr.pub, Path: path, Context: hr.ctx, Linger: hr.route.Linger, Replace: hr.route.Replace}, nil
+}
+
+func (h *rtmpHub) authorizer() *auth.Authorizer {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.auth
+}
+
+// setAuth makes az (nil: none) decide on the publishes the routes' Keys
+// do not allow.
+func (h *rtmpHub) setAuth(az *auth.Authorizer) {
+	h.mu.Lock()
+	h.auth = az
+	h.mu.Unlock()
+}
+
+// tokenAllows decides, with the relay's JWT keys, on a publish at path
+// whose stream key no route key allows, as the relay decides on a MOQ
+// publisher: the token is the stream key's jwt parameter (OBS stream key
+// alice?jwt=TOKEN) or the whole stream key when it is a JWT, and must
+// allow publishing at path; without one, the public prefix applies.
+func tokenAllows(az *auth.Authorizer, req rtmp.PublishRequest, path string) error {
+	token := req.Query.Get("jwt")
+	if token == "" && looksLikeJWT(req.Key) {
+		token = req.Key
+	}
+	u := &url.URL{Path: "/"}
+	if token != "" {
+		u.RawQuery = url.Values{"jwt": {token}}.Encode()
+	}
+	g, err := az.Authorize(u)
+	switch {
+	case err != nil && token == "":
+		return errors.New("stream key not allowed, and it carries no token (KEY?jwt=TOKEN)")
+	case err != nil:
+		return err
+	}
+	for _, prefix := range g.Publish {
+		if moq.HasPathPrefix(moq.CleanPath(path), prefix) {
+			return nil
+		}
+	}
+	if token == "" {
+		return fmt.Errorf("stream key not allowed, and %s is outside the public prefix (a token in the stream key, KEY?jwt=TOKEN, allows it)", path)
+	}
+	return fmt.Errorf("the token does not allow publishing at %s", path)
+}
+
+// looksLikeJWT reports whether s has the shape of a compact JWS: three
+// base64url parts, the first starting like a JSON object ("eyJ").
+func looksLikeJWT(s string) bool {
+	parts := strings.Split(s, ".")
+	if len(parts) != 3 || !strings.HasPrefix(parts[0], "eyJ") {
+		return false
+	}
+	for _, p := range parts {
+		if strings.IndexFunc(p, func(c rune) bool {
+			return !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_')
+		}) >= 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // keyIn reports whether key is one of keys, comparing each in constant

@@ -3,7 +3,10 @@ package pipelines
 import (
 	"context"
 	"encoding/hex"
+	"log/slog"
 	"net/url"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -11,6 +14,9 @@ import (
 	"github.com/bluenviron/gortmplib/pkg/codecs"
 
 	"github.com/moqbridge/moqbridge/internal/testkit"
+	"github.com/moqbridge/moqbridge/moq"
+	"github.com/moqbridge/moqbridge/sdk"
+	"github.com/moqbridge/moqbridge/sources/rtmp"
 )
 
 // rtmpPublisher is a gortmplib client publishing generated H.264, a
@@ -140,4 +146,80 @@ func TestRTMPHub(t *testing.T) {
 	cancelPubs()
 	<-pa.done
 	<-pb2.done
+}
+
+// TestRTMPHubRouting: the route table, without a network. A publish goes
+// to its application's route (or "*"), at the route's path template, with
+// the route's Linger and Replace; a second route of one application is
+// refused permanently; a route's Keys decide, and with the relay's auth
+// on, a key they do not allow needs the public prefix (or a token).
+func TestRTMPHubRouting(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	h := newRTMPHub(slog.New(slog.DiscardHandler))
+	origin := moq.NewOrigin()
+	defer origin.Close()
+	p := sdk.NewPublisher(origin, sdk.PublisherOptions{})
+	defer p.Close()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+	routes := []RTMPRoute{
+		{App: "live", PathTemplate: "in/{key}", Linger: time.Second, Replace: true},
+		{App: "studio", Keys: []string{"s3cret"}},
+		{App: "*", PathTemplate: "other/{app}-{key}"},
+	}
+	for _, rt := range routes {
+		wg.Go(func() { _ = h.Route(ctx, rt, p) })
+	}
+	waitFor(t, "the routes", func() bool { h.mu.Lock(); defer h.mu.Unlock(); return len(h.routes) == 3 })
+	if err := h.Route(ctx, RTMPRoute{App: "live"}, p); !sdk.IsPermanent(err) {
+		t.Errorf("a second route of live: %v, want a permanent error", err)
+	}
+
+	route := func(app, key string, query url.Values) (string, error) {
+		pr, err := h.route(rtmp.PublishRequest{App: app, Key: key, Query: query})
+		if err == nil && pr.Publisher != p {
+			t.Errorf("%s/%s: routed to another publisher", app, key)
+		}
+		return pr.Path, err
+	}
+	for _, c := range []struct{ app, key, path, err string }{
+		{"live", "cam", "in/cam", ""},
+		{"studio", "s3cret", "studio/s3cret", ""},
+		{"studio", "guess", "", "stream key not allowed"},
+		{"else", "x", "other/else-x", ""},
+	} {
+		path, err := route(c.app, c.key, nil)
+		if path != c.path || (err == nil) != (c.err == "") || (err != nil && !strings.Contains(err.Error(), c.err)) {
+			t.Errorf("%s/%s: %q, %v; want %q, %q", c.app, c.key, path, err, c.path, c.err)
+		}
+	}
+	if pr, _ := h.route(rtmp.PublishRequest{App: "live", Key: "cam"}); pr.Linger != time.Second || !pr.Replace || pr.Context != ctx {
+		t.Errorf("live's route: %+v", pr)
+	}
+
+	public := "in"
+	az, err := authOf(ServerConfig{Auth: AuthConfig{Public: &public}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.setAuth(az)
+	if path, err := route("live", "cam", nil); err != nil || path != "in/cam" {
+		t.Errorf("a path under the public prefix: %q, %v", path, err)
+	}
+	if _, err := route("else", "x", nil); err == nil || !strings.Contains(err.Error(), "outside the public prefix") {
+		t.Errorf("a path outside the public prefix: %v", err)
+	}
+	if _, err := route("else", "x", url.Values{"jwt": {"eyJhbGciOiJIUzI1NiJ9.e30.sig"}}); err == nil {
+		t.Error("an unverifiable token was accepted")
+	}
+	if path, err := route("studio", "s3cret", nil); err != nil || path != "studio/s3cret" {
+		t.Errorf("a route key with auth on: %q, %v", path, err)
+	}
+	cancel()
+	wg.Wait()
+	if _, err := route("live", "cam", nil); err == nil || !strings.Contains(err.Error(), "no pipeline takes") {
+		t.Errorf("after the routes ended: %v", err)
+	}
 }

@@ -184,6 +184,12 @@ func (r *Runner) start(cfg *Config) error {
 		}
 		r.relay = relay
 	}
+	az, err := authOf(cfg.Server)
+	if err != nil {
+		r.stopRelay()
+		return err
+	}
+	r.hub.setAuth(az)
 	if err := r.hub.configure(cfg.RTMP, r.rtmpsCertificate(cfg)); err != nil {
 		r.stopRelay()
 		return err
@@ -245,6 +251,13 @@ func (r *Runner) Reload(cfg *Config) error {
 			} else {
 				r.relay = relay
 			}
+		}
+	}
+	if relayChanged {
+		if az, err := authOf(cfg.Server); err != nil {
+			errs = append(errs, err) // and RTMP keeps the keys it had
+		} else {
+			r.hub.setAuth(az)
 		}
 	}
 	rtmpsCertChanged := relayChanged && cfg.RTMP != nil && cfg.RTMP.RTMPS != ""

@@ -48,15 +48,26 @@ func (r *Runner) relayConfig(sc ServerConfig) (protocol.ServerConfig, error) {
 	default:
 		return cfg, fmt.Errorf("server.tcp: %q is not one of http, https, off", sc.TCP)
 	}
-	a := sc.Auth
-	if len(a.Keys) > 0 || len(a.Secrets) > 0 || a.Public != nil {
-		az, err := auth.New(auth.Config{KeyFiles: a.Keys, SecretFiles: a.Secrets, PublicPrefix: a.Public})
-		if err != nil {
-			return cfg, fmt.Errorf("server.auth: %w", err)
-		}
-		cfg.Auth = az
+	az, err := authOf(sc)
+	if err != nil {
+		return cfg, err
 	}
+	cfg.Auth = az
 	return cfg, nil
+}
+
+// authOf returns the authorizer of "server.auth", nil when it names no
+// keys, secrets or public prefix.
+func authOf(sc ServerConfig) (*auth.Authorizer, error) {
+	a := sc.Auth
+	if len(a.Keys) == 0 && len(a.Secrets) == 0 && a.Public == nil {
+		return nil, nil
+	}
+	az, err := auth.New(auth.Config{KeyFiles: a.Keys, SecretFiles: a.Secrets, PublicPrefix: a.Public})
+	if err != nil {
+		return nil, fmt.Errorf("server.auth: %w", err)
+	}
+	return az, nil
 }
 
 // startRelay opens the relay's socket and serves it until stopRelay; a
