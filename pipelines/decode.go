@@ -202,6 +202,10 @@ func (ps *problems) decode(n *yaml.Node, v reflect.Value, path string) {
 	if n == nil {
 		return
 	}
+	if !v.CanSet() {
+		ps.add(n, path, "cannot be set: the options type hides it (an unexported embedded pointer)")
+		return
+	}
 	t := v.Type()
 	if isNull(n) {
 		switch t.Kind() {
@@ -407,6 +411,9 @@ func (ps *problems) decodeStruct(n *yaml.Node, v reflect.Value, path string) {
 		fv := v
 		for _, x := range fields[i].index {
 			if fv.Kind() == reflect.Pointer {
+				if fv.IsNil() && !fv.CanSet() {
+					break // decode reports it
+				}
 				if fv.IsNil() {
 					fv.Set(reflect.New(fv.Type().Elem()))
 				}

@@ -99,6 +99,9 @@ func ParseWith(data []byte, file string, reg *Registry, opts LoadOptions) (*Conf
 		ps.add(nil, "", "the file is larger than %d bytes", MaxConfigSize)
 		return nil, ps.err()
 	}
+	if reg == nil {
+		reg = NewRegistry()
+	}
 	lookupEnv := opts.LookupEnv
 	if lookupEnv == nil {
 		lookupEnv = os.LookupEnv

@@ -382,3 +382,48 @@ func (o *dirOptions) Validate() error { return errors.New("Validate called inste
 func (o *dirOptions) ValidateDir(dir string) error {
 	return &FieldError{Field: "file", Err: errors.New(filepath.Join(dir, o.File) + " does not exist")}
 }
+
+type CommonOptions struct {
+	Level int `yaml:"level"`
+}
+
+type hiddenOptions struct {
+	Note string `yaml:"note"`
+}
+
+type inlineOptions struct {
+	CommonOptions  `yaml:",inline"`
+	*hiddenOptions `yaml:",inline"`
+	Name           string
+	Skipped        string `yaml:"-"`
+	Any            any    `yaml:"any"`
+}
+
+// TestInlineOptions: inline structs contribute their keys; a field the
+// decoder cannot set is a problem, not a panic; untagged fields take
+// their lowercased name; "-" is no key.
+func TestInlineOptions(t *testing.T) {
+	reg := NewRegistry()
+	if err := reg.AddSink(SinkKind{Name: "k", Options: func() any { return &inlineOptions{} }, New: testRegistry().sinks["record"].New}); err != nil {
+		t.Fatal(err)
+	}
+	parse := func(opts string) (*Config, error) {
+		return Parse([]byte("pipelines:\n  p:\n    from: a\n    sinks: [k: "+opts+"]\n"), "", reg)
+	}
+	cfg, err := parse("{level: 3, name: x, any: [1, b]}")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := cfg.Pipelines[0].Sinks[0].Options.(*inlineOptions)
+	if got.Level != 3 || got.Name != "x" || !reflect.DeepEqual(got.Any, []any{1, "b"}) {
+		t.Errorf("got %+v", got)
+	}
+	for opts, want := range map[string]string{
+		"{note: y}":    "4:23: pipelines.p.sinks[0].k.note: cannot be set",
+		"{skipped: y}": `4:17: pipelines.p.sinks[0].k.skipped: unknown key "skipped"`,
+	} {
+		if _, err := parse(opts); err == nil || !strings.HasPrefix(err.Error(), want) {
+			t.Errorf("%s: got %v, want %s…", opts, err, want)
+		}
+	}
+}
