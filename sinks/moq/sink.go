@@ -86,7 +86,9 @@ type Counters struct {
 }
 
 // Sink pushes a broadcast to a remote relay. It is an sdk.Sink; Forward
-// does the same with a moq broadcast. Counters may be read at any time.
+// does the same with a moq broadcast. It pushes one broadcast at a time
+// (make one Sink per broadcast); Counters may be read at any time and add
+// up over the sink's runs.
 type Sink struct {
 	cfg Config
 	log *slog.Logger
@@ -189,15 +191,12 @@ func (s *Sink) Forward(ctx context.Context, b *moq.BroadcastReader, path string)
 		return err
 	}
 	defer client.Close()
-	defer s.setSession(nil)
 	var sess *protocol.Session
+	defer s.setSession(nil)
 	first := true
 	for {
 		next, changed := client.Session()
 		if next != sess {
-			if sess != nil {
-				s.dropped.Add(sess.Stats().GroupsDropped)
-			}
 			sess = next
 			s.setSession(sess)
 			if sess != nil {
@@ -230,9 +229,13 @@ func (s *Sink) Forward(ctx context.Context, b *moq.BroadcastReader, path string)
 	}
 }
 
-// setSession records the current session, and whether there is one.
+// setSession records the current session, and whether there is one; the
+// groups the one before dropped are kept in the total.
 func (s *Sink) setSession(sess *protocol.Session) {
 	s.mu.Lock()
+	if s.sess != nil {
+		s.dropped.Add(s.sess.Stats().GroupsDropped)
+	}
 	s.sess = sess
 	s.mu.Unlock()
 	s.connected.Store(sess != nil)
