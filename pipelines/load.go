@@ -267,6 +267,14 @@ func at(section *yaml.Node, key string) *yaml.Node {
 	return deref(section)
 }
 
+// item is the i-th item of a list for a problem about it, or the list.
+func item(list *yaml.Node, i int) *yaml.Node {
+	if list = deref(list); list.Kind == yaml.SequenceNode && i < len(list.Content) {
+		return deref(list.Content[i])
+	}
+	return list
+}
+
 func (l *loader) checkOneOf(section *yaml.Node, path, key, value string, valid ...string) {
 	if indexOf(valid, value) < 0 {
 		l.add(at(section, key), path+"."+key, "%q is not one of %s", value, strings.Join(valid, ", "))
@@ -292,13 +300,9 @@ func (l *loader) checkServer(n *yaml.Node) {
 	l.checkOneOf(n, "server", "tcp", s.TCP, "http", "https", "off")
 	l.checkAddr(at(n, "listen"), "server.listen", s.Listen)
 	if (s.Cert == "") != (s.Key == "") {
-		missing := "key"
+		present, missing := "cert", "key"
 		if s.Cert == "" {
-			missing = "cert"
-		}
-		present := "cert"
-		if s.Cert == "" {
-			present = "key"
+			present, missing = missing, present
 		}
 		l.add(keyNode(n, present), "server."+missing, "cert and key go together: both PEM files, or neither for a generated development certificate")
 	}
@@ -316,7 +320,7 @@ func (l *loader) checkServer(n *yaml.Node) {
 		if o == "*" || err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != "" && (u.Path == "" || u.Path == "/") && u.RawQuery == "" {
 			continue
 		}
-		l.add(at(at(n, "allow_origins"), ""), indexKey("server.allow_origins", i), "expected an origin like https://app.example, got %q", o)
+		l.add(item(at(n, "allow_origins"), i), indexKey("server.allow_origins", i), "expected an origin like https://app.example, got %q", o)
 	}
 	lim := s.Limits
 	limNode := at(n, "limits")
