@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -424,6 +425,26 @@ func TestInlineOptions(t *testing.T) {
 	} {
 		if _, err := parse(opts); err == nil || !strings.HasPrefix(err.Error(), want) {
 			t.Errorf("%s: got %v, want %s…", opts, err, want)
+		}
+	}
+}
+
+// TestReferenceDocumented: the config reference names every key of the
+// sections and of a pipeline, and no key the schema lacks.
+func TestReferenceDocumented(t *testing.T) {
+	doc, err := os.ReadFile("testdata/reference.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := ReferenceKeys(nil)
+	for _, k := range keys {
+		if !strings.Contains(string(doc), "`"+k+"`") && !strings.Contains(string(doc), "`"+k+".") {
+			t.Errorf("the reference does not document %s", k)
+		}
+	}
+	for _, m := range regexp.MustCompile("`((?:server|rtmp|admin|log|pipelines)(?:\\.[a-zA-Z_]+)+)`").FindAllStringSubmatch(string(doc), -1) {
+		if indexOf(keys, m[1]) < 0 {
+			t.Errorf("the reference documents %s, which the schema does not have", m[1])
 		}
 	}
 }
