@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"go.yaml.in/yaml/v3"
 
@@ -108,7 +109,7 @@ func ParseWith(data []byte, file string, reg *Registry, opts LoadOptions) (*Conf
 	}
 	root, err := parseYAML(data)
 	if err != nil {
-		ps.list = append(ps.list, yamlProblem(file, err))
+		ps.list = append(ps.list, yamlProblem(file, data, err))
 		return nil, ps.err()
 	}
 	cfg := &Config{
@@ -170,12 +171,21 @@ func (e *yamlPosError) Error() string { return e.msg }
 
 // yamlProblem turns a yaml/v3 syntax error ("yaml: line 3: mapping values
 // are not allowed in this context") into a Problem at that line.
-func yamlProblem(file string, err error) Problem {
+func yamlProblem(file string, data []byte, err error) Problem {
 	var pe *yamlPosError
 	if errors.As(err, &pe) {
 		return Problem{Pos: Position{File: file, Line: pe.line}, Msg: pe.msg}
 	}
 	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	if name, ok := strings.CutPrefix(msg, "unknown anchor '"); ok {
+		// yaml/v3 gives no position for this one: find the alias.
+		name = strings.TrimSuffix(name, "' referenced")
+		if i := bytes.Index(data, []byte("*"+name)); i >= 0 {
+			line := 1 + bytes.Count(data[:i], []byte("\n"))
+			col := 1 + utf8.RuneCount(data[bytes.LastIndexByte(data[:i], '\n')+1:i])
+			return Problem{Pos: Position{File: file, Line: line, Col: col}, Msg: fmt.Sprintf("invalid YAML: alias *%s names no anchor (&%s) defined before it", name, name)}
+		}
+	}
 	line := 0
 	if rest, ok := strings.CutPrefix(msg, "line "); ok {
 		if num, text, ok := strings.Cut(rest, ": "); ok {
