@@ -146,7 +146,19 @@ func probe(ctx context.Context, url, prefix string, named []string, duration, co
 	defer consume.Close()
 	dialCtx, cancel := context.WithTimeout(ctx, connectTime)
 	defer cancel()
-	sess, err := protocol.Dial(dialCtx, url, append(opts, protocol.WithConsume(consume), protocol.WithAnnounceInterest(prefix),
+	// The relay announces what is under the prefix, and the broadcasts
+	// named wherever they are; interests must not overlap, or the relay
+	// announces a broadcast twice and the second replaces the first.
+	interest := []string{prefix}
+	wanted := slices.Clone(named)
+	slices.SortFunc(wanted, func(a, b string) int { return len(a) - len(b) }) // "live" before "live/a"
+	for _, p := range wanted {
+		p = moq.CleanPath(p)
+		if !slices.ContainsFunc(interest, func(q string) bool { return moq.HasPathPrefix(p, q) }) {
+			interest = append(interest, p)
+		}
+	}
+	sess, err := protocol.Dial(dialCtx, url, append(opts, protocol.WithConsume(consume), protocol.WithAnnounceInterest(interest...),
 		protocol.WithLogger(slog.Default()))...)
 	if err != nil {
 		return nil, explainProbeDial(ctx, dialCtx, url, connectTime, err)

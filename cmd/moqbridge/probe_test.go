@@ -90,6 +90,12 @@ func TestProbe(t *testing.T) {
 		t.Errorf("tracks %+v: want an H.264 video track with its size and an Opus audio track", report.Broadcasts[0].Tracks)
 	}
 
+	code, stdout, stderr = runCLI(t, ctx, "probe", "--fingerprint", fp, "--duration", "0", "--prefix", "other", url, "test/aac")
+	if code != 0 || !strings.Contains(stdout, `announced  0 broadcasts under "other"`) || !strings.Contains(stdout, "broadcast test/aac") ||
+		!strings.Contains(stdout, "mp4a.40.2") {
+		t.Errorf("a named broadcast outside --prefix: exit status %d, %q, %q", code, stdout, stderr)
+	}
+
 	code, _, stderr = runCLI(t, ctx, "probe", "--fingerprint", fp, "--duration", "0", url, "test/none")
 	if code == 0 || !strings.Contains(stderr, "not on the relay: test/none") {
 		t.Errorf("a broadcast that is not there: exit status %d, %q", code, stderr)
