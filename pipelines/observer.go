@@ -23,12 +23,14 @@ type Observer interface {
 	BroadcastStarted(pipeline, path string, stats func() map[string]sdk.TrackStats)
 	BroadcastEnded(pipeline, path string)
 	// SinkStarted and SinkEnded bracket one sink on one broadcast; stats
-	// reads its reader's counters by track name, and Extra, when the sink
-	// has more (reconnects, dropped access units), its own.
+	// reads its reader's counters by track name, and extra, when the sink
+	// has more (reconnects, dropped access units: a StatsReporter), its
+	// own; extra is nil for a sink without.
 	SinkStarted(pipeline, part, path string, stats func() map[string]sdk.TrackStats, extra func() SinkCounters)
 	SinkEnded(pipeline, part, path string)
 	// Latency records how long a frame took from its source's write to a
-	// sink's read.
+	// sink's read (sdk.BroadcastReader.SetLatencyObserver), for every
+	// frame every sink reads: it must be quick.
 	Latency(pipeline, path, track string, d time.Duration)
 }
 

@@ -173,11 +173,13 @@ type events struct {
 	ended     map[string]int
 	sinks     map[string]int // pipeline/part/path started
 	sinkEnds  map[string]int
+	extras    int            // sinks started with SinkCounters
+	latencies map[string]int // frames measured by pipeline/path
 }
 
 func newEvents() *events {
 	return &events{restarted: map[string]int{}, up: map[string]bool{}, started: map[string]func() map[string]sdk.TrackStats{},
-		ended: map[string]int{}, sinks: map[string]int{}, sinkEnds: map[string]int{}}
+		ended: map[string]int{}, sinks: map[string]int{}, sinkEnds: map[string]int{}, latencies: map[string]int{}}
 }
 
 func (e *events) SourceUp(p string, up bool) {
@@ -206,10 +208,18 @@ func (e *events) BroadcastEnded(p, path string) {
 
 func (e *events) SinkStarted(p, part, path string, stats func() map[string]sdk.TrackStats, extra func() SinkCounters) {
 	_ = stats()
-	_ = extra()
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.sinks[p+"/"+part+"/"+path]++
+	if extra != nil {
+		e.extras++
+	}
+}
+
+func (e *events) Latency(p, path, track string, d time.Duration) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.latencies[p+"/"+path]++
 }
 
 func (e *events) SinkEnded(p, part, path string) {
@@ -423,6 +433,12 @@ func TestGracefulStop(t *testing.T) {
 	defer obs.mu.Unlock()
 	if obs.ended["p/live/p"] != 1 || obs.sinkEnds["p/sinks[0].rec/live/p"] != 1 || obs.up["p"] {
 		t.Errorf("observer: ended %v, sink ends %v, up %v", obs.ended, obs.sinkEnds, obs.up)
+	}
+	if n := obs.latencies["p/live/p"]; n < 10 {
+		t.Errorf("observer: %d latencies measured, want one per frame read", n)
+	}
+	if obs.extras != 0 {
+		t.Error("observer: SinkCounters of a sink without them")
 	}
 }
 

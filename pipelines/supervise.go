@@ -319,10 +319,11 @@ func (pr *pipelineRun) runSink(ctx context.Context, pt *part, spec *SinkSpec, pa
 			}
 		}()
 		return sdk.RunSink(ctx, b, path, observedSink{inner: sink, start: func(r *sdk.BroadcastReader) {
-			extra := func() SinkCounters { return SinkCounters{} }
+			var extra func() SinkCounters // nil: the sink has no counters of its own
 			if sr, ok := sink.(StatsReporter); ok {
 				extra = sr.Counters
 			}
+			r.SetLatencyObserver(func(track string, d time.Duration) { obs.Latency(name, path, track, d) })
 			started = true
 			obs.SinkStarted(name, pt.label, path, r.Stats, extra)
 		}})
