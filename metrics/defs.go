@@ -67,7 +67,7 @@ func allDefs() []metricDef {
 		{nameRestarts, "counter", []string{labelPipeline, labelPart},
 			`Restarts of a part of a pipeline after a failure: part is "source" or the sink's label ("sinks[0].fmp4").`},
 		{nameActiveBroadcasts, "gauge", []string{labelPipeline},
-			"Broadcasts the pipeline's source publishes now (or, for a from pipeline, takes from the origin)."},
+			"Broadcasts the pipeline's source publishes now (0 for a from pipeline, whose broadcasts other sources publish)."},
 		{nameActiveSinks, "gauge", []string{labelPipeline, labelSink},
 			"Instances of the sink running now, one per broadcast it is attached to."},
 		{nameSourceFrames, "counter", []string{labelPipeline, labelPath, labelTrack},

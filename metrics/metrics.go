@@ -75,7 +75,7 @@ type Metrics struct {
 	relay     func() RelayStats
 
 	// The latency histograms by label values, so that Latency, called for
-	// every frame, neither allocates nor hashes label values.
+	// every frame, neither allocates nor goes through the vector's lookup.
 	latMu        sync.RWMutex
 	latObservers map[latencyKey]prometheus.Observer
 }
