@@ -223,3 +223,46 @@ func TestRTMPHubRouting(t *testing.T) {
 		t.Errorf("after the routes ended: %v", err)
 	}
 }
+
+// TestReloadRTMPSection: a changed "rtmp:" section restarts the
+// listeners alone: their publishers are disconnected and come back on the
+// new listener to the same, never restarted, pipeline; without the
+// section nothing listens.
+func TestReloadRTMPSection(t *testing.T) {
+	ctx := testkit.Context(t, 60*time.Second)
+	sink := &recOpts{}
+	p := routePipeline("ingest", "live", sink)
+	r, _ := startRunner(t, &Config{RTMP: &RTMPConfig{Listen: "127.0.0.1:0"}, Pipelines: []*Pipeline{p}}, newEvents())
+	waitFor(t, "the route", func() bool { return r.Ready() == nil })
+	pubCtx, cancelPubs := context.WithCancel(ctx)
+	defer cancelPubs()
+	first, err := publishRTMP(pubCtx, t, "rtmp://"+r.RTMPAddrs()[0]+"/live#cam")
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "frames", func() bool { return sink.frames() > 5 })
+
+	if err := r.Reload(&Config{RTMP: &RTMPConfig{Listen: "127.0.0.1:0", MaxConns: 5}, Pipelines: []*Pipeline{p}}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the publisher disconnected", func() bool { return !first.connected() })
+	second, err := publishRTMP(pubCtx, t, "rtmp://"+r.RTMPAddrs()[0]+"/live#cam")
+	if err != nil {
+		t.Fatalf("publishing to the new listener: %v", err)
+	}
+	waitFor(t, "frames through the new listener", func() bool { in := sink.all(); return len(in) == 2 && in[1].frames.Load() > 5 })
+	if st := statusOf(r, "ingest"); st.Restarts != 0 || st.State != StateRunning {
+		t.Errorf("the pipeline was disturbed: %+v", st)
+	}
+
+	if err := r.Reload(&Config{Pipelines: []*Pipeline{p}}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the publisher disconnected", func() bool { return !second.connected() })
+	if addrs := r.RTMPAddrs(); len(addrs) != 0 {
+		t.Errorf("still listening on %v without an rtmp section", addrs)
+	}
+	cancelPubs()
+	<-first.done
+	<-second.done
+}
