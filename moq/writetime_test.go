@@ -165,3 +165,34 @@ func TestWriteTimeAllocs(t *testing.T) {
 		t.Errorf("%v allocations for %d frames with write times, want 0", n, frames)
 	}
 }
+
+// BenchmarkTrackAppendWriteTimes is BenchmarkTrackAppend on a track that
+// records write times: a clock reading per frame and a list of times per
+// group.
+func BenchmarkTrackAppendWriteTimes(b *testing.B) {
+	const framesPerGroup = 30
+	bw := NewBroadcast()
+	defer func() { _ = bw.Close() }()
+	tw, _ := bw.CreateTrack("bench", 0)
+	tr, _ := bw.Reader().Subscribe("bench", 0)
+	defer tr.Close()
+	tr.RecordWriteTimes()
+	payload := make([]byte, benchFrameSize)
+
+	b.SetBytes(benchFrameSize)
+	b.ReportAllocs()
+	before := mallocs()
+	var g *GroupWriter
+	for i := range b.N {
+		if i%framesPerGroup == 0 {
+			if g != nil {
+				_ = g.Close()
+			}
+			g, _ = tw.AppendGroup()
+		}
+		_ = g.WriteFrame(payload)
+	}
+	_ = g.Close()
+	b.StopTimer()
+	b.ReportMetric(float64(mallocs()-before)/float64(b.N), "allocs/frame")
+}
