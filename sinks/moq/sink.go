@@ -113,7 +113,7 @@ func New(cfg Config) (*Sink, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Sink{cfg: cfg, log: log.With("url", cfg.URL)}, nil
+	return &Sink{cfg: cfg, log: log.With("url", hideToken(cfg.URL))}, nil
 }
 
 // checkURL refuses a relay URL protocol.Dial cannot use.
@@ -125,7 +125,7 @@ func checkURL(raw string) error {
 			return nil
 		}
 	}
-	return sdk.Permanent(fmt.Errorf("%q is not a relay URL: use moql://HOST:PORT (QUIC), https://HOST:PORT/ (WebTransport), ws:// or wss:// (WebSocket), or http://HOST:PORT/ for a development relay", raw))
+	return sdk.Permanent(hideTokenErr(fmt.Errorf("%q is not a relay URL: use moql://HOST:PORT (QUIC), https://HOST:PORT/ (WebTransport), ws:// or wss:// (WebSocket), or http://HOST:PORT/ for a development relay", raw)))
 }
 
 // RemotePath is where the broadcast at the local path is pushed.
@@ -206,7 +206,7 @@ func (s *Sink) Forward(ctx context.Context, b *moq.BroadcastReader, path string)
 				first = false
 				if err := sess.WaitWanted(ctx, remote); err != nil {
 					if errors.Is(err, protocol.ErrNotWanted) {
-						return sdk.Permanent(fmt.Errorf("moq sink: the relay at %s does not accept a broadcast at %q: %w", s.cfg.URL, remote, err))
+						return sdk.Permanent(hideTokenErr(fmt.Errorf("moq sink: the relay at %s does not accept a broadcast at %q: %w", s.cfg.URL, remote, err)))
 					}
 					if ctx.Err() != nil {
 						return nil
@@ -260,12 +260,12 @@ func (s *Sink) connect(ctx context.Context, log *slog.Logger, push *moq.Origin) 
 		case ctx.Err() != nil:
 			return nil, nil
 		case protocol.Permanent(err):
-			return nil, sdk.Permanent(fmt.Errorf("moq sink: connect to %s: %w", s.cfg.URL, err))
+			return nil, sdk.Permanent(hideTokenErr(fmt.Errorf("moq sink: connect to %s: %w", s.cfg.URL, err)))
 		case b.GiveUpAfter > 0 && time.Since(began) >= b.GiveUpAfter:
-			return nil, fmt.Errorf("moq sink: connect to %s: gave up after %s: %w", s.cfg.URL, b.GiveUpAfter, err)
+			return nil, hideTokenErr(fmt.Errorf("moq sink: connect to %s: gave up after %s: %w", s.cfg.URL, b.GiveUpAfter, err))
 		}
 		wait := b.Wait(attempt)
-		log.Warn("moq sink: relay unreachable, retrying", "in", wait.Round(time.Millisecond), "err", err)
+		log.Warn("moq sink: relay unreachable, retrying", "in", wait.Round(time.Millisecond), "err", hideTokenErr(err))
 		timer := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
@@ -282,9 +282,9 @@ func stopped(rawURL string, c *protocol.Client) error {
 	err := c.Err()
 	switch {
 	case err == nil:
-		return fmt.Errorf("moq sink: the connection to %s ended", rawURL)
+		return hideTokenErr(fmt.Errorf("moq sink: the connection to %s ended", rawURL))
 	case errors.Is(err, protocol.ErrGaveUp):
-		return fmt.Errorf("moq sink: lost the relay at %s: %w", rawURL, err)
+		return hideTokenErr(fmt.Errorf("moq sink: lost the relay at %s: %w", rawURL, err))
 	}
-	return sdk.Permanent(fmt.Errorf("moq sink: lost the relay at %s and cannot reconnect: %w", rawURL, err))
+	return sdk.Permanent(hideTokenErr(fmt.Errorf("moq sink: lost the relay at %s and cannot reconnect: %w", rawURL, err)))
 }

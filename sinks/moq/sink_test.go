@@ -308,7 +308,11 @@ func TestSinkRefusedToken(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := sink.Forward(ctx, local.bw.Reader(), "live/z"); !sdk.IsPermanent(err) {
+	err = sink.Forward(ctx, local.bw.Reader(), "live/z")
+	if !sdk.IsPermanent(err) {
 		t.Errorf("a refused token: %v, want a permanent error", err)
+	}
+	if strings.Contains(err.Error(), "not-a-token") || !strings.Contains(err.Error(), "jwt=REDACTED") {
+		t.Errorf("the error %q shows the token", err)
 	}
 }

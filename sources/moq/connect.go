@@ -26,7 +26,7 @@ func CheckURL(raw string) error {
 			return nil
 		}
 	}
-	return sdk.Permanent(fmt.Errorf("%q is not a relay URL: use moql://HOST:PORT (QUIC), https://HOST:PORT/ (WebTransport), ws:// or wss:// (WebSocket), or http://HOST:PORT/ for a development relay", raw))
+	return sdk.Permanent(hideTokenErr(fmt.Errorf("%q is not a relay URL: use moql://HOST:PORT (QUIC), https://HOST:PORT/ (WebTransport), ws:// or wss:// (WebSocket), or http://HOST:PORT/ for a development relay", raw)))
 }
 
 // reconnectPolicy is b as the protocol Client's Reconnect.
@@ -71,14 +71,14 @@ func connect(ctx context.Context, rawURL, interest string, dial []protocol.DialO
 		}
 		if protocol.Permanent(err) {
 			consume.Close()
-			return nil, sdk.Permanent(fmt.Errorf("moq source: connect to %s: %w", rawURL, err))
+			return nil, sdk.Permanent(hideTokenErr(fmt.Errorf("moq source: connect to %s: %w", rawURL, err)))
 		}
 		if b.GiveUpAfter > 0 && time.Since(began) >= b.GiveUpAfter {
 			consume.Close()
-			return nil, fmt.Errorf("moq source: connect to %s: gave up after %s: %w", rawURL, b.GiveUpAfter, err)
+			return nil, hideTokenErr(fmt.Errorf("moq source: connect to %s: gave up after %s: %w", rawURL, b.GiveUpAfter, err))
 		}
 		wait := b.Wait(attempt)
-		log.Warn("moq source: relay unreachable, retrying", "url", rawURL, "in", wait.Round(time.Millisecond), "err", err)
+		log.Warn("moq source: relay unreachable, retrying", "in", wait.Round(time.Millisecond), "err", hideTokenErr(err))
 		timer := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
@@ -100,13 +100,13 @@ func (r *relay) close() {
 // permanent when no retry cures it.
 func (r *relay) stopped() error {
 	err := r.client.Err()
-	if err == nil {
-		return fmt.Errorf("moq source: the connection to %s ended", r.url)
+	switch {
+	case err == nil:
+		return hideTokenErr(fmt.Errorf("moq source: the connection to %s ended", r.url))
+	case errors.Is(err, protocol.ErrGaveUp):
+		return hideTokenErr(fmt.Errorf("moq source: lost the relay at %s: %w", r.url, err))
 	}
-	if errors.Is(err, protocol.ErrGaveUp) {
-		return fmt.Errorf("moq source: lost the relay at %s: %w", r.url, err)
-	}
-	return sdk.Permanent(fmt.Errorf("moq source: lost the relay at %s and cannot reconnect: %w", r.url, err))
+	return sdk.Permanent(hideTokenErr(fmt.Errorf("moq source: lost the relay at %s and cannot reconnect: %w", r.url, err)))
 }
 
 // sessionLive reports whether the client has a session that has not

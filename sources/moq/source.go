@@ -56,7 +56,7 @@ func NewSource(cfg Config) (*Source, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Source{cfg: cfg, log: log.With("url", cfg.URL, "broadcast", cfg.Broadcast)}, nil
+	return &Source{cfg: cfg, log: log.With("url", hideToken(cfg.URL), "broadcast", cfg.Broadcast)}, nil
 }
 
 func errOr(err, or error) error {
@@ -189,7 +189,7 @@ func NewPrefixSource(cfg PrefixConfig) (*PrefixSource, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &PrefixSource{cfg: cfg, log: log.With("url", cfg.URL, "prefix", cfg.Prefix)}, nil
+	return &PrefixSource{cfg: cfg, log: log.With("url", hideToken(cfg.URL), "prefix", cfg.Prefix)}, nil
 }
 
 // LocalPath is where the remote broadcast at remote is mirrored.
