@@ -55,7 +55,9 @@ type RunnerOptions struct {
 // Observer and shown by Status. A source that returns without an error
 // (a file played to its end) is finished, not restarted. A sink that
 // returns while its broadcast is live (its destination went away) is
-// restarted on the same broadcast; one whose broadcast ended is done.
+// restarted on the same broadcast, from the oldest group the broadcast
+// still caches; one whose broadcast ended is done. Ready reports a
+// pipeline whose source is not running (failed, restarting, finished).
 //
 // A one-broadcast source (SourceKind.NewSource) publishes at the
 // pipeline's path as a backup when something else is live there (as the
@@ -75,11 +77,14 @@ type RunnerOptions struct {
 // (gracefully, as at the end of Run) and started anew; a removed one is
 // stopped; an added one is started. A changed "server:" section restarts
 // the relay, which drops its MOQ sessions (clients reconnect; changing
-// the listen address moves them); broadcasts in the Origin stay. A
-// changed "rtmp:" section (or, with RTMPS, a changed certificate)
-// restarts the RTMP listeners, which drops the connected encoders (they
-// reconnect; RTMP broadcasts end unless their publisher returns within
-// the linger window).
+// the listen address moves them), and the broadcasts MOQ clients
+// published leave the Origin with them; the pipelines' broadcasts stay.
+// A changed "rtmp:" section (or, with RTMPS, a restarted relay, whose
+// certificate it uses) restarts the RTMP listeners, which disconnects the
+// encoders (they reconnect, and their broadcasts start anew); the
+// pipelines routing RTMP applications keep running. A pipeline that
+// keeps running keeps what it started with: adding an "rtmp:" section
+// reaches the rtmp pipelines that start (or change) with it.
 //
 // # Stop
 //
