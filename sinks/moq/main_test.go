@@ -29,7 +29,7 @@ type testRelay struct {
 
 func startRelay(t testing.TB) *testRelay {
 	t.Helper()
-	r := &testRelay{t: t, cfg: protocol.ServerConfig{Addr: "127.0.0.1:0"}}
+	r := &testRelay{t: t, cfg: protocol.ServerConfig{Addr: "127.0.0.1:0", TCP: protocol.TCPHTTP}}
 	r.start()
 	r.cfg.Addr = r.srv.Addr().String()
 	r.cfg.TLSConfig = &tls.Config{Certificates: []tls.Certificate{r.srv.Certificate()}, MinVersion: tls.VersionTLS13}
@@ -70,6 +70,18 @@ func (r *testRelay) stop() {
 func (r *testRelay) origin() *moq.Origin { return r.srv.Origin() }
 
 func (r *testRelay) url() string { return "moql://" + r.cfg.Addr }
+
+// urlFor is the relay's URL on a transport: quic, webtransport or
+// websocket.
+func (r *testRelay) urlFor(transport string) string {
+	switch transport {
+	case "webtransport":
+		return "https://" + r.cfg.Addr + "/"
+	case "websocket":
+		return "ws://" + r.cfg.Addr + "/"
+	}
+	return r.url()
+}
 
 // dial are the options that trust the relay's certificate.
 func (r *testRelay) dial() []protocol.DialOption {

@@ -316,3 +316,39 @@ func TestSinkRefusedToken(t *testing.T) {
 		t.Errorf("the error %q shows the token", err)
 	}
 }
+
+// TestSinkTransports: the sink pushes over WebTransport and WebSocket as
+// over raw QUIC.
+func TestSinkTransports(t *testing.T) {
+	for _, transport := range []string{"webtransport", "websocket"} {
+		t.Run(transport, func(t *testing.T) {
+			ctx := testkit.Context(t, 30*time.Second)
+			relay := startRelay(t)
+			local := startLocal(t, ctx, "live/x", 20*time.Millisecond)
+			sink, err := New(Config{URL: relay.urlFor(transport), Dial: relay.dial(), Backoff: fastBackoff})
+			if err != nil {
+				t.Fatal(err)
+			}
+			fctx, stop := context.WithCancel(ctx)
+			done := make(chan error, 1)
+			go func() { done <- sink.Forward(fctx, local.bw.Reader(), "live/x") }()
+			defer func() {
+				stop()
+				if err := <-done; err != nil {
+					t.Errorf("Forward: %v", err)
+				}
+			}()
+			groups := subscribe(t, ctx, relay, "live/x")
+			for got := 0; got < 3; {
+				select {
+				case g := <-groups:
+					if g.complete {
+						got++
+					}
+				case <-ctx.Done():
+					t.Fatal("no groups through the relay")
+				}
+			}
+		})
+	}
+}

@@ -429,3 +429,50 @@ func TestPrefixSourceAcrossRestart(t *testing.T) {
 		t.Errorf("announcement %+v: live/a should have gone on", a)
 	}
 }
+
+// TestSourceTransports: the source mirrors a broadcast over WebTransport
+// and WebSocket as over raw QUIC.
+func TestSourceTransports(t *testing.T) {
+	for _, transport := range []string{"webtransport", "websocket"} {
+		t.Run(transport, func(t *testing.T) {
+			ctx := testkit.Context(t, 30*time.Second)
+			relay := startRelay(t)
+			bw := moq.NewBroadcast()
+			wctx, stop := context.WithCancel(ctx)
+			wait := writeGroups(wctx, t, bw, "t", 1, 0, 20*time.Millisecond)
+			defer func() {
+				stop()
+				wait()
+				_ = bw.Close()
+			}()
+			if err := relay.origin().Publish("live/cam", bw.Reader()); err != nil {
+				t.Fatal(err)
+			}
+			src, err := NewSource(Config{URL: relay.urlFor(transport), Broadcast: "live/cam", Dial: relay.dial(), Backoff: fastBackoff})
+			if err != nil {
+				t.Fatal(err)
+			}
+			local := moq.NewOrigin()
+			defer local.Close()
+			runInBackground(t, ctx, "Publish", func(ctx context.Context) error { return src.Publish(ctx, local, "live/cam") })
+			b, err := sdk.WaitBroadcast(ctx, local, "live/cam", 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tr, err := b.Subscribe("t", 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer tr.Close()
+			for got := 0; got < 3; {
+				g, err := tr.NextGroup(ctx)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, _, ok := readGroup(t, ctx, g); ok {
+					got++
+				}
+			}
+		})
+	}
+}
