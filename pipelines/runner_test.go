@@ -544,3 +544,43 @@ func routePipeline(name, app string, sink *recOpts) *Pipeline {
 	return &Pipeline{Name: name, Path: "{app}/{key}", Source: &SourceSpec{Kind: routeKind, Options: &routeOpts{App: app}, Paths: app + "/*"},
 		Sinks: []*SinkSpec{{Kind: recKind, Options: sink}}, Restart: fastRestart, Fingerprint: name + "-v1"}
 }
+
+// countersSink is a sink with SinkCounters of its own, which end when its
+// broadcast does.
+type countersSink struct{ sdk.Sink }
+
+func (countersSink) Counters() SinkCounters { return SinkCounters{Connected: true} }
+
+// TestSinkPermanentError: a sink that cannot be made (a permanent error)
+// is reported and not retried, while the source and the other sinks run
+// on; a sink with SinkCounters hands them to the Observer.
+func TestSinkPermanentError(t *testing.T) {
+	var made atomic.Int64
+	broken := SinkKind{Name: "broken", Options: func() any { return nil }, New: func(SinkEnv, any) (sdk.Sink, error) {
+		made.Add(1)
+		return nil, sdk.Permanent(errors.New("bad option"))
+	}}
+	counted := SinkKind{Name: "counted", Options: func() any { return nil }, New: func(env SinkEnv, opts any) (sdk.Sink, error) {
+		s, err := recKind.New(env, opts)
+		return countersSink{s}, err
+	}}
+	src, good := &synthOpts{Interval: time.Millisecond}, &recOpts{}
+	p := synthPipeline("p", "live/p", src, good)
+	p.Sinks = append(p.Sinks, &SinkSpec{Kind: broken, Index: 1}, &SinkSpec{Kind: counted, Options: &recOpts{}, Index: 2})
+	obs := newEvents()
+	r, _ := startRunner(t, &Config{Pipelines: []*Pipeline{p}}, obs)
+	waitFor(t, "the broken sink's failure", func() bool { return statusOf(r, "p").LastError != nil })
+	before := good.frames()
+	waitFor(t, "the good sink to read on", func() bool { return good.frames() > before+20 })
+	if n := made.Load(); n != 1 {
+		t.Errorf("the broken sink was made %d times, want 1", n)
+	}
+	if st := statusOf(r, "p"); !sdk.IsPermanent(st.LastError) || st.Restarts != 0 || !st.SourceUp {
+		t.Errorf("status: %+v", st)
+	}
+	obs.mu.Lock()
+	defer obs.mu.Unlock()
+	if obs.extras != 1 {
+		t.Errorf("%d sinks started with SinkCounters, want 1", obs.extras)
+	}
+}
