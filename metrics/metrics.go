@@ -279,6 +279,9 @@ func (m *Metrics) SourceUp(pipeline string, up bool) {
 	defer m.mu.Unlock()
 	p := m.pipelineLocked(pipeline)
 	p.up, p.upKnown = up, true
+	// The restart counter is exposed from 0, so that the first restart
+	// shows as an increase.
+	m.restarts.WithLabelValues(pipeline, "source")
 }
 
 // Restarted counts a restart of a part ("source" or a sink's label).
@@ -332,6 +335,7 @@ func (m *Metrics) SinkStarted(pipeline, part, path string, stats func() map[stri
 	defer m.mu.Unlock()
 	p := m.pipelineLocked(pipeline)
 	p.sinkLabels[part] = true
+	m.restarts.WithLabelValues(pipeline, part)
 	p.sinks = append(p.sinks, &liveSink{sink: part, path: path, stats: stats, extra: extra})
 }
 

@@ -33,6 +33,7 @@ func TestSourceCounters(t *testing.T) {
 	})
 	m.SourceUp("cam", true)
 	m.BroadcastStarted("cam", "live/cam", src.Stats)
+	expect(t, scrape(t, h), map[string]float64{series(nameRestarts, "pipeline", "cam", "part", "source"): 0}, nameRestarts)
 
 	all := []string{sourceFrames, sourceBytes, sourceGroups, sourceSkipped, sourceDropped, nameActiveBroadcasts, nameSourceUp}
 	want := func(vf, vb, vg, vd, af, ab, ag float64, active float64, up float64) map[string]float64 {
@@ -165,7 +166,10 @@ func TestSinkCounters(t *testing.T) {
 		series(perSink[1], fl...): 0,
 		series(perSink[2], fl...): 0,
 	}, perSink...)
-	expect(t, got, map[string]float64{series(nameRestarts, "pipeline", "obs", "part", sink): 1}, nameRestarts)
+	expect(t, got, map[string]float64{
+		series(nameRestarts, "pipeline", "obs", "part", sink):            1,
+		series(nameRestarts, "pipeline", "obs", "part", "sinks[0].fmp4"): 0,
+	}, nameRestarts)
 	m.SinkEnded("obs", sink, "live/a")
 	m.SinkEnded("obs", "sinks[0].fmp4", "live/a")
 }
