@@ -89,6 +89,7 @@ func (c collector) collectPipeline(ch chan<- prometheus.Metric, s pipelineSnapsh
 		c.counter(ch, nameSourceDropped, st.Dropped, labels...)
 	}
 
+	connected := make(map[sinkPath]bool)
 	for _, sk := range s.sinks {
 		active[sk.sink]++
 		tracks, extra := sk.read(false)
@@ -98,6 +99,14 @@ func (c collector) collectPipeline(ch chan<- prometheus.Metric, s pipelineSnapsh
 		}
 		k := sinkPath{sk.sink, sk.path}
 		s.sinkExtra[k] = s.sinkExtra[k].add(extra)
+		if has, up := sk.connection(); has {
+			// Two instances at once (one ending, its restart starting)
+			// count as connected if either is.
+			connected[k] = connected[k] || up
+		}
+	}
+	for k, up := range connected {
+		c.gauge(ch, nameSinkConnected, boolValue(up), s.name, k.sink, k.path)
 	}
 	for k, st := range s.sink {
 		labels := []string{s.name, k.sink, k.path, k.track}

@@ -44,6 +44,7 @@ const (
 	nameSinkDropped        = "moqbridge_sink_dropped_frames_total"
 	nameSinkDroppedGroups  = "moqbridge_sink_dropped_groups_total"
 	nameSinkReconnects     = "moqbridge_sink_reconnects_total"
+	nameSinkConnected      = "moqbridge_sink_connected"
 	nameLatency            = "moqbridge_frame_latency_seconds"
 	nameRelaySessions      = "moqbridge_relay_sessions"
 	nameRelayAccepted      = "moqbridge_relay_sessions_accepted_total"
@@ -98,6 +99,8 @@ func allDefs() []metricDef {
 			"Groups the sink dropped whole, over all tracks, for a destination too slow to take them."},
 		{nameSinkReconnects, "counter", []string{labelPipeline, labelSink, labelPath},
 			"Times the sink reconnected to its destination (a remote relay, an RTMP server) without restarting."},
+		{nameSinkConnected, "gauge", []string{labelPipeline, labelSink, labelPath},
+			"1 while the sink is connected to its destination, 0 while it reconnects; only for sinks with a connection (moq, rtmp)."},
 		{nameLatency, "histogram", []string{labelPipeline, labelTrack},
 			"Time from a frame's write into its track (by a source of this process, or its arrival here from the network) to a sink of the pipeline reading it, over all paths and sinks."},
 		{nameRelaySessions, "gauge", []string{labelTransport},

@@ -187,6 +187,17 @@ type liveSink struct {
 	counters  trackCounters
 	extraBase sinkCounts // of earlier readings when the sink's went down
 	extraLast sinkCounts
+	connected bool // at the last reading, for a sink with extra
+}
+
+// read returns the sink's counters: current while it runs, the last ones
+// once it ended. end also stops reading them.
+// connection reports whether the sink has a connection (SinkCounters)
+// and whether it is up, as of the last reading.
+func (s *liveSink) connection() (has, up bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.extra != nil, s.connected
 }
 
 func (s *liveSink) read(end bool) (map[string]sdk.TrackStats, sinkCounts) {
@@ -202,9 +213,11 @@ func (s *liveSink) read(end bool) (map[string]sdk.TrackStats, sinkCounts) {
 			s.extraBase = s.extraBase.add(s.extraLast)
 		}
 		s.extraLast = cur
+		s.connected = e.Connected
 	}
 	if end {
 		s.stats, s.extra = nil, nil
+		s.connected = false
 	}
 	tracks := s.counters.totals()
 	c := s.extraBase.add(s.extraLast)

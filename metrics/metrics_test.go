@@ -140,6 +140,8 @@ func TestSinkCounters(t *testing.T) {
 		series(nameActiveSinks, "pipeline", "obs", "sink", sink):            1,
 		series(nameActiveSinks, "pipeline", "obs", "sink", "sinks[0].fmp4"): 1,
 	}, nameActiveSinks)
+	// Only the sink with counters of its own has a connection.
+	expect(t, got, map[string]float64{series(nameSinkConnected, sl...): 1}, nameSinkConnected)
 
 	// The sink fails and restarts: a new instance counts from zero.
 	mu.Lock()
@@ -153,11 +155,13 @@ func TestSinkCounters(t *testing.T) {
 		series(nameActiveSinks, "pipeline", "obs", "sink", "sinks[0].fmp4"): 1,
 	}, nameActiveSinks)
 	expect(t, got, map[string]float64{series(perSink[2], sl...): 3, series(perSink[2], fl...): 0}, perSink[2])
+	expect(t, got, nil, nameSinkConnected)
 
 	reader2 := newFakeStats(map[string]sdk.TrackStats{"video": {Groups: 1, Frames: 30, Bytes: 30000}})
 	m.SinkStarted("obs", sink, "live/a", reader2.Stats, func() pipelines.SinkCounters { return pipelines.SinkCounters{Reconnects: 1} })
 	got = scrape(t, h)
 	expect(t, got, map[string]float64{series(perTrack[0], tl...): 150}, perTrack[0])
+	expect(t, got, map[string]float64{series(nameSinkConnected, sl...): 0}, nameSinkConnected)
 	expect(t, got, map[string]float64{
 		series(perSink[0], sl...): 8,
 		series(perSink[1], sl...): 1,
