@@ -190,8 +190,6 @@ type liveSink struct {
 	connected bool // at the last reading, for a sink with extra
 }
 
-// read returns the sink's counters: current while it runs, the last ones
-// once it ended. end also stops reading them.
 // connection reports whether the sink has a connection (SinkCounters)
 // and whether it is up, as of the last reading.
 func (s *liveSink) connection() (has, up bool) {
@@ -200,6 +198,8 @@ func (s *liveSink) connection() (has, up bool) {
 	return s.extra != nil, s.connected
 }
 
+// read returns the sink's counters: current while it runs, the last ones
+// once it ended. end also stops reading them.
 func (s *liveSink) read(end bool) (map[string]sdk.TrackStats, sinkCounts) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
