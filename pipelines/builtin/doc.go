@@ -1,8 +1,9 @@
 // Package builtin registers the adapters moqbridge ships as kinds of a
 // pipelines.Registry: the sources fmp4 (a file, stdin or an HTTP stream),
-// rtmp (the publishes of one application of the shared RTMP listener) and
-// rtmp_pull (a remote RTMP stream), and the sinks fmp4 (recording) and
-// rtmp (restreaming).
+// rtmp (the publishes of one application of the shared RTMP listener),
+// rtmp_pull (a remote RTMP stream) and moq (a remote relay's broadcast, or
+// every broadcast under a prefix), and the sinks fmp4 (recording), rtmp
+// (restreaming) and moq (pushing to a remote relay).
 //
 // It owns each kind's options (their YAML keys, defaults and validation,
 // which are the configuration reference) and the small adapters between

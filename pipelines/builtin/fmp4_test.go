@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -29,12 +30,21 @@ func TestFMP4ToRecording(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A stream ends when the test lets it (release): only once the sink
+	// subscribed to its tracks, so that it gets them whole however slowly
+	// the test runs.
+	var release chan struct{}
 	web := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Query().Get("token") != "t0ken" {
 			http.Error(w, "no", http.StatusForbidden)
 			return
 		}
 		_, _ = w.Write(data)
+		w.(http.Flusher).Flush()
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
 	}))
 	defer web.Close()
 
@@ -45,11 +55,15 @@ func TestFMP4ToRecording(t *testing.T) {
 	}{
 		{"file", FMP4SourceOptions{File: clip}, nil},
 		// Streams come at their own pace: realtime paces these.
-		{"stdin", FMP4SourceOptions{File: "-", Realtime: true}, struct{ io.Reader }{bytes.NewReader(data)}},
+		{"stdin", FMP4SourceOptions{File: "-", Realtime: true}, &gatedReader{data: bytes.NewReader(data), release: &release}},
 		{"url", FMP4SourceOptions{URL: web.URL + "/clip.mp4?token=t0ken", Realtime: true}, nil},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			lb := testLog(t)
+			release = make(chan struct{})
+			var once sync.Once
+			releaseStream := func() { once.Do(func() { close(release) }) }
+			defer releaseStream()
 			config := t.TempDir()
 			origin := moq.NewOrigin()
 			defer origin.Close()
@@ -75,7 +89,11 @@ func TestFMP4ToRecording(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := publish(t, origin, "demo", src).wait(t, 20*time.Second); err != nil {
+			publishing := publish(t, origin, "demo", src)
+			ctx := testkit.Context(t, 20*time.Second)
+			lb.WaitLogContext(t, ctx, "fmp4: subscribed", "path=demo")
+			releaseStream()
+			if err := publishing.wait(t, 20*time.Second); err != nil {
 				t.Fatalf("the source: %v", err)
 			}
 			if err := recording.wait(t, 20*time.Second); err != nil {
@@ -97,6 +115,21 @@ func TestFMP4ToRecording(t *testing.T) {
 			}
 		})
 	}
+}
+
+// gatedReader reads data, then waits for release to close before it
+// reports the end.
+type gatedReader struct {
+	data    *bytes.Reader
+	release *chan struct{}
+}
+
+func (g *gatedReader) Read(p []byte) (int, error) {
+	n, err := g.data.Read(p)
+	if err == io.EOF {
+		<-*g.release
+	}
+	return n, err
 }
 
 // TestFMP4Loop: a looped file goes on past its end until stopped.

@@ -85,11 +85,13 @@ func (b BackoffOptions) validate(prefix string) []error {
 }
 
 // sdk returns b as an sdk.Backoff. A jitter of 0 means none here, where
-// sdk.Backoff takes 0 as "the default" and a negative value as none.
+// sdk.Backoff takes 0 as "the default" and a negative value as none. The
+// adapters apply WithDefaults themselves; applied here too it would turn
+// the negative jitter into 0, which their call then makes the default.
 func (b BackoffOptions) sdk() sdk.Backoff {
 	jitter := b.Jitter
 	if jitter == 0 {
 		jitter = -1
 	}
-	return sdk.Backoff{Min: b.Min, Max: b.Max, Jitter: jitter, GiveUpAfter: b.GiveUpAfter}.WithDefaults()
+	return sdk.Backoff{Min: b.Min, Max: b.Max, Jitter: jitter, GiveUpAfter: b.GiveUpAfter}
 }

@@ -23,10 +23,10 @@ import (
 // a registry that has one of their names already.
 func TestRegistry(t *testing.T) {
 	reg := Registry()
-	if got, want := reg.SourceNames(), []string{"fmp4", "rtmp", "rtmp_pull"}; !slices.Equal(got, want) {
+	if got, want := reg.SourceNames(), []string{"fmp4", "moq", "rtmp", "rtmp_pull"}; !slices.Equal(got, want) {
 		t.Errorf("sources %v, want %v", got, want)
 	}
-	if got, want := reg.SinkNames(), []string{"fmp4", "rtmp"}; !slices.Equal(got, want) {
+	if got, want := reg.SinkNames(), []string{"fmp4", "moq", "rtmp"}; !slices.Equal(got, want) {
 		t.Errorf("sinks %v, want %v", got, want)
 	}
 	if err := Register(reg); err == nil {
@@ -167,6 +167,18 @@ func TestValidateDir(t *testing.T) {
 	}
 }
 
+// TestBackoff: a jitter of 0 is none, not the default, once the adapter
+// applies its defaults; the rest is passed on as it is.
+func TestBackoff(t *testing.T) {
+	b := BackoffOptions{Min: time.Second, Max: time.Minute, GiveUpAfter: time.Hour}.sdk().WithDefaults()
+	if b != (sdk.Backoff{Min: time.Second, Max: time.Minute, GiveUpAfter: time.Hour}) {
+		t.Errorf("no jitter: %+v", b)
+	}
+	if b := defaultBackoff().sdk().WithDefaults(); b != sdk.DefaultBackoff {
+		t.Errorf("defaults: %+v, want %+v", b, sdk.DefaultBackoff)
+	}
+}
+
 // TestSecretsStayOut: errors about URLs and keys do not show stream keys,
 // passwords or queries.
 func TestSecretsStayOut(t *testing.T) {
@@ -200,6 +212,8 @@ func TestYAMLKeys(t *testing.T) {
 		{RTMPPullSource().Options, "{url: rtmp://h/live/k, backoff: {min: 1s, max: 1m, jitter: 0.2, give_up_after: 1h}}"},
 		{FMP4Sink().Options, "{dir: rec, file: '{path}.mp4', segment: 1m, part: 500ms, max_age: 24h, max_bytes: 1GiB, sync: fragment}"},
 		{RTMPSink().Options, "{url: 'rtmp://h/live/{name}', video: v, audio: a, backoff: {min: 1s}, max_queue_delay: 2s, max_queue_bytes: 8MiB}"},
+		{MOQSource().Options, "{url: 'https://h/', fingerprint: '', token: t, broadcast: live/x, prefix: '', backoff: {give_up_after: 1m}}"},
+		{MOQSink().Options, "{url: 'wss://h/', fingerprint: '', token: t, path: 'edge/{path}', backoff: {jitter: 0}}"},
 	} {
 		opts := c.options()
 		dec := yaml.NewDecoder(strings.NewReader(c.doc))
@@ -221,6 +235,10 @@ func checkTags(t *testing.T, st reflect.Type) {
 	t.Helper()
 	for f := range st.Fields() {
 		tag := f.Tag.Get("yaml")
+		if f.Anonymous && tag == ",inline" {
+			checkTags(t, f.Type)
+			continue
+		}
 		if tag == "" || strings.ToLower(tag) != tag || strings.ContainsAny(tag, "- ,") {
 			t.Errorf("%s.%s: yaml key %q, want snake_case", st.Name(), f.Name, tag)
 		}
@@ -267,7 +285,7 @@ func checkFieldDocs(t *testing.T, name, src string) {
 			return true
 		}
 		for _, field := range st.Fields.List {
-			if field.Doc == nil || len(field.Names) != 1 {
+			if field.Doc == nil || len(field.Names) > 1 {
 				t.Errorf("%s: %s: a field without its own doc comment", name, ts.Name.Name)
 			}
 		}

@@ -19,12 +19,12 @@ func Registry() *pipelines.Registry {
 // Register adds every built-in source and sink kind to reg; it fails when
 // reg holds a kind of the same name already.
 func Register(reg *pipelines.Registry) error {
-	for _, k := range []pipelines.SourceKind{FMP4Source(), RTMPSource(), RTMPPullSource()} {
+	for _, k := range []pipelines.SourceKind{FMP4Source(), RTMPSource(), RTMPPullSource(), MOQSource()} {
 		if err := reg.AddSource(k); err != nil {
 			return fmt.Errorf("builtin: %w", err)
 		}
 	}
-	for _, k := range []pipelines.SinkKind{FMP4Sink(), RTMPSink()} {
+	for _, k := range []pipelines.SinkKind{FMP4Sink(), RTMPSink(), MOQSink()} {
 		if err := reg.AddSink(k); err != nil {
 			return fmt.Errorf("builtin: %w", err)
 		}
