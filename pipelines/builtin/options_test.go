@@ -184,8 +184,12 @@ func TestBackoff(t *testing.T) {
 func TestSecretsStayOut(t *testing.T) {
 	for _, v := range []pipelines.Validator{
 		&RTMPPullOptions{URL: "rtmp://h:99999/live/SECRET", Backoff: defaultBackoff()},
+		&RTMPPullOptions{URL: "rtmp://h/SECRET", Backoff: defaultBackoff()},
+		&RTMPPullOptions{URL: "rtmp:///live/SECRET", Backoff: defaultBackoff()},
+		&RTMPPullOptions{URL: "rtmp://h/live/SECRET%zz", Backoff: defaultBackoff()},
 		&RTMPSinkOptions{URL: "http://h/live/SECRET", Backoff: defaultBackoff(), MaxQueueDelay: 1, MaxQueueBytes: 1},
 		&RTMPSinkOptions{URL: "rtmp://h/live/SECRET{x}", Backoff: defaultBackoff(), MaxQueueDelay: 1, MaxQueueBytes: 1},
+		&RTMPSinkOptions{URL: "rtmp://h/SECRET{x}", Backoff: defaultBackoff(), MaxQueueDelay: 1, MaxQueueBytes: 1},
 		&FMP4SourceOptions{URL: "ftp://user:SECRET@h/a.mp4?token=SECRET"},
 		&RTMPSourceOptions{App: "live", Keys: []string{"SECRET", "SECRET"}},
 	} {

@@ -2,6 +2,7 @@ package builtin
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 
 	"github.com/moqbridge/moqbridge/internal/rtmpurl"
@@ -39,9 +40,24 @@ func validateRTMPURL(raw string) error {
 		return fieldErr("url", "required: rtmp://HOST[:PORT]/APP/STREAM-KEY or rtmps://…")
 	}
 	if _, err := rtmpurl.Parse(raw); err != nil {
-		return &pipelines.FieldError{Field: "url", Err: errors.New(strings.TrimPrefix(err.Error(), "rtmp: "))}
+		return &pipelines.FieldError{Field: "url", Err: errors.New(withoutURL(err.Error(), raw))}
 	}
 	return nil
+}
+
+// withoutURL is an error message of rtmpurl.Parse about raw without the
+// URL itself: the position in the file says which it is, and a URL that
+// does not parse as one may show its stream key even redacted (a single
+// path segment is taken for the application).
+func withoutURL(msg, raw string) string {
+	quoted := fmt.Sprintf("%q", rtmpurl.Redact(raw))
+	if _, rest, ok := strings.Cut(msg, quoted); ok {
+		msg = strings.TrimPrefix(rest, ": ")
+		if strings.HasPrefix(msg, " ") {
+			msg = "the URL" + msg
+		}
+	}
+	return msg
 }
 
 // RTMPPullSource is the rtmp_pull source kind: it plays a remote RTMP

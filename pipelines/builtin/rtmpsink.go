@@ -3,14 +3,12 @@ package builtin
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net"
 	"net/url"
 	"strings"
 	"sync"
 	"time"
 
-	"github.com/moqbridge/moqbridge/internal/rtmpurl"
 	"github.com/moqbridge/moqbridge/pipelines"
 	"github.com/moqbridge/moqbridge/sdk"
 	rtmpsink "github.com/moqbridge/moqbridge/sinks/rtmp"
@@ -50,7 +48,7 @@ func (o *RTMPSinkOptions) Validate() error {
 	if o.URL == "" {
 		errs = append(errs, fieldErr("url", "required: rtmp://HOST[:PORT]/APP/STREAM-KEY or rtmps://…, which may hold {path} and {name}"))
 	} else if err := checkTemplate(o.URL, isSinkURLPlaceholder); err != nil {
-		errs = append(errs, &pipelines.FieldError{Field: "url", Err: fmt.Errorf("%s: %w", rtmpurl.Redact(o.URL), err)})
+		errs = append(errs, &pipelines.FieldError{Field: "url", Err: err})
 	} else if err := validateRTMPURL(expandSinkURL(o.URL, "live/stream")); err != nil {
 		errs = append(errs, err)
 	}

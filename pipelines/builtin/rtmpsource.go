@@ -64,6 +64,11 @@ func (o *RTMPSourceOptions) Validate() error {
 	return errors.Join(errs...)
 }
 
+// UsesRTMPListener implements pipelines.RTMPListenerUser: the source
+// takes its broadcasts from the shared listener, so the config needs its
+// "rtmp:" section.
+func (o *RTMPSourceOptions) UsesRTMPListener() bool { return true }
+
 func isControl(r rune) bool { return r < 0x20 || r == 0x7f }
 
 // validateApp checks an RTMP application name, or "*".
@@ -104,10 +109,19 @@ func RTMPSource() pipelines.SourceKind {
 			if _, err := RTMPPaths(template, o.App); err != nil {
 				return nil, sdk.Permanent(err)
 			}
+			// The route's linger is sources/rtmp's: 0 takes its default,
+			// a negative one ends a broadcast at once, which is what
+			// this option's 0 says.
+			linger := o.Linger
+			if linger == 0 {
+				linger = -1
+			}
 			return &rtmpListener{router: env.RTMP, route: pipelines.RTMPRoute{
 				App:          o.App,
 				PathTemplate: template,
 				Keys:         append([]string(nil), o.Keys...),
+				Linger:       linger,
+				Replace:      o.Replace,
 			}}, nil
 		},
 		Paths: func(path string, opts any) (string, error) {

@@ -85,7 +85,10 @@ func TestRTMPListener(t *testing.T) {
 	if kind.NewListener == nil || kind.NewSource != nil {
 		t.Fatal("rtmp is not a listener kind")
 	}
-	opts := newOptions(t, kind.Options, func(o *RTMPSourceOptions) { o.App, o.Keys = "studio", []string{"k1", "k2"} })
+	opts := newOptions(t, kind.Options, func(o *RTMPSourceOptions) { o.App, o.Keys, o.Replace = "studio", []string{"k1", "k2"}, true })
+	if !opts.UsesRTMPListener() {
+		t.Error("the rtmp source does not say it needs the rtmp: section")
+	}
 	router := &fakeRouter{asked: make(chan struct{}, 1)}
 	env := pipelines.SourceEnv{Pipeline: "ingest", Path: "studio/{key}", RTMP: router}
 	l, err := kind.NewListener(env, opts)
@@ -105,8 +108,9 @@ func TestRTMPListener(t *testing.T) {
 	router.mu.Lock()
 	got, pub := router.routes[0], router.pubs[0]
 	router.mu.Unlock()
-	want := pipelines.RTMPRoute{App: "studio", PathTemplate: "studio/{key}", Keys: []string{"k1", "k2"}}
-	if got.App != want.App || got.PathTemplate != want.PathTemplate || !slices.Equal(got.Keys, want.Keys) || pub != p {
+	want := pipelines.RTMPRoute{App: "studio", PathTemplate: "studio/{key}", Keys: []string{"k1", "k2"}, Linger: 5 * time.Second, Replace: true}
+	if got.App != want.App || got.PathTemplate != want.PathTemplate || !slices.Equal(got.Keys, want.Keys) ||
+		got.Linger != want.Linger || got.Replace != want.Replace || pub != p {
 		t.Errorf("route %+v (publisher %p), want %+v (%p)", got, pub, want, p)
 	}
 	// The route's keys are its own: the options may change under it.
@@ -116,6 +120,17 @@ func TestRTMPListener(t *testing.T) {
 	}
 	if err := run.stop(); err != nil {
 		t.Errorf("Run: %v", err)
+	}
+
+	// linger: 0 ends a broadcast at once, which the route says with a
+	// negative linger (its 0 is sources/rtmp's default).
+	opts.Linger = 0
+	l, err = kind.NewListener(env, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if route := l.(*rtmpListener).route; route.Linger >= 0 {
+		t.Errorf("linger 0 routes with linger %v, want a negative one", route.Linger)
 	}
 
 	env.RTMP = nil
