@@ -430,7 +430,17 @@ func (s *Server) Serve(ctx context.Context) error {
 			}
 			return fmt.Errorf("moq server: accept: %w", err)
 		}
+		// Counted under the lock Close takes before it waits, so that a
+		// connection accepted while Close runs is either waited for or
+		// closed here, never raced with the wait.
+		s.mu.Lock()
+		if s.closed {
+			s.mu.Unlock()
+			_ = conn.CloseWithError(uint64(wire.CodeClosed), serverShutdownReason)
+			continue
+		}
 		s.wg.Add(1)
+		s.mu.Unlock()
 		go func() {
 			defer s.wg.Done()
 			s.serveConn(ctx, conn)
