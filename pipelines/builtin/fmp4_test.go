@@ -216,3 +216,52 @@ func TestFMP4BadFile(t *testing.T) {
 		t.Errorf("a bad file: %v, want a permanent error", err)
 	}
 }
+
+// TestFMP4URLStall: a server that stops sending in mid-stream has its
+// request ended after the read timeout, a transient error (the runner
+// retries), while a source pacing its frames in real time is no stall.
+func TestFMP4URLStall(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join(clipDir, clip))
+	if err != nil {
+		t.Fatal(err)
+	}
+	web := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = w.Write(data[:len(data)/2])
+		w.(http.Flusher).Flush()
+		<-r.Context().Done()
+	}))
+	defer web.Close()
+	origin := moq.NewOrigin()
+	defer origin.Close()
+	// Half the clip, paced: about half a second of pacing between reads
+	// with a shorter read timeout.
+	src, err := FMP4Source().NewSource(pipelines.SourceEnv{Path: "x"}, &FMP4SourceOptions{URL: web.URL + "/live.mp4", Realtime: true, ReadTimeout: 300 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var frames int
+	reading := consume(t, origin, "x", sdk.SinkFunc(func(ctx context.Context, r *sdk.BroadcastReader) error {
+		if err := r.WaitTracks(ctx, 0); err != nil {
+			return err
+		}
+		tr, err := r.Subscribe(r.Tracks()[0].Name)
+		if err != nil {
+			return err
+		}
+		defer tr.Close()
+		for {
+			if _, err := tr.ReadFrame(ctx); err != nil {
+				return nil
+			}
+			frames++
+		}
+	}))
+	err = sdk.Publish(testkit.Context(t, 20*time.Second), origin, "x", src, sdk.PublishOptions{})
+	if err == nil || sdk.IsPermanent(err) || !strings.Contains(err.Error(), "no data within the read timeout") {
+		t.Errorf("a stalled server: %v", err)
+	}
+	_ = reading.wait(t, 10*time.Second)
+	if frames < 10 {
+		t.Errorf("%d frames before the stall, want the first half of the clip's", frames)
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/moqbridge/moqbridge/pipelines"
 	"github.com/moqbridge/moqbridge/sdk"
@@ -39,7 +40,14 @@ type FMP4SourceOptions struct {
 	// (default false: a stream comes at its own pace, as a live one does;
 	// set it for a recorded file served over HTTP or piped in).
 	Realtime bool `yaml:"realtime"`
+	// ReadTimeout ends the connection to a url that sent nothing for this
+	// long while the source waited for data, so that a stalled server is
+	// retried (default 30s; 0: wait for as long as it takes).
+	ReadTimeout time.Duration `yaml:"read_timeout"`
 }
+
+// DefaultReadTimeout is the default of FMP4SourceOptions.ReadTimeout.
+const DefaultReadTimeout = 30 * time.Second
 
 // Validate implements pipelines.Validator. A relative file is checked for
 // existence by ValidateDir, which knows the config file's directory; an
@@ -63,6 +71,9 @@ func (o *FMP4SourceOptions) Validate() error {
 		case o.URL != "":
 			errs = append(errs, fieldErr("loop", "is for files: a URL is read as a stream, which cannot be rewound"))
 		}
+	}
+	if err := nonNegative("read_timeout", o.ReadTimeout); err != nil {
+		errs = append(errs, err)
 	}
 	if o.Fast && o.Realtime {
 		errs = append(errs, fieldErr("realtime", "fast and realtime exclude each other"))
@@ -133,7 +144,7 @@ func FMP4Source() pipelines.SourceKind {
 	return pipelines.SourceKind{
 		Name:    "fmp4",
 		Summary: "an MP4 file (fragmented or progressive, optionally looped), fragmented MP4 on stdin, or over http(s)",
-		Options: func() any { return &FMP4SourceOptions{} },
+		Options: func() any { return &FMP4SourceOptions{ReadTimeout: DefaultReadTimeout} },
 		NewSource: func(env pipelines.SourceEnv, opts any) (sdk.Source, error) {
 			o, err := optionsOf[FMP4SourceOptions]("fmp4", opts)
 			if err != nil {
@@ -153,6 +164,8 @@ type fmp4Source struct {
 	stdin  io.Reader
 	opts   fmp4.Options
 	client *http.Client
+	// readTimeout bounds a wait for the URL's data (0: none).
+	readTimeout time.Duration
 }
 
 func newFMP4Source(env pipelines.SourceEnv, o *FMP4SourceOptions, stdin io.Reader) (*fmp4Source, error) {
@@ -166,7 +179,7 @@ func newFMP4Source(env pipelines.SourceEnv, o *FMP4SourceOptions, stdin io.Reade
 		if err != nil {
 			return nil, sdk.Permanent(&pipelines.FieldError{Field: "url", Err: err})
 		}
-		s.url, s.client = u, &http.Client{}
+		s.url, s.client, s.readTimeout = u, &http.Client{}, o.ReadTimeout
 	case o.File == "-":
 		s.file = "-"
 	default:
@@ -196,15 +209,32 @@ func (s *fmp4Source) Run(ctx context.Context, w *sdk.BroadcastWriter) error {
 	return err
 }
 
+// errStalled ends a request whose server sent nothing for the read
+// timeout.
+var errStalled = errors.New("no data within the read timeout")
+
 // runURL reads the body of a GET of the URL as a stream.
 func (s *fmp4Source) runURL(ctx context.Context, w *sdk.BroadcastWriter) error {
 	shown := redactHTTP(s.url)
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.url.String(), nil)
+	// The request has a context of its own, which the read timeout
+	// cancels; the source runs with ctx, so that a stall is an error and
+	// not the end of the run.
+	reqCtx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var stall *time.Timer
+	if s.readTimeout > 0 {
+		stall = time.AfterFunc(s.readTimeout, func() { cancel(errStalled) })
+		defer stall.Stop()
+	}
+	req, err := http.NewRequestWithContext(reqCtx, http.MethodGet, s.url.String(), nil)
 	if err != nil {
 		return sdk.Permanent(fmt.Errorf("fmp4: GET %s: %w", shown, errors.Unwrap(err)))
 	}
 	resp, err := s.client.Do(req)
 	if err != nil {
+		if errors.Is(context.Cause(reqCtx), errStalled) {
+			err = errStalled
+		}
 		// A *url.Error shows the URL with its query: keep only its cause.
 		var ue *url.Error
 		if errors.As(err, &ue) {
@@ -220,7 +250,32 @@ func (s *fmp4Source) runURL(ctx context.Context, w *sdk.BroadcastWriter) error {
 		}
 		return err
 	}
-	return fmp4.New(resp.Body, s.opts).Run(ctx, w)
+	var body io.Reader = resp.Body
+	if stall != nil {
+		stall.Stop()
+		body = &stallReader{r: resp.Body, timer: stall, timeout: s.readTimeout}
+	}
+	err = fmp4.New(body, s.opts).Run(ctx, w)
+	if ctx.Err() == nil && errors.Is(context.Cause(reqCtx), errStalled) {
+		return fmt.Errorf("fmp4: GET %s: %w (%v)", shown, errStalled, s.readTimeout)
+	}
+	return err
+}
+
+// stallReader arms timer for the length of every Read: a server that
+// makes one wait longer than the timeout has its request cancelled.
+// Only the reads count, not the time the source spends pacing frames.
+type stallReader struct {
+	r       io.Reader
+	timer   *time.Timer
+	timeout time.Duration
+}
+
+func (s *stallReader) Read(p []byte) (int, error) {
+	s.timer.Reset(s.timeout)
+	n, err := s.r.Read(p)
+	s.timer.Stop()
+	return n, err
 }
 
 // permanentStatus reports whether an HTTP status means that asking again

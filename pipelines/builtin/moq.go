@@ -314,6 +314,9 @@ func moqSourcePath(path string, o *MOQSourceOptions) string {
 // "mirror/*"; "{path}" → "*", every path). A prefix template without a
 // placeholder would give every broadcast one path, and is refused.
 func MOQPaths(template string, broadcast bool) (string, error) {
+	if strings.Contains(template, "*") {
+		return "", fmt.Errorf("path %q: a '*' would read as a path pattern", template)
+	}
 	if broadcast {
 		if err := checkTemplate(template, func(string) (bool, string) { return false, "none: a broadcast is published at one exact path" }); err != nil {
 			return "", fmt.Errorf("path %q: %w", template, err)

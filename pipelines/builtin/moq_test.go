@@ -46,7 +46,7 @@ func TestMOQPaths(t *testing.T) {
 	for _, c := range []struct {
 		template  string
 		broadcast bool
-	}{{"mirror/{name}", true}, {"", true}, {"mirror", false}, {"m/{key}", false}, {"m/{name", false}, {"../{name}", false}} {
+	}{{"mirror/{name}", true}, {"", true}, {"mirror", false}, {"m/{key}", false}, {"m/{name", false}, {"../{name}", false}, {"*", true}, {"m/*/{name}", false}} {
 		if got, err := MOQPaths(c.template, c.broadcast); err == nil {
 			t.Errorf("MOQPaths(%q, %v) = %q, want an error", c.template, c.broadcast, got)
 		}

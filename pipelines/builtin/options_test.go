@@ -60,7 +60,7 @@ func TestDefaults(t *testing.T) {
 		got  any
 		want any
 	}{
-		{"source fmp4", FMP4Source().Options(), &FMP4SourceOptions{}},
+		{"source fmp4", FMP4Source().Options(), &FMP4SourceOptions{ReadTimeout: 30 * time.Second}},
 		{"source rtmp", RTMPSource().Options(), &RTMPSourceOptions{App: "live", Linger: 5 * time.Second}},
 		{"source rtmp_pull", RTMPPullSource().Options(), &RTMPPullOptions{Backoff: backoff}},
 		{"sink fmp4", FMP4Sink().Options(), &FMP4SinkOptions{File: "{path}/{start:20060102-150405}.mp4", Part: time.Second, Sync: "segment"}},
@@ -100,6 +100,7 @@ func TestValidate(t *testing.T) {
 		{"fmp4 bad url", &FMP4SourceOptions{URL: "ftp://h/a.mp4"}, []string{"url"}},
 		{"fmp4 url without host", &FMP4SourceOptions{URL: "http:///a.mp4"}, []string{"url"}},
 		{"fmp4 fast and realtime", &FMP4SourceOptions{File: "a.mp4", Fast: true, Realtime: true}, []string{"realtime"}},
+		{"fmp4 read timeout", &FMP4SourceOptions{URL: "http://h/a.mp4", ReadTimeout: -1}, []string{"read_timeout"}},
 		{"fmp4 missing absolute file", &FMP4SourceOptions{File: missing}, []string{"file"}},
 		{"fmp4 directory", &FMP4SourceOptions{File: t.TempDir()}, []string{"file"}},
 
@@ -211,7 +212,7 @@ func TestYAMLKeys(t *testing.T) {
 		options func() any
 		doc     string
 	}{
-		{FMP4Source().Options, "{file: clip.mp4, url: '', loop: true, fast: true, realtime: false}"},
+		{FMP4Source().Options, "{file: clip.mp4, url: '', loop: true, fast: true, realtime: false, read_timeout: 10s}"},
 		{RTMPSource().Options, "{app: live, keys: [a, b], linger: 2s, replace: true}"},
 		{RTMPPullSource().Options, "{url: rtmp://h/live/k, backoff: {min: 1s, max: 1m, jitter: 0.2, give_up_after: 1h}}"},
 		{FMP4Sink().Options, "{dir: rec, file: '{path}.mp4', segment: 1m, part: 500ms, max_age: 24h, max_bytes: 1GiB, sync: fragment}"},

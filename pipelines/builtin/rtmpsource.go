@@ -167,11 +167,14 @@ func (l *rtmpListener) Run(ctx context.Context, p *sdk.Publisher) error {
 //     "live" → "live/*"; with nothing before the placeholder ("{key}",
 //     "{app}/{key}" with app "*") it is "*", every path.
 //
-// Placeholders other than {app} and {key}, unbalanced braces, and a
-// template whose filled-in paths would be invalid are errors.
+// Placeholders other than {app} and {key}, unbalanced braces, a '*', and
+// a template whose filled-in paths would be invalid are errors.
 func RTMPPaths(template, app string) (string, error) {
 	if err := checkTemplate(template, isRTMPPlaceholder); err != nil {
 		return "", fmt.Errorf("path template %q: %w", template, err)
+	}
+	if strings.Contains(template, "*") {
+		return "", fmt.Errorf("path template %q: a '*' would read as a path pattern", template)
 	}
 	sample := strings.NewReplacer("{app}", "app", "{key}", "key").Replace(template)
 	if err := moq.ValidatePath(moq.CleanPath(sample)); err != nil {

@@ -41,7 +41,7 @@ func TestRTMPPaths(t *testing.T) {
 			t.Errorf("RTMPPaths(%q, %q) = %q, %v; want %q", c.template, c.app, got, err, c.want)
 		}
 	}
-	for _, bad := range []string{"live/{name}", "live/{key", "live/key}", "live/{{key}}", "live/../{key}", "live/\x01{key}"} {
+	for _, bad := range []string{"live/{name}", "live/{key", "live/key}", "live/{{key}}", "live/../{key}", "live/\x01{key}", "live/*", "*/{key}"} {
 		if got, err := RTMPPaths(bad, "live"); err == nil {
 			t.Errorf("RTMPPaths(%q) = %q, want an error", bad, got)
 		}
