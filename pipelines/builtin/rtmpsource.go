@@ -24,7 +24,10 @@ type RTMPSourceOptions struct {
 	// no other pipeline names.
 	App string `yaml:"app"`
 	// Keys are the stream keys allowed to publish (default empty: any
-	// key). Keep them out of the file with ${VAR}.
+	// key). With "server.auth", a key not listed may still publish with a
+	// token that allows the broadcast's path (KEY?jwt=TOKEN, or the token
+	// as the key) or a path under the public prefix; an empty list then
+	// leaves only those. Keep keys out of the file with ${VAR}.
 	Keys []string `yaml:"keys"`
 	// Linger is how long a broadcast whose publisher dropped waits for
 	// the same stream key to return and continue it, subscribers staying
