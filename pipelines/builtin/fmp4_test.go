@@ -51,11 +51,11 @@ func TestFMP4ToRecording(t *testing.T) {
 	for _, c := range []struct {
 		name  string
 		opts  FMP4SourceOptions
-		stdin io.Reader
+		stdin *stdinReader
 	}{
 		{"file", FMP4SourceOptions{File: clip}, nil},
 		// Streams come at their own pace: realtime paces these.
-		{"stdin", FMP4SourceOptions{File: "-", Realtime: true}, &gatedReader{data: bytes.NewReader(data), release: &release}},
+		{"stdin", FMP4SourceOptions{File: "-", Realtime: true}, &stdinReader{r: &gatedReader{data: bytes.NewReader(data), release: &release}}},
 		{"url", FMP4SourceOptions{URL: web.URL + "/clip.mp4?token=t0ken", Realtime: true}, nil},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -95,6 +95,13 @@ func TestFMP4ToRecording(t *testing.T) {
 			releaseStream()
 			if err := publishing.wait(t, 20*time.Second); err != nil {
 				t.Fatalf("the source: %v", err)
+			}
+			if c.stdin != nil {
+				// Standard input is read once: a restart fails for good.
+				err := sdk.Publish(testkit.Context(t, 10*time.Second), origin, "again", src, sdk.PublishOptions{})
+				if !sdk.IsPermanent(err) || !strings.Contains(err.Error(), "read already") {
+					t.Errorf("stdin read again: %v", err)
+				}
 			}
 			if err := recording.wait(t, 20*time.Second); err != nil {
 				t.Fatalf("the sink: %v", err)

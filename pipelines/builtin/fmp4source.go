@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	"github.com/moqbridge/moqbridge/pipelines"
@@ -22,8 +23,9 @@ import (
 type FMP4SourceOptions struct {
 	// File is an MP4 file, fragmented or progressive, relative to the
 	// config file's directory; "-" reads a fragmented MP4 stream from
-	// standard input (ffmpeg -movflags cmaf+… -f mp4 -). Exactly one of
-	// file and url is set.
+	// standard input (ffmpeg -movflags cmaf+… -f mp4 -), once: a source
+	// restarted after it ended or failed cannot read it again. Exactly one
+	// of file and url is set.
 	File string `yaml:"file"`
 	// URL is an http:// or https:// URL whose body is fragmented MP4 (a
 	// live stream, or a fragmented file), read as a stream as it arrives:
@@ -141,6 +143,7 @@ func redactHTTP(u *url.URL) string {
 // fragmented MP4 stream on stdin, or one fetched over HTTP, published at
 // the pipeline's path.
 func FMP4Source() pipelines.SourceKind {
+	stdin := &stdinReader{r: os.Stdin}
 	return pipelines.SourceKind{
 		Name:    "fmp4",
 		Summary: "an MP4 file (fragmented or progressive, optionally looped), fragmented MP4 on stdin, or over http(s)",
@@ -150,7 +153,7 @@ func FMP4Source() pipelines.SourceKind {
 			if err != nil {
 				return nil, err
 			}
-			return newFMP4Source(env, o, os.Stdin)
+			return newFMP4Source(env, o, stdin)
 		},
 	}
 }
@@ -161,14 +164,25 @@ func FMP4Source() pipelines.SourceKind {
 type fmp4Source struct {
 	file   string   // resolved path; "" for a URL
 	url    *url.URL // nil for a file or stdin
-	stdin  io.Reader
+	stdin  *stdinReader
 	opts   fmp4.Options
 	client *http.Client
 	// readTimeout bounds a wait for the URL's data (0: none).
 	readTimeout time.Duration
 }
 
-func newFMP4Source(env pipelines.SourceEnv, o *FMP4SourceOptions, stdin io.Reader) (*fmp4Source, error) {
+// stdinReader is the process's standard input, which one source of a
+// kind may read, once: a stream cannot be read again from its start, so
+// a restarted source, or a second pipeline reading "-", fails for good.
+type stdinReader struct {
+	r    io.Reader
+	used atomic.Bool
+}
+
+// claim reports whether the caller is the first to ask for the reader.
+func (s *stdinReader) claim() bool { return s.used.CompareAndSwap(false, true) }
+
+func newFMP4Source(env pipelines.SourceEnv, o *FMP4SourceOptions, stdin *stdinReader) (*fmp4Source, error) {
 	if err := o.ValidateDir(env.Dir); err != nil {
 		return nil, sdk.Permanent(err)
 	}
@@ -195,7 +209,10 @@ func (s *fmp4Source) Run(ctx context.Context, w *sdk.BroadcastWriter) error {
 	case s.url != nil:
 		return s.runURL(ctx, w)
 	case s.file == "-":
-		return fmp4.New(s.stdin, s.opts).Run(ctx, w)
+		if !s.stdin.claim() {
+			return sdk.Permanent(errors.New("fmp4: standard input was read already and cannot be read again (a restarted source, or a second pipeline reading -)"))
+		}
+		return fmp4.New(s.stdin.r, s.opts).Run(ctx, w)
 	}
 	src, err := fmp4.Open(s.file, s.opts)
 	if err != nil {
