@@ -105,6 +105,51 @@ func TestRTMPSinkToFFmpeg(t *testing.T) {
 	}
 }
 
+// TestRTMPSinkCountersReconnect: the receiver vanishes (killed) and
+// another one listens in its place: the sink's counters say it is not
+// connected meanwhile, then connected again after one reconnection.
+func TestRTMPSinkCountersReconnect(t *testing.T) {
+	testkit.NeedFFmpeg(t)
+	ctx := testkit.Context(t, 60*time.Second)
+	lb := testLog(t)
+	origin := moq.NewOrigin()
+	defer origin.Close()
+	src, err := FMP4Source().NewSource(pipelines.SourceEnv{Path: "live/x", Dir: clipDir}, &FMP4SourceOptions{File: clip, Loop: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	publish(t, origin, "live/x", src)
+	port := freePort(t)
+	dir := t.TempDir()
+	receive := func(name string) *running {
+		return ffmpeg(t, "-listen", "1", "-i", fmt.Sprintf("rtmp://127.0.0.1:%d/live/x", port), "-c", "copy", "-f", "mp4", "-y", filepath.Join(dir, name))
+	}
+	first := receive("first.mp4")
+	sink, err := RTMPSink().New(pipelines.SinkEnv{Path: "live/x", Logger: lb.Logger()}, newOptions(t, RTMPSink().Options, func(o *RTMPSinkOptions) {
+		o.URL = fmt.Sprintf("rtmp://127.0.0.1:%d/live/x", port)
+		o.Backoff.Min, o.Backoff.Max = 50*time.Millisecond, 200*time.Millisecond
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	reporter := sink.(pipelines.StatsReporter)
+	restream := consume(t, origin, "live/x", sink)
+	waitFor(t, ctx, "connected", func() bool { return reporter.Counters().Connected })
+	_ = first.stop() // SIGKILL: the server vanishes
+	waitFor(t, ctx, "disconnected", func() bool { return !reporter.Counters().Connected })
+	second := receive("second.mp4")
+	waitFor(t, ctx, "reconnected", func() bool { c := reporter.Counters(); return c.Connected && c.Reconnects == 1 })
+	if err := restream.stop(); err != nil {
+		t.Fatalf("the sink: %v", err)
+	}
+	if err := second.wait(t, 20*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if c := reporter.Counters(); c.Connected || c.Reconnects != 1 {
+		t.Errorf("counters after Run: %+v", c)
+	}
+}
+
 // TestRTMPPullToRecording: the rtmp_pull source kind plays the clip that
 // an ffmpeg serves over RTMP into the Origin, and the fmp4 sink kind
 // records it.
