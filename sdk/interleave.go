@@ -2,6 +2,7 @@ package sdk
 
 import (
 	"context"
+	"errors"
 	"io"
 	"sync"
 	"time"
@@ -43,7 +44,26 @@ type InterleaverConfig struct {
 	// from its track's reader, before it is held for the start or for
 	// ordering (say, to count what a sink received).
 	OnFrame func(track int)
+
+	// Batch, when positive, reads the tracks from the goroutine that
+	// calls Next, in batches: Next takes every frame the tracks have
+	// ready, and when none has one, waits Batch before looking again
+	// (after a second with nothing, it waits on the first track still
+	// live instead, for up to a second at a time). A sink that writes in
+	// large pieces anyway, such as a recorder writing a fragment per
+	// group of pictures, is then woken a few times a second rather than
+	// once or twice per frame, the largest cost of a recording next to
+	// the relay; frames reach it up to Batch later. 0 reads each track
+	// on its own goroutine and hands every frame out as it arrives.
+	//
+	// Batch needs readers that return a frame they have ready even when
+	// the context passed is done, as TrackReader does.
+	Batch time.Duration
 }
+
+// idleAfter is how long a batching Interleaver finds nothing before it
+// blocks on a track instead of waking every Batch.
+const idleAfter = time.Second
 
 // Interleaved is a frame of one track, or the end of the track, from an
 // Interleaver.
@@ -82,6 +102,14 @@ type Interleaver struct {
 	outAt int
 	queue [][]held // MaxWait > 0: frames held per track after the start
 	ended []bool   // the track's end was received
+
+	// Batch > 0: the readers, read by Next.
+	readers []FrameReader
+	life    context.Context // NewInterleaver's: no reading once it ended
+	read    []bool          // the reader returned its end
+	ready   context.Context // done: a read takes only what is ready
+	idle    time.Time       // when the last batch found nothing, zero after a frame
+	sleep   *time.Timer
 }
 
 // held is a frame (or a track's end) held for ordering, with when it
@@ -105,6 +133,20 @@ func NewInterleaver(ctx context.Context, cfg InterleaverConfig, readers ...Frame
 		queue:  make([][]held, len(readers)),
 		ended:  make([]bool, len(readers)),
 	}
+	if cfg.StartWait > 0 {
+		il.timer = time.NewTimer(cfg.StartWait)
+	} else {
+		il.waited = true
+	}
+	if cfg.Batch > 0 {
+		il.readers = readers
+		il.life = ctx
+		il.read = make([]bool, len(readers))
+		ready, done := context.WithCancel(context.Background())
+		done()
+		il.ready = ready
+		return il
+	}
 	for i, r := range readers {
 		il.wg.Go(func() {
 			for {
@@ -120,11 +162,6 @@ func NewInterleaver(ctx context.Context, cfg InterleaverConfig, readers ...Frame
 			}
 		})
 	}
-	if cfg.StartWait > 0 {
-		il.timer = time.NewTimer(cfg.StartWait)
-	} else {
-		il.waited = true
-	}
 	return il
 }
 
@@ -132,6 +169,9 @@ func NewInterleaver(ctx context.Context, cfg InterleaverConfig, readers ...Frame
 func (il *Interleaver) Close() {
 	il.cancel()
 	il.wg.Wait()
+	if il.sleep != nil {
+		il.sleep.Stop()
+	}
 }
 
 // Origin returns the smallest first presentation time over the tracks,
@@ -173,12 +213,15 @@ func (il *Interleaver) Next(ctx context.Context) (Interleaved, error) {
 		if il.timer != nil {
 			tc = il.timer.C
 		}
+		if il.readers != nil {
+			if ev, ok := il.batch(ctx, tc); ok {
+				return ev, nil
+			}
+			continue
+		}
 		select {
 		case <-ctx.Done():
-			il.err = ctx.Err()
-			if !il.started {
-				il.start() // what was held for the start goes out first
-			}
+			il.stop(ctx)
 		case <-tc:
 			il.timer = nil
 			if !il.started {
@@ -190,6 +233,109 @@ func (il *Interleaver) Next(ctx context.Context) (Interleaved, error) {
 				return ev, nil
 			}
 		}
+	}
+}
+
+// batch takes what the readers have ready (Batch > 0); it returns an
+// event that goes out at once, or ok false once it took what there was,
+// after waiting when there was nothing.
+func (il *Interleaver) batch(ctx context.Context, tc <-chan time.Time) (ev Interleaved, ok bool) {
+	if il.life.Err() != nil { // closed: nothing more is read
+		select {
+		case <-ctx.Done():
+			il.stop(ctx)
+		case <-tc:
+			il.timer = nil
+			if !il.started {
+				il.waited = true
+				il.start()
+			}
+		}
+		return Interleaved{}, false
+	}
+	took := false
+	for i, r := range il.readers {
+		if il.read[i] {
+			continue
+		}
+		f, err := r.ReadFrame(il.ready)
+		if err != nil && il.ready.Err() != nil && errors.Is(err, il.ready.Err()) {
+			continue // nothing ready
+		}
+		took = true
+		if ev, ok := il.take(ctx, i, f, err); ok {
+			return ev, true
+		}
+	}
+	if took {
+		il.idle = time.Time{}
+		return Interleaved{}, false
+	}
+	now := time.Now()
+	if il.idle.IsZero() {
+		il.idle = now
+	}
+	if now.Sub(il.idle) >= idleAfter {
+		// Nothing for a while: wait on a track rather than waking
+		// every Batch; the others are looked at again after a second.
+		for i, r := range il.readers {
+			if il.read[i] {
+				continue
+			}
+			wait, cancel := context.WithTimeout(ctx, idleAfter)
+			closed := context.AfterFunc(il.life, cancel)
+			f, err := r.ReadFrame(wait)
+			closed()
+			cancel()
+			switch {
+			case ctx.Err() != nil:
+				il.stop(ctx)
+			case err != nil && wait.Err() != nil && errors.Is(err, wait.Err()):
+				// Nothing within the second, or closed.
+			default:
+				il.idle = time.Time{}
+				if ev, ok := il.take(ctx, i, f, err); ok {
+					return ev, true
+				}
+			}
+			return Interleaved{}, false
+		}
+	}
+	if il.sleep == nil {
+		il.sleep = time.NewTimer(il.cfg.Batch)
+	} else {
+		il.sleep.Reset(il.cfg.Batch)
+	}
+	select {
+	case <-il.life.Done():
+	case <-ctx.Done():
+		il.stop(ctx)
+	case <-tc:
+		il.timer = nil
+		if !il.started {
+			il.waited = true
+			il.start()
+		}
+	case <-il.sleep.C:
+	}
+	return Interleaved{}, false
+}
+
+// take handles what reader i returned (Batch > 0), like an event of its
+// goroutine.
+func (il *Interleaver) take(ctx context.Context, i int, f Frame, err error) (Interleaved, bool) {
+	if err != nil {
+		il.read[i] = true
+	}
+	ev := Interleaved{Track: i, Frame: f, Err: err}
+	return ev, il.add(ctx, ev)
+}
+
+// stop records that ctx ended: what was held for the start goes out first.
+func (il *Interleaver) stop(ctx context.Context) {
+	il.err = ctx.Err()
+	if !il.started {
+		il.start()
 	}
 }
 

@@ -112,6 +112,10 @@ func splitAccessUnits(t testing.TB, b []byte, ps *sdk.ParamSets) [][]byte {
 func recordTracks(t testing.TB, cfg Config, tracks []sdk.Track, cts []*clipTrack, lockstep ...bool) (*Sink, error) {
 	t.Helper()
 	s := newTestSink(cfg)
+	if len(lockstep) > 0 && lockstep[0] {
+		// Every frame as it comes, or the lock step waits a batch per frame.
+		s.cfg.ReadBatch = -1
+	}
 	p, tws := newPipeline(t, tracks...)
 	ready := make(chan struct{})
 	s.cfg.OnSubscribed = func() { close(ready) }

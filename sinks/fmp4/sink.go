@@ -35,6 +35,7 @@ const (
 	DefaultPartDuration   = time.Second
 	DefaultVideoTimescale = 90000
 	DefaultStartWait      = 2 * time.Second
+	DefaultReadBatch      = 100 * time.Millisecond
 )
 
 // Config configures a Sink. Only Dir is required.
@@ -82,6 +83,13 @@ type Config struct {
 	// every track before it fixes the common time origin (the smallest
 	// first timestamp) and starts writing. Default DefaultStartWait.
 	StartWait time.Duration
+
+	// ReadBatch is how long the sink lets frames gather in the tracks
+	// before it takes them (sdk.InterleaverConfig.Batch): a fragment is
+	// written per group of pictures anyway, so waking for every frame
+	// only costs CPU. Frames reach the file up to this much later.
+	// Default DefaultReadBatch; negative reads every frame as it comes.
+	ReadBatch time.Duration
 
 	// Logger receives progress; default slog.Default().
 	Logger *slog.Logger
@@ -165,6 +173,9 @@ func New(cfg Config) *Sink {
 	}
 	if cfg.StartWait <= 0 {
 		cfg.StartWait = DefaultStartWait
+	}
+	if cfg.ReadBatch == 0 {
+		cfg.ReadBatch = DefaultReadBatch
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -268,6 +279,7 @@ func (s *Sink) Run(ctx context.Context, r *sdk.BroadcastReader) error {
 	// with, up to maxAudioWait).
 	il := sdk.NewInterleaver(ctx, sdk.InterleaverConfig{
 		StartWait: s.cfg.StartWait,
+		Batch:     max(s.cfg.ReadBatch, 0),
 		OnFrame:   func(int) { s.stats.frames.Add(1) },
 	}, readers...)
 	defer il.Close()
