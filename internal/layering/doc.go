@@ -10,7 +10,9 @@
 //     net/http or crypto/tls from the standard library.
 //   - The media layer (sdk) imports no package of protocol.
 //   - sdk and every source and sink build without quic-go,
-//     webtransport-go, coder/websocket or a JWT library.
+//     webtransport-go, coder/websocket or a JWT library, except the MOQ
+//     adapters (sources/moq, sinks/moq), for which MOQ over the network
+//     is the protocol they adapt.
 //
 // A broken rule fails the test with the import chain that brings the
 // forbidden package in.
