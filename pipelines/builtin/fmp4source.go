@@ -162,7 +162,7 @@ func FMP4Source() pipelines.SourceKind {
 // restarted pipeline reads its input again (a file from its start, a URL
 // with a new request).
 type fmp4Source struct {
-	file   string   // resolved path; "" for a URL
+	file   string   // resolved path, "-" for stdin, "" for a URL
 	url    *url.URL // nil for a file or stdin
 	stdin  *stdinReader
 	opts   fmp4.Options
