@@ -11,7 +11,7 @@
 // or another sink.
 //
 // Kinds are registered explicitly on a Registry (no init side effects):
-// Builtin returns one holding every adapter moqbridge ships, and an SDK user
+// pipelines/builtin.Registry returns one holding every adapter moqbridge ships, and an SDK user
 // adds their own kinds to it with AddSource and AddSink, then uses them
 // from YAML exactly like the built-in ones.
 //

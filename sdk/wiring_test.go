@@ -371,6 +371,29 @@ func TestWriterStats(t *testing.T) {
 	if got := w.Stats()[tw.Track().Name]; got != want {
 		t.Errorf("stats %+v, want %+v", got, want)
 	}
+	// A track closed and one of the same name added again: both count.
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	tr.Name = tw.Track().Name
+	tw2, err := w.AddTrack(tr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tw2.WriteFrame(Frame{Keyframe: true, Payload: make([]byte, 10)}); err != nil {
+		t.Fatal(err)
+	}
+	want = TrackStats{Groups: 3, Frames: 5, Bytes: 410, Dropped: 1}
+	if got := w.Stats()[tw.Track().Name]; got != want {
+		t.Errorf("stats after a track came back %+v, want %+v", got, want)
+	}
+	// The final counts outlive the broadcast.
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := w.Stats()[tw.Track().Name]; got != want {
+		t.Errorf("stats after Close %+v, want %+v", got, want)
+	}
 }
 
 // TestWaitTracks: a publisher that announces an empty catalog and adds its

@@ -61,6 +61,9 @@ type BroadcastWriter struct {
 	counter  int           // tracks added, for generated names
 	lastJSON []byte        // the catalog last published
 	written  chan struct{} // closed once the first catalog is published
+	// gone holds the final counters of tracks removed or closed, by
+	// name, so that Stats keeps counting what they wrote.
+	gone map[string]TrackStats
 }
 
 // NewBroadcastWriter wraps b, which the caller publishes into an Origin,
@@ -226,6 +229,7 @@ func (w *BroadcastWriter) removeTrack(tw *TrackWriter) error {
 			break
 		}
 	}
+	w.keepStatsLocked(tw)
 	return w.publishCatalogLocked()
 }
 
@@ -247,6 +251,11 @@ func (w *BroadcastWriter) Close() error {
 	for _, tw := range tracks {
 		tw.finish()
 	}
+	w.mu.Lock()
+	for _, tw := range tracks {
+		w.keepStatsLocked(tw)
+	}
+	w.mu.Unlock()
 	if err := w.b.Close(); err != nil && !errors.Is(err, moq.ErrClosed) {
 		return fmt.Errorf("sdk: close: %w", err)
 	}
@@ -286,16 +295,31 @@ func (t *TrackWriter) Stats() TrackStats {
 	return TrackStats{Groups: t.groups.Load(), Frames: t.frames.Load(), Bytes: t.bytes.Load(), Dropped: t.dropped.Load()}
 }
 
-// Stats returns the counters of every track in the catalog, by name.
+// Stats returns the counters of every track the broadcast had, by name:
+// those in the catalog, and those removed or ended by Close with what
+// they wrote (a name used by several tracks in turn sums them). After
+// Close it keeps returning the final counts.
 func (w *BroadcastWriter) Stats() map[string]TrackStats {
 	w.mu.Lock()
 	tracks := append([]*TrackWriter(nil), w.tracks...)
+	out := make(map[string]TrackStats, len(tracks)+len(w.gone))
+	for name, st := range w.gone {
+		out[name] = st
+	}
 	w.mu.Unlock()
-	out := make(map[string]TrackStats, len(tracks))
 	for _, tw := range tracks {
-		out[tw.track.Name] = tw.Stats()
+		out[tw.track.Name] = out[tw.track.Name].add(tw.Stats())
 	}
 	return out
+}
+
+// keepStatsLocked adds the counters of tw, which left the catalog, to
+// gone. The caller holds w.mu.
+func (w *BroadcastWriter) keepStatsLocked(tw *TrackWriter) {
+	if w.gone == nil {
+		w.gone = make(map[string]TrackStats)
+	}
+	w.gone[tw.track.Name] = w.gone[tw.track.Name].add(tw.Stats())
 }
 
 // WriteFrame writes one frame. Frames are written in decode order; f.PTS

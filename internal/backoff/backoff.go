@@ -10,8 +10,9 @@ import (
 )
 
 // Defaults sets *minWait, *maxWait and *jitter from the defaults where they
-// are zero, keeps *maxWait at least *minWait and *jitter within 0 to 1
-// (a negative jitter turns it off).
+// are zero, keeps *maxWait at least *minWait and *jitter at most 1. A
+// negative jitter turns it off and stays negative (-1), so that applying
+// the defaults twice does not turn it back on.
 func Defaults(minWait, maxWait *time.Duration, jitter *float64, defMin, defMax time.Duration, defJitter float64) {
 	if *minWait <= 0 {
 		*minWait = defMin
@@ -24,7 +25,7 @@ func Defaults(minWait, maxWait *time.Duration, jitter *float64, defMin, defMax t
 	case *jitter == 0:
 		*jitter = defJitter
 	case *jitter < 0:
-		*jitter = 0
+		*jitter = -1
 	case *jitter > 1:
 		*jitter = 1
 	}

@@ -35,9 +35,17 @@ func TestDefaults(t *testing.T) {
 	if maxWait != 5*time.Second || jitter != 1 {
 		t.Errorf("max %v jitter %v, want 5s and 1", maxWait, jitter)
 	}
-	jitter = -1
+	jitter = -0.3
 	Defaults(&minWait, &maxWait, &jitter, time.Second, 10*time.Second, 0.5)
-	if jitter != 0 {
-		t.Errorf("negative jitter %v, want 0 (off)", jitter)
+	if jitter != -1 {
+		t.Errorf("negative jitter %v, want -1 (off)", jitter)
+	}
+	// Applying the defaults again keeps it off.
+	Defaults(&minWait, &maxWait, &jitter, time.Second, 10*time.Second, 0.5)
+	if jitter != -1 {
+		t.Errorf("jitter after a second Defaults %v, want -1 (off)", jitter)
+	}
+	if d := Wait(time.Second, time.Second, jitter, 0); d != time.Second {
+		t.Errorf("wait without jitter %v, want 1s", d)
 	}
 }

@@ -86,8 +86,7 @@ func (b BackoffOptions) validate(prefix string) []error {
 
 // sdk returns b as an sdk.Backoff. A jitter of 0 means none here, where
 // sdk.Backoff takes 0 as "the default" and a negative value as none. The
-// adapters apply WithDefaults themselves; applied here too it would turn
-// the negative jitter into 0, which their call then makes the default.
+// adapters apply WithDefaults themselves.
 func (b BackoffOptions) sdk() sdk.Backoff {
 	jitter := b.Jitter
 	if jitter == 0 {
