@@ -43,7 +43,7 @@ type budgetConn struct {
 }
 
 func newBudgetConn(nc net.Conn, budget int64) *budgetConn {
-	return &budgetConn{Conn: nc, r: bufio.NewReaderSize(nc, readBuffer), left: budget}
+	return &budgetConn{Conn: nc, r: bufio.NewReaderSize(socketReader(nc), readBuffer), left: budget}
 }
 
 func (b *budgetConn) Read(p []byte) (int, error) {
