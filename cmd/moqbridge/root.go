@@ -26,8 +26,23 @@ fMP4 files (record) and on to RTMP servers such as YouTube or Twitch
 (restream); "serve --rtmp" also ingests RTMP publishers (OBS, ffmpeg) into
 the relay. The RTP adapters are coming.
 
-Run without a command, it starts the built-in relay on its defaults
-(the same as "moqbridge serve").`,
+"moqbridge run -c FILE" runs every bridge a YAML file describes (the relay,
+RTMP ingest, pipelines from sources to sinks, /metrics) and reloads it when
+the file changes; "validate" and "plan" check and explain such a file.
+
+Run without a command, it runs the built-in default configuration (see
+"moqbridge plan"): the relay on :4443 with a development certificate, RTMP
+ingest on :1935 (rtmp://HOST:1935/live/KEY is the broadcast live/KEY), a
+looping demo broadcast at "demo", and /metrics on 127.0.0.1:9090. The
+environment variables MOQBRIDGE_LISTEN, MOQBRIDGE_RTMP_LISTEN,
+MOQBRIDGE_ADMIN_LISTEN and MOQBRIDGE_LOG_LEVEL change those.`,
+		Example: `  moqbridge                                  # the built-in default: relay, RTMP ingest, demo
+  MOQBRIDGE_LISTEN=:8443 moqbridge           # the same on another port
+  moqbridge run -c moqbridge.yaml            # a configuration of your own
+  moqbridge record -o recordings http://localhost:4443/ demo
+  moqbridge probe http://localhost:4443/
+  source <(moqbridge completion bash)        # shell completion (also zsh, fish, powershell)`,
+		Args:          cobra.NoArgs,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
@@ -40,12 +55,12 @@ Run without a command, it starts the built-in relay on its defaults
 		},
 	}
 	root.PersistentFlags().StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
-	serve := newServeCommand()
-	root.AddCommand(serve, newPublishCommand(), newRecordCommand(), newRestreamCommand(), newTokenCommand(), newVersionCommand())
-	root.AddCommand(newProbeCommand())
-	// No command: run the relay on its defaults.
-	root.RunE = serve.RunE
-	root.Flags().AddFlagSet(serve.Flags())
+	root.AddCommand(newServeCommand(), newPublishCommand(), newRecordCommand(), newRestreamCommand(), newTokenCommand(), newVersionCommand())
+	root.AddCommand(newProbeCommand(), newRunCommand(), newValidateCommand(), newPlanCommand())
+	// No command: run the built-in default configuration.
+	root.RunE = func(cmd *cobra.Command, _ []string) error {
+		return runConfig(cmd, builtinConfig(), runOptions{quickStart: true})
+	}
 	return root
 }
 
