@@ -8,6 +8,8 @@ import (
 	"io"
 	"os"
 
+	"github.com/spf13/cobra"
+
 	"github.com/moqbridge/moqbridge/pipelines"
 	"github.com/moqbridge/moqbridge/pipelines/builtin"
 )
@@ -100,17 +102,30 @@ func (s *configSource) load(reg *pipelines.Registry) (*pipelines.Config, [32]byt
 	return cfg, sha256.Sum256(data), err
 }
 
-// problemLines returns the lines of a configuration error: one per
-// problem, "file:line:col: key: message", or the error itself when it is
-// not about the configuration's content (an unreadable file).
+// problemLines returns the lines of a configuration's problems, one per
+// problem: "file:line:col: key: message"; nil when err is not about the
+// configuration's content (an unreadable file).
 func problemLines(err error) []string {
 	var ce *pipelines.ConfigError
 	if !errors.As(err, &ce) {
-		return []string{err.Error()}
+		return nil
 	}
 	lines := make([]string, len(ce.Problems))
 	for i, p := range ce.Problems {
 		lines[i] = p.String()
 	}
 	return lines
+}
+
+// printProblems prints the problems of a configuration on stderr, one per
+// line, and returns errInvalidConfig; another error is returned as it is.
+func printProblems(cmd *cobra.Command, err error) error {
+	lines := problemLines(err)
+	if lines == nil {
+		return err
+	}
+	for _, line := range lines {
+		fmt.Fprintln(cmd.ErrOrStderr(), line)
+	}
+	return errInvalidConfig
 }

@@ -25,6 +25,7 @@ import (
 func newRunCommand() *cobra.Command {
 	var file string
 	var printDefault bool
+	var watch time.Duration
 	cmd := &cobra.Command{
 		Use:   "run -c FILE",
 		Short: "Run the relay, listeners and pipelines of a configuration file, reloading it as it changes",
@@ -33,7 +34,7 @@ func newRunCommand() *cobra.Command {
 /readyz ("admin:"), and every pipeline, each source and sink supervised on
 its own (restarted with backoff when it fails).
 
-The file is reloaded when it changes (checked every second) and on SIGHUP:
+The file is reloaded when it changes (checked every --watch) and on SIGHUP:
 pipelines that did not change keep running untouched, changed ones restart,
 removed ones stop and new ones start. A file with problems is refused (each
 problem is logged with its position) and the running set stays. SIGHUP, and
@@ -58,14 +59,18 @@ invalid or something cannot start (a port taken, a certificate missing).`,
 			if file == "" {
 				return errors.New(`run needs -c FILE (see "moqbridge run --help"); "moqbridge" alone runs the built-in default`)
 			}
+			if watch < 0 {
+				return fmt.Errorf("--watch %s: must not be negative (0 turns it off)", watch)
+			}
 			src, err := openConfig(file, cmd.InOrStdin())
 			if err != nil {
 				return err
 			}
-			return runConfig(cmd, src, runOptions{})
+			return runConfig(cmd, src, runOptions{watch: watch})
 		},
 	}
 	cmd.Flags().StringVarP(&file, "config", "c", "", "configuration file (YAML); - reads it once from standard input")
+	cmd.Flags().DurationVar(&watch, "watch", time.Second, "how often to check the file for changes, which reload it (0: only SIGHUP does)")
 	cmd.Flags().BoolVar(&printDefault, "print-default", false, "print the built-in default configuration and exit")
 	return cmd
 }
@@ -75,9 +80,9 @@ type runOptions struct {
 	// quickStart prints how to push, record and probe (the built-in
 	// default).
 	quickStart bool
-	// poll is how often a configuration file is checked for changes
-	// (default every second).
-	poll time.Duration
+	// watch is how often a configuration file is checked for changes (0:
+	// never).
+	watch time.Duration
 }
 
 // configRun is a configuration being run: the runner, its metrics and
@@ -103,11 +108,11 @@ func runConfig(cmd *cobra.Command, src *configSource, opts runOptions) error {
 	reg := newRegistry()
 	cfg, hash, err := src.load(reg)
 	if err != nil {
-		lines := problemLines(err)
-		for _, line := range lines {
-			fmt.Fprintln(cmd.ErrOrStderr(), line)
+		if printProblems(cmd, err) == errInvalidConfig {
+			n := len(problemLines(err))
+			return fmt.Errorf("%s: %d problem%s; nothing started", src.name, n, plural(n))
 		}
-		return fmt.Errorf("%s: %d problem%s; nothing started", src.name, len(lines), plural(len(lines)))
+		return err
 	}
 
 	cr := &configRun{src: src, reg: reg, level: new(slog.LevelVar), cfg: cfg, metrics: metrics.New()}
@@ -165,13 +170,9 @@ func runConfig(cmd *cobra.Command, src *configSource, opts runOptions) error {
 	}
 	cr.printBanner(cmd.OutOrStdout(), opts.quickStart)
 
-	poll := opts.poll
-	if poll <= 0 {
-		poll = time.Second
-	}
 	var tick <-chan time.Time
-	if src.file != "" {
-		t := time.NewTicker(poll)
+	if src.file != "" && opts.watch > 0 {
+		t := time.NewTicker(opts.watch)
 		defer t.Stop()
 		tick = t.C
 	}
@@ -238,6 +239,9 @@ func (cr *configRun) reload(why string, data []byte) {
 	cfg, err := cr.src.parse(data, cr.reg)
 	if err != nil {
 		lines := problemLines(err)
+		if lines == nil {
+			lines = []string{err.Error()}
+		}
 		cr.log.Error("configuration not reloaded: it has problems; the running one stays", "why", why, "file", cr.src.name, "problems", len(lines))
 		for _, line := range lines {
 			cr.log.Error("configuration problem: " + line)
