@@ -320,7 +320,9 @@ func TestRunWatchesFile(t *testing.T) {
 	var stdout, stderr testkit.LogBuffer
 	runCtx, stop := context.WithCancel(ctx)
 	done := make(chan int, 1)
-	go func() { done <- run(runCtx, []string{"--log-level", "info", "run", "-c", file, "--watch", "50ms"}, &stdout, &stderr) }()
+	go func() {
+		done <- run(runCtx, []string{"--log-level", "info", "run", "-c", file, "--watch", "50ms"}, &stdout, &stderr)
+	}()
 	defer func() {
 		stop()
 		if code := <-done; code != 0 {
