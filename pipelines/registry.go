@@ -17,7 +17,7 @@ import (
 //	source:
 //	  fmp4: {file: clip.mp4, loop: true}
 //
-// Exactly one of NewSource and NewListener is set.
+// Exactly one of NewSource, NewListener and NewOrigin is set.
 type SourceKind struct {
 	// Name is the key under "source:" ("fmp4", "rtmp", "moq").
 	Name string
@@ -36,10 +36,25 @@ type SourceKind struct {
 	// with. The pipeline's path is then a template the kind fills; Paths
 	// says under which pattern its broadcasts appear.
 	NewListener func(env SourceEnv, opts any) (sdk.Listener, error)
+	// NewOrigin builds a source that publishes into the Origin itself, at
+	// the level of MOQ tracks, groups and frames rather than through an
+	// sdk.BroadcastWriter: a MOQ mirror, which forwards what it receives
+	// unchanged (catalog, containers, group sequences). The Observer's
+	// BroadcastStarted does not see its broadcasts (their sinks count
+	// what they read).
+	NewOrigin func(env SourceEnv, opts any) (OriginSource, error)
 	// Paths returns the path pattern (exact, or "prefix/*") of the
 	// broadcasts a source with these options publishes when the
 	// pipeline's path is path; nil means path itself. Sinks follow it.
 	Paths func(path string, opts any) (string, error)
+}
+
+// OriginSource is a source that publishes into an Origin by itself (see
+// SourceKind.NewOrigin).
+type OriginSource interface {
+	// Run publishes into origin until ctx ends (nil) or the source
+	// fails.
+	Run(ctx context.Context, origin *moq.Origin) error
 }
 
 // SinkKind describes a kind of sink a pipeline can list under "sinks:",
@@ -150,8 +165,14 @@ func NewRegistry() *Registry {
 // AddSource registers a source kind; a name already taken, an empty one
 // or a kind without options or constructor is refused.
 func (r *Registry) AddSource(k SourceKind) error {
-	if k.Name == "" || k.Options == nil || (k.NewSource == nil) == (k.NewListener == nil) {
-		return fmt.Errorf("pipelines: source kind %q needs a name, Options and exactly one of NewSource and NewListener", k.Name)
+	built := 0
+	for _, set := range []bool{k.NewSource != nil, k.NewListener != nil, k.NewOrigin != nil} {
+		if set {
+			built++
+		}
+	}
+	if k.Name == "" || k.Options == nil || built != 1 {
+		return fmt.Errorf("pipelines: source kind %q needs a name, Options and exactly one of NewSource, NewListener and NewOrigin", k.Name)
 	}
 	if _, dup := r.sources[k.Name]; dup {
 		return fmt.Errorf("pipelines: source kind %q is registered already", k.Name)

@@ -187,9 +187,9 @@ func keyIn(key string, keys []string) bool {
 	return ok
 }
 
-// configure starts the listeners of cfg (none when nil); cert gives the
-// RTMPS certificate. The previous listeners must be stopped.
-func (h *rtmpHub) configure(cfg *RTMPConfig, cert func() (tls.Certificate, error)) error {
+// configure starts the listeners of cfg (none when nil); tlsConfig gives
+// the RTMPS TLS configuration. The previous listeners must be stopped.
+func (h *rtmpHub) configure(cfg *RTMPConfig, tlsConfig func() (*tls.Config, error)) error {
 	if cfg == nil {
 		return nil
 	}
@@ -201,12 +201,12 @@ func (h *rtmpHub) configure(cfg *RTMPConfig, cert func() (tls.Certificate, error
 		servers = append(servers, rtmp.NewServer(c))
 	}
 	if cfg.RTMPS != "" {
-		crt, err := cert()
+		tc, err := tlsConfig()
 		if err != nil {
 			return err
 		}
 		c := base
-		c.Addr, c.TLS = cfg.RTMPS, &tls.Config{Certificates: []tls.Certificate{crt}}
+		c.Addr, c.TLS = cfg.RTMPS, tc
 		servers = append(servers, rtmp.NewServer(c))
 	}
 	for _, s := range servers {

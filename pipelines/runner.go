@@ -474,6 +474,19 @@ func (pr *pipelineRun) runSource(ctx context.Context) {
 			opts.IfLive = sdk.Refuse
 			opts.Prefixes = []string{prefix}
 		}
+		if spec.Kind.NewOrigin != nil {
+			src, err := spec.Kind.NewOrigin(env, spec.Options)
+			if err != nil {
+				return fmt.Errorf("source %s: %w", spec.Kind.Name, err)
+			}
+			pr.setUp(true)
+			defer pr.setUp(false)
+			err = src.Run(ctx, pr.r.origin)
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
 		pub := sdk.NewPublisher(pr.r.origin, opts)
 		defer pub.Close()
 		if spec.Kind.NewSource != nil {

@@ -109,20 +109,22 @@ func (r *Runner) stopRelay() {
 	r.relay = nil
 }
 
-// rtmpsCertificate returns how the RTMPS listener gets its certificate:
-// the relay's, or without a running relay the server section's files.
-func (r *Runner) rtmpsCertificate(cfg *Config) func() (tls.Certificate, error) {
-	return func() (tls.Certificate, error) {
+// rtmpsCertificate returns how the RTMPS listener gets its TLS
+// configuration: the relay's certificate, following the relay's
+// certificate reloads, or without a running relay the server section's
+// files.
+func (r *Runner) rtmpsCertificate(cfg *Config) func() (*tls.Config, error) {
+	return func() (*tls.Config, error) {
 		if r.relay != nil {
-			return r.relay.srv.Certificate(), nil
+			return &tls.Config{GetCertificate: r.relay.srv.GetCertificate}, nil
 		}
 		if cfg.Server.Cert == "" || cfg.Server.Key == "" {
-			return tls.Certificate{}, errors.New("rtmp.rtmps: needs the relay's certificate: enable the server, or set server.cert and server.key")
+			return nil, errors.New("rtmp.rtmps: needs the relay's certificate: enable the server, or set server.cert and server.key")
 		}
 		c, err := tls.LoadX509KeyPair(cfg.Server.Cert, cfg.Server.Key)
 		if err != nil {
-			return tls.Certificate{}, fmt.Errorf("rtmp.rtmps: %w", err)
+			return nil, fmt.Errorf("rtmp.rtmps: %w", err)
 		}
-		return c, nil
+		return &tls.Config{Certificates: []tls.Certificate{c}}, nil
 	}
 }

@@ -144,7 +144,7 @@ func (r *rtmpFlags) servers(srv *protocol.Server, cfg protocol.ServerConfig) ([]
 	if err := listen("rtmp", r.addr, nil); err != nil {
 		return nil, err
 	}
-	if err := listen("rtmps", r.tlsAddr, &tls.Config{Certificates: []tls.Certificate{srv.Certificate()}}); err != nil {
+	if err := listen("rtmps", r.tlsAddr, &tls.Config{GetCertificate: srv.GetCertificate}); err != nil {
 		return nil, err
 	}
 	return out, nil

@@ -247,15 +247,16 @@ func (o *MOQSourceOptions) Validate() error {
 
 // MOQSource is the moq source kind: it subscribes to a remote relay's
 // broadcast, or to every broadcast under a prefix, and publishes what it
-// gets. It is a listener kind, so that one kind covers both: a broadcast
-// is published at the pipeline's path, a prefix's broadcasts at the paths
-// its template makes.
+// gets into the Origin unchanged (pipelines.SourceKind.NewOrigin: the
+// catalog, the containers and the group sequences are the remote ones). A
+// broadcast is published at the pipeline's path, a prefix's broadcasts at
+// the paths its template makes.
 func MOQSource() pipelines.SourceKind {
 	return pipelines.SourceKind{
 		Name:    "moq",
 		Summary: "mirrors a remote MOQ Lite relay's broadcast, or every broadcast under a prefix, reconnecting when it drops",
 		Options: func() any { return &MOQSourceOptions{RelayOptions: RelayOptions{Backoff: defaultBackoff()}} },
-		NewListener: func(env pipelines.SourceEnv, opts any) (sdk.Listener, error) {
+		NewOrigin: func(env pipelines.SourceEnv, opts any) (pipelines.OriginSource, error) {
 			o, err := optionsOf[MOQSourceOptions]("moq", opts)
 			if err != nil {
 				return nil, err
@@ -276,14 +277,14 @@ func MOQSource() pipelines.SourceKind {
 				if err != nil {
 					return nil, r.wrap(err)
 				}
-				return &moqBroadcastListener{src: src, path: path, r: r}, nil
+				return &moqBroadcastMirror{src: src, path: path, r: r}, nil
 			}
 			src, err := moqsource.NewPrefixSource(moqsource.PrefixConfig{URL: r.url, Prefix: o.Prefix, PathTemplate: moqSourcePath(env.Path, o),
 				Dial: r.dial, Backoff: r.backoff, Logger: r.log})
 			if err != nil {
 				return nil, r.wrap(err)
 			}
-			return &moqPrefixListener{src: src, r: r}, nil
+			return &moqPrefixMirror{src: src, r: r}, nil
 		},
 		Paths: func(path string, opts any) (string, error) {
 			o, err := optionsOf[MOQSourceOptions]("moq", opts)
@@ -351,27 +352,27 @@ func MOQPaths(template string, broadcast bool) (string, error) {
 	return prefix + "/*", nil
 }
 
-// moqBroadcastListener publishes one remote broadcast at one path.
-type moqBroadcastListener struct {
+// moqBroadcastMirror publishes one remote broadcast at one path.
+type moqBroadcastMirror struct {
 	src  *moqsource.Source
 	path string
 	r    *relay
 }
 
-// Run implements sdk.Listener.
-func (l *moqBroadcastListener) Run(ctx context.Context, p *sdk.Publisher) error {
-	return l.r.wrap(p.Publish(ctx, l.path, l.src))
+// Run implements pipelines.OriginSource.
+func (m *moqBroadcastMirror) Run(ctx context.Context, origin *moq.Origin) error {
+	return m.r.wrap(m.src.Publish(ctx, origin, m.path))
 }
 
-// moqPrefixListener publishes every remote broadcast under a prefix.
-type moqPrefixListener struct {
+// moqPrefixMirror publishes every remote broadcast under a prefix.
+type moqPrefixMirror struct {
 	src *moqsource.PrefixSource
 	r   *relay
 }
 
-// Run implements sdk.Listener.
-func (l *moqPrefixListener) Run(ctx context.Context, p *sdk.Publisher) error {
-	return l.r.wrap(l.src.Run(ctx, p))
+// Run implements pipelines.OriginSource.
+func (m *moqPrefixMirror) Run(ctx context.Context, origin *moq.Origin) error {
+	return m.r.wrap(m.src.Publish(ctx, origin))
 }
 
 // MOQSinkOptions are the options of the moq sink: each broadcast the

@@ -190,18 +190,16 @@ func TestMOQChain(t *testing.T) {
 
 	mirror := moq.NewOrigin()
 	defer mirror.Close()
-	publisher := sdk.NewPublisher(mirror, sdk.PublisherOptions{})
-	defer publisher.Close()
 	listen := func(path string, opts *MOQSourceOptions) {
 		t.Helper()
 		if err := opts.Validate(); err != nil {
 			t.Fatal(err)
 		}
-		l, err := MOQSource().NewListener(pipelines.SourceEnv{Path: path, Origin: mirror, Logger: lb.Logger()}, opts)
+		src, err := MOQSource().NewOrigin(pipelines.SourceEnv{Path: path, Origin: mirror, Logger: lb.Logger()}, opts)
 		if err != nil {
 			t.Fatal(err)
 		}
-		start(t, func(ctx context.Context) error { return l.Run(ctx, publisher) })
+		start(t, func(ctx context.Context) error { return src.Run(ctx, mirror) })
 	}
 	listen("mirror", &MOQSourceOptions{RelayOptions: relay, Broadcast: "edge/demo"})
 	listen("all/{name}", &MOQSourceOptions{RelayOptions: relay, Prefix: "edge"})
