@@ -429,12 +429,19 @@ func TestInlineOptions(t *testing.T) {
 	}
 }
 
-// TestReferenceDocumented: the config reference names every key of the
-// sections and of a pipeline, and no key the schema lacks.
+// TestReferenceDocumented: the config reference in README.md, its part
+// before the kinds' ("## Config reference" to "### Source kinds"), names
+// every key of the sections and of a pipeline, and no key the schema
+// lacks.
 func TestReferenceDocumented(t *testing.T) {
-	doc, err := os.ReadFile("testdata/reference.md")
+	readme, err := os.ReadFile("../README.md")
 	if err != nil {
 		t.Fatal(err)
+	}
+	_, doc, found := strings.Cut(string(readme), "\n## Config reference\n")
+	doc, _, kinds := strings.Cut(doc, "\n### Source kinds\n")
+	if !found || !kinds {
+		t.Fatal(`README.md has no "## Config reference" followed by "### Source kinds"`)
 	}
 	keys := ReferenceKeys(nil)
 	for _, k := range keys {
