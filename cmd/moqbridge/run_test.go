@@ -3,8 +3,17 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/hex"
+	"encoding/pem"
 	"fmt"
 	"io"
+	"math/big"
 	"net/http"
 	"os"
 	"os/exec"
@@ -354,5 +363,71 @@ func TestRunWatchesFile(t *testing.T) {
 	}
 	if !strings.Contains(text, `moqbridge_source_up{pipeline="one"} 1`) {
 		t.Errorf("/metrics lost the series of pipeline one")
+	}
+}
+
+// writeCertificate writes a new self-signed P-256 certificate and its key
+// as PEM files and returns the certificate's SHA-256 in hex.
+func writeCertificate(t *testing.T, certFile, keyFile string) string {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: "localhost"},
+		DNSNames: []string{"localhost"}, NotBefore: time.Now().Add(-time.Minute), NotAfter: time.Now().Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pkcs8, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: pkcs8}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(der)
+	return hex.EncodeToString(sum[:])
+}
+
+// TestRunReloadsCertificate: with server.cert and server.key, SIGUSR1
+// makes the relay serve the files' new certificate, and so does SIGHUP
+// with the configuration unchanged, without restarting the relay
+// (/certificate.sha256 follows).
+func TestRunReloadsCertificate(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	dir := t.TempDir()
+	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	first := writeCertificate(t, certFile, keyFile)
+	port := freePort(t)
+	file := writeTestFile(t, dir, "moqbridge.yaml", []byte(fmt.Sprintf(
+		"server: {listen: \"127.0.0.1:%d\", cert: %s, key: %s}\nadmin: {listen: \"\"}\npipelines:\n  demo: {source: demo, path: demo}\n", port, certFile, keyFile)))
+	p, _ := startWithBanner(t, ctx, nil, "run", "-c", file, "--watch", "0")
+	served := func() string {
+		_, body, _ := httpGet(ctx, fmt.Sprintf("http://127.0.0.1:%d/certificate.sha256", port))
+		return strings.TrimSpace(body)
+	}
+	if got := served(); got != first {
+		t.Fatalf("/certificate.sha256 is %q, want the file's %s", got, first)
+	}
+	for i, sig := range []syscall.Signal{syscall.SIGUSR1, syscall.SIGHUP} {
+		next := writeCertificate(t, certFile, keyFile)
+		_ = p.cmd.Process.Signal(sig)
+		waitFor(t, ctx, fmt.Sprintf("the new certificate after %v", sig), func() bool { return served() == next })
+		if n := strings.Count(p.stderr.String(), `msg="moq certificate reloaded"`); n != i+1 {
+			t.Errorf("after %v: %d certificate reloads logged, want %d", sig, n, i+1)
+		}
+	}
+	if strings.Contains(p.stderr.String(), "restarting the relay") {
+		t.Errorf("the relay restarted:\n%s", p.stderr.String())
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	if code := p.wait(t, ctx, "moqbridge run"); code != 0 {
+		t.Fatalf("moqbridge run exited %d:\n%s", code, p.stderr.String())
 	}
 }
