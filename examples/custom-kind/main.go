@@ -67,16 +67,20 @@ func run(ctx context.Context, file string, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	var cfg *pipelines.Config
-	if file == "" {
-		cfg, err = pipelines.Parse(defaultConfig, "moqbridge.yaml", reg)
-	} else {
-		cfg, err = pipelines.Load(file, reg)
-	}
+	cfg, err := load(file, reg)
 	if err != nil {
 		return err // every problem, one per line: file:line:col: key: message
 	}
 	return pipelines.NewRunner(reg, pipelines.RunnerOptions{Logger: log}).Run(ctx, cfg)
+}
+
+// load reads the configuration in file, or the embedded one when file is
+// "".
+func load(file string, reg *pipelines.Registry) (*pipelines.Config, error) {
+	if file == "" {
+		return pipelines.Parse(defaultConfig, "moqbridge.yaml", reg)
+	}
+	return pipelines.Load(file, reg)
 }
 
 // stallOptions are the options of a stall sink in YAML:

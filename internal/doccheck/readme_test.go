@@ -9,8 +9,9 @@ import (
 )
 
 // TestREADMESnippets: each line of every ```go block of README.md appears,
-// in order, in one of the repository's example_test.go files, so the
-// README shows code that compiles and runs.
+// in order, in one of the repository's example_test.go files or of the
+// example programs in examples/ (which their tests run), so the README
+// shows code that compiles and runs.
 func TestREADMESnippets(t *testing.T) {
 	readme, err := os.ReadFile("../../README.md")
 	if err != nil {
@@ -22,6 +23,8 @@ func TestREADMESnippets(t *testing.T) {
 	}
 	more, _ := filepath.Glob("../../*/*/example_test.go")
 	examples = append(examples, more...)
+	programs, _ := filepath.Glob("../../examples/*/*.go")
+	examples = append(examples, programs...)
 	var sources []string
 	for _, f := range examples {
 		b, err := os.ReadFile(f)
@@ -44,7 +47,7 @@ func TestREADMESnippets(t *testing.T) {
 			}
 		}
 		if !found {
-			t.Errorf("this README snippet is not an excerpt of any example_test.go (%d files):\n%s", len(examples), m[1])
+			t.Errorf("this README snippet is not an excerpt of any example_test.go or example program (%d files):\n%s", len(examples), m[1])
 		}
 	}
 }
