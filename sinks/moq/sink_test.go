@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/moqbridge/moqbridge/internal/testkit"
+	"github.com/moqbridge/moqbridge/internal/testrelay"
 	"github.com/moqbridge/moqbridge/moq"
 	"github.com/moqbridge/moqbridge/protocol"
 	"github.com/moqbridge/moqbridge/protocol/auth"
@@ -93,10 +94,10 @@ type receivedGroup struct {
 // subscribe follows track t of the broadcast at path on the relay through
 // a reconnecting client, finding the broadcast again whenever it comes
 // back, and sends every group it reads, checking each frame's bytes.
-func subscribe(t *testing.T, ctx context.Context, relay *testRelay, path string) <-chan receivedGroup {
+func subscribe(t *testing.T, ctx context.Context, relay *testrelay.Relay, path string) <-chan receivedGroup {
 	t.Helper()
 	consume := moq.NewOrigin()
-	client, err := protocol.Connect(ctx, relay.url(), append(relay.dial(), protocol.WithConsume(consume), protocol.WithAnnounceInterest(path),
+	client, err := protocol.Connect(ctx, relay.URL(), append(relay.Dial(), protocol.WithConsume(consume), protocol.WithAnnounceInterest(path),
 		protocol.WithReconnect(protocol.Reconnect{Min: 50 * time.Millisecond, Max: 300 * time.Millisecond}))...)
 	if err != nil {
 		t.Fatal(err)
@@ -159,7 +160,7 @@ func subscribe(t *testing.T, ctx context.Context, relay *testRelay, path string)
 // the local writer never waited meanwhile.
 func TestSinkPushesAcrossRestart(t *testing.T) {
 	ctx := testkit.Context(t, 60*time.Second)
-	relay := startRelay(t)
+	relay := testrelay.Start(t)
 	local := startLocal(t, ctx, "live/x", 20*time.Millisecond)
 	lb := &testkit.LogBuffer{}
 	defer func() {
@@ -167,7 +168,7 @@ func TestSinkPushesAcrossRestart(t *testing.T) {
 			t.Logf("log:\n%s", lb.String())
 		}
 	}()
-	sink, err := New(Config{URL: relay.url(), Path: "pushed/{path}", Dial: relay.dial(), Backoff: fastBackoff, Origin: local.origin, Logger: lb.Logger()})
+	sink, err := New(Config{URL: relay.URL(), Path: "pushed/{path}", Dial: relay.Dial(), Backoff: fastBackoff, Origin: local.origin, Logger: lb.Logger()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -211,7 +212,7 @@ func TestSinkPushesAcrossRestart(t *testing.T) {
 	if c := sink.Counters(); !c.Connected || c.Reconnects != 0 || c.DroppedGroups != 0 {
 		t.Errorf("counters before the restart: %+v", c)
 	}
-	relay.stop()
+	relay.Stop()
 	// The writer goes on while nothing takes the broadcast anywhere.
 	before := local.written.Load()
 	for local.written.Load() < before+5 {
@@ -221,7 +222,7 @@ func TestSinkPushesAcrossRestart(t *testing.T) {
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
-	relay.start()
+	relay.Restart()
 	take(10, "after the restart")
 	if c := sink.Counters(); !c.Connected || c.Reconnects < 1 {
 		t.Errorf("counters after the restart: %+v, want connected after a reconnection", c)
@@ -235,15 +236,15 @@ func TestSinkPushesAcrossRestart(t *testing.T) {
 // broadcast ends.
 func TestSinkEndsWithItsBroadcast(t *testing.T) {
 	ctx := testkit.Context(t, 30*time.Second)
-	relay := startRelay(t)
+	relay := testrelay.Start(t)
 	local := startLocal(t, ctx, "live/y", 20*time.Millisecond)
-	sink, err := New(Config{URL: relay.url(), Dial: relay.dial(), Backoff: fastBackoff})
+	sink, err := New(Config{URL: relay.URL(), Dial: relay.Dial(), Backoff: fastBackoff})
 	if err != nil {
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
 	go func() { done <- sink.Forward(ctx, local.bw.Reader(), "live/y") }()
-	if _, err := sdk.WaitBroadcast(ctx, relay.origin(), "live/y", 0); err != nil {
+	if _, err := sdk.WaitBroadcast(ctx, relay.Origin(), "live/y", 0); err != nil {
 		t.Fatalf("the broadcast never reached the relay at its own path: %v", err)
 	}
 	local.stop()
@@ -259,16 +260,16 @@ func TestSinkPermanentErrors(t *testing.T) {
 		t.Errorf("a URL without scheme: %v, want a permanent error", err)
 	}
 	ctx := testkit.Context(t, 30*time.Second)
-	relay := startRelay(t)
+	relay := testrelay.Start(t)
 	local := startLocal(t, ctx, "live/z", 20*time.Millisecond)
-	sink, err := New(Config{URL: relay.url(), Dial: []protocol.DialOption{protocol.WithFingerprint([32]byte{1})}, Backoff: fastBackoff})
+	sink, err := New(Config{URL: relay.URL(), Dial: []protocol.DialOption{protocol.WithFingerprint([32]byte{1})}, Backoff: fastBackoff})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := sink.Forward(ctx, local.bw.Reader(), "live/z"); !sdk.IsPermanent(err) || !protocol.IsCertificateError(err) {
 		t.Errorf("an untrusted certificate: %v, want a permanent certificate error", err)
 	}
-	sink, err = New(Config{URL: relay.url(), Path: "a/../{path}"})
+	sink, err = New(Config{URL: relay.URL(), Path: "a/../{path}"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -323,9 +324,9 @@ func TestSinkTransports(t *testing.T) {
 	for _, transport := range []string{"webtransport", "websocket"} {
 		t.Run(transport, func(t *testing.T) {
 			ctx := testkit.Context(t, 30*time.Second)
-			relay := startRelay(t)
+			relay := testrelay.Start(t)
 			local := startLocal(t, ctx, "live/x", 20*time.Millisecond)
-			sink, err := New(Config{URL: relay.urlFor(transport), Dial: relay.dial(), Backoff: fastBackoff})
+			sink, err := New(Config{URL: relay.URLFor(transport), Dial: relay.Dial(), Backoff: fastBackoff})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/moqbridge/moqbridge/internal/testkit"
+	"github.com/moqbridge/moqbridge/internal/testrelay"
 	"github.com/moqbridge/moqbridge/moq"
 	"github.com/moqbridge/moqbridge/protocol"
 	"github.com/moqbridge/moqbridge/sdk"
@@ -82,7 +83,7 @@ func readGroup(t *testing.T, ctx context.Context, g *moq.GroupReader) (gen int, 
 // ending.
 func TestSourceMirrorsAcrossRestart(t *testing.T) {
 	ctx := testkit.Context(t, 60*time.Second)
-	relay := startRelay(t)
+	relay := testrelay.Start(t)
 	lb := &testkit.LogBuffer{}
 	defer func() {
 		if t.Failed() {
@@ -94,7 +95,7 @@ func TestSourceMirrorsAcrossRestart(t *testing.T) {
 		bw := moq.NewBroadcast()
 		wctx, stop := context.WithCancel(ctx)
 		wait := writeGroups(wctx, t, bw, "t", gen, 0, 20*time.Millisecond)
-		if err := relay.origin().Publish("live/cam", bw.Reader()); err != nil {
+		if err := relay.Origin().Publish("live/cam", bw.Reader()); err != nil {
 			t.Fatal(err)
 		}
 		return bw, func() {
@@ -106,7 +107,7 @@ func TestSourceMirrorsAcrossRestart(t *testing.T) {
 	_, stop1 := publish(1)
 	defer stop1()
 
-	src, err := NewSource(Config{URL: relay.url(), Broadcast: "live/cam", Dial: relay.dial(), Backoff: fastBackoff, Logger: lb.Logger()})
+	src, err := NewSource(Config{URL: relay.URL(), Broadcast: "live/cam", Dial: relay.Dial(), Backoff: fastBackoff, Logger: lb.Logger()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -147,9 +148,9 @@ func TestSourceMirrorsAcrossRestart(t *testing.T) {
 		}
 	}
 	take(5, 1)
-	relay.stop()
+	relay.Stop()
 	stop1()
-	relay.start()
+	relay.Restart()
 	_, stop2 := publish(2)
 	defer stop2()
 	take(5, 2)
@@ -168,7 +169,7 @@ func TestSourceMirrorsAcrossRestart(t *testing.T) {
 // ends when its publisher ends it.
 func TestPrefixSourceFollows(t *testing.T) {
 	ctx := testkit.Context(t, 60*time.Second)
-	relay := startRelay(t)
+	relay := testrelay.Start(t)
 	var writers sync.WaitGroup
 	defer writers.Wait()
 	wctx, stopWriters := context.WithCancel(ctx)
@@ -177,7 +178,7 @@ func TestPrefixSourceFollows(t *testing.T) {
 		bw := moq.NewBroadcast()
 		wait := writeGroups(wctx, t, bw, "t", 1, 0, 20*time.Millisecond)
 		writers.Go(wait)
-		if err := relay.origin().Publish(path, bw.Reader()); err != nil {
+		if err := relay.Origin().Publish(path, bw.Reader()); err != nil {
 			t.Fatal(err)
 		}
 		return bw
@@ -187,7 +188,7 @@ func TestPrefixSourceFollows(t *testing.T) {
 	other := publish("other/x")
 	defer other.Close()
 
-	src, err := NewPrefixSource(PrefixConfig{URL: relay.url(), Prefix: "live", PathTemplate: "mirror/{name}", Dial: relay.dial(), Backoff: fastBackoff})
+	src, err := NewPrefixSource(PrefixConfig{URL: relay.URL(), Prefix: "live", PathTemplate: "mirror/{name}", Dial: relay.Dial(), Backoff: fastBackoff})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -247,7 +248,7 @@ func TestPrefixSourceFollows(t *testing.T) {
 // writer it is given: the tracks of the remote catalog and their frames.
 func TestSourceRun(t *testing.T) {
 	ctx := testkit.Context(t, 60*time.Second)
-	relay := startRelay(t)
+	relay := testrelay.Start(t)
 	track, err := sdk.OpusFromChannels(2)
 	if err != nil {
 		t.Fatal(err)
@@ -255,7 +256,7 @@ func TestSourceRun(t *testing.T) {
 	track.Name = "audio"
 	payload := func(i int) []byte { return fmt.Appendf(nil, "opus packet %d", i) }
 	runInBackground(t, ctx, "remote publisher", func(ctx context.Context) error {
-		return sdk.Publish(ctx, relay.origin(), "live/audio", sdk.SourceFunc(func(ctx context.Context, w *sdk.BroadcastWriter) error {
+		return sdk.Publish(ctx, relay.Origin(), "live/audio", sdk.SourceFunc(func(ctx context.Context, w *sdk.BroadcastWriter) error {
 			tw, err := w.AddTrack(track)
 			if err != nil {
 				return err
@@ -275,7 +276,7 @@ func TestSourceRun(t *testing.T) {
 		}), sdk.PublishOptions{Writer: sdk.WriterConfig{AudioGroupDuration: 100 * time.Millisecond}})
 	})
 
-	src, err := NewSource(Config{URL: relay.url(), Broadcast: "live/audio", Dial: relay.dial(), Backoff: fastBackoff})
+	src, err := NewSource(Config{URL: relay.URL(), Broadcast: "live/audio", Dial: relay.Dial(), Backoff: fastBackoff})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -342,8 +343,8 @@ func TestSourcePermanentErrors(t *testing.T) {
 		t.Errorf("a template without {path}: %v, want a permanent error", err)
 	}
 	ctx := testkit.Context(t, 30*time.Second)
-	relay := startRelay(t)
-	src, err := NewSource(Config{URL: relay.url(), Broadcast: "x", Dial: []protocol.DialOption{protocol.WithFingerprint([32]byte{1})}, Backoff: fastBackoff})
+	relay := testrelay.Start(t)
+	src, err := NewSource(Config{URL: relay.URL(), Broadcast: "x", Dial: []protocol.DialOption{protocol.WithFingerprint([32]byte{1})}, Backoff: fastBackoff})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -357,7 +358,7 @@ func TestSourcePermanentErrors(t *testing.T) {
 // and one that is not ends once ReturnGrace has passed.
 func TestPrefixSourceAcrossRestart(t *testing.T) {
 	ctx := testkit.Context(t, 60*time.Second)
-	relay := startRelay(t)
+	relay := testrelay.Start(t)
 	var writers sync.WaitGroup
 	defer writers.Wait()
 	publish := func(path string, gen int) func() {
@@ -365,7 +366,7 @@ func TestPrefixSourceAcrossRestart(t *testing.T) {
 		wctx, stop := context.WithCancel(ctx)
 		wait := writeGroups(wctx, t, bw, "t", gen, 0, 20*time.Millisecond)
 		writers.Go(wait)
-		if err := relay.origin().Publish(path, bw.Reader()); err != nil {
+		if err := relay.Origin().Publish(path, bw.Reader()); err != nil {
 			t.Fatal(err)
 		}
 		return func() {
@@ -376,7 +377,7 @@ func TestPrefixSourceAcrossRestart(t *testing.T) {
 	defer publish("live/a", 1)()
 	defer publish("live/b", 1)()
 
-	src, err := NewPrefixSource(PrefixConfig{URL: relay.url(), Prefix: "live", Dial: relay.dial(), Backoff: fastBackoff, ReturnGrace: 500 * time.Millisecond})
+	src, err := NewPrefixSource(PrefixConfig{URL: relay.URL(), Prefix: "live", Dial: relay.Dial(), Backoff: fastBackoff, ReturnGrace: 500 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -414,8 +415,8 @@ func TestPrefixSourceAcrossRestart(t *testing.T) {
 		}
 	}
 	readGen(1)
-	relay.stop()
-	relay.start()
+	relay.Stop()
+	relay.Restart()
 	defer publish("live/a", 2)()
 	a, err := ann.Next(ctx)
 	if err != nil {
@@ -436,7 +437,7 @@ func TestSourceTransports(t *testing.T) {
 	for _, transport := range []string{"webtransport", "websocket"} {
 		t.Run(transport, func(t *testing.T) {
 			ctx := testkit.Context(t, 30*time.Second)
-			relay := startRelay(t)
+			relay := testrelay.Start(t)
 			bw := moq.NewBroadcast()
 			wctx, stop := context.WithCancel(ctx)
 			wait := writeGroups(wctx, t, bw, "t", 1, 0, 20*time.Millisecond)
@@ -445,10 +446,10 @@ func TestSourceTransports(t *testing.T) {
 				wait()
 				_ = bw.Close()
 			}()
-			if err := relay.origin().Publish("live/cam", bw.Reader()); err != nil {
+			if err := relay.Origin().Publish("live/cam", bw.Reader()); err != nil {
 				t.Fatal(err)
 			}
-			src, err := NewSource(Config{URL: relay.urlFor(transport), Broadcast: "live/cam", Dial: relay.dial(), Backoff: fastBackoff})
+			src, err := NewSource(Config{URL: relay.URLFor(transport), Broadcast: "live/cam", Dial: relay.Dial(), Backoff: fastBackoff})
 			if err != nil {
 				t.Fatal(err)
 			}
