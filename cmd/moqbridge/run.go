@@ -168,7 +168,9 @@ func runConfig(cmd *cobra.Command, src *configSource, opts runOptions) error {
 	if err := cr.waitStarted(ctx, runDone); err != nil {
 		return fmt.Errorf("%s: %w", src.name, err)
 	}
-	cr.printBanner(cmd.OutOrStdout(), opts.quickStart)
+	if ctx.Err() == nil {
+		cr.printBanner(cmd.OutOrStdout(), opts.quickStart)
+	}
 
 	var tick <-chan time.Time
 	if src.file != "" && opts.watch > 0 {
@@ -272,7 +274,12 @@ func (cr *configRun) reload(why string, data []byte) {
 		"unchanged", changes.unchanged, "restarted", changes.changed, "started", changes.added, "stopped", changes.removed)
 	// A relay that restarted read its certificate anew; one that did not
 	// is asked to, so that renewed files are served.
-	if reflect.DeepEqual(old.Server, cfg.Server) && cfg.Server.Cert != "" {
+	if !reflect.DeepEqual(old.Server, cfg.Server) {
+		if srv := cr.runner.Server(); srv != nil {
+			fp := srv.Fingerprint()
+			cr.log.Info("the relay restarted", "addr", srv.Addr().String(), "certificate_sha256", fmt.Sprintf("%x", fp[:]))
+		}
+	} else if cfg.Server.Cert != "" {
 		cr.reloadCertificate(why)
 	}
 }
@@ -469,6 +476,10 @@ func (cr *configRun) printBanner(out io.Writer, quickStart bool) {
 		}
 		fmt.Fprintf(out, "  record: moqbridge record %s-o recordings %s demo\n", fpFlag, relayURL)
 		fmt.Fprintf(out, "  probe:  moqbridge probe %s%s\n", fpFlag, relayURL)
+		if strings.HasPrefix(relayURL, "http://") {
+			fmt.Fprintf(out, "  list:   curl %sannounced/\n", relayURL)
+		}
+		fmt.Fprintf(out, "  watch:  a MOQ Lite player (@moq/watch) on the WebTransport URL with the certificate hash above, broadcast demo\n")
 		fmt.Fprintf(out, "  a configuration of your own: moqbridge run --print-default > moqbridge.yaml; moqbridge run -c moqbridge.yaml\n")
 	}
 	fmt.Fprintln(out, "press Ctrl-C to stop")

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/moqbridge/moqbridge/pipelines"
 )
 
 // brokenConfig has four problems, each reported at its line and column.
@@ -172,5 +174,37 @@ func TestPrintDefault(t *testing.T) {
 	code, out, _ := runCLI(t, context.Background(), "run", "--print-default")
 	if code != 0 || out != defaultConfig {
 		t.Fatalf("run --print-default: exit %d, printed %d bytes, want the %d of default.yaml", code, len(out), len(defaultConfig))
+	}
+}
+
+// TestDefaultConfigEnv: the built-in default listens on :4443, :1935 and
+// 127.0.0.1:9090, and its environment variables move each.
+func TestDefaultConfigEnv(t *testing.T) {
+	parse := func(env map[string]string) *pipelines.Config {
+		t.Helper()
+		cfg, err := pipelines.ParseWith([]byte(defaultConfig), defaultConfigName, newRegistry(), pipelines.LoadOptions{
+			LookupEnv: func(name string) (string, bool) { v, ok := env[name]; return v, ok },
+		})
+		if err != nil {
+			t.Fatalf("the default config with %v: %v", env, err)
+		}
+		return cfg
+	}
+	cfg := parse(nil)
+	if cfg.Server.Listen != ":4443" || cfg.Server.Cert != "" || cfg.RTMP == nil || cfg.RTMP.Listen != ":1935" ||
+		cfg.Admin.Listen != "127.0.0.1:9090" || cfg.Log.Level != "info" {
+		t.Errorf("defaults: server %+v, rtmp %+v, admin %+v, log %+v", cfg.Server, cfg.RTMP, cfg.Admin, cfg.Log)
+	}
+	var names []string
+	for _, p := range cfg.Pipelines {
+		names = append(names, p.Name+" "+pipelineSummary(p))
+	}
+	if got := strings.Join(names, "; "); got != "live live: rtmp → live/{key} (live/*); demo demo: demo → demo" {
+		t.Errorf("pipelines: %s", got)
+	}
+	cfg = parse(map[string]string{"MOQBRIDGE_LISTEN": "127.0.0.1:5000", "MOQBRIDGE_RTMP_LISTEN": ":6000",
+		"MOQBRIDGE_ADMIN_LISTEN": "0.0.0.0:7000", "MOQBRIDGE_LOG_LEVEL": "debug"})
+	if cfg.Server.Listen != "127.0.0.1:5000" || cfg.RTMP.Listen != ":6000" || cfg.Admin.Listen != "0.0.0.0:7000" || cfg.Log.Level != "debug" {
+		t.Errorf("moved: server %s, rtmp %s, admin %s, log %s", cfg.Server.Listen, cfg.RTMP.Listen, cfg.Admin.Listen, cfg.Log.Level)
 	}
 }
