@@ -223,11 +223,7 @@ func (il *Interleaver) Next(ctx context.Context) (Interleaved, error) {
 		case <-ctx.Done():
 			il.stop(ctx)
 		case <-tc:
-			il.timer = nil
-			if !il.started {
-				il.waited = true
-				il.start()
-			}
+			il.timerFired()
 		case ev := <-il.events:
 			if il.add(ctx, ev) {
 				return ev, nil
@@ -245,11 +241,7 @@ func (il *Interleaver) batch(ctx context.Context, tc <-chan time.Time) (ev Inter
 		case <-ctx.Done():
 			il.stop(ctx)
 		case <-tc:
-			il.timer = nil
-			if !il.started {
-				il.waited = true
-				il.start()
-			}
+			il.timerFired()
 		}
 		return Interleaved{}, false
 	}
@@ -311,11 +303,7 @@ func (il *Interleaver) batch(ctx context.Context, tc <-chan time.Time) (ev Inter
 	case <-ctx.Done():
 		il.stop(ctx)
 	case <-tc:
-		il.timer = nil
-		if !il.started {
-			il.waited = true
-			il.start()
-		}
+		il.timerFired()
 	case <-il.sleep.C:
 	}
 	return Interleaved{}, false
@@ -329,6 +317,16 @@ func (il *Interleaver) take(ctx context.Context, i int, f Frame, err error) (Int
 	}
 	ev := Interleaved{Track: i, Frame: f, Err: err}
 	return ev, il.add(ctx, ev)
+}
+
+// timerFired handles the timer: StartWait passed (the start happens with
+// the tracks that have a frame), or MaxWait for the oldest frame held.
+func (il *Interleaver) timerFired() {
+	il.timer = nil
+	if !il.started {
+		il.waited = true
+		il.start()
+	}
 }
 
 // stop records that ctx ended: what was held for the start goes out first.
