@@ -126,7 +126,7 @@ pipelines:
 	if len(recordings) != 1 {
 		t.Fatalf("recordings: %v\n%s", recordings, logs.String())
 	}
-	if testkit.CheckWith("ffprobe") {
+	if testkit.CheckWith("ffmpeg", "ffprobe") {
 		testkit.CheckFMP4(t, recordings[0], "v:0")
 	}
 	if strings.Count(logs.String(), "stall: stalled") != 1 {

@@ -12,7 +12,8 @@
 // It prints a line per track every -every (2s), and a last one when the
 // broadcast ends or on Ctrl-C:
 //
-//	demo video0 avc1.64001f 1280x720: 48 frames, 1904.3 kbit/s
+//	demo video0 avc1.64001f 640x360: 241 frames, 356.5 kbit/s
+//	demo audio1 mp4a.40.2 48000 Hz: 376 frames, 48.1 kbit/s
 //
 // The bitrate is over media time (the frames' timestamps), not wall time,
 // so it is the encoder's, whatever the network did.
