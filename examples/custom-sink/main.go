@@ -16,7 +16,7 @@
 //	demo audio1 mp4a.40.2 48000 Hz: 376 frames, 48.1 kbit/s
 //
 // The bitrate is over media time (the frames' timestamps), not wall time,
-// so it is the encoder's, whatever the network did.
+// so it does not depend on when the frames arrived.
 package main
 
 import (
