@@ -146,7 +146,7 @@ func runConfig(cmd *cobra.Command, src *configSource, opts runOptions) error {
 	})
 	if cfg.Admin.Listen != "" {
 		if cr.admin, err = startAdmin(cfg.Admin.Listen, metrics.Admin(cr.metrics, cr.runner.Ready), cr.log); err != nil {
-			return err
+			return startError(src, opts, err)
 		}
 	}
 	defer func() { cr.admin.close() }()
@@ -166,7 +166,7 @@ func runConfig(cmd *cobra.Command, src *configSource, opts runOptions) error {
 	runDone := make(chan error, 1)
 	go func() { runDone <- cr.runner.Run(ctx, cfg) }()
 	if err := cr.waitStarted(ctx, runDone); err != nil {
-		return fmt.Errorf("%s: %w", src.name, err)
+		return startError(src, opts, err)
 	}
 	if ctx.Err() == nil {
 		cr.printBanner(cmd.OutOrStdout(), opts.quickStart)
@@ -200,6 +200,24 @@ func runConfig(cmd *cobra.Command, src *configSource, opts runOptions) error {
 			}
 		}
 	}
+}
+
+// startError is the error of a configuration that could not start; for
+// the built-in default, whose addresses are fixed, it names the
+// environment variable that moves the address at fault.
+func startError(src *configSource, opts runOptions, err error) error {
+	err = fmt.Errorf("%s: %w", src.name, err)
+	if !opts.quickStart {
+		return err
+	}
+	for _, v := range []struct{ prefix, name string }{
+		{"admin.listen", "MOQBRIDGE_ADMIN_LISTEN"}, {"server", "MOQBRIDGE_LISTEN"}, {"rtmp", "MOQBRIDGE_RTMP_LISTEN"},
+	} {
+		if strings.HasPrefix(errors.Unwrap(err).Error(), v.prefix) {
+			return fmt.Errorf("%w (set %s=HOST:PORT to use another address)", err, v.name)
+		}
+	}
+	return err
 }
 
 // waitStarted waits until the runner listens (the relay and the RTMP

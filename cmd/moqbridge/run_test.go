@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"math/big"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -429,5 +430,24 @@ func TestRunReloadsCertificate(t *testing.T) {
 	_ = p.cmd.Process.Signal(syscall.SIGTERM)
 	if code := p.wait(t, ctx, "moqbridge run"); code != 0 {
 		t.Fatalf("moqbridge run exited %d:\n%s", code, p.stderr.String())
+	}
+}
+
+// TestDefaultConfigPortTaken: the built-in default whose admin port is
+// taken does not start (status 1) and says which variable moves it.
+func TestDefaultConfigPortTaken(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	t.Setenv("MOQBRIDGE_LISTEN", fmt.Sprintf("127.0.0.1:%d", freePort(t)))
+	t.Setenv("MOQBRIDGE_RTMP_LISTEN", "127.0.0.1:0")
+	t.Setenv("MOQBRIDGE_ADMIN_LISTEN", taken.Addr().String())
+	code, stdout, stderr := runCLI(t, testkit.Context(t, 30*time.Second))
+	want := "moqbridge: " + defaultConfigName + ": admin.listen: listen tcp " + taken.Addr().String() +
+		": bind: address already in use (set MOQBRIDGE_ADMIN_LISTEN=HOST:PORT to use another address)\n"
+	if code != 1 || stdout != "" || stderr != want {
+		t.Errorf("exit %d, stdout %q, stderr %q; want exit 1 and %q", code, stdout, stderr, want)
 	}
 }
