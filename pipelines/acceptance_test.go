@@ -10,8 +10,6 @@ package pipelines_test
 import (
 	"bufio"
 	"context"
-	"crypto/tls"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -31,8 +29,8 @@ import (
 	"time"
 
 	"github.com/moqbridge/moqbridge/internal/testkit"
+	"github.com/moqbridge/moqbridge/internal/testrelay"
 	"github.com/moqbridge/moqbridge/metrics"
-	"github.com/moqbridge/moqbridge/moq"
 	"github.com/moqbridge/moqbridge/pipelines"
 	"github.com/moqbridge/moqbridge/pipelines/builtin"
 	"github.com/moqbridge/moqbridge/protocol"
@@ -244,61 +242,6 @@ func (w *watcher) sinkCounters(key string) pipelines.SinkCounters {
 
 // ---- peers ----
 
-// secondRelay is a protocol.Server on loopback standing for another
-// moqbridge relay, which can be stopped and started again on the same port
-// with the same certificate (its fingerprint is in the config).
-type secondRelay struct {
-	t    *testing.T
-	cfg  protocol.ServerConfig
-	srv  *protocol.Server
-	done chan error
-	fp   [32]byte
-}
-
-func startSecondRelay(t *testing.T) *secondRelay {
-	t.Helper()
-	r := &secondRelay{t: t, cfg: protocol.ServerConfig{Addr: "127.0.0.1:0", TCP: protocol.TCPOff}}
-	r.start()
-	r.cfg.Addr = r.srv.Addr().String()
-	r.cfg.TLSConfig = &tls.Config{Certificates: []tls.Certificate{r.srv.Certificate()}, MinVersion: tls.VersionTLS13}
-	r.fp = r.srv.Fingerprint()
-	t.Cleanup(r.stop)
-	return r
-}
-
-func (r *secondRelay) start() {
-	r.t.Helper()
-	r.cfg.Origin = moq.NewOrigin()
-	var err error
-	// A port just released may take a moment to bind again.
-	for range 50 {
-		if r.srv, err = protocol.NewServer(r.cfg); err == nil {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	if err != nil {
-		r.t.Fatalf("the second relay: %v", err)
-	}
-	r.done = make(chan error, 1)
-	srv, done := r.srv, r.done
-	go func() { done <- srv.Serve(context.Background()) }()
-}
-
-func (r *secondRelay) stop() {
-	if r.srv == nil {
-		return
-	}
-	_ = r.srv.Close()
-	<-r.done
-	r.srv.Origin().Close()
-	r.srv = nil
-}
-
-func (r *secondRelay) url() string { return "moql://" + r.cfg.Addr }
-
-func (r *secondRelay) fingerprint() string { return hex.EncodeToString(r.fp[:]) }
-
 // groupWatch is a MOQ client subscribed over QUIC to the first video track
 // (else the first track) of a broadcast on a relay, reading every group
 // and frame: the sequence numbers it saw, and whether they ever went back
@@ -316,13 +259,13 @@ type groupWatch struct {
 	err    error // why reading stopped
 }
 
-// watchGroups dials addr (trusting fp), and reads path's first video track
+// watchGroups dials url with dial, and reads path's first video track
 // until stop, the test's end or the subscription's end.
-func watchGroups(t *testing.T, ctx context.Context, addr string, fp [32]byte, path string) *groupWatch {
+func watchGroups(t *testing.T, ctx context.Context, url string, dial []protocol.DialOption, path string) *groupWatch {
 	t.Helper()
-	sess, err := protocol.Dial(ctx, "moql://"+addr, protocol.WithFingerprint(fp))
+	sess, err := protocol.Dial(ctx, url, dial...)
 	if err != nil {
-		t.Fatalf("dial %s: %v", addr, err)
+		t.Fatalf("dial %s: %v", url, err)
 	}
 	b := sess.Consume(path)
 	r, err := sdk.NewBroadcastReader(b)
@@ -523,7 +466,7 @@ func freeTCPPort(t *testing.T) int {
 // ingest recorded, a looped file, and every live/* broadcast recorded and
 // pushed to a second relay. clip is the clip of the clip pipeline and
 // loopKey its loop option's key (a misspelt one makes the file invalid).
-func threePipelines(dir string, relay2 *secondRelay, clip, loopKey string) string {
+func threePipelines(dir string, relay2 *testrelay.Relay, clip, loopKey string) string {
 	return fmt.Sprintf(`# three pipelines, as an operator writes them
 server:
   listen: 127.0.0.1:0
@@ -555,7 +498,7 @@ pipelines:
           fingerprint: %[5]s
           backoff: {min: 50ms, max: 300ms}
     restart: *fast
-`, dir, clip, loopKey, relay2.url(), relay2.fingerprint())
+`, dir, clip, loopKey, relay2.URL(), relay2.Fingerprint())
 }
 
 // TestAcceptanceReload: three pipelines from one YAML file run with the
@@ -571,7 +514,7 @@ func TestAcceptanceReload(t *testing.T) {
 	testkit.NeedFFmpeg(t)
 	ctx := testkit.Context(t, 90*time.Second)
 	dir := t.TempDir()
-	relay2 := startSecondRelay(t)
+	relay2 := testrelay.Start(t)
 	reg := builtin.Registry()
 	w := newWatcher(nil)
 	run := runConfig(t, reg, threePipelines(dir, relay2, acceptanceClip, "loop"), w)
@@ -585,14 +528,14 @@ func TestAcceptanceReload(t *testing.T) {
 	publisher := startFFmpeg(t, "-re", "-stream_loop", "-1", "-i", acceptanceClip, "-c", "copy", "-f", "flv",
 		"rtmp://"+r.RTMPAddrs()[0]+"/live/x")
 	waitUntil(t, 20*time.Second, "live/x on the second relay", func() bool {
-		_, err := relay2.srv.Origin().Consume("live/x")
+		_, err := relay2.Origin().Consume("live/x")
 		return err == nil
 	})
 	waitUntil(t, 10*time.Second, "every pipeline up", func() bool { return r.Ready() == nil })
 
-	clipWatch := watchGroups(t, ctx, relay.Addr().String(), relay.Fingerprint(), "clips/a")
-	liveWatch := watchGroups(t, ctx, relay.Addr().String(), relay.Fingerprint(), "live/x")
-	mirrorWatch := watchGroups(t, ctx, relay2.cfg.Addr, relay2.fp, "live/x")
+	clipWatch := watchGroups(t, ctx, "moql://"+relay.Addr().String(), []protocol.DialOption{protocol.WithFingerprint(relay.Fingerprint())}, "clips/a")
+	liveWatch := watchGroups(t, ctx, "moql://"+relay.Addr().String(), []protocol.DialOption{protocol.WithFingerprint(relay.Fingerprint())}, "live/x")
+	mirrorWatch := watchGroups(t, ctx, relay2.URL(), relay2.Dial(), "live/x")
 	for _, g := range []*groupWatch{clipWatch, liveWatch, mirrorWatch} {
 		g.waitGroups(t, 2, 15*time.Second)
 	}
@@ -629,7 +572,7 @@ func TestAcceptanceReload(t *testing.T) {
 		ended, _ := clipWatch.ended()
 		return ended
 	})
-	clipAgain := watchGroups(t, ctx, relay.Addr().String(), relay.Fingerprint(), "clips/a")
+	clipAgain := watchGroups(t, ctx, "moql://"+relay.Addr().String(), []protocol.DialOption{protocol.WithFingerprint(relay.Fingerprint())}, "clips/a")
 	clipAgain.waitGroups(t, 2, 15*time.Second)
 
 	// The others did not notice: their subscribers read on, without a
@@ -750,7 +693,7 @@ func TestAcceptanceDestinationLoss(t *testing.T) {
 	testkit.NeedFFmpeg(t)
 	ctx := testkit.Context(t, 90*time.Second)
 	dir := t.TempDir()
-	relay2 := startSecondRelay(t)
+	relay2 := testrelay.Start(t)
 	port := freeTCPPort(t)
 	receiverURL := fmt.Sprintf("rtmp://127.0.0.1:%d/live/cam", port)
 	receive := func(name string) *process {
@@ -778,14 +721,14 @@ pipelines:
     sinks:
       - fmp4: {dir: %[2]s/archive}
     restart: {min: 50ms, max: 1s}
-`, acceptanceClip, dir, relay2.url(), relay2.fingerprint(), port), w)
+`, acceptanceClip, dir, relay2.URL(), relay2.Fingerprint(), port), w)
 	r := run.r
 	moqSink, rtmpSink := sinkKey("cam", "sinks[1].moq", "live/cam"), sinkKey("cam", "sinks[2].rtmp", "live/cam")
 	camRec, archiveRec := sinkKey("cam", "sinks[0].fmp4", "live/cam"), sinkKey("archive", "sinks[0].fmp4", "live/cam")
 	waitUntil(t, 20*time.Second, "both sinks connected", func() bool {
 		return w.sinkCounters(moqSink).Connected && w.sinkCounters(rtmpSink).Connected
 	})
-	mirror := watchGroups(t, ctx, relay2.cfg.Addr, relay2.fp, "live/cam")
+	mirror := watchGroups(t, ctx, relay2.URL(), relay2.Dial(), "live/cam")
 	mirror.waitGroups(t, 2, 15*time.Second)
 	moqBefore, rtmpBefore := w.sinkCounters(moqSink).Reconnects, w.sinkCounters(rtmpSink).Reconnects
 
@@ -809,21 +752,21 @@ pipelines:
 		}
 	}()
 
-	relay2.stop()
+	relay2.Stop()
 	_ = mirror.sess.Close()
 	receiver.kill()
 	waitUntil(t, 15*time.Second, "both sinks disconnected", func() bool {
 		return !w.sinkCounters(moqSink).Connected && !w.sinkCounters(rtmpSink).Connected
 	})
 	time.Sleep(time.Second) // both destinations away for a while
-	relay2.start()
+	relay2.Restart()
 	receiver = receive("second.flv")
 	waitUntil(t, 20*time.Second, "both sinks reconnected", func() bool {
 		mc, rc := w.sinkCounters(moqSink), w.sinkCounters(rtmpSink)
 		return mc.Connected && rc.Connected && mc.Reconnects > moqBefore && rc.Reconnects > rtmpBefore
 	})
 	// Media reaches both new destinations.
-	mirrorAgain := watchGroups(t, ctx, relay2.cfg.Addr, relay2.fp, "live/cam")
+	mirrorAgain := watchGroups(t, ctx, relay2.URL(), relay2.Dial(), "live/cam")
 	mirrorAgain.waitGroups(t, 2, 15*time.Second)
 	waitUntil(t, 15*time.Second, "the second RTMP receiver's file", func() bool {
 		fi, err := os.Stat(filepath.Join(dir, "second.flv"))
