@@ -451,3 +451,53 @@ func TestDefaultConfigPortTaken(t *testing.T) {
 		t.Errorf("exit %d, stdout %q, stderr %q; want exit 1 and %q", code, stdout, stderr, want)
 	}
 }
+
+// TestSecondSignalExits: a second SIGINT during a graceful stop exits at
+// once with status 1. The stop is held up by an rtmp sink whose receiver
+// accepted the connection and never answers the handshake, which the
+// graceful stop waits for.
+func TestSecondSignalExits(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	receiver, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer receiver.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		if c, err := receiver.Accept(); err == nil {
+			accepted <- c
+		}
+		close(accepted)
+	}()
+	dir := t.TempDir()
+	file := writeTestFile(t, dir, "moqbridge.yaml", []byte(fmt.Sprintf(`server: {enabled: false}
+admin: {listen: ""}
+pipelines:
+  demo:
+    source: demo
+    path: demo
+    sinks: [rtmp: {url: "rtmp://%s/live/x"}]
+`, receiver.Addr())))
+	p, _ := startWithBanner(t, ctx, nil, "run", "-c", file)
+	select {
+	case c := <-accepted:
+		defer c.Close()
+	case <-ctx.Done():
+		t.Fatalf("the rtmp sink did not connect:\n%s", p.stderr.String())
+	}
+	_ = p.cmd.Process.Signal(os.Interrupt)
+	p.stderr.WaitLog(t, 20*time.Second, "msg=\"stopping: sources end, then sinks finish")
+	if strings.Contains(p.stderr.String(), "msg=stopped") {
+		t.Fatalf("the stop did not wait for the sink:\n%s", p.stderr.String())
+	}
+	_ = p.cmd.Process.Signal(os.Interrupt)
+	if code := p.wait(t, ctx, "moqbridge run"); code != 1 {
+		t.Errorf("exit status %d after a second SIGINT, want 1", code)
+	}
+	log := p.stderr.String()
+	if !strings.Contains(log, "moqbridge: interrupt again: exiting without waiting for the graceful stop\n") || strings.Contains(log, "msg=stopped") {
+		t.Errorf("the second SIGINT did not cut the stop short:\n%s", log)
+	}
+}
