@@ -11,6 +11,7 @@ import (
 
 	"github.com/quic-go/quic-go"
 
+	"github.com/moqbridge/moqbridge/internal/redact"
 	"github.com/moqbridge/moqbridge/moq"
 	"github.com/moqbridge/moqbridge/protocol/internal/transport"
 )
@@ -145,7 +146,7 @@ func Dial(ctx context.Context, rawURL string, opts ...DialOption) (*Session, err
 		perm:           Permissions{Publish: o.interest},
 		limits:         o.limits,
 		cache:          o.clientCache(),
-		log:            transport.RedactTokens(loggerOr(o.log)),
+		log:            redact.TokenLogger(loggerOr(o.log)),
 		legacyVersions: legacyOf(o.versions),
 	})
 	if err != nil {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/moqbridge/moqbridge/internal/backoff"
+	"github.com/moqbridge/moqbridge/internal/redact"
 	"github.com/moqbridge/moqbridge/protocol/internal/transport"
 	"github.com/moqbridge/moqbridge/protocol/internal/wire"
 )
@@ -101,7 +102,7 @@ func Connect(ctx context.Context, rawURL string, opts ...DialOption) (*Client, e
 		url:     rawURL,
 		opts:    opts,
 		rc:      o.reconnect.withDefaults(),
-		log:     transport.RedactTokens(loggerOr(o.log)),
+		log:     redact.TokenLogger(loggerOr(o.log)),
 		done:    make(chan struct{}),
 		sess:    sess,
 		changed: make(chan struct{}),

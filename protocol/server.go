@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/moqbridge/moqbridge/internal/redact"
 	"github.com/moqbridge/moqbridge/moq"
 	"github.com/moqbridge/moqbridge/protocol/auth"
 	"github.com/moqbridge/moqbridge/protocol/internal/transport"
@@ -175,7 +176,7 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	if len(cfg.Versions) == 0 {
 		cfg.Versions = AllVersions
 	}
-	s := &Server{cfg: cfg, origin: cfg.Origin, log: transport.RedactTokens(loggerOr(cfg.Logger)), sessions: make(map[*Session]struct{}), closeDone: make(chan struct{})}
+	s := &Server{cfg: cfg, origin: cfg.Origin, log: redact.TokenLogger(loggerOr(cfg.Logger)), sessions: make(map[*Session]struct{}), closeDone: make(chan struct{})}
 	tlsConf, err := s.serverTLS()
 	if err != nil {
 		return nil, err

@@ -16,23 +16,7 @@ const maxDialTime = 10 * time.Second
 
 // checkURL refuses a relay URL that Dial cannot use, saying what it
 // accepts.
-func checkURL(raw string) error {
-	u, err := url.Parse(raw)
-	if err == nil {
-		switch u.Scheme {
-		case "moql", "moqt", "https", "http", "ws", "wss":
-			if u.Host != "" {
-				return nil
-			}
-		}
-	}
-	hostPort := "localhost:4443"
-	if v, err := url.Parse("moql://" + raw); err == nil && v.Port() != "" && v.Path == "" {
-		hostPort = v.Host
-	}
-	return fmt.Errorf("%q is not a relay URL: use moql://HOST:PORT (QUIC), https://HOST:PORT/ (WebTransport), ws:// or wss:// (WebSocket), "+
-		"e.g. moql://%s, or http://%s/ for a development relay (moqbridge serve)", raw, hostPort, hostPort)
-}
+func checkURL(raw string) error { return protocol.CheckURL(raw) }
 
 // connectRelay connects to the relay at raw within maxDialTime (or limit,
 // when it is positive and shorter), explaining the usual failures, and

@@ -1,4 +1,4 @@
-package transport
+package redact
 
 import (
 	"bytes"
@@ -9,7 +9,7 @@ import (
 	"testing"
 )
 
-func TestRedactToken(t *testing.T) {
+func TestToken(t *testing.T) {
 	for in, want := range map[string]string{
 		"/room?jwt=eyJhbGci.eyJzdWIi.c2ln":    "/room?jwt=REDACTED",
 		"/room?x=1&jwt=abc.def.ghi&y=2":       "/room?x=1&jwt=REDACTED&y=2",
@@ -19,8 +19,8 @@ func TestRedactToken(t *testing.T) {
 		"/room?notjwt=abc":                    "/room?notjwt=abc",
 		"jwt=abc":                             "jwt=REDACTED",
 	} {
-		if got := RedactToken(in); got != want {
-			t.Errorf("RedactToken(%q) = %q, want %q", in, got, want)
+		if got := Token(in); got != want {
+			t.Errorf("Token(%q) = %q, want %q", in, got, want)
 		}
 	}
 }
@@ -28,17 +28,17 @@ func TestRedactToken(t *testing.T) {
 // TestRedactTokens: no line a redacting logger writes carries the token,
 // wherever it was: the message, a string, an error, a URL, a group, or an
 // attribute bound with With.
-func TestRedactTokens(t *testing.T) {
+func TestTokenLogger(t *testing.T) {
 	const secret = "eyJhbGciOiJFUzI1NiJ9.c2VjcmV0.c2lnbmF0dXJl"
 	var buf bytes.Buffer
-	log := RedactTokens(slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	log := TokenLogger(slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	u, _ := url.Parse("https://relay.example:4443/room?jwt=" + secret)
 	log.With("url", u.String()).Debug("handling request ?jwt="+secret,
 		"uri", "/room?jwt="+secret,
 		"err", errors.New(`dial "`+u.String()+`": refused`),
 		"u", u,
 		slog.Group("req", "uri", "/room?jwt="+secret))
-	RedactTokens(log).Info("twice wrapped", "uri", "/?jwt="+secret)
+	TokenLogger(log).Info("twice wrapped", "uri", "/?jwt="+secret)
 	out := buf.String()
 	if strings.Contains(out, secret) || strings.Contains(out, "c2VjcmV0") {
 		t.Fatalf("the token reached the log:\n%s", out)

@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"strings"
 
+	"github.com/moqbridge/moqbridge/internal/redact"
 	"github.com/moqbridge/moqbridge/moq"
 	"github.com/moqbridge/moqbridge/pipelines"
 	"github.com/moqbridge/moqbridge/protocol"
@@ -133,81 +134,13 @@ func (o *RelayOptions) relay(log *slog.Logger) (*relay, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	r.log = slog.New(&redactingHandler{h: log.Handler(), hide: r.hide})
+	r.log = redact.Logger(log, r.hide.Replace)
 	return r, nil
 }
 
 // wrap returns err with the secrets hidden from its message; errors.Is
 // and errors.As (sdk.IsPermanent) see through it.
-func (r *relay) wrap(err error) error {
-	if err == nil {
-		return nil
-	}
-	return &redactedError{msg: r.hide.Replace(err.Error()), err: err}
-}
-
-// redactedError is an error whose message has its secrets hidden.
-type redactedError struct {
-	msg string
-	err error
-}
-
-func (e *redactedError) Error() string { return e.msg }
-func (e *redactedError) Unwrap() error { return e.err }
-
-// redactingHandler hides secrets in the message and attributes of every
-// record before its handler writes it.
-type redactingHandler struct {
-	h    slog.Handler
-	hide *strings.Replacer
-}
-
-func (h *redactingHandler) Enabled(ctx context.Context, l slog.Level) bool {
-	return h.h.Enabled(ctx, l)
-}
-
-func (h *redactingHandler) Handle(ctx context.Context, rec slog.Record) error {
-	out := slog.NewRecord(rec.Time, rec.Level, h.hide.Replace(rec.Message), rec.PC)
-	rec.Attrs(func(a slog.Attr) bool {
-		out.AddAttrs(h.attr(a))
-		return true
-	})
-	return h.h.Handle(ctx, out)
-}
-
-func (h *redactingHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
-	hidden := make([]slog.Attr, len(attrs))
-	for i, a := range attrs {
-		hidden[i] = h.attr(a)
-	}
-	return &redactingHandler{h: h.h.WithAttrs(hidden), hide: h.hide}
-}
-
-func (h *redactingHandler) WithGroup(name string) slog.Handler {
-	return &redactingHandler{h: h.h.WithGroup(name), hide: h.hide}
-}
-
-// attr hides the secrets in a's value: strings, groups, and anything
-// else whose text holds one (an error, a URL) becomes its hidden text.
-func (h *redactingHandler) attr(a slog.Attr) slog.Attr {
-	v := a.Value.Resolve()
-	switch v.Kind() {
-	case slog.KindString:
-		return slog.String(a.Key, h.hide.Replace(v.String()))
-	case slog.KindGroup:
-		group := v.Group()
-		hidden := make([]any, len(group))
-		for i, g := range group {
-			hidden[i] = h.attr(g)
-		}
-		return slog.Group(a.Key, hidden...)
-	case slog.KindAny:
-		if s := fmt.Sprint(v.Any()); h.hide.Replace(s) != s {
-			return slog.String(a.Key, h.hide.Replace(s))
-		}
-	}
-	return a
-}
+func (r *relay) wrap(err error) error { return redact.Error(err, r.hide.Replace) }
 
 // MOQSourceOptions are the options of the moq source: broadcasts of a
 // remote MOQ Lite relay mirrored into the local Origin.

@@ -172,8 +172,11 @@ func TestValidateDir(t *testing.T) {
 // applies its defaults; the rest is passed on as it is.
 func TestBackoff(t *testing.T) {
 	b := BackoffOptions{Min: time.Second, Max: time.Minute, GiveUpAfter: time.Hour}.sdk().WithDefaults()
-	if b != (sdk.Backoff{Min: time.Second, Max: time.Minute, GiveUpAfter: time.Hour}) {
+	if b != (sdk.Backoff{Min: time.Second, Max: time.Minute, Jitter: -1, GiveUpAfter: time.Hour}) {
 		t.Errorf("no jitter: %+v", b)
+	}
+	if b.WithDefaults() != b {
+		t.Errorf("no jitter, the defaults applied twice: %+v", b.WithDefaults())
 	}
 	if b := defaultBackoff().sdk().WithDefaults(); b != sdk.DefaultBackoff {
 		t.Errorf("defaults: %+v, want %+v", b, sdk.DefaultBackoff)

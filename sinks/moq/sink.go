@@ -37,19 +37,16 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/moqbridge/moqbridge/internal/redact"
 	"github.com/moqbridge/moqbridge/moq"
 	"github.com/moqbridge/moqbridge/protocol"
 	"github.com/moqbridge/moqbridge/sdk"
 )
-
-// dialTime bounds one attempt at reaching the relay.
-const dialTime = 10 * time.Second
 
 // Config configures a Sink.
 type Config struct {
@@ -113,19 +110,15 @@ func New(cfg Config) (*Sink, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Sink{cfg: cfg, log: log.With("url", hideToken(cfg.URL))}, nil
+	return &Sink{cfg: cfg, log: log.With("url", redact.Token(cfg.URL))}, nil
 }
 
-// checkURL refuses a relay URL protocol.Dial cannot use.
+// checkURL refuses a relay URL protocol.Dial cannot use (permanent).
 func checkURL(raw string) error {
-	u, err := url.Parse(raw)
-	if err == nil && u.Host != "" {
-		switch u.Scheme {
-		case "moql", "moqt", "https", "http", "ws", "wss":
-			return nil
-		}
+	if err := protocol.CheckURL(raw); err != nil {
+		return sdk.Permanent(redact.TokenError(err))
 	}
-	return sdk.Permanent(hideTokenErr(fmt.Errorf("%q is not a relay URL: use moql://HOST:PORT (QUIC), https://HOST:PORT/ (WebTransport), ws:// or wss:// (WebSocket), or http://HOST:PORT/ for a development relay", raw)))
+	return nil
 }
 
 // RemotePath is where the broadcast at the local path is pushed.
@@ -206,7 +199,7 @@ func (s *Sink) Forward(ctx context.Context, b *moq.BroadcastReader, path string)
 				first = false
 				if err := sess.WaitWanted(ctx, remote); err != nil {
 					if errors.Is(err, protocol.ErrNotWanted) {
-						return sdk.Permanent(hideTokenErr(fmt.Errorf("moq sink: the relay at %s does not accept a broadcast at %q: %w", s.cfg.URL, remote, err)))
+						return sdk.Permanent(redact.TokenError(fmt.Errorf("moq sink: the relay at %s does not accept a broadcast at %q: %w", s.cfg.URL, remote, err)))
 					}
 					if ctx.Err() != nil {
 						return nil
@@ -249,31 +242,18 @@ func (s *Sink) connect(ctx context.Context, log *slog.Logger, push *moq.Origin) 
 	opts := append(append([]protocol.DialOption(nil), s.cfg.Dial...), protocol.WithPublish(push),
 		protocol.WithReconnect(protocol.Reconnect{Min: b.Min, Max: b.Max, Jitter: b.Jitter, GiveUpAfter: b.GiveUpAfter}),
 		protocol.WithLogger(log))
-	began := time.Now()
-	for attempt := 0; ; attempt++ {
-		dialCtx, cancel := context.WithTimeout(ctx, dialTime)
-		c, err := protocol.Connect(dialCtx, s.cfg.URL, opts...)
-		cancel()
-		switch {
-		case err == nil:
-			return c, nil
-		case ctx.Err() != nil:
-			return nil, nil
-		case protocol.Permanent(err):
-			return nil, sdk.Permanent(hideTokenErr(fmt.Errorf("moq sink: connect to %s: %w", s.cfg.URL, err)))
-		case b.GiveUpAfter > 0 && time.Since(began) >= b.GiveUpAfter:
-			return nil, hideTokenErr(fmt.Errorf("moq sink: connect to %s: gave up after %s: %w", s.cfg.URL, b.GiveUpAfter, err))
-		}
-		wait := b.Wait(attempt)
-		log.Warn("moq sink: relay unreachable, retrying", "in", wait.Round(time.Millisecond), "err", hideTokenErr(err))
-		timer := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			timer.Stop()
-			return nil, nil
-		case <-timer.C:
-		}
+	c, err := protocol.ConnectRetry(ctx, s.cfg.URL, func(err error, wait time.Duration) {
+		log.Warn("moq sink: relay unreachable, retrying", "in", wait.Round(time.Millisecond), "err", redact.TokenError(err))
+	}, opts...)
+	switch {
+	case err == nil:
+		return c, nil
+	case ctx.Err() != nil:
+		return nil, nil
+	case protocol.Permanent(err):
+		return nil, sdk.Permanent(redact.TokenError(fmt.Errorf("moq sink: connect to %s: %w", s.cfg.URL, err)))
 	}
+	return nil, redact.TokenError(fmt.Errorf("moq sink: connect to %s: %w", s.cfg.URL, err))
 }
 
 // stopped explains why the client stopped reconnecting; permanent when no
@@ -282,9 +262,9 @@ func stopped(rawURL string, c *protocol.Client) error {
 	err := c.Err()
 	switch {
 	case err == nil:
-		return hideTokenErr(fmt.Errorf("moq sink: the connection to %s ended", rawURL))
+		return redact.TokenError(fmt.Errorf("moq sink: the connection to %s ended", rawURL))
 	case errors.Is(err, protocol.ErrGaveUp):
-		return hideTokenErr(fmt.Errorf("moq sink: lost the relay at %s: %w", rawURL, err))
+		return redact.TokenError(fmt.Errorf("moq sink: lost the relay at %s: %w", rawURL, err))
 	}
-	return sdk.Permanent(hideTokenErr(fmt.Errorf("moq sink: lost the relay at %s and cannot reconnect: %w", rawURL, err)))
+	return sdk.Permanent(redact.TokenError(fmt.Errorf("moq sink: lost the relay at %s and cannot reconnect: %w", rawURL, err)))
 }

@@ -5,28 +5,21 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/url"
 	"time"
 
+	"github.com/moqbridge/moqbridge/internal/redact"
 	"github.com/moqbridge/moqbridge/moq"
 	"github.com/moqbridge/moqbridge/protocol"
 	"github.com/moqbridge/moqbridge/sdk"
 )
 
-// dialTime bounds one attempt at reaching the relay.
-const dialTime = 10 * time.Second
-
 // CheckURL refuses a relay URL protocol.Dial cannot use, saying what it
-// accepts. The error is permanent.
+// accepts (protocol.CheckURL). The error is permanent.
 func CheckURL(raw string) error {
-	u, err := url.Parse(raw)
-	if err == nil && u.Host != "" {
-		switch u.Scheme {
-		case "moql", "moqt", "https", "http", "ws", "wss":
-			return nil
-		}
+	if err := protocol.CheckURL(raw); err != nil {
+		return sdk.Permanent(redact.TokenError(err))
 	}
-	return sdk.Permanent(hideTokenErr(fmt.Errorf("%q is not a relay URL: use moql://HOST:PORT (QUIC), https://HOST:PORT/ (WebTransport), ws:// or wss:// (WebSocket), or http://HOST:PORT/ for a development relay", raw)))
+	return nil
 }
 
 // reconnectPolicy is b as the protocol Client's Reconnect.
@@ -52,42 +45,25 @@ func connect(ctx context.Context, rawURL, interest string, dial []protocol.DialO
 	if err := CheckURL(rawURL); err != nil {
 		return nil, err
 	}
-	b = b.WithDefaults()
 	consume := moq.NewOrigin()
 	opts := append(append([]protocol.DialOption(nil), dial...),
 		protocol.WithConsume(consume), protocol.WithAnnounceInterest(interest),
 		protocol.WithReconnect(reconnectPolicy(b)), protocol.WithLogger(log))
-	began := time.Now()
-	for attempt := 0; ; attempt++ {
-		dialCtx, cancel := context.WithTimeout(ctx, dialTime)
-		c, err := protocol.Connect(dialCtx, rawURL, opts...)
-		cancel()
-		if err == nil {
-			return &relay{url: rawURL, client: c, consume: consume}, nil
-		}
-		if ctx.Err() != nil {
-			consume.Close()
-			return nil, ctx.Err()
-		}
-		if protocol.Permanent(err) {
-			consume.Close()
-			return nil, sdk.Permanent(hideTokenErr(fmt.Errorf("moq source: connect to %s: %w", rawURL, err)))
-		}
-		if b.GiveUpAfter > 0 && time.Since(began) >= b.GiveUpAfter {
-			consume.Close()
-			return nil, hideTokenErr(fmt.Errorf("moq source: connect to %s: gave up after %s: %w", rawURL, b.GiveUpAfter, err))
-		}
-		wait := b.Wait(attempt)
-		log.Warn("moq source: relay unreachable, retrying", "in", wait.Round(time.Millisecond), "err", hideTokenErr(err))
-		timer := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			timer.Stop()
-			consume.Close()
-			return nil, ctx.Err()
-		case <-timer.C:
-		}
+	c, err := protocol.ConnectRetry(ctx, rawURL, func(err error, wait time.Duration) {
+		log.Warn("moq source: relay unreachable, retrying", "in", wait.Round(time.Millisecond), "err", redact.TokenError(err))
+	}, opts...)
+	switch {
+	case err == nil:
+		return &relay{url: rawURL, client: c, consume: consume}, nil
+	case ctx.Err() != nil:
+		consume.Close()
+		return nil, ctx.Err()
+	case protocol.Permanent(err):
+		consume.Close()
+		return nil, sdk.Permanent(redact.TokenError(fmt.Errorf("moq source: connect to %s: %w", rawURL, err)))
 	}
+	consume.Close()
+	return nil, redact.TokenError(fmt.Errorf("moq source: connect to %s: %w", rawURL, err))
 }
 
 // close ends the connection; the broadcasts mirrored into consume end.
@@ -102,11 +78,11 @@ func (r *relay) stopped() error {
 	err := r.client.Err()
 	switch {
 	case err == nil:
-		return hideTokenErr(fmt.Errorf("moq source: the connection to %s ended", r.url))
+		return redact.TokenError(fmt.Errorf("moq source: the connection to %s ended", r.url))
 	case errors.Is(err, protocol.ErrGaveUp):
-		return hideTokenErr(fmt.Errorf("moq source: lost the relay at %s: %w", r.url, err))
+		return redact.TokenError(fmt.Errorf("moq source: lost the relay at %s: %w", r.url, err))
 	}
-	return sdk.Permanent(hideTokenErr(fmt.Errorf("moq source: lost the relay at %s and cannot reconnect: %w", r.url, err)))
+	return sdk.Permanent(redact.TokenError(fmt.Errorf("moq source: lost the relay at %s and cannot reconnect: %w", r.url, err)))
 }
 
 // sessionLive reports whether the client has a session that has not

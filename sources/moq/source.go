@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/moqbridge/moqbridge/internal/redact"
 	"github.com/moqbridge/moqbridge/moq"
 	"github.com/moqbridge/moqbridge/protocol"
 	"github.com/moqbridge/moqbridge/sdk"
@@ -56,7 +57,7 @@ func NewSource(cfg Config) (*Source, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Source{cfg: cfg, log: log.With("url", hideToken(cfg.URL), "broadcast", cfg.Broadcast)}, nil
+	return &Source{cfg: cfg, log: log.With("url", redact.Token(cfg.URL), "broadcast", cfg.Broadcast)}, nil
 }
 
 func errOr(err, or error) error {
@@ -189,7 +190,7 @@ func NewPrefixSource(cfg PrefixConfig) (*PrefixSource, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &PrefixSource{cfg: cfg, log: log.With("url", hideToken(cfg.URL), "prefix", cfg.Prefix)}, nil
+	return &PrefixSource{cfg: cfg, log: log.With("url", redact.Token(cfg.URL), "prefix", cfg.Prefix)}, nil
 }
 
 // LocalPath is where the remote broadcast at remote is mirrored.

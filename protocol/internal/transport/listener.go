@@ -17,6 +17,8 @@ import (
 	"github.com/quic-go/quic-go"
 	"github.com/quic-go/quic-go/http3"
 	"github.com/quic-go/webtransport-go"
+
+	"github.com/moqbridge/moqbridge/internal/redact"
 )
 
 // ListenConfig configures a Listener.
@@ -135,7 +137,7 @@ func Listen(cfg ListenConfig) (*Listener, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	log = RedactTokens(log) // the HTTP/3 server logs request URIs
+	log = redact.TokenLogger(log) // the HTTP/3 server logs request URIs
 	addr, err := net.ResolveUDPAddr("udp", cfg.Addr)
 	if err != nil {
 		return nil, fmt.Errorf("transport: resolve %q: %w", cfg.Addr, err)
