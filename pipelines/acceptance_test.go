@@ -507,9 +507,9 @@ pipelines:
 // alone: the MOQ subscribers of live/x on this relay and on the second
 // relay read on without their group sequence starting over, ffmpeg's RTMP
 // connection stays up, ingest's and archive's recordings are the same
-// files still growing, and their broadcasts and sinks were made once. An
-// invalid edit is refused by Parse with its problem (did-you-mean), and
-// everything keeps running.
+// files still growing (and whole once stopped), and their
+// broadcasts and sinks were made once. An invalid edit is refused by Parse
+// with its problem (did-you-mean), and everything keeps running.
 func TestAcceptanceReload(t *testing.T) {
 	testkit.NeedFFmpeg(t)
 	ctx := testkit.Context(t, 90*time.Second)
@@ -650,6 +650,36 @@ func TestAcceptanceReload(t *testing.T) {
 	if exited, err := publisher.exited(); exited {
 		t.Errorf("ffmpeg's RTMP publishing ended: %v", err)
 	}
+
+	// Stopped, the recordings made across the reload are whole: one file
+	// each, every packet of which ffprobe reads, from before the reload to
+	// after it. (Not decoded: ffmpeg's copy of a looped clip is on a grid
+	// half a frame off its 30 fps, which RTMP's millisecond timestamps
+	// round either way, and a decode to 1/30 s ticks then warns about
+	// frames that are 33 ms apart in the file.)
+	run.stop()
+	for _, files := range []map[string]int64{ingestFiles, archiveFiles} {
+		for f := range files {
+			v, a := countPackets(t, f, "v:0"), countPackets(t, f, "a:0")
+			if v < 90 || a < 140 {
+				t.Errorf("%s: %d video and %d audio packets; want the 3 s and more recorded", f, v, a)
+			}
+		}
+	}
+}
+
+// countPackets returns how many packets ffprobe reads in a stream of file,
+// failing the test on any error it reports.
+func countPackets(t *testing.T, file, stream string) int {
+	t.Helper()
+	out, err := exec.Command("ffprobe", "-v", "error", "-select_streams", stream, "-count_packets",
+		"-show_entries", "stream=nb_read_packets", "-of", "csv=p=0", file).CombinedOutput()
+	text := strings.TrimSpace(string(out))
+	n, convErr := strconv.Atoi(text)
+	if err != nil || convErr != nil {
+		t.Errorf("ffprobe %s %s: %v: %s", file, stream, err, text)
+	}
+	return n
 }
 
 // sameCounts reports whether a and b agree on every key with one of the
