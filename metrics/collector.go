@@ -77,7 +77,7 @@ func (c collector) collectPipeline(ch chan<- prometheus.Metric, s pipelineSnapsh
 	for _, b := range s.broadcasts {
 		for track, st := range b.read(false) {
 			k := pathTrack{b.path, track}
-			s.source[k] = addStats(s.source[k], st)
+			s.source[k] = s.source[k].Add(st)
 		}
 	}
 	for k, st := range s.source {
@@ -95,7 +95,7 @@ func (c collector) collectPipeline(ch chan<- prometheus.Metric, s pipelineSnapsh
 		tracks, extra := sk.read(false)
 		for track, st := range tracks {
 			k := sinkPathTrack{sk.sink, sk.path, track}
-			s.sink[k] = addStats(s.sink[k], st)
+			s.sink[k] = s.sink[k].Add(st)
 		}
 		k := sinkPath{sk.sink, sk.path}
 		s.sinkExtra[k] = s.sinkExtra[k].add(extra)

@@ -129,7 +129,7 @@ func (c *trackCounters) update(cur map[string]sdk.TrackStats) {
 	}
 	for track, st := range cur {
 		if prev, ok := c.last[track]; ok && wentDown(prev, st) {
-			c.base[track] = addStats(c.base[track], prev)
+			c.base[track] = c.base[track].Add(prev)
 		}
 		c.last[track] = st
 	}
@@ -139,7 +139,7 @@ func (c *trackCounters) update(cur map[string]sdk.TrackStats) {
 func (c *trackCounters) totals() map[string]sdk.TrackStats {
 	out := make(map[string]sdk.TrackStats, len(c.last))
 	for track, st := range c.last {
-		out[track] = addStats(c.base[track], st)
+		out[track] = c.base[track].Add(st)
 	}
 	return out
 }
@@ -337,7 +337,7 @@ func (m *Metrics) BroadcastEnded(pipeline, path string) {
 	p.broadcasts = slices.DeleteFunc(p.broadcasts, func(x *liveBroadcast) bool { return x == b })
 	for track, st := range final {
 		k := pathTrack{path, track}
-		p.sourceTotals[k] = addStats(p.sourceTotals[k], st)
+		p.sourceTotals[k] = p.sourceTotals[k].Add(st)
 	}
 }
 
@@ -377,7 +377,7 @@ func (m *Metrics) SinkEnded(pipeline, part, path string) {
 	p.sinks = slices.DeleteFunc(p.sinks, func(x *liveSink) bool { return x == s })
 	for track, st := range tracks {
 		k := sinkPathTrack{part, path, track}
-		p.sinkTotals[k] = addStats(p.sinkTotals[k], st)
+		p.sinkTotals[k] = p.sinkTotals[k].Add(st)
 	}
 	k := sinkPath{part, path}
 	p.sinkExtra[k] = p.sinkExtra[k].add(extra)
@@ -423,16 +423,6 @@ func (m *Metrics) ForgetPipeline(pipeline string) {
 	m.latency.DeletePartialMatch(prometheus.Labels{labelPipeline: pipeline})
 }
 
-func addStats(a, b sdk.TrackStats) sdk.TrackStats {
-	a.Groups += b.Groups
-	a.Frames += b.Frames
-	a.Bytes += b.Bytes
-	a.Dropped += b.Dropped
-	a.Skipped += b.Skipped
-	a.Truncated += b.Truncated
-	a.Invalid += b.Invalid
-	return a
-}
 
 // SourcesUp returns nil when the source of every pipeline that reported
 // one is up, else an error naming those that are not, in name order: a

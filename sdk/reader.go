@@ -87,13 +87,13 @@ func (r *BroadcastReader) Stats() map[string]TrackStats {
 	r.mu.Unlock()
 	out := make(map[string]TrackStats, len(readers))
 	for _, tr := range readers {
-		out[tr.track.Name] = out[tr.track.Name].add(tr.Stats())
+		out[tr.track.Name] = out[tr.track.Name].Add(tr.Stats())
 	}
 	return out
 }
 
-// add sums two sets of counters.
-func (a TrackStats) add(b TrackStats) TrackStats {
+// Add returns the sum of two sets of counters.
+func (a TrackStats) Add(b TrackStats) TrackStats {
 	a.Groups += b.Groups
 	a.Frames += b.Frames
 	a.Bytes += b.Bytes

@@ -308,7 +308,7 @@ func (w *BroadcastWriter) Stats() map[string]TrackStats {
 	}
 	w.mu.Unlock()
 	for _, tw := range tracks {
-		out[tw.track.Name] = out[tw.track.Name].add(tw.Stats())
+		out[tw.track.Name] = out[tw.track.Name].Add(tw.Stats())
 	}
 	return out
 }
@@ -319,7 +319,7 @@ func (w *BroadcastWriter) keepStatsLocked(tw *TrackWriter) {
 	if w.gone == nil {
 		w.gone = make(map[string]TrackStats)
 	}
-	w.gone[tw.track.Name] = w.gone[tw.track.Name].add(tw.Stats())
+	w.gone[tw.track.Name] = w.gone[tw.track.Name].Add(tw.Stats())
 }
 
 // WriteFrame writes one frame. Frames are written in decode order; f.PTS
