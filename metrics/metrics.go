@@ -423,7 +423,6 @@ func (m *Metrics) ForgetPipeline(pipeline string) {
 	m.latency.DeletePartialMatch(prometheus.Labels{labelPipeline: pipeline})
 }
 
-
 // SourcesUp returns nil when the source of every pipeline that reported
 // one is up, else an error naming those that are not, in name order: a
 // ready function for Admin. A pipeline counts from its first SourceUp
