@@ -158,32 +158,34 @@ func (ps *problems) mergeEntries(v *yaml.Node, path string) []entry {
 // lookup returns the value of key in map n (nil when absent or n is no
 // map), without reporting anything.
 func lookup(n *yaml.Node, key string) *yaml.Node {
-	n = deref(n)
-	if n == nil || n.Kind != yaml.MappingNode {
-		return nil
-	}
-	var quiet problems
-	for _, e := range quiet.entries(n, "") {
-		if e.key.Value == key {
-			return e.value
-		}
+	if e, ok := findEntry(n, key); ok {
+		return e.value
 	}
 	return nil
 }
 
 // keyNode returns the key node of key in map n, or nil.
 func keyNode(n *yaml.Node, key string) *yaml.Node {
+	if e, ok := findEntry(n, key); ok {
+		return e.key
+	}
+	return nil
+}
+
+// findEntry returns the entry of key in map n, merges resolved, without
+// reporting anything.
+func findEntry(n *yaml.Node, key string) (entry, bool) {
 	n = deref(n)
 	if n == nil || n.Kind != yaml.MappingNode {
-		return nil
+		return entry{}, false
 	}
 	var quiet problems
 	for _, e := range quiet.entries(n, "") {
 		if e.key.Value == key {
-			return e.key
+			return e, true
 		}
 	}
-	return nil
+	return entry{}, false
 }
 
 var (
