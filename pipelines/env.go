@@ -33,7 +33,10 @@ func (ps *problems) expandEnv(n *yaml.Node, lookup func(string) (string, bool), 
 		}
 		v, err := expandString(n.Value, lookup)
 		if err != nil {
+			// Reported here; what decoding or validating the unexpanded
+			// text would add at this key is noise.
 			ps.add(n, path, "%s", err.Error())
+			ps.settle(path)
 			return
 		}
 		if v != n.Value {

@@ -69,6 +69,9 @@ func (p Position) String() string {
 type problems struct {
 	file string
 	list []Problem
+	// settled are keys with a problem already that makes any further one
+	// at them noise (a ${VAR} that could not be expanded).
+	settled map[string]bool
 }
 
 func (ps *problems) pos(n *yaml.Node) Position {
@@ -80,10 +83,21 @@ func (ps *problems) pos(n *yaml.Node) Position {
 
 // add records a problem at node n (nil: the file as a whole).
 func (ps *problems) add(n *yaml.Node, key, format string, args ...any) {
+	if ps.settled[key] {
+		return
+	}
 	ps.list = append(ps.list, Problem{Pos: ps.pos(n), Key: key, Msg: fmt.Sprintf(format, args...)})
 }
 
 func (ps *problems) count() int { return len(ps.list) }
+
+// settle records that key has its problem: later ones at it are dropped.
+func (ps *problems) settle(key string) {
+	if ps.settled == nil {
+		ps.settled = make(map[string]bool)
+	}
+	ps.settled[key] = true
+}
 
 // err returns the problems as a *ConfigError sorted by position, or nil.
 func (ps *problems) err() error {

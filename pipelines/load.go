@@ -125,11 +125,9 @@ func ParseWith(data []byte, file string, reg *Registry, opts LoadOptions) (*Conf
 		ps.add(root, "", "%s", err.Error())
 		return nil, ps.err()
 	}
+	// A ${VAR} that cannot be expanded is reported, and the rest of the
+	// file is checked all the same, so that every problem shows at once.
 	ps.expandEnv(root, lookupEnv, "")
-	if ps.count() > 0 {
-		// Decoding half-expanded values would only add noise.
-		return nil, ps.err()
-	}
 	l := &loader{problems: ps, reg: reg, cfg: cfg}
 	l.config(root)
 	if err := ps.err(); err != nil {
