@@ -116,8 +116,8 @@ func fileSize(name string) int64 {
 // TestDefaultConfig runs the binary without arguments, its ports moved by
 // the environment, as a user would on a fresh clone: the banner says where
 // everything is; /readyz turns ready once demo is up and /metrics has
-// moqbridge's series; "moqbridge record" of demo in another process writes
-// a clean fMP4; ffmpeg pushing RTMP to live/x makes the broadcast live/x;
+// moqbridge's series; "moqbridge probe" reports demo's tracks and
+// "moqbridge record" of demo in another process writes a clean fMP4; ffmpeg pushing RTMP to live/x makes the broadcast live/x;
 // SIGINT stops it with status 0.
 func TestDefaultConfig(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
@@ -165,6 +165,17 @@ func TestDefaultConfig(t *testing.T) {
 	for _, want := range []string{`moqbridge_source_up{pipeline="demo"} 1`, `moqbridge_relay_broadcasts `, `moqbridge_source_frames_total{path="demo",pipeline="demo",track="video0"} `} {
 		if !strings.Contains(metricsText, want) {
 			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+
+	// Probe it, as the banner says: demo's tracks.
+	probe := startProcess(t, ctx, "probe", "--duration", "1s", "http://"+relay+"/", "demo")
+	if code := probe.wait(t, ctx, "probe"); code != 0 {
+		t.Fatalf("probe exited %d:\n%s", code, probe.stderr.String())
+	}
+	for _, want := range []string{"broadcast demo\n", "video  avc1.64001f  640x360 30 fps", "audio  mp4a.40.2    48000 Hz 1 ch"} {
+		if !strings.Contains(probe.stdout.String(), want) {
+			t.Errorf("probe of demo lacks %q:\n%s", want, probe.stdout.String())
 		}
 	}
 
