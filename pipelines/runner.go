@@ -202,7 +202,7 @@ func (r *Runner) start(cfg *Config) error {
 	r.running, r.cfg = true, cfg
 	r.up.Store(true)
 	for _, p := range cfg.Pipelines {
-		r.startPipeline(cfg, p)
+		r.startPipeline(cfg, p, false)
 	}
 	return nil
 }
@@ -309,7 +309,7 @@ func (r *Runner) Reload(cfg *Config) error {
 			r.mu.Unlock()
 			continue
 		}
-		r.startPipeline(cfg, p)
+		r.startPipeline(cfg, p, true)
 	}
 	return errors.Join(errs...)
 }
@@ -382,9 +382,10 @@ func (r *Runner) Status() []PipelineStatus {
 	return out
 }
 
-// startPipeline starts p's sinks follower, then its source (r.life held).
-func (r *Runner) startPipeline(cfg *Config, p *Pipeline) {
-	pr := &pipelineRun{r: r, p: p, log: r.log.With("pipeline", p.Name), backoff: backoffOf(p.Restart), state: StateStarting,
+// startPipeline starts p's sinks follower, then its source (r.life held);
+// reload says a Reload starts it, not Run.
+func (r *Runner) startPipeline(cfg *Config, p *Pipeline, reload bool) {
+	pr := &pipelineRun{r: r, p: p, log: r.log.With("pipeline", p.Name), backoff: backoffOf(p.Restart), state: StateStarting, reloaded: reload,
 		sourceDone: make(chan struct{}), followDone: make(chan struct{})}
 	if cfg.File != "" {
 		pr.dir = filepath.Dir(cfg.File)
@@ -438,6 +439,9 @@ type pipelineRun struct {
 	dir     string
 	rtmp    RTMPRouter // nil without an "rtmp:" section
 	f       *follower
+	// reloaded: a Reload started the pipeline, so the broadcasts live
+	// already were read up to now by its previous version, if any.
+	reloaded bool
 
 	sourceCancel, followCancel, sinkCancel context.CancelFunc
 	sourceDone, followDone                 chan struct{}

@@ -76,6 +76,8 @@ var synthKind = SourceKind{
 type sinkInstance struct {
 	path    string
 	frames  atomic.Int64
+	first   atomic.Int64 // PTS of the first frame read, +1 (0: none yet)
+	last    atomic.Int64 // PTS of the last frame read
 	eof     atomic.Bool // read its broadcast to the end
 	flushed atomic.Bool // finished its flush
 }
@@ -135,7 +137,7 @@ var recKind = SinkKind{
 			}
 			defer sub.Close()
 			for {
-				_, err := sub.ReadFrame(ctx)
+				f, err := sub.ReadFrame(ctx)
 				switch {
 				case errors.Is(err, io.EOF):
 					in.eof.Store(true)
@@ -147,6 +149,8 @@ var recKind = SinkKind{
 				case err != nil:
 					return err
 				}
+				in.first.CompareAndSwap(0, int64(f.PTS)+1)
+				in.last.Store(int64(f.PTS))
 				n := in.frames.Add(1)
 				if o.FailAfter > 0 && n >= int64(o.FailAfter) {
 					return errors.New("destination lost")
@@ -490,6 +494,32 @@ func TestReload(t *testing.T) {
 	}
 	if fmt.Sprint(names) != "[d a b]" {
 		t.Errorf("status lists %v, want [d a b]", names)
+	}
+}
+
+// TestReloadFromLatest: a From pipeline changed by a reload reads the
+// broadcasts live already from their latest group, not from the oldest
+// cached one: its previous version read those, and a recording would
+// write them twice.
+func TestReloadFromLatest(t *testing.T) {
+	src := &synthOpts{Interval: time.Millisecond}
+	sink := &recOpts{}
+	from := &Pipeline{Name: "rec", From: "live/*", Sinks: []*SinkSpec{{Kind: recKind, Options: sink}}, Restart: fastRestart, Fingerprint: "rec"}
+	r, _ := startRunner(t, &Config{Pipelines: []*Pipeline{synthPipeline("src", "live/src", src), from}}, newEvents())
+	// 20 ms frames, an audio group a second: several groups cached.
+	waitFor(t, "the first version reading", func() bool { return sink.frames() > 400 })
+	if first := sink.all()[0].first.Load() - 1; first != 0 {
+		t.Errorf("the first version started at %v, want the broadcast's start", time.Duration(first))
+	}
+	changed := *from
+	changed.Fingerprint = "rec-v2"
+	if err := r.Reload(&Config{Pipelines: []*Pipeline{synthPipeline("src", "live/src", src), &changed}}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the second version reading", func() bool { return len(sink.all()) == 2 && sink.all()[1].frames.Load() > 0 })
+	old, next := sink.all()[0], sink.all()[1]
+	if start, end := time.Duration(next.first.Load()-1), time.Duration(old.last.Load()); start < end-sdk.DefaultAudioGroupDuration {
+		t.Errorf("the second version started at %v, before the group the first one ended in (%v)", start, end)
 	}
 }
 

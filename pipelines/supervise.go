@@ -177,8 +177,22 @@ func (f *follower) run(ctx, sinkCtx context.Context) {
 	prefix, match := pathPattern(pr.pattern())
 	ann := pr.r.origin.Announced(prefix)
 	defer ann.Close()
+	// Where a broadcast's sinks start reading: from its oldest cached
+	// group, so that a recording misses nothing of its start; but when a
+	// reload started the pipeline, a broadcast live already (the
+	// announcements ready at once) from its latest, so that a changed
+	// recording pipeline does not write again what its previous version
+	// wrote.
+	from := moq.FromOldest
+	if pr.reloaded {
+		from = moq.FromLatest
+	}
 	for {
-		a, err := ann.Next(ctx)
+		a, ok, err := ann.TryNext()
+		if err == nil && !ok {
+			from = moq.FromOldest
+			a, err = ann.Next(ctx)
+		}
 		if err != nil {
 			if ctx.Err() == nil && !errors.Is(err, moq.ErrClosed) {
 				pr.log.Error("pipeline: following broadcasts failed", "err", err)
@@ -201,14 +215,15 @@ func (f *follower) run(ctx, sinkCtx context.Context) {
 			old = nil
 		}
 		if a.Active && old == nil {
-			f.groups[a.Path] = f.startGroup(sinkCtx, a.Path, a.Broadcast)
+			f.groups[a.Path] = f.startGroup(sinkCtx, a.Path, a.Broadcast, from)
 		}
 		f.mu.Unlock()
 	}
 }
 
-// startGroup starts a sink per SinkSpec on broadcast b at path (f.mu held).
-func (f *follower) startGroup(ctx context.Context, path string, b *moq.BroadcastReader) *sinkGroup {
+// startGroup starts a sink per SinkSpec on broadcast b at path, reading
+// from from (f.mu held).
+func (f *follower) startGroup(ctx context.Context, path string, b *moq.BroadcastReader, from moq.StartPoint) *sinkGroup {
 	pr := f.pr
 	ctx, cancel := context.WithCancel(ctx)
 	g := &sinkGroup{path: path, b: b, cancel: cancel, done: make(chan struct{})}
@@ -228,7 +243,7 @@ func (f *follower) startGroup(ctx context.Context, path string, b *moq.Broadcast
 		groupWG.Add(1)
 		f.wg.Go(func() {
 			defer groupWG.Done()
-			pr.runSink(ctx, pt, spec, path, b)
+			pr.runSink(ctx, pt, spec, path, b, from)
 		})
 	}
 	f.wg.Go(func() {
@@ -300,8 +315,11 @@ func (s observedSink) Run(ctx context.Context, r *sdk.BroadcastReader) error {
 }
 
 // runSink supervises one sink of spec on broadcast b at path: a new
-// instance per attempt, each told to the Observer.
-func (pr *pipelineRun) runSink(ctx context.Context, pt *part, spec *SinkSpec, path string, b *moq.BroadcastReader) {
+// instance per attempt, each told to the Observer. The first reads from
+// from; a restarted one from the latest group, the live edge, rather than
+// sending again what its predecessor sent (a restream resuming with
+// half a minute of old media, a recording writing it twice).
+func (pr *pipelineRun) runSink(ctx context.Context, pt *part, spec *SinkSpec, path string, b *moq.BroadcastReader, from moq.StartPoint) {
 	obs := pr.r.obs
 	name := pr.p.Name
 	pt.log.Debug("pipeline: sink starting")
@@ -318,7 +336,9 @@ func (pr *pipelineRun) runSink(ctx context.Context, pt *part, spec *SinkSpec, pa
 				obs.SinkEnded(name, pt.label, path)
 			}
 		}()
-		return sdk.RunSink(ctx, b, path, observedSink{inner: sink, start: func(r *sdk.BroadcastReader) {
+		start := from
+		from = moq.FromLatest
+		return sdk.RunSinkFrom(ctx, b, path, observedSink{inner: sink, start: func(r *sdk.BroadcastReader) {
 			var extra func() SinkCounters // nil: the sink has no counters of its own
 			if sr, ok := sink.(StatsReporter); ok {
 				extra = sr.Counters
@@ -326,6 +346,6 @@ func (pr *pipelineRun) runSink(ctx context.Context, pt *part, spec *SinkSpec, pa
 			r.SetLatencyObserver(func(track string, d time.Duration) { obs.Latency(name, path, track, d) })
 			started = true
 			obs.SinkStarted(name, pt.label, path, r.Stats, extra)
-		}})
+		}}, start)
 	})
 }
