@@ -78,8 +78,8 @@ type sinkInstance struct {
 	frames  atomic.Int64
 	first   atomic.Int64 // PTS of the first frame read, +1 (0: none yet)
 	last    atomic.Int64 // PTS of the last frame read
-	eof     atomic.Bool // read its broadcast to the end
-	flushed atomic.Bool // finished its flush
+	eof     atomic.Bool  // read its broadcast to the end
+	flushed atomic.Bool  // finished its flush
 }
 
 // recOpts configures the test sink: it reads the broadcast's track and
