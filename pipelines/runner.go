@@ -55,8 +55,11 @@ type RunnerOptions struct {
 // Observer and shown by Status. A source that returns without an error
 // (a file played to its end) is finished, not restarted. A sink that
 // returns while its broadcast is live (its destination went away) is
-// restarted on the same broadcast, from the oldest group the broadcast
-// still caches; one whose broadcast ended is done. Ready reports a
+// restarted on the same broadcast, from its latest group (the live edge:
+// what its predecessor sent is not sent again); one whose broadcast ended
+// is done. A sink starts on a broadcast at its oldest cached group, so a
+// recording misses nothing of its start, except in a pipeline a reload
+// started, on the broadcasts live already: from their latest group. Ready reports a
 // pipeline whose source is not running (failed, restarting, finished).
 //
 // A one-broadcast source (SourceKind.NewSource) publishes at the
