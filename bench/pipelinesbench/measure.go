@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
@@ -99,6 +100,9 @@ func pipelinesYAML(n int, clip, dir string) string {
 // Measure runs cfg's pipelines in this process, as `moqbridge run` would
 // run the same YAML, and measures them over the window after the warm-up.
 func Measure(ctx context.Context, cfg Config) (Result, error) {
+	// What an earlier run in this process left goes back to the system
+	// first, so that it does not count in this one's resident set.
+	debug.FreeOSMemory()
 	res := Result{Pipelines: cfg.Pipelines, GoroutinesBefore: runtime.NumGoroutine()}
 	reg := builtin.Registry()
 	pc, err := pipelines.Parse([]byte(pipelinesYAML(cfg.Pipelines, cfg.Clip, cfg.Dir)), "pipelinesbench.yaml", reg)
