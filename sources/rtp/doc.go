@@ -1,0 +1,36 @@
+// Package rtp is the RTP ingest source: it reads the media a session
+// description (SDP) announces — what ffmpeg, GStreamer, IP cameras and
+// broadcast encoders send over RTP/UDP, unicast or multicast, IPv4 or
+// IPv6 — and writes it into a broadcast.
+//
+// # What rtp owns
+//
+//   - ParseSDP: the session description, parsed with gortsplib's SDP
+//     reader and format descriptions, each m= line mapped to an address,
+//     an RTCP port and a payload format; unsupported formats and
+//     transports are permanent errors naming the media.
+//   - Source (New, Config): one UDP socket per media and one for its RTCP,
+//     a reorder buffer bounded in time per media, the depacketizing of
+//     whole access units with gortsplib's rtph264, rtph265, rtpav1,
+//     rtpvp8, rtpvp9, rtpsimpleaudio, rtpmpeg4audio and rtpfragmented
+//     decoders, and the mapping of RTP timestamps onto the broadcast
+//     clock.
+//
+// # Loss, reordering and timing
+//
+// Packets are put back in sequence order by a buffer that waits at most
+// Config.ReorderWindow for a missing one (gortsplib's rtpreceiver and
+// pion's buffers reorder within a window of packets, not of time). A
+// packet still missing then is lost: the access unit it belonged to is
+// dropped whole, never passed on damaged, and a video track drops what
+// follows until its next keyframe, so that every group starts with one.
+// Each drop is counted (Source.Stats).
+//
+// RTP timestamps are unwrapped from 32 bits per sender (SSRC). A stream's
+// first packets place it on the broadcast clock at their arrival time;
+// its first RTCP sender report then places it by the sender's NTP clock,
+// which puts the streams of one sender on one timeline whatever their
+// random timestamp bases. A new SSRC on a media (a restarted sender)
+// restarts that media's state. When no packet came for Config.Timeout
+// after the first, Run returns a transient error.
+package rtp
