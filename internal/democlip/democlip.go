@@ -35,9 +35,5 @@ func Size() int { return len(clip) }
 // called once, as for any sources/fmp4 Source; make a new one for every
 // run.
 func NewSource() sdk.Source {
-	return newSource(fmp4.Options{Loop: true})
-}
-
-func newSource(opts fmp4.Options) *fmp4.Source {
-	return fmp4.New(strings.NewReader(clip), opts)
+	return fmp4.New(strings.NewReader(clip), fmp4.Options{Loop: true})
 }
