@@ -1,0 +1,336 @@
+package rtp
+
+import (
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"github.com/pion/rtcp"
+	"github.com/pion/rtp"
+
+	"github.com/moqbridge/moqbridge/sdk"
+)
+
+// Bounds of one access unit being assembled; beyond them it is dropped as
+// damaged (a sender that never sets the marker bit nor changes the
+// timestamp must not grow memory).
+const (
+	maxAUPackets = 4096
+	maxAUBytes   = 16 << 20
+)
+
+// MediaStats counts what happened to the packets of one media.
+type MediaStats struct {
+	Packets uint64 // RTP packets received
+	Bytes   uint64 // their payload bytes
+	// Lost counts packets given up on: still missing when the reorder
+	// window ended.
+	Lost uint64
+	// Duplicates counts packets received twice; Late those that came
+	// after they were given up on.
+	Duplicates uint64
+	Late       uint64
+	// Invalid counts datagrams that are neither an RTP packet of the
+	// media's payload type nor RTCP, or come from a sender the source
+	// filter excludes.
+	Invalid uint64
+	// Damaged counts access units dropped because a packet of theirs was
+	// lost or they did not decode.
+	Damaged uint64
+	// Skipped counts whole access units dropped because the video track
+	// waited for a keyframe after a loss, or its configuration was not
+	// known yet, or the stream's clock stepped back (audio).
+	Skipped uint64
+	// Frames counts the frames written.
+	Frames uint64
+	// Restarts counts new senders: SSRC changes and sequence restarts.
+	Restarts uint64
+	// SenderReports counts the RTCP sender reports of the media's SSRC.
+	SenderReports uint64
+}
+
+// mediaCounters are the atomic counters behind MediaStats, written by Run
+// and read by Stats.
+type mediaCounters struct {
+	packets, bytes, lost, duplicates, late, invalid atomic.Uint64
+	damaged, skipped, frames, restarts, reports     atomic.Uint64
+}
+
+func (c *mediaCounters) snapshot() MediaStats {
+	return MediaStats{
+		Packets: c.packets.Load(), Bytes: c.bytes.Load(), Lost: c.lost.Load(),
+		Duplicates: c.duplicates.Load(), Late: c.late.Load(), Invalid: c.invalid.Load(),
+		Damaged: c.damaged.Load(), Skipped: c.skipped.Load(), Frames: c.frames.Load(),
+		Restarts: c.restarts.Load(), SenderReports: c.reports.Load(),
+	}
+}
+
+// media is the ingest state of one media while Run runs: the current
+// sender, its reorder buffer and clock, the access unit being assembled
+// and the track written.
+type media struct {
+	m   Media
+	log *slog.Logger
+	dep depacketizer
+	w   *sdk.BroadcastWriter
+	tw  *sdk.TrackWriter
+	c   *mediaCounters
+
+	rb    reorderBuffer
+	clock streamClock
+
+	haveSSRC bool
+	ssrc     uint32
+	prevSSRC uint32 // the sender before the latest change: its stragglers are ignored
+	havePrev bool
+	nextSR   *senderReport // a report of another SSRC, for when it takes over
+
+	// The access unit being assembled.
+	au        []*rtp.Packet
+	auOpen    bool
+	auTS      uint32
+	auAt      time.Time
+	auBytes   int
+	auDamaged bool
+	lossNext  bool // packets were lost right before the next one
+
+	needKey      bool // video: drop until a keyframe
+	audioPTS     time.Duration
+	haveAudioPTS bool
+	warnedConfig bool
+
+	released []ordered // scratch for the reorder buffer's output
+}
+
+func newMedia(m Media, w *sdk.BroadcastWriter, tl *timeline, window time.Duration, c *mediaCounters, log *slog.Logger) (*media, error) {
+	log = log.With("media", m.Index+1)
+	dep, err := newDepacketizer(m.Format, log)
+	if err != nil {
+		return nil, permanentf("rtp: %s: %w", m.Describe(), err)
+	}
+	return &media{
+		m: m, log: log, dep: dep, w: w, c: c,
+		rb:      reorderBuffer{window: window},
+		clock:   streamClock{tl: tl, rate: int64(max(m.Format.ClockRate(), 1))},
+		needKey: dep.video(),
+	}, nil
+}
+
+// packet takes one RTP datagram that arrived at at.
+func (md *media) packet(data []byte, at time.Time) error {
+	var pkt rtp.Packet
+	if err := pkt.Unmarshal(data); err != nil || pkt.PayloadType != md.m.Format.PayloadType() || len(pkt.Payload) == 0 {
+		md.c.invalid.Add(1)
+		return nil
+	}
+	md.c.packets.Add(1)
+	md.c.bytes.Add(uint64(len(pkt.Payload)))
+	switch {
+	case !md.haveSSRC:
+		md.haveSSRC, md.ssrc = true, pkt.SSRC
+		if p := md.clock.pending; p != nil && p.ssrc != pkt.SSRC {
+			md.clock.pending = nil
+		}
+		md.takeNextSR()
+	case pkt.SSRC != md.ssrc:
+		if md.havePrev && pkt.SSRC == md.prevSSRC {
+			md.c.late.Add(1)
+			return nil
+		}
+		md.log.Info("rtp: a new sender (SSRC) on the media; its state restarts", "ssrc", pkt.SSRC, "previous", md.ssrc)
+		md.prevSSRC, md.havePrev, md.ssrc = md.ssrc, true, pkt.SSRC
+		md.restart()
+	}
+	dupBefore, lateBefore := md.rb.duplicates, md.rb.late
+	out, restarted := md.rb.push(&pkt, at, md.released[:0])
+	if restarted {
+		md.log.Info("rtp: the sender restarted its sequence numbers; the media's state restarts", "ssrc", pkt.SSRC)
+		md.restartKeepBuffer()
+	}
+	md.c.duplicates.Add(md.rb.duplicates - dupBefore)
+	md.c.late.Add(md.rb.late - lateBefore)
+	return md.deliver(out)
+}
+
+// takeNextSR makes a report received for the current SSRC before it took
+// over the clock's.
+func (md *media) takeNextSR() {
+	if md.nextSR != nil && md.nextSR.ssrc == md.ssrc {
+		md.clock.pending = md.nextSR
+	}
+	md.nextSR = nil
+}
+
+// restart begins a new sender: its packets are ordered, assembled and
+// placed on the clock afresh; a video track waits for its keyframe.
+func (md *media) restart() {
+	md.rb.reset()
+	md.restartKeepBuffer()
+}
+
+func (md *media) restartKeepBuffer() {
+	md.c.restarts.Add(1)
+	md.au, md.auOpen, md.auDamaged, md.auBytes, md.lossNext = md.au[:0], false, false, 0, false
+	md.dep.reset()
+	md.needKey = md.dep.video()
+	md.clock.restart(md.ssrc)
+	md.takeNextSR()
+}
+
+// expire releases what the reorder buffer held for its window by now.
+func (md *media) expire(now time.Time) error {
+	return md.deliver(md.rb.expire(now, md.released[:0]))
+}
+
+func (md *media) deliver(out []ordered) error {
+	for _, o := range out {
+		if o.lost > 0 {
+			md.c.lost.Add(o.lost)
+			md.lost()
+		}
+		if o.pkt != nil {
+			if err := md.ordered(o.pkt, o.at); err != nil {
+				return err
+			}
+		}
+	}
+	md.released = out[:0]
+	return nil
+}
+
+// lost notes that packets were lost before the next one. Unless every
+// packet is a whole access unit, the open access unit lost a part, and
+// so may the next one (its first packets).
+func (md *media) lost() {
+	if md.dep.singlePacket() {
+		return
+	}
+	if md.auOpen {
+		md.auDamaged = true
+	}
+	md.lossNext = true
+}
+
+// ordered takes the next packet in sequence order.
+func (md *media) ordered(p *rtp.Packet, at time.Time) error {
+	if md.auOpen && p.Timestamp != md.auTS {
+		// The open access unit ended without a marker bit (some cameras
+		// never set it).
+		if err := md.finish(); err != nil {
+			return err
+		}
+	}
+	if !md.auOpen {
+		md.auOpen, md.auTS, md.auAt, md.auBytes = true, p.Timestamp, at, 0
+		md.auDamaged = md.lossNext
+	}
+	md.lossNext = false
+	if !md.auDamaged {
+		md.au = append(md.au, p)
+		md.auBytes += len(p.Payload)
+		if len(md.au) > maxAUPackets || md.auBytes > maxAUBytes {
+			md.auDamaged = true
+		}
+	}
+	if md.auDamaged {
+		clear(md.au)
+		md.au = md.au[:0]
+	}
+	if p.Marker || md.dep.singlePacket() {
+		return md.finish()
+	}
+	return nil
+}
+
+// finish decodes the open access unit and writes its frames, or drops
+// it.
+func (md *media) finish() error {
+	pkts := md.au
+	md.au, md.auOpen = md.au[:0], false
+	defer clear(pkts)
+	at := md.clock.at(md.auTS, md.auAt) // every access unit, so that unwrapping follows
+	if md.auDamaged {
+		md.drop()
+		return nil
+	}
+	// The decoders finish an access unit at the marker bit: mark its last
+	// packet, which ended it by a new timestamp otherwise.
+	last := *pkts[len(pkts)-1]
+	last.Marker = true
+	pkts[len(pkts)-1] = &last
+	units, err := md.dep.decode(pkts)
+	if err != nil {
+		md.log.Debug("rtp: access unit dropped", "error", err)
+		md.drop()
+		return nil
+	}
+	if len(units) == 0 {
+		return nil
+	}
+	if md.tw == nil {
+		t, ok, err := md.dep.track()
+		if err != nil && !md.warnedConfig {
+			md.warnedConfig = true
+			md.log.Warn("rtp: the media's configuration does not parse; waiting for another", "error", err)
+		}
+		if !ok || err != nil {
+			md.c.skipped.Add(uint64(len(units)))
+			return nil
+		}
+		if md.tw, err = md.w.AddTrack(t); err != nil {
+			return fmt.Errorf("rtp: adding the track of %s: %w", md.m.Describe(), err)
+		}
+		md.log.Info("rtp: track added", "track", md.tw.Track().Name, "codec", t.Codec)
+	}
+	video := md.dep.video()
+	for _, u := range units {
+		pts := at + md.clock.ticks(u.offset)
+		if video {
+			if md.needKey && !u.key {
+				md.c.skipped.Add(1)
+				continue
+			}
+			if u.key {
+				md.needKey = false
+			}
+		} else {
+			if md.haveAudioPTS && pts < md.audioPTS {
+				md.c.skipped.Add(1) // the clock stepped back when a sender report placed the stream
+				continue
+			}
+			md.audioPTS, md.haveAudioPTS = pts, true
+		}
+		if pts < 0 {
+			md.c.skipped.Add(1)
+			continue
+		}
+		if err := md.tw.WriteFrame(sdk.Frame{PTS: pts, Keyframe: u.key || !video, Payload: u.payload}); err != nil {
+			return fmt.Errorf("rtp: writing %s: %w", md.m.Describe(), err)
+		}
+		md.c.frames.Add(1)
+	}
+	return nil
+}
+
+// drop counts a damaged access unit; video then waits for a keyframe.
+func (md *media) drop() {
+	md.c.damaged.Add(1)
+	md.dep.reset()
+	if md.dep.video() {
+		md.needKey = true
+	}
+}
+
+// report takes an RTCP sender report.
+func (md *media) report(sr *rtcp.SenderReport, at time.Time) {
+	r := senderReport{ssrc: sr.SSRC, ntp: ntpDuration(sr.NTPTime), rtp: sr.RTPTime}
+	if md.haveSSRC && sr.SSRC != md.ssrc {
+		md.nextSR = &r // perhaps the next sender's
+		return
+	}
+	md.c.reports.Add(1)
+	if moved := md.clock.report(r, at); moved != 0 {
+		md.log.Debug("rtp: the first sender report placed the stream on the shared timeline", "moved", moved)
+	}
+}
