@@ -49,6 +49,10 @@ type depacketizer interface {
 	// reset forgets the state of partly decoded packets (after a loss or
 	// a change of sender).
 	reset()
+	// startsAU reports whether a packet is surely the first of an access
+	// unit, so that a loss right before it, after an access unit that
+	// ended, took nothing of its own. False when unsure.
+	startsAU(p *rtp.Packet) bool
 }
 
 // errIncomplete is a decoder that wanted more packets than the access
@@ -259,7 +263,13 @@ func (d *h26x) init() (err error) {
 	return err
 }
 
-func (d *h26x) video() bool        { return true }
+func (d *h26x) video() bool { return true }
+func (d *h26x) startsAU(p *rtp.Packet) bool {
+	if d.hevc {
+		return h265StartsAU(p.Payload)
+	}
+	return h264StartsAU(p.Payload)
+}
 func (d *h26x) singlePacket() bool { return false }
 func (d *h26x) reset()             { _ = d.init() }
 
@@ -330,9 +340,10 @@ func (d *av1Depacketizer) init() (err error) {
 	return err
 }
 
-func (d *av1Depacketizer) video() bool        { return true }
-func (d *av1Depacketizer) singlePacket() bool { return false }
-func (d *av1Depacketizer) reset()             { _ = d.init() }
+func (d *av1Depacketizer) video() bool                 { return true }
+func (d *av1Depacketizer) startsAU(p *rtp.Packet) bool { return false }
+func (d *av1Depacketizer) singlePacket() bool          { return false }
+func (d *av1Depacketizer) reset()                      { _ = d.init() }
 
 func (d *av1Depacketizer) track() (sdk.Track, bool, error) {
 	if d.t == nil {
@@ -399,7 +410,19 @@ func (d *frameDepacketizer) init() (err error) {
 	return err
 }
 
-func (d *frameDepacketizer) video() bool        { return true }
+func (d *frameDepacketizer) video() bool { return true }
+
+// startsAU reads the payload descriptor: VP8's S bit with partition 0
+// (RFC 7741 4.2), VP9's B bit (RFC 9628 4.2).
+func (d *frameDepacketizer) startsAU(p *rtp.Packet) bool {
+	if len(p.Payload) == 0 {
+		return false
+	}
+	if d.vp8 {
+		return p.Payload[0]&0x10 != 0 && p.Payload[0]&0x07 == 0
+	}
+	return p.Payload[0]&0x08 != 0
+}
 func (d *frameDepacketizer) singlePacket() bool { return false }
 func (d *frameDepacketizer) reset()             { _ = d.init() }
 
@@ -489,6 +512,7 @@ func (d *audioDepacketizer) init() (err error) {
 }
 
 func (d *audioDepacketizer) video() bool                     { return false }
+func (d *audioDepacketizer) startsAU(p *rtp.Packet) bool     { return d.single }
 func (d *audioDepacketizer) singlePacket() bool              { return d.single }
 func (d *audioDepacketizer) reset()                          { _ = d.init() }
 func (d *audioDepacketizer) track() (sdk.Track, bool, error) { return d.t, true, nil }
@@ -506,4 +530,63 @@ func (d *audioDepacketizer) decode(pkts []*rtp.Packet) ([]unit, error) {
 		}
 	}
 	return out, nil
+}
+
+// h264StartsAU reports whether an H.264 RTP payload (RFC 6184) begins an
+// access unit: its first NAL unit is one that precedes the slices (SEI,
+// parameter set, delimiter) or the first slice of a picture
+// (first_mb_in_slice 0: the slice header's first bit is set).
+func h264StartsAU(b []byte) bool {
+	if len(b) < 2 {
+		return false
+	}
+	typ, body := b[0]&0x1f, b[1:]
+	switch typ {
+	case 24: // STAP-A: the first aggregated unit
+		if len(b) < 5 {
+			return false
+		}
+		typ, body = b[3]&0x1f, b[4:]
+	case 28: // FU-A: only its start
+		if b[1]&0x80 == 0 || len(b) < 3 {
+			return false
+		}
+		typ, body = b[1]&0x1f, b[2:]
+	}
+	switch typ {
+	case 6, 7, 8, 9:
+		return true
+	case 1, 5:
+		return len(body) > 0 && body[0]&0x80 != 0
+	}
+	return false
+}
+
+// h265StartsAU is h264StartsAU for H.265 (RFC 7798; no DONL fields):
+// VPS, SPS, PPS, delimiter or prefix SEI, or a slice segment with
+// first_slice_segment_in_pic_flag.
+func h265StartsAU(b []byte) bool {
+	if len(b) < 3 {
+		return false
+	}
+	typ, body := (b[0]>>1)&0x3f, b[2:]
+	switch typ {
+	case 48: // aggregation packet: the first unit, after its size
+		if len(b) < 7 {
+			return false
+		}
+		typ, body = (b[4]>>1)&0x3f, b[6:]
+	case 49: // fragmentation unit: only its start
+		if b[2]&0x80 == 0 || len(b) < 4 {
+			return false
+		}
+		typ, body = b[2]&0x3f, b[3:]
+	}
+	switch {
+	case typ >= 32 && typ <= 35, typ == 39:
+		return true
+	case typ <= 31:
+		return len(body) > 0 && body[0]&0x80 != 0
+	}
+	return false
 }

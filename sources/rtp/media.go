@@ -94,6 +94,7 @@ type media struct {
 	auBytes   int
 	auDamaged bool
 	lossNext  bool // packets were lost right before the next one
+	ended     bool // the latest packet ended its access unit (marker bit)
 
 	needKey      bool // video: drop until a keyframe
 	audioPTS     time.Duration
@@ -210,6 +211,9 @@ func (md *media) lost() {
 		md.auDamaged = true
 	}
 	md.lossNext = true
+	if md.dep.video() {
+		md.needKey = true // whole frames may have been lost
+	}
 }
 
 // ordered takes the next packet in sequence order.
@@ -223,9 +227,13 @@ func (md *media) ordered(p *rtp.Packet, at time.Time) error {
 	}
 	if !md.auOpen {
 		md.auOpen, md.auTS, md.auAt, md.auBytes = true, p.Timestamp, at, 0
-		md.auDamaged = md.lossNext
+		// After a loss, the access unit lost its first packets unless
+		// the one before the loss ended the previous access unit and
+		// this one surely starts its own.
+		md.auDamaged = md.lossNext && !(md.ended && md.dep.startsAU(p))
 	}
 	md.lossNext = false
+	md.ended = p.Marker
 	if !md.auDamaged {
 		md.au = append(md.au, p)
 		md.auBytes += len(p.Payload)

@@ -29,6 +29,9 @@ type reorderBuffer struct {
 	started bool
 	next    int64 // the extended sequence number released next
 	slots   [reorderSlots]slot
+	// released holds, per slot, 1 + the extended sequence number last
+	// released from it: a packet that comes again is a duplicate.
+	released [reorderSlots]int64
 	held    int
 	oldest  time.Time // the earliest arrival among the held packets
 
@@ -74,7 +77,11 @@ func (b *reorderBuffer) push(pkt *rtp.Packet, at time.Time, out []ordered) (_ []
 	}
 	switch {
 	case ext < b.next:
-		b.late++
+		if ext >= 0 && b.released[ext%reorderSlots] == ext+1 {
+			b.duplicates++
+		} else {
+			b.late++
+		}
 		return out, false
 	case ext >= b.next+reorderSlots:
 		// Too far ahead to hold: give up on what is missing up to the
@@ -152,6 +159,7 @@ func (b *reorderBuffer) release(lost uint64, out []ordered) []ordered {
 		}
 		out = append(out, ordered{pkt: s.pkt, at: s.at, lost: lost})
 		lost = 0
+		b.released[b.next%reorderSlots] = b.next + 1
 		*s = slot{}
 		b.held--
 		b.next++
