@@ -200,9 +200,9 @@ func ntpOf(d time.Duration) uint64 {
 
 // ingestResult is what came out of the source.
 type ingestResult struct {
-	stats  []MediaStats
-	video  []sdk.Frame
-	audio  []sdk.Frame
+	stats   []MediaStats
+	video   []sdk.Frame
+	audio   []sdk.Frame
 	groups  int // video groups read
 	log     string
 	dropped [2]int // video and audio packets the impairment dropped
@@ -311,7 +311,24 @@ func runIngest(t *testing.T, imp impairment, seconds int) (ingestResult, []sentA
 	}
 	// sr sends a sender report: the RTP time ticks after base is the
 	// media time ticks/rate.
+	reports := [2]uint64{}
+	// waitReport waits for the source to have taken the reports sent to
+	// a media, as a real sender's come ahead of its packets.
+	waitReport := func(media int) {
+		for src.Stats()[media].SenderReports < reports[media] {
+			select {
+			case <-ctx.Done():
+				t.Fatal("the source did not take the sender report")
+			case <-time.After(time.Millisecond):
+			}
+		}
+	}
 	sr := func(c *net.UDPConn, ssrc, base uint32, ticks, rate int64) {
+		if rate == 90000 {
+			reports[0]++
+		} else {
+			reports[1]++
+		}
 		mediaTime := time.Duration(ticks * int64(time.Second) / rate)
 		b, _ := (&rtcp.SenderReport{SSRC: ssrc, NTPTime: ntpOf(mediaTime), RTPTime: base + uint32(ticks)}).Marshal()
 		if _, err := c.Write(b); err != nil {
@@ -321,7 +338,8 @@ func runIngest(t *testing.T, imp impairment, seconds int) (ingestResult, []sentA
 	im := &impairer{imp: imp, r: rand.New(rand.NewPCG(imp.seed, 11))}
 	sr(vRTCP, vSSRC, vBase, 0, 90000)
 	sr(aRTCP, aSSRC, aBase, 0, 48000)
-	time.Sleep(10 * time.Millisecond) // the reports come first, as ffmpeg sends them
+	waitReport(0)
+	waitReport(1)
 	vi, ai := 0, 0
 	for vi < len(video) || ai < len(audio) {
 		vt, at := time.Duration(vi)*videoFrameTime, time.Duration(ai)*audioFrameTime
@@ -335,6 +353,7 @@ func runIngest(t *testing.T, imp impairment, seconds int) (ingestResult, []sentA
 					t.Fatal(err)
 				}
 				sr(vRTCP, vSSRC, vBase, int64(vi*videoTicks), 90000)
+				waitReport(0)
 			}
 			pkts, err := venc.Encode(video[vi].nalus)
 			if err != nil {

@@ -46,7 +46,7 @@ type MediaStats struct {
 	Frames uint64
 	// Restarts counts new senders: SSRC changes and sequence restarts.
 	Restarts uint64
-	// SenderReports counts the RTCP sender reports of the media's SSRC.
+	// SenderReports counts the RTCP sender reports received.
 	SenderReports uint64
 }
 
@@ -332,12 +332,12 @@ func (md *media) drop() {
 
 // report takes an RTCP sender report.
 func (md *media) report(sr *rtcp.SenderReport, at time.Time) {
+	md.c.reports.Add(1)
 	r := senderReport{ssrc: sr.SSRC, ntp: ntpDuration(sr.NTPTime), rtp: sr.RTPTime}
 	if md.haveSSRC && sr.SSRC != md.ssrc {
 		md.nextSR = &r // perhaps the next sender's
 		return
 	}
-	md.c.reports.Add(1)
 	if moved := md.clock.report(r, at); moved != 0 {
 		md.log.Debug("rtp: the first sender report placed the stream on the shared timeline", "moved", moved)
 	}

@@ -32,8 +32,8 @@ type reorderBuffer struct {
 	// released holds, per slot, 1 + the extended sequence number last
 	// released from it: a packet that comes again is a duplicate.
 	released [reorderSlots]int64
-	held    int
-	oldest  time.Time // the earliest arrival among the held packets
+	held     int
+	oldest   time.Time // the earliest arrival among the held packets
 
 	farBehind int // consecutive packets far behind next
 
