@@ -10,6 +10,9 @@ import (
 // ("source: demo").
 type DemoSourceOptions struct{}
 
+// Validate implements pipelines.Validator: there is nothing to check.
+func (*DemoSourceOptions) Validate() error { return nil }
+
 // DemoSource is the demo source kind: the test clip embedded in moqbridge
 // (10 s of a test pattern with a running clock and a 440 Hz tone, H.264
 // and AAC, a keyframe every second), looped forever in real time and
