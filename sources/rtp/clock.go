@@ -100,7 +100,7 @@ func (c *streamClock) at(ts uint32, arrived time.Time) time.Duration {
 	if !c.started {
 		c.started, c.lastExt = true, int64(ts)
 		c.anchor(c.lastExt, arrived)
-		return c.anchorAt
+		return c.anchorAt + c.ticks(c.lastExt-c.anchorExt)
 	}
 	ext := c.unwrap(ts)
 	if d := c.ticks(ext - c.lastExt); d > maxTimestampJump || d < -maxTimestampJump {
@@ -108,7 +108,7 @@ func (c *streamClock) at(ts uint32, arrived time.Time) time.Duration {
 		c.lastExt = ext
 		c.synced = false
 		c.anchor(ext, arrived)
-		return c.anchorAt
+		return c.anchorAt + c.ticks(ext-c.anchorExt)
 	}
 	c.lastExt = max(c.lastExt, ext) // B-frames step back
 	return c.anchorAt + c.ticks(ext-c.anchorExt)

@@ -53,6 +53,11 @@ type depacketizer interface {
 	// unit, so that a loss right before it, after an access unit that
 	// ended, took nothing of its own. False when unsure.
 	startsAU(p *rtp.Packet) bool
+	// observe looks at every packet in sequence order, even of access
+	// units that turn out damaged: parameter sets sent in packets of
+	// their own make the track known although its first keyframe was
+	// damaged.
+	observe(p *rtp.Packet)
 }
 
 // errIncomplete is a decoder that wanted more packets than the access
@@ -273,6 +278,52 @@ func (d *h26x) startsAU(p *rtp.Packet) bool {
 func (d *h26x) singlePacket() bool { return false }
 func (d *h26x) reset()             { _ = d.init() }
 
+func (d *h26x) observe(p *rtp.Packet) {
+	if d.static != nil || d.ps.DecoderConfig() != nil {
+		return
+	}
+	var nalus [][]byte
+	b := p.Payload
+	if d.hevc {
+		switch {
+		case len(b) < 2:
+		case (b[0]>>1)&0x3f == 48: // aggregation packet
+			nalus = splitAggregated(b[2:])
+		default:
+			nalus = [][]byte{b}
+		}
+	} else {
+		switch {
+		case len(b) < 1:
+		case b[0]&0x1f == 24: // STAP-A
+			nalus = splitAggregated(b[1:])
+		default:
+			nalus = [][]byte{b}
+		}
+	}
+	for _, n := range nalus {
+		if d.ps.IsParamSet(n) {
+			_, _ = d.ps.Update([][]byte{n})
+		}
+	}
+}
+
+// splitAggregated splits the units of an aggregation packet (16-bit
+// sizes, each followed by a NAL unit), as far as they are whole.
+func splitAggregated(b []byte) [][]byte {
+	var out [][]byte
+	for len(b) >= 2 {
+		n := int(binary.BigEndian.Uint16(b))
+		b = b[2:]
+		if n == 0 || n > len(b) {
+			break
+		}
+		out = append(out, b[:n])
+		b = b[n:]
+	}
+	return out
+}
+
 func (d *h26x) track() (sdk.Track, bool, error) {
 	if d.static != nil {
 		return *d.static, true, nil
@@ -342,6 +393,7 @@ func (d *av1Depacketizer) init() (err error) {
 
 func (d *av1Depacketizer) video() bool                 { return true }
 func (d *av1Depacketizer) startsAU(p *rtp.Packet) bool { return false }
+func (d *av1Depacketizer) observe(*rtp.Packet)         {}
 func (d *av1Depacketizer) singlePacket() bool          { return false }
 func (d *av1Depacketizer) reset()                      { _ = d.init() }
 
@@ -410,7 +462,8 @@ func (d *frameDepacketizer) init() (err error) {
 	return err
 }
 
-func (d *frameDepacketizer) video() bool { return true }
+func (d *frameDepacketizer) video() bool         { return true }
+func (d *frameDepacketizer) observe(*rtp.Packet) {}
 
 // startsAU reads the payload descriptor: VP8's S bit with partition 0
 // (RFC 7741 4.2), VP9's B bit (RFC 9628 4.2).
@@ -513,6 +566,7 @@ func (d *audioDepacketizer) init() (err error) {
 
 func (d *audioDepacketizer) video() bool                     { return false }
 func (d *audioDepacketizer) startsAU(p *rtp.Packet) bool     { return d.single }
+func (d *audioDepacketizer) observe(*rtp.Packet)             {}
 func (d *audioDepacketizer) singlePacket() bool              { return d.single }
 func (d *audioDepacketizer) reset()                          { _ = d.init() }
 func (d *audioDepacketizer) track() (sdk.Track, bool, error) { return d.t, true, nil }

@@ -218,6 +218,12 @@ func (md *media) lost() {
 
 // ordered takes the next packet in sequence order.
 func (md *media) ordered(p *rtp.Packet, at time.Time) error {
+	md.dep.observe(p)
+	if md.tw == nil {
+		if err := md.addTrack(); err != nil {
+			return err
+		}
+	}
 	if md.auOpen && p.Timestamp != md.auTS {
 		// The open access unit ended without a marker bit (some cameras
 		// never set it).
@@ -277,19 +283,13 @@ func (md *media) finish() error {
 		return nil
 	}
 	if md.tw == nil {
-		t, ok, err := md.dep.track()
-		if err != nil && !md.warnedConfig {
-			md.warnedConfig = true
-			md.log.Warn("rtp: the media's configuration does not parse; waiting for another", "error", err)
+		if err := md.addTrack(); err != nil {
+			return err
 		}
-		if !ok || err != nil {
+		if md.tw == nil {
 			md.c.skipped.Add(uint64(len(units)))
 			return nil
 		}
-		if md.tw, err = md.w.AddTrack(t); err != nil {
-			return fmt.Errorf("rtp: adding the track of %s: %w", md.m.Describe(), err)
-		}
-		md.log.Info("rtp: track added", "track", md.tw.Track().Name, "codec", t.Codec)
 	}
 	video := md.dep.video()
 	for _, u := range units {
@@ -318,6 +318,24 @@ func (md *media) finish() error {
 		}
 		md.c.frames.Add(1)
 	}
+	return nil
+}
+
+// addTrack adds the media's track to the broadcast once its
+// configuration is known.
+func (md *media) addTrack() error {
+	t, ok, err := md.dep.track()
+	if err != nil && !md.warnedConfig {
+		md.warnedConfig = true
+		md.log.Warn("rtp: the media's configuration does not parse; waiting for another", "error", err)
+	}
+	if !ok || err != nil {
+		return nil
+	}
+	if md.tw, err = md.w.AddTrack(t); err != nil {
+		return fmt.Errorf("rtp: adding the track of %s: %w", md.m.Describe(), err)
+	}
+	md.log.Info("rtp: track added", "track", md.tw.Track().Name, "codec", t.Codec)
 	return nil
 }
 

@@ -36,6 +36,10 @@ type reorderBuffer struct {
 	oldest   time.Time // the earliest arrival among the held packets
 
 	farBehind int // consecutive packets far behind next
+	// settling holds everything for the window after the first packet:
+	// packets sent before it may still come, and start the sequence.
+	settling bool
+	maxExt   int64
 
 	duplicates uint64 // packets seen already
 	late       uint64 // packets that came after they were given up on
@@ -62,15 +66,21 @@ func (b *reorderBuffer) reset() {
 // the sender restarted it; what was held is dropped.
 func (b *reorderBuffer) push(pkt *rtp.Packet, at time.Time, out []ordered) (_ []ordered, restarted bool) {
 	if !b.started {
-		b.started, b.next = true, int64(pkt.SequenceNumber)
+		// Far from 0, so that an earlier packet has a positive number.
+		b.started, b.next, b.settling = true, 1<<20+int64(pkt.SequenceNumber), true
+		b.maxExt = b.next
 	}
 	ext := b.next + int64(int16(pkt.SequenceNumber-uint16(b.next)))
+	if b.settling && ext < b.next && ext > b.maxExt-reorderSlots {
+		b.next = ext
+	}
+	b.maxExt = max(b.maxExt, ext)
 	if ext < b.next-reorderSlots {
 		b.farBehind++
 		if b.farBehind >= restartAfter {
 			b.reset()
-			b.started, b.next = true, int64(pkt.SequenceNumber)
-			ext, restarted = b.next, true
+			b.started, b.next = true, 1<<20+int64(pkt.SequenceNumber)
+			ext, b.maxExt, restarted = b.next, b.next, true
 		}
 	} else {
 		b.farBehind = 0
@@ -99,6 +109,9 @@ func (b *reorderBuffer) push(pkt *rtp.Packet, at time.Time, out []ordered) (_ []
 		b.oldest = at
 	}
 	b.held++
+	if b.settling {
+		return out, restarted
+	}
 	return b.release(0, out), restarted
 }
 
@@ -114,6 +127,10 @@ func (b *reorderBuffer) deadline() (time.Time, bool) {
 // expire gives up on the missing packets that held ones have waited for
 // the window by now, appending what it releases to out.
 func (b *reorderBuffer) expire(now time.Time, out []ordered) []ordered {
+	if b.settling && b.held > 0 && !now.Before(b.oldest.Add(b.window)) {
+		b.settling = false
+		out = b.release(0, out)
+	}
 	for b.held > 0 && !now.Before(b.oldest.Add(b.window)) {
 		// Skip to the first held packet.
 		ext := b.next

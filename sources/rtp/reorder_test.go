@@ -45,6 +45,16 @@ func TestReorderBuffer(t *testing.T) {
 		}
 		return s
 	}
+	push(65533)
+	push(65532) // sent first, came second: the sequence starts there
+	if got := seqs(); len(got) != 0 {
+		t.Fatalf("released %v while settling", got)
+	}
+	now = now.Add(50 * time.Millisecond)
+	out = b.expire(now, out[:0])
+	if got := seqs(); len(got) != 2 || got[0] != 65532 || got[1] != 65533 {
+		t.Fatalf("released %v after settling", got)
+	}
 	push(65534)
 	if got := seqs(); len(got) != 1 || got[0] != 65534 {
 		t.Fatalf("released %v", got)

@@ -1,0 +1,208 @@
+package rtp
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"os/exec"
+	"sync"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/moqbridge/moqbridge/internal/testkit"
+	"github.com/moqbridge/moqbridge/moq"
+	"github.com/moqbridge/moqbridge/sdk"
+	"github.com/moqbridge/moqbridge/sinks/fmp4"
+)
+
+// TestFFmpegToRecording sends H.264 + Opus over RTP with ffmpeg, as
+// hang-format.md §6.2 does, into the source, and records the broadcast
+// with the fMP4 sink: the recording passes the checks of check-fmp4.sh,
+// and its audio and video start within one video frame of each other.
+func TestFFmpegToRecording(t *testing.T) {
+	testkit.NeedFFmpeg(t)
+	st, v, a := ffmpegToRecording(t, nil)
+	for i, s := range st {
+		if s.Lost+s.Damaged+s.Invalid != 0 || s.SenderReports == 0 {
+			t.Errorf("media %d: %+v", i, s)
+		}
+	}
+	if v.Packets < 110 || v.Keyframes < 4 || a.Packets < 190 {
+		t.Errorf("video %+v, audio %+v: want about 120 frames with 4 keyframes and 200 audio packets", v, a)
+	}
+}
+
+// TestFFmpegImpaired puts a seeded impairment proxy between ffmpeg and
+// the source (the kernel here has no netem): 5 % loss, 50 ms ± 20 ms of
+// jitter (so reordering), 2 % duplication. The recording stays clean by
+// the same checks; video loses whole GOP tails only.
+func TestFFmpegImpaired(t *testing.T) {
+	testkit.NeedFFmpeg(t)
+	st, v, a := ffmpegToRecording(t, &proxyConfig{loss: 0.05, delay: 50 * time.Millisecond, jitter: 20 * time.Millisecond, dup: 0.02, seed: 9})
+	if st[0].Lost == 0 || st[0].Damaged+st[0].Skipped == 0 || st[1].Lost == 0 {
+		t.Errorf("losses not counted: video %+v, audio %+v", st[0], st[1])
+	}
+	if v.Packets == 0 || a.Packets == 0 {
+		t.Errorf("video %+v, audio %+v", v, a)
+	}
+}
+
+func ffmpegToRecording(t *testing.T, impair *proxyConfig) ([]MediaStats, testkit.FMP4Check, testkit.FMP4Check) {
+	t.Helper()
+	ctx := testkit.Context(t, 60*time.Second)
+	lb := &testkit.LogBuffer{}
+	defer func() {
+		if t.Failed() {
+			t.Logf("log:\n%s", lb.String())
+		}
+	}()
+	src, err := New(Config{
+		SDPFile: "testdata/ffmpeg-h264-opus.sdp",
+		Listen:  []string{"127.0.0.1:0", "127.0.0.1:0"},
+		Timeout: time.Second, // Run ends a second after ffmpeg
+		Logger:  lb.Logger(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := src.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	addrs := src.Addrs()
+	if impair != nil {
+		addrs = startProxy(t, *impair, addrs)
+	}
+
+	origin := moq.NewOrigin()
+	defer origin.Close()
+	published := make(chan error, 1)
+	go func() { published <- sdk.Publish(ctx, origin, "live/rtp", src, sdk.PublishOptions{}) }()
+	sink := fmp4.New(fmp4.Config{Dir: t.TempDir(), Path: "live/rtp", Logger: lb.Logger()})
+	recorded := make(chan error, 1)
+	go func() { recorded <- sdk.Consume(ctx, origin, "live/rtp", sink, sdk.ConsumeOptions{}) }()
+
+	url := func(a MediaAddrs) string {
+		return fmt.Sprintf("rtp://%s?pkt_size=1200&rtcpport=%d", a.RTP, a.RTCP.Port())
+	}
+	cmd := exec.CommandContext(ctx, "ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin",
+		"-re", "-t", "4", "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=30",
+		"-re", "-t", "4", "-f", "lavfi", "-i", "sine=frequency=1000:sample_rate=48000",
+		"-map", "0:v:0", "-c:v", "libx264", "-preset", "veryfast", "-tune", "zerolatency", "-profile:v", "baseline",
+		"-pix_fmt", "yuv420p", "-g", "30", "-keyint_min", "30", "-sc_threshold", "0", "-bf", "0", "-b:v", "500k",
+		"-payload_type", "96", "-ssrc", "1111", "-f", "rtp", url(addrs[0]),
+		"-map", "1:a:0", "-c:a", "libopus", "-b:a", "96k", "-ar", "48000", "-ac", "2", "-application", "lowdelay",
+		"-frame_duration", "20", "-payload_type", "111", "-ssrc", "2222", "-f", "rtp", url(addrs[1]))
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("ffmpeg: %v\n%s", err, out)
+	}
+	// A second of silence ends Run with a transient error: the broadcast
+	// ends, and with it the recording.
+	if err := <-published; err == nil || sdk.IsPermanent(err) || !strings.Contains(err.Error(), "no packets") {
+		t.Errorf("Publish: %v, want the transient end of a silent sender", err)
+	}
+	if err := <-recorded; err != nil {
+		t.Errorf("recording: %v", err)
+	}
+	st := src.Stats()
+	t.Logf("video %+v", st[0])
+	t.Logf("audio %+v", st[1])
+	files := sink.Files()
+	if len(files) != 1 {
+		t.Fatalf("recorded %v, want one file", files)
+	}
+	v := testkit.CheckFMP4(t, files[0], "v:0")
+	a := testkit.CheckFMP4(t, files[0], "a:0")
+	t.Logf("recording: video %+v, audio %+v", v, a)
+	vt := testkit.PacketTimes(t, ctx, files[0], "v:0")
+	at := testkit.PacketTimes(t, ctx, files[0], "a:0")
+	if len(vt) == 0 || len(at) == 0 {
+		t.Fatal("no packet times")
+	}
+	t.Logf("video starts at %.4f s, audio at %.4f s", vt[0], at[0])
+	if impair == nil {
+		if d := math.Abs(vt[0] - at[0]); d > 1.0/30 {
+			t.Errorf("video starts at %.3f s, audio at %.3f s: more than a frame apart", vt[0], at[0])
+		}
+	}
+	return st, v, a
+}
+
+// proxyConfig is the impairment of the UDP proxy.
+type proxyConfig struct {
+	loss, dup     float64
+	delay, jitter time.Duration
+	seed          uint64
+}
+
+// startProxy forwards datagrams from new loopback sockets to the
+// source's, impaired, and returns the addresses to send to instead. It
+// runs until the test ends.
+func startProxy(t *testing.T, cfg proxyConfig, to []MediaAddrs) []MediaAddrs {
+	t.Helper()
+	var wg sync.WaitGroup
+	var mu sync.Mutex // guards r
+	r := rand.New(rand.NewPCG(cfg.seed, 1))
+	var conns []*net.UDPConn
+	t.Cleanup(func() {
+		for _, c := range conns {
+			c.Close()
+		}
+		wg.Wait()
+	})
+	forward := func(dst netip.AddrPort, impaired bool) netip.AddrPort {
+		in, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, err := net.DialUDP("udp4", nil, net.UDPAddrFromAddrPort(dst))
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, in, out)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			buf := make([]byte, maxDatagram)
+			for {
+				n, _, err := in.ReadFromUDPAddrPort(buf)
+				if err != nil {
+					return
+				}
+				b := append([]byte(nil), buf[:n]...)
+				if !impaired {
+					_, _ = out.Write(b)
+					continue
+				}
+				mu.Lock()
+				drop, copies := r.Float64() < cfg.loss, 1
+				if r.Float64() < cfg.dup {
+					copies = 2
+				}
+				delays := make([]time.Duration, copies)
+				for i := range delays {
+					delays[i] = cfg.delay - cfg.jitter + time.Duration(r.Int64N(int64(2*cfg.jitter)+1))
+				}
+				mu.Unlock()
+				if drop {
+					continue
+				}
+				for _, d := range delays {
+					wg.Add(1)
+					time.AfterFunc(d, func() {
+						defer wg.Done()
+						_, _ = out.Write(b)
+					})
+				}
+			}
+		}()
+		return in.LocalAddr().(*net.UDPAddr).AddrPort()
+	}
+	out := make([]MediaAddrs, len(to))
+	for i, a := range to {
+		out[i] = MediaAddrs{RTP: forward(a.RTP, true), RTCP: forward(a.RTCP, false)}
+	}
+	return out
+}
