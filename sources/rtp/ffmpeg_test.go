@@ -7,8 +7,8 @@ import (
 	"net"
 	"net/netip"
 	"os/exec"
-	"sync"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
