@@ -70,12 +70,13 @@ func (c *mediaCounters) snapshot() MediaStats {
 // sender, its reorder buffer and clock, the access unit being assembled
 // and the track written.
 type media struct {
-	m   Media
-	log *slog.Logger
-	dep depacketizer
-	w   *sdk.BroadcastWriter
-	tw  *sdk.TrackWriter
-	c   *mediaCounters
+	m    Media
+	log  *slog.Logger
+	dep  depacketizer
+	w    *sdk.BroadcastWriter
+	gate *trackGate // nil: tracks are added as soon as known
+	tw   *sdk.TrackWriter
+	c    *mediaCounters
 
 	rb    reorderBuffer
 	clock streamClock
@@ -96,7 +97,8 @@ type media struct {
 	lossNext  bool // packets were lost right before the next one
 	ended     bool // the latest packet ended its access unit (marker bit)
 
-	needKey      bool // video: drop until a keyframe
+	held         []sdk.Frame // while the track gate is closed
+	needKey      bool        // video: drop until a keyframe
 	audioPTS     time.Duration
 	haveAudioPTS bool
 	warnedConfig bool
@@ -220,7 +222,7 @@ func (md *media) lost() {
 func (md *media) ordered(p *rtp.Packet, at time.Time) error {
 	md.dep.observe(p)
 	if md.tw == nil {
-		if err := md.addTrack(); err != nil {
+		if err := md.addTrack(at); err != nil {
 			return err
 		}
 	}
@@ -283,11 +285,11 @@ func (md *media) finish() error {
 		return nil
 	}
 	if md.tw == nil {
-		if err := md.addTrack(); err != nil {
+		if err := md.addTrack(md.auAt); err != nil {
 			return err
 		}
-		if md.tw == nil {
-			md.c.skipped.Add(uint64(len(units)))
+		if _, ok, err := md.dep.track(); md.tw == nil && (!ok || err != nil) {
+			md.c.skipped.Add(uint64(len(units))) // nothing to decode them with
 			return nil
 		}
 	}
@@ -313,17 +315,100 @@ func (md *media) finish() error {
 			md.c.skipped.Add(1)
 			continue
 		}
-		if err := md.tw.WriteFrame(sdk.Frame{PTS: pts, Keyframe: u.key || !video, Payload: u.payload}); err != nil {
-			return fmt.Errorf("rtp: writing %s: %w", md.m.Describe(), err)
+		if err := md.write(sdk.Frame{PTS: pts, Keyframe: u.key || !video, Payload: u.payload}); err != nil {
+			return err
 		}
-		md.c.frames.Add(1)
 	}
 	return nil
 }
 
+// maxHeldFrames bounds the frames a media keeps while the track gate is
+// closed.
+const maxHeldFrames = 1024
+
+// write writes a frame, or keeps it while the track gate holds the
+// track back; kept frames go first once the track is added.
+func (md *media) write(f sdk.Frame) error {
+	if md.tw == nil {
+		if len(md.held) >= maxHeldFrames {
+			md.c.skipped.Add(1)
+			md.needKey = md.dep.video()
+			return nil
+		}
+		md.held = append(md.held, f)
+		return nil
+	}
+	for _, h := range md.held {
+		if err := md.writeNow(h); err != nil {
+			return err
+		}
+	}
+	md.held = nil
+	return md.writeNow(f)
+}
+
+func (md *media) writeNow(f sdk.Frame) error {
+	if err := md.tw.WriteFrame(f); err != nil {
+		return fmt.Errorf("rtp: writing %s: %w", md.m.Describe(), err)
+	}
+	md.c.frames.Add(1)
+	return nil
+}
+
+// trackGate holds the tracks back until every media's configuration is
+// known, or for wait after the first packet, and then adds the known ones
+// at once: a sink that starts at the first catalog (a recorder) then sees
+// them all, where a track added a keyframe interval later would be left
+// out of its file.
+type trackGate struct {
+	open   bool
+	first  time.Time
+	wait   time.Duration
+	w      *sdk.BroadcastWriter
+	medias []*media
+}
+
+// pass reports whether tracks may be added by now, adding the known ones
+// together when the gate opens.
+func (g *trackGate) pass(at time.Time) (bool, error) {
+	if g == nil || g.open {
+		return true, nil
+	}
+	if g.first.IsZero() {
+		g.first = at
+	}
+	var ready []*media
+	var ts []sdk.Track
+	for _, md := range g.medias {
+		if t, ok, err := md.dep.track(); ok && err == nil {
+			ready = append(ready, md)
+			ts = append(ts, t)
+		}
+	}
+	if len(ready) < len(g.medias) && at.Sub(g.first) < g.wait {
+		return false, nil
+	}
+	g.open = true
+	if len(ts) == 0 {
+		return true, nil
+	}
+	ws, err := g.w.AddTracks(ts...)
+	if err != nil {
+		return false, fmt.Errorf("rtp: adding the tracks: %w", err)
+	}
+	for i, md := range ready {
+		md.tw = ws[i]
+		md.log.Info("rtp: track added", "track", ws[i].Track().Name, "codec", ts[i].Codec)
+	}
+	return true, nil
+}
+
 // addTrack adds the media's track to the broadcast once its
-// configuration is known.
-func (md *media) addTrack() error {
+// configuration is known and the gate lets it.
+func (md *media) addTrack(at time.Time) error {
+	if ok, err := md.gate.pass(at); !ok || err != nil || md.tw != nil {
+		return err
+	}
 	t, ok, err := md.dep.track()
 	if err != nil && !md.warnedConfig {
 		md.warnedConfig = true

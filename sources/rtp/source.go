@@ -21,6 +21,7 @@ import (
 const (
 	DefaultReorderWindow = 50 * time.Millisecond
 	DefaultTimeout       = 10 * time.Second
+	DefaultTrackWait     = 2 * time.Second
 )
 
 // socketBuffer is the receive buffer asked of the kernel for each socket:
@@ -51,6 +52,15 @@ type Config struct {
 	// Timeout ends Run with a transient error when no RTP packet came for
 	// this long after the first (default DefaultTimeout).
 	Timeout time.Duration
+
+	// TrackWait is how long after the first packet the tracks are held
+	// back while some media's configuration is not known yet (H.264 or
+	// H.265 without sprop parameters waits for its parameter sets, AV1,
+	// VP8 and VP9 for a keyframe); then the known ones are published and
+	// the others added as they come. Meanwhile the frames of the known
+	// ones are kept (up to 1024 per media) and written first. Default
+	// DefaultTrackWait.
+	TrackWait time.Duration
 
 	Logger *slog.Logger
 }
@@ -117,6 +127,9 @@ func New(cfg Config) (*Source, error) {
 	}
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = DefaultTimeout
+	}
+	if cfg.TrackWait <= 0 {
+		cfg.TrackWait = DefaultTrackWait
 	}
 	log := cfg.Logger
 	if log == nil {
@@ -290,14 +303,17 @@ func (s *Source) Run(ctx context.Context, w *sdk.BroadcastWriter) error {
 	}()
 
 	tl := &timeline{}
+	gate := &trackGate{wait: s.cfg.TrackWait, w: w}
 	medias := make([]*media, len(s.sess.Medias))
 	for i, m := range s.sess.Medias {
 		md, err := newMedia(m, w, tl, s.cfg.ReorderWindow, s.counters[i], s.log)
 		if err != nil {
 			return err
 		}
+		md.gate = gate
 		medias[i] = md
 	}
+	gate.medias = medias
 
 	in := make(chan datagram, 256)
 	readErr := make(chan error, 2*len(conns))
