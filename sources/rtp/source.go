@@ -188,7 +188,8 @@ func listenAddrs(m Media, override string) (rtpAddr, rtcpAddr netip.AddrPort, er
 }
 
 // Listen opens the sockets of every media; Run does when they are not
-// open. After an error nothing is left open.
+// open. After an error nothing is left open. Listening again after Run
+// returned takes the same ports, also those picked for port 0.
 func (s *Source) Listen() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -209,6 +210,12 @@ func (s *Source) Listen() error {
 		rtpAddr, rtcpAddr, err := listenAddrs(m, override)
 		if err != nil {
 			return fail(permanentf("rtp: listen address of %s: %w", m.Describe(), err))
+		}
+		if i < len(s.addrs) {
+			// Listening again (the next Run): the ports picked the first
+			// time, which the sender was given.
+			rtpAddr = netip.AddrPortFrom(rtpAddr.Addr(), s.addrs[i].RTP.Port())
+			rtcpAddr = netip.AddrPortFrom(rtcpAddr.Addr(), s.addrs[i].RTCP.Port())
 		}
 		rc, err := listenUDP(rtpAddr)
 		if err != nil {
