@@ -26,11 +26,33 @@
 // follows until its next keyframe, so that every group starts with one.
 // Each drop is counted (Source.Stats).
 //
+// The buffer holds the first packets for one window too, so that packets
+// sent before the first to arrive still start the sequence.
+//
 // RTP timestamps are unwrapped from 32 bits per sender (SSRC). A stream's
 // first packets place it on the broadcast clock at their arrival time;
 // its first RTCP sender report then places it by the sender's NTP clock,
 // which puts the streams of one sender on one timeline whatever their
 // random timestamp bases. A new SSRC on a media (a restarted sender)
-// restarts that media's state. When no packet came for Config.Timeout
-// after the first, Run returns a transient error.
+// restarts that media's state, and so does a sender that restarts its
+// sequence numbers with the same SSRC (ffmpeg with -ssrc). When no packet
+// came for Config.Timeout after the first, Run returns a transient error;
+// a supervisor that runs it again receives a returning sender on the same
+// ports.
+//
+// # Tracks
+//
+// A media whose SDP carries its configuration (sprop-parameter-sets,
+// the AAC config, Opus, G.711) has its track from the start; H.264 and
+// H.265 without sprop parameters get theirs from the first parameter sets
+// in band, AV1 from its first sequence header, VP8 and VP9 from their
+// first keyframe. The tracks are added to the broadcast together, once all
+// are known or Config.TrackWait after the first packet, so that a sink
+// that starts at the first catalog (a recorder) sees every one; the frames
+// of the known ones are kept meanwhile. Frames are: H.264 and H.265 as
+// 4-byte length-prefixed NAL units with an avcC or hvcC (parameter sets
+// and delimiters left out), AV1 temporal units without temporal
+// delimiters, VP8 and VP9 frames, Opus packets, raw AAC access units and
+// G.711 samples (codec strings "ulaw" and "alaw", which MP4 recordings do
+// not carry).
 package rtp
