@@ -73,13 +73,16 @@ func newDepacketizer(f format.Format, log *slog.Logger) (depacketizer, error) {
 	case *format.H264:
 		d := &h26x{newDec: func() (auDecoder, error) { return f.CreateDecoder() }}
 		d.ps, _ = sdk.NewParamSets("avc1")
+		// Parameter sets from the SDP that do not parse (some cameras
+		// announce stale or truncated ones) are ignored: the ones in band
+		// are taken instead.
 		if f.SPS != nil && f.PPS != nil {
-			t, err := sdk.H264FromParameterSets(f.SPS, f.PPS)
-			if err != nil {
-				return nil, fmt.Errorf("sprop-parameter-sets: %w", err)
+			if t, err := sdk.H264FromParameterSets(f.SPS, f.PPS); err == nil {
+				_, _ = d.ps.Update([][]byte{f.SPS, f.PPS})
+				d.static = &t
+			} else {
+				log.Warn("rtp: the SDP's sprop-parameter-sets do not parse; waiting for parameter sets in band", "error", err)
 			}
-			_, _ = d.ps.Update([][]byte{f.SPS, f.PPS})
-			d.static = &t
 		}
 		d.log = log
 		return d, d.init()
@@ -87,12 +90,12 @@ func newDepacketizer(f format.Format, log *slog.Logger) (depacketizer, error) {
 		d := &h26x{hevc: true, newDec: func() (auDecoder, error) { return f.CreateDecoder() }}
 		d.ps, _ = sdk.NewParamSets("hvc1")
 		if f.VPS != nil && f.SPS != nil && f.PPS != nil {
-			t, err := sdk.H265FromParameterSets(f.VPS, f.SPS, f.PPS)
-			if err != nil {
-				return nil, fmt.Errorf("sprop-vps/sps/pps: %w", err)
+			if t, err := sdk.H265FromParameterSets(f.VPS, f.SPS, f.PPS); err == nil {
+				_, _ = d.ps.Update([][]byte{f.VPS, f.SPS, f.PPS})
+				d.static = &t
+			} else {
+				log.Warn("rtp: the SDP's sprop-vps/sps/pps do not parse; waiting for parameter sets in band", "error", err)
 			}
-			_, _ = d.ps.Update([][]byte{f.VPS, f.SPS, f.PPS})
-			d.static = &t
 		}
 		d.log = log
 		return d, d.init()

@@ -134,3 +134,20 @@ func FuzzParseSDP(f *testing.F) {
 		}
 	})
 }
+
+// TestBadSprop: parameter sets in the SDP that do not parse are ignored,
+// and the track waits for the ones in band.
+func TestBadSprop(t *testing.T) {
+	s, err := ParseSDP([]byte("v=0\no=- 0 0 IN IP4 127.0.0.1\ns=x\nc=IN IP4 127.0.0.1\nt=0 0\n" +
+		"m=video 5004 RTP/AVP 96\na=rtpmap:96 H264/90000\na=fmtp:96 packetization-mode=1;sprop-parameter-sets=Z0IAAA==,aM4=\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := newDepacketizer(s.Medias[0].Format, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok, _ := d.track(); ok {
+		t.Error("a track from parameter sets that do not parse")
+	}
+}
