@@ -299,3 +299,60 @@ func TestFromOldestWaitsForLowerFirst(t *testing.T) {
 		t.Errorf("groups %v, want [3 4 5]", got)
 	}
 }
+
+// TestGapUnderEviction: a reader waiting out a gap in the sequence gets
+// the next group within ReorderWait even when the writer is fast enough
+// for the cache budget to evict every group beyond the gap before that
+// wait ends (each new candidate would otherwise start the wait again, and
+// the reader never return).
+func TestGapUnderEviction(t *testing.T) {
+	const wait = 50 * time.Millisecond
+	bw := NewBroadcastWithCache(CacheConfig{MaxBytes: 1500, ReorderWait: wait})
+	tw, err := bw.CreateTrack("video", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	write := func(seq uint64) {
+		g, err := tw.CreateGroup(seq)
+		if err != nil {
+			t.Fatalf("group %d: %v", seq, err)
+		}
+		_ = g.WriteFrame(make([]byte, 1000)) // over half the budget: the older groups go
+		_ = g.Close()
+	}
+	write(0)
+	tr := subscribeFrom(t, bw, "video", FromLatest)
+	if got := sequences(t, tr, 1, false); got[0] != 0 {
+		t.Fatalf("first group %d, want 0", got[0])
+	}
+	// Group 1 never comes; 2, 3, … come every 5 ms, each evicting the
+	// one before.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	writing := make(chan struct{})
+	go func() {
+		defer close(writing)
+		tick := time.NewTicker(5 * time.Millisecond)
+		defer tick.Stop()
+		for seq := uint64(2); ; seq++ {
+			write(seq)
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	readCtx, readCancel := context.WithTimeout(ctx, 2*time.Second)
+	defer readCancel()
+	g, err := tr.NextGroup(readCtx)
+	cancel()
+	<-writing
+	if err != nil {
+		t.Fatalf("no group after the gap while the writer went on: %v", err)
+	}
+	if g.Sequence() < 2 {
+		t.Errorf("group %d after the gap", g.Sequence())
+	}
+	g.Close()
+}

@@ -506,6 +506,13 @@ type TrackReader struct {
 	inArrival bool   // read with NextArrival (known once it read)
 	maxSeq    uint64 // NextGroup: highest sequence returned
 	cursor    uint64 // arrival index of the first group not yet considered
+	// A gap being waited for (see pickLocked): after sequence gapAfter
+	// (or before the first group, gapFirst), since gapSince, the creation
+	// of the first group found beyond it.
+	gapOpen  bool
+	gapFirst bool
+	gapAfter uint64
+	gapSince time.Time
 }
 
 // Name returns the track name.
@@ -686,14 +693,24 @@ func (r *TrackReader) pickLocked(arrival bool, now time.Time) (*group, time.Dura
 	}
 	if (r.started && next.seq != r.maxSeq+1 || !r.started && r.oldest) && !t.closed {
 		// A gap: the missing group may still be on its way. Hold the
-		// next one back for at most ReorderWait after it arrived. A
-		// reader from the oldest group holds its first one the same
-		// way: a peer asked for its cached groups sends them beside
-		// the live one, and the live one may land first.
-		if hold := next.created.Add(t.cfg.ReorderWait).Sub(now); hold > 0 {
+		// next one back for at most ReorderWait after the first group
+		// beyond the gap arrived. A reader from the oldest group holds
+		// its first one the same way: a peer asked for its cached
+		// groups sends them beside the live one, and the live one may
+		// land first. The wait counts from the first group found beyond
+		// the gap, not from whichever is next now: under a writer fast
+		// enough to evict each candidate before its wait ends, counting
+		// from the newest candidate would hold the reader for ever.
+		if !r.gapOpen || r.gapFirst != !r.started || r.gapAfter != r.maxSeq {
+			r.gapOpen, r.gapFirst, r.gapAfter, r.gapSince = true, !r.started, r.maxSeq, next.created
+		} else if next.created.Before(r.gapSince) {
+			r.gapSince = next.created
+		}
+		if hold := r.gapSince.Add(t.cfg.ReorderWait).Sub(now); hold > 0 {
 			return nil, hold
 		}
 	}
+	r.gapOpen = false
 	r.started = true
 	r.maxSeq = next.seq
 	return next, 0

@@ -185,8 +185,13 @@ func (s *wtSendStream) Write(p []byte) (int, error) {
 func (s *wtSendStream) Close() error { return wtError(s.str.Close()) }
 
 // CancelWrite clamps codes to 32 bits, the WebTransport stream code width.
+// It also expires the write deadline: webtransport-go v0.13.0 parks a
+// Write that saw the peer's WT_SESSION_GONE until the session closes,
+// which CancelWrite alone does not end (a forwarder's writer parked so
+// held the session's shutdown, and a relay's Close, for ever).
 func (s *wtSendStream) CancelWrite(code uint64) {
 	s.str.CancelWrite(webtransport.StreamErrorCode(clamp32(code)))
+	_ = s.str.SetWriteDeadline(time.Now())
 }
 
 // SetPriority is a no-op: webtransport-go keeps the QUIC stream private and
@@ -241,9 +246,11 @@ func (s *wtStream) Read(p []byte) (int, error) {
 
 func (s *wtStream) Close() error { return wtError(s.str.Close()) }
 
-// CancelWrite clamps codes to 32 bits, the WebTransport stream code width.
+// CancelWrite clamps codes to 32 bits and expires the write deadline; see
+// wtSendStream.CancelWrite.
 func (s *wtStream) CancelWrite(code uint64) {
 	s.str.CancelWrite(webtransport.StreamErrorCode(clamp32(code)))
+	_ = s.str.SetWriteDeadline(time.Now())
 }
 
 // CancelRead clamps codes to 32 bits and expires the read deadline; see
