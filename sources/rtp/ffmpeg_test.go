@@ -24,7 +24,7 @@ import (
 // and its audio and video start within one video frame of each other.
 func TestFFmpegToRecording(t *testing.T) {
 	testkit.NeedFFmpeg(t)
-	st, v, a := ffmpegToRecording(t, nil)
+	st, v, a := ffmpegToRecording(t, nil, "baseline", 0)
 	for i, s := range st {
 		if s.Lost+s.Damaged+s.Invalid != 0 || s.SenderReports == 0 {
 			t.Errorf("media %d: %+v", i, s)
@@ -41,7 +41,7 @@ func TestFFmpegToRecording(t *testing.T) {
 // the same checks; video loses whole GOP tails only.
 func TestFFmpegImpaired(t *testing.T) {
 	testkit.NeedFFmpeg(t)
-	st, v, a := ffmpegToRecording(t, &proxyConfig{loss: 0.05, delay: 50 * time.Millisecond, jitter: 20 * time.Millisecond, dup: 0.02, seed: 9})
+	st, v, a := ffmpegToRecording(t, &proxyConfig{loss: 0.05, delay: 50 * time.Millisecond, jitter: 20 * time.Millisecond, dup: 0.02, seed: 9}, "baseline", 0)
 	if st[0].Lost == 0 || st[0].Damaged+st[0].Skipped == 0 || st[1].Lost == 0 {
 		t.Errorf("losses not counted: video %+v, audio %+v", st[0], st[1])
 	}
@@ -50,7 +50,23 @@ func TestFFmpegImpaired(t *testing.T) {
 	}
 }
 
-func ffmpegToRecording(t *testing.T, impair *proxyConfig) ([]MediaStats, testkit.FMP4Check, testkit.FMP4Check) {
+// TestFFmpegBFrames: H.264 High with B-frames, whose RTP timestamps (the
+// presentation times) go back and forth in decode order.
+func TestFFmpegBFrames(t *testing.T) {
+	testkit.NeedFFmpeg(t)
+	st, v, a := ffmpegToRecording(t, nil, "high", 2)
+	if st[0].Lost+st[0].Damaged+st[0].Skipped != 0 || st[0].Frames != 120 {
+		t.Errorf("video %+v", st[0])
+	}
+	if v.Packets != 120 || v.Decoded != 120 || a.Packets < 190 {
+		t.Errorf("video %+v, audio %+v: want 120 frames and about 200 audio packets", v, a)
+	}
+}
+
+// ffmpegToRecording runs ffmpeg's H.264 (profile, with bframes B-frames)
+// and Opus over RTP into the source, through the impairment proxy if
+// impair is set, and records the broadcast.
+func ffmpegToRecording(t *testing.T, impair *proxyConfig, profile string, bframes int) ([]MediaStats, testkit.FMP4Check, testkit.FMP4Check) {
 	t.Helper()
 	ctx := testkit.Context(t, 60*time.Second)
 	lb := &testkit.LogBuffer{}
@@ -90,8 +106,8 @@ func ffmpegToRecording(t *testing.T, impair *proxyConfig) ([]MediaStats, testkit
 	cmd := exec.CommandContext(ctx, "ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin",
 		"-re", "-t", "4", "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=30",
 		"-re", "-t", "4", "-f", "lavfi", "-i", "sine=frequency=1000:sample_rate=48000",
-		"-map", "0:v:0", "-c:v", "libx264", "-preset", "veryfast", "-tune", "zerolatency", "-profile:v", "baseline",
-		"-pix_fmt", "yuv420p", "-g", "30", "-keyint_min", "30", "-sc_threshold", "0", "-bf", "0", "-b:v", "500k",
+		"-map", "0:v:0", "-c:v", "libx264", "-preset", "veryfast", "-tune", "zerolatency", "-profile:v", profile,
+		"-pix_fmt", "yuv420p", "-g", "30", "-keyint_min", "30", "-sc_threshold", "0", "-bf", fmt.Sprint(bframes), "-b:v", "500k",
 		"-payload_type", "96", "-ssrc", "1111", "-f", "rtp", url(addrs[0]),
 		"-map", "1:a:0", "-c:a", "libopus", "-b:a", "96k", "-ar", "48000", "-ac", "2", "-application", "lowdelay",
 		"-frame_duration", "20", "-payload_type", "111", "-ssrc", "2222", "-f", "rtp", url(addrs[1]))
@@ -122,7 +138,9 @@ func ffmpegToRecording(t *testing.T, impair *proxyConfig) ([]MediaStats, testkit
 		t.Fatal("no packet times")
 	}
 	t.Logf("video starts at %.4f s, audio at %.4f s", vt[0], at[0])
-	if impair == nil {
+	// (Packet times are decode times: with B-frames the video's first one
+	// is its reorder delay, ffmpeg's own, later.)
+	if impair == nil && bframes == 0 {
 		if d := math.Abs(vt[0] - at[0]); d > 1.0/30 {
 			t.Errorf("video starts at %.3f s, audio at %.3f s: more than a frame apart", vt[0], at[0])
 		}
