@@ -98,7 +98,8 @@ type media struct {
 	ended     bool // the latest packet ended its access unit (marker bit)
 
 	held         []sdk.Frame // while the track gate is closed
-	needKey      bool        // video: drop until a keyframe
+	heldBytes    int
+	needKey      bool // video: drop until a keyframe
 	audioPTS     time.Duration
 	haveAudioPTS bool
 	warnedConfig bool
@@ -322,20 +323,24 @@ func (md *media) finish() error {
 	return nil
 }
 
-// maxHeldFrames bounds the frames a media keeps while the track gate is
-// closed.
-const maxHeldFrames = 1024
+// maxHeldFrames and maxHeldBytes bound the frames a media keeps while
+// the track gate is closed.
+const (
+	maxHeldFrames = 1024
+	maxHeldBytes  = 32 << 20
+)
 
 // write writes a frame, or keeps it while the track gate holds the
 // track back; kept frames go first once the track is added.
 func (md *media) write(f sdk.Frame) error {
 	if md.tw == nil {
-		if len(md.held) >= maxHeldFrames {
+		if len(md.held) >= maxHeldFrames || md.heldBytes+len(f.Payload) > maxHeldBytes {
 			md.c.skipped.Add(1)
 			md.needKey = md.dep.video()
 			return nil
 		}
 		md.held = append(md.held, f)
+		md.heldBytes += len(f.Payload)
 		return nil
 	}
 	for _, h := range md.held {
@@ -343,7 +348,7 @@ func (md *media) write(f sdk.Frame) error {
 			return err
 		}
 	}
-	md.held = nil
+	md.held, md.heldBytes = nil, 0
 	return md.writeNow(f)
 }
 
