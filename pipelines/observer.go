@@ -30,7 +30,8 @@ type Observer interface {
 	SinkEnded(pipeline, part, path string)
 	// Latency records how long a frame took from its source's write to a
 	// sink's read (sdk.BroadcastReader.SetLatencyObserver), for every
-	// frame every sink reads: it must be quick.
+	// frame a sink reads that was written after it subscribed (one cached
+	// before has no write time): it must be quick.
 	Latency(pipeline, path, track string, d time.Duration)
 }
 
