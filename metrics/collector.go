@@ -5,6 +5,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/moqbridge/moqbridge/protocol"
 	"github.com/moqbridge/moqbridge/sdk"
 )
 
@@ -128,11 +129,11 @@ func (c collector) collectPipeline(ch chan<- prometheus.Metric, s pipelineSnapsh
 	}
 }
 
-func (c collector) collectRelay(ch chan<- prometheus.Metric, st RelayStats) {
-	for transport, n := range st.SessionsActive {
+func (c collector) collectRelay(ch chan<- prometheus.Metric, st protocol.ServerStats) {
+	for transport, n := range byTransport(st.SessionsActive) {
 		c.gauge(ch, nameRelaySessions, float64(n), transport)
 	}
-	for transport, n := range st.SessionsAccepted {
+	for transport, n := range byTransport(st.SessionsAccepted) {
 		c.counter(ch, nameRelayAccepted, n, transport)
 	}
 	c.counter(ch, nameRelayRefused, st.SessionsRefused)
@@ -144,6 +145,11 @@ func (c collector) collectRelay(ch chan<- prometheus.Metric, st RelayStats) {
 	c.counter(ch, nameRelayFramesIn, st.FramesReceived)
 	c.counter(ch, nameRelayFramesOut, st.FramesSent)
 	c.gauge(ch, nameRelayBroadcasts, float64(st.BroadcastsAnnounced))
+}
+
+// byTransport are a relay's session counts by the transport label values.
+func byTransport(n protocol.TransportCounts) map[string]uint64 {
+	return map[string]uint64{"quic": n.QUIC, "webtransport": n.WebTransport, "websocket": n.WebSocket}
 }
 
 func (c collector) counter(ch chan<- prometheus.Metric, name string, v uint64, labels ...string) {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/moqbridge/moqbridge/pipelines"
+	"github.com/moqbridge/moqbridge/protocol"
 	"github.com/moqbridge/moqbridge/sdk"
 )
 
@@ -112,8 +113,8 @@ func exposedFamilies(t *testing.T) map[string]string {
 	m.BroadcastStarted("p", "live/a", stats)
 	m.SinkStarted("p", "sinks[0].fmp4", "live/a", stats, func() pipelines.SinkCounters { return pipelines.SinkCounters{} })
 	m.Latency("p", "live/a", "video", time.Millisecond)
-	m.SetRelay(func() RelayStats {
-		return RelayStats{SessionsActive: map[string]uint64{"quic": 1}, SessionsAccepted: map[string]uint64{"quic": 1}}
+	m.SetRelay(func() protocol.ServerStats {
+		return protocol.ServerStats{SessionsActive: protocol.TransportCounts{QUIC: 1}, SessionsAccepted: protocol.TransportCounts{QUIC: 1}}
 	})
 	families, err := m.Registry().Gather()
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/moqbridge/moqbridge/metrics"
 	"github.com/moqbridge/moqbridge/pipelines"
+	"github.com/moqbridge/moqbridge/protocol"
 )
 
 // Example wires Metrics as a command does: the runner reports to it, the
@@ -16,10 +17,13 @@ import (
 func Example() {
 	m := metrics.New()
 	runner := pipelines.NewRunner(pipelines.NewRegistry(), pipelines.RunnerOptions{Observer: m})
-	_ = runner // runner.Run(ctx, cfg) in the command
-	m.SetRelay(func() metrics.RelayStats {
-		// The relay's Stats, mapped field by field.
-		return metrics.RelayStats{SessionsActive: map[string]uint64{"quic": 1}}
+	_ = runner                 // runner.Run(ctx, cfg) in the command
+	var relay *protocol.Server // the running relay, e.g. the runner's Server()
+	m.SetRelay(func() protocol.ServerStats {
+		if relay == nil {
+			return protocol.ServerStats{}
+		}
+		return relay.Stats()
 	})
 	admin := &http.Server{Addr: "127.0.0.1:9090", Handler: metrics.Admin(m, m.SourcesUp), ReadHeaderTimeout: 5 * time.Second}
 	_ = admin // admin.ListenAndServe() on a goroutine the command owns

@@ -31,35 +31,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/moqbridge/moqbridge/pipelines"
+	"github.com/moqbridge/moqbridge/protocol"
 	"github.com/moqbridge/moqbridge/sdk"
 )
-
-// RelayStats are the relay's counters, as SetRelay's function returns
-// them. Totals count since the relay started; the fields that say "now"
-// are what holds at the moment.
-type RelayStats struct {
-	// SessionsActive counts the MOQ sessions served now and
-	// SessionsAccepted those that started, by transport ("quic",
-	// "webtransport", "websocket").
-	SessionsActive   map[string]uint64
-	SessionsAccepted map[string]uint64
-	// SessionsRefused counts the connections the relay refused.
-	SessionsRefused uint64
-	// StreamsActive counts the streams peers opened that are served now.
-	StreamsActive uint64
-	// SubscriptionsActive counts the subscriptions peers hold on the relay
-	// now, UpstreamSubscriptionsActive those the relay holds on peers.
-	SubscriptionsActive, UpstreamSubscriptionsActive uint64
-	// BytesReceived and BytesSent count the bytes of every session's
-	// connection.
-	BytesReceived, BytesSent uint64
-	// FramesReceived and FramesSent count MOQ frames from publishers and
-	// to subscribers.
-	FramesReceived, FramesSent uint64
-	// BroadcastsAnnounced counts the broadcasts live in the relay's origin
-	// now.
-	BroadcastsAnnounced uint64
-}
 
 // Metrics holds moqbridge's metrics in a registry of its own, with the Go
 // runtime and process collectors. It implements pipelines.Observer; its
@@ -72,7 +46,7 @@ type Metrics struct {
 
 	mu        sync.Mutex
 	pipelines map[string]*pipelineState
-	relay     func() RelayStats
+	relay     func() protocol.ServerStats
 
 	// The latency histograms by label values, so that Latency, called for
 	// every frame, neither allocates nor goes through the vector's lookup.
@@ -263,8 +237,9 @@ func New() *Metrics {
 func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
 
 // SetRelay makes the relay's counters part of the metrics: stats is called
-// at every scrape. nil leaves them out.
-func (m *Metrics) SetRelay(stats func() RelayStats) {
+// at every scrape (a relay restarted by a reload is another Server: read
+// the current one there). nil leaves them out.
+func (m *Metrics) SetRelay(stats func() protocol.ServerStats) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.relay = stats

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/moqbridge/moqbridge/pipelines"
+	"github.com/moqbridge/moqbridge/protocol"
 	"github.com/moqbridge/moqbridge/sdk"
 )
 
@@ -186,9 +187,9 @@ func TestRelay(t *testing.T) {
 	names := []string{nameRelaySessions, nameRelayAccepted, nameRelayRefused, nameRelayStreams, nameRelaySubscriptions,
 		nameRelayUpstream, nameRelayBytesIn, nameRelayBytesOut, nameRelayFramesIn, nameRelayFramesOut, nameRelayBroadcasts}
 	expect(t, scrape(t, h), nil, names...) // no relay, no relay metrics
-	stats := RelayStats{
-		SessionsActive:      map[string]uint64{"quic": 2, "webtransport": 1, "websocket": 0},
-		SessionsAccepted:    map[string]uint64{"quic": 5, "webtransport": 3, "websocket": 1},
+	stats := protocol.ServerStats{
+		SessionsActive:      protocol.TransportCounts{QUIC: 2, WebTransport: 1, WebSocket: 0},
+		SessionsAccepted:    protocol.TransportCounts{QUIC: 5, WebTransport: 3, WebSocket: 1},
 		SessionsRefused:     4,
 		StreamsActive:       9,
 		SubscriptionsActive: 6, UpstreamSubscriptionsActive: 2,
@@ -196,7 +197,7 @@ func TestRelay(t *testing.T) {
 		FramesReceived: 1000, FramesSent: 2500,
 		BroadcastsAnnounced: 3,
 	}
-	m.SetRelay(func() RelayStats { return stats })
+	m.SetRelay(func() protocol.ServerStats { return stats })
 	expect(t, scrape(t, h), map[string]float64{
 		series(nameRelaySessions, "transport", "quic"):         2,
 		series(nameRelaySessions, "transport", "webtransport"): 1,

@@ -138,11 +138,11 @@ func runConfig(cmd *cobra.Command, src *configSource, opts runOptions) error {
 
 	cr.runner = pipelines.NewRunner(reg, pipelines.RunnerOptions{Logger: cr.log, Observer: cr.metrics})
 	// The relay restarts when "server:" changes: read it at every scrape.
-	cr.metrics.SetRelay(func() metrics.RelayStats {
+	cr.metrics.SetRelay(func() protocol.ServerStats {
 		if srv := cr.runner.Server(); srv != nil {
-			return relayStats(srv.Stats())
+			return srv.Stats()
 		}
-		return metrics.RelayStats{}
+		return protocol.ServerStats{}
 	})
 	if cfg.Admin.Listen != "" {
 		if cr.admin, err = startAdmin(cfg.Admin.Listen, metrics.Admin(cr.metrics, cr.runner.Ready), cr.log); err != nil {
@@ -543,27 +543,4 @@ func rtmpHostPort(addr string) string {
 		return addr
 	}
 	return net.JoinHostPort(displayHost(net.ParseIP(host)), port)
-}
-
-// relayStats maps the relay's counters onto the metrics'.
-func relayStats(st protocol.ServerStats) metrics.RelayStats {
-	return metrics.RelayStats{
-		SessionsActive:              transportCounts(st.SessionsActive),
-		SessionsAccepted:            transportCounts(st.SessionsAccepted),
-		SessionsRefused:             st.SessionsRefused,
-		StreamsActive:               st.StreamsActive,
-		SubscriptionsActive:         st.SubscriptionsActive,
-		UpstreamSubscriptionsActive: st.UpstreamSubscriptionsActive,
-		BytesReceived:               st.BytesReceived,
-		BytesSent:                   st.BytesSent,
-		FramesReceived:              st.FramesReceived,
-		FramesSent:                  st.FramesSent,
-		BroadcastsAnnounced:         st.BroadcastsAnnounced,
-	}
-}
-
-// transportCounts are a relay's session counts by the transport names of
-// the metrics.
-func transportCounts(c protocol.TransportCounts) map[string]uint64 {
-	return map[string]uint64{"quic": c.QUIC, "webtransport": c.WebTransport, "websocket": c.WebSocket}
 }
