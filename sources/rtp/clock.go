@@ -114,17 +114,22 @@ func (c *streamClock) at(ts uint32, arrived time.Time) time.Duration {
 	return c.anchorAt + c.ticks(ext-c.anchorExt)
 }
 
-// anchor places ext: by the pending sender report if there is one and the
-// timeline maps NTP, else at its arrival time.
+// anchor places ext: by the pending sender report if there is one, the
+// timeline maps NTP and the report agrees with the arrival time within
+// maxTimestampJump (a report of an earlier sequence, or a bogus one, does
+// not), else at its arrival time.
 func (c *streamClock) anchor(ext int64, arrived time.Time) {
+	byArrival := c.tl.arrival(arrived)
 	if sr := c.pending; sr != nil && c.tl.ntpSet {
-		c.anchorExt = ext + int64(int32(sr.rtp-uint32(ext)))
-		c.anchorAt = c.tl.fromNTP(sr.ntp)
-		c.synced = true
 		c.pending = nil
-		return
+		srExt := ext + int64(int32(sr.rtp-uint32(ext)))
+		srAt := c.tl.fromNTP(sr.ntp)
+		if d := srAt + c.ticks(ext-srExt) - byArrival; d <= maxTimestampJump && d >= -maxTimestampJump {
+			c.anchorExt, c.anchorAt, c.synced = srExt, srAt, true
+			return
+		}
 	}
-	c.anchorExt, c.anchorAt = ext, c.tl.arrival(arrived)
+	c.anchorExt, c.anchorAt = ext, byArrival
 }
 
 // report takes a sender report of the stream's current SSRC (or of the
@@ -135,6 +140,7 @@ func (c *streamClock) anchor(ext int64, arrived time.Time) {
 // stream moved.
 func (c *streamClock) report(sr senderReport, arrived time.Time) time.Duration {
 	if c.synced {
+		c.pending = &sr // for a restart or a jump of the stream
 		return 0
 	}
 	if !c.tl.ntpSet {
@@ -155,5 +161,8 @@ func (c *streamClock) report(sr senderReport, arrived time.Time) time.Duration {
 	before := c.anchorAt + c.ticks(c.lastExt-c.anchorExt)
 	c.pending = &sr
 	c.anchor(c.lastExt, arrived)
+	if !c.synced { // the report disagrees with the arrival times: kept as they were
+		c.anchorExt, c.anchorAt = c.lastExt, before
+	}
 	return c.anchorAt + c.ticks(c.lastExt-c.anchorExt) - before
 }

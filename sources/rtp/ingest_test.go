@@ -97,6 +97,7 @@ type impairment struct {
 	reorder   float64 // probability of holding a packet back behind 1–3 later ones
 	wrap      bool    // timestamp bases just before 2^32
 	ssrcAt    int     // video frame at which the video sender changes SSRC (0: never)
+	restartAt int     // video frame at which it restarts its sequence and timestamps, same SSRC
 	seed      uint64
 	wantClean bool // nothing may be dropped
 }
@@ -344,10 +345,15 @@ func runIngest(t *testing.T, imp impairment, seconds int) (ingestResult, []sentA
 	for vi < len(video) || ai < len(audio) {
 		vt, at := time.Duration(vi)*videoFrameTime, time.Duration(ai)*audioFrameTime
 		if vi < len(video) && (ai >= len(audio) || vt <= at) {
-			if imp.ssrcAt > 0 && vi == imp.ssrcAt {
-				// The new sender's timestamps start elsewhere; its report
-				// ties them to the same NTP clock.
-				vSSRC, vSeq, vBase = 3333, uint16(r.Uint32()), r.Uint32()-uint32(vi*videoTicks)
+			if (imp.ssrcAt > 0 && vi == imp.ssrcAt) || (imp.restartAt > 0 && vi == imp.restartAt) {
+				// The new sender (a new SSRC, or the same one restarted)
+				// numbers its packets and timestamps from elsewhere; its
+				// report ties them to the same NTP clock.
+				if imp.ssrcAt > 0 {
+					vSSRC = 3333
+				}
+				vSeq += 20000 + uint16(r.IntN(20000))
+				vBase = r.Uint32() - uint32(vi*videoTicks)
 				venc = &rtph264.Encoder{PayloadType: 96, PacketizationMode: 1, SSRC: &vSSRC, InitialSequenceNumber: &vSeq, PayloadMaxSize: 1200}
 				if err := venc.Init(); err != nil {
 					t.Fatal(err)
@@ -496,7 +502,8 @@ func TestIngestImpaired(t *testing.T) {
 		{name: "loss 10%", loss: 0.10, reorder: 0.05, dup: 0.02, seed: 4},
 		{name: "burst", burst: [2]int{60, 100}, seed: 5},
 		{name: "timestamp wrap", wrap: true, seed: 6, wantClean: true},
-		{name: "SSRC change", ssrcAt: 60, seed: 7},
+		{name: "SSRC change", ssrcAt: 60, seed: 7, wantClean: true},
+		{name: "sequence restart", restartAt: 90, seed: 8, wantClean: true},
 	} {
 		t.Run(strings.ReplaceAll(imp.name, " ", "_"), func(t *testing.T) {
 			res, video, audio := runIngest(t, imp, 6)
@@ -524,7 +531,7 @@ func TestIngestImpaired(t *testing.T) {
 					t.Errorf("%d packets counted lost, %d dropped", v.Lost+a.Lost, res.dropped[0]+res.dropped[1])
 				}
 			}
-			if imp.ssrcAt > 0 && v.Restarts != 1 {
+			if (imp.ssrcAt > 0 || imp.restartAt > 0) && v.Restarts != 1 {
 				t.Errorf("%d restarts counted, want 1", v.Restarts)
 			}
 		})

@@ -143,17 +143,27 @@ func (md *media) packet(data []byte, at time.Time) error {
 			return nil
 		}
 		md.log.Info("rtp: a new sender (SSRC) on the media; its state restarts", "ssrc", pkt.SSRC, "previous", md.ssrc)
+		// What the old sender sent still goes out first.
+		if err := md.deliver(md.rb.flush(md.released[:0])); err != nil {
+			return err
+		}
 		md.prevSSRC, md.havePrev, md.ssrc = md.ssrc, true, pkt.SSRC
+		md.rb.reset()
 		md.restart()
 	}
 	dupBefore, lateBefore := md.rb.duplicates, md.rb.late
 	out, restarted := md.rb.push(&pkt, at, md.released[:0])
-	if restarted {
-		md.log.Info("rtp: the sender restarted its sequence numbers; the media's state restarts", "ssrc", pkt.SSRC)
-		md.restartKeepBuffer()
-	}
 	md.c.duplicates.Add(md.rb.duplicates - dupBefore)
 	md.c.late.Add(md.rb.late - lateBefore)
+	if restarted {
+		// out holds the end of the old sequence; the new one is held.
+		md.log.Info("rtp: the sender restarted its sequence numbers; the media's state restarts", "ssrc", pkt.SSRC)
+		if err := md.deliver(out); err != nil {
+			return err
+		}
+		md.restart()
+		return nil
+	}
 	return md.deliver(out)
 }
 
@@ -166,15 +176,15 @@ func (md *media) takeNextSR() {
 	md.nextSR = nil
 }
 
-// restart begins a new sender: its packets are ordered, assembled and
-// placed on the clock afresh; a video track waits for its keyframe.
+// restart begins a new sender, once the old one's packets went through:
+// its packets are assembled and placed on the clock afresh; a video track
+// waits for its keyframe. An access unit the old sender left unfinished
+// is dropped.
 func (md *media) restart() {
-	md.rb.reset()
-	md.restartKeepBuffer()
-}
-
-func (md *media) restartKeepBuffer() {
 	md.c.restarts.Add(1)
+	if md.auOpen {
+		md.c.damaged.Add(1)
+	}
 	md.au, md.auOpen, md.auDamaged, md.auBytes, md.lossNext = md.au[:0], false, false, 0, false
 	md.dep.reset()
 	md.needKey = md.dep.video()

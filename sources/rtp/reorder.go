@@ -35,7 +35,7 @@ type reorderBuffer struct {
 	held     int
 	oldest   time.Time // the earliest arrival among the held packets
 
-	farBehind int // consecutive packets far behind next
+	behind []slot // consecutive packets far behind next
 	// settling holds everything for the window after the first packet:
 	// packets sent before it may still come, and start the sequence.
 	settling bool
@@ -50,6 +50,11 @@ type reorderBuffer struct {
 // same SSRC (ffmpeg with -ssrc), rather than stragglers.
 const restartAfter = 8
 
+// restartAhead is the jump forward of the sequence numbers taken for a
+// new sequence at once: more packets than a network loses while the
+// sender goes on (its timestamps would jump too).
+const restartAhead = 4096
+
 type slot struct {
 	pkt *rtp.Packet
 	at  time.Time
@@ -63,7 +68,9 @@ func (b *reorderBuffer) reset() {
 
 // push adds a packet that arrived at at and appends to out what can be
 // released. It reports restarted when the packet begins a new sequence:
-// the sender restarted it; what was held is dropped.
+// the sender restarted it. Then out holds the rest of the old sequence
+// (what was missing given up on), and the new sequence starts settling
+// with this packet and the ones far behind that announced it.
 func (b *reorderBuffer) push(pkt *rtp.Packet, at time.Time, out []ordered) (_ []ordered, restarted bool) {
 	if !b.started {
 		// Far from 0, so that an earlier packet has a positive number.
@@ -75,15 +82,26 @@ func (b *reorderBuffer) push(pkt *rtp.Packet, at time.Time, out []ordered) (_ []
 		b.next = ext
 	}
 	b.maxExt = max(b.maxExt, ext)
-	if ext < b.next-reorderSlots {
-		b.farBehind++
-		if b.farBehind >= restartAfter {
-			b.reset()
-			b.started, b.next = true, 1<<20+int64(pkt.SequenceNumber)
-			ext, b.maxExt, restarted = b.next, b.next, true
+	restart := func(first []slot) []ordered {
+		out = b.flush(out) // the end of the old sequence goes first
+		b.reset()
+		for _, s := range first {
+			b.push(s.pkt, s.at, nil) // settling: nothing comes out
 		}
-	} else {
-		b.farBehind = 0
+		return out
+	}
+	switch {
+	case ext < b.next-reorderSlots:
+		b.behind = append(b.behind, slot{pkt: pkt, at: at})
+		if len(b.behind) >= restartAfter {
+			return restart(b.behind), true
+		}
+		return out, false // late, unless more follow
+	case ext >= b.next+restartAhead && !b.settling:
+		return restart([]slot{{pkt: pkt, at: at}}), true
+	default:
+		b.late += uint64(len(b.behind)) // stragglers after all
+		b.behind = b.behind[:0]
 	}
 	switch {
 	case ext < b.next:
@@ -133,6 +151,21 @@ func (b *reorderBuffer) expire(now time.Time, out []ordered) []ordered {
 	}
 	for b.held > 0 && !now.Before(b.oldest.Add(b.window)) {
 		// Skip to the first held packet.
+		ext := b.next
+		for b.slots[ext%reorderSlots].pkt == nil {
+			ext++
+		}
+		out = b.skipTo(ext, out)
+	}
+	return out
+}
+
+// flush releases everything held, giving up on what is missing (the
+// sender changed).
+func (b *reorderBuffer) flush(out []ordered) []ordered {
+	b.settling = false
+	out = b.release(0, out)
+	for b.held > 0 {
 		ext := b.next
 		for b.slots[ext%reorderSlots].pkt == nil {
 			ext++
