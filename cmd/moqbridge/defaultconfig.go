@@ -26,16 +26,7 @@ const defaultConfigName = "built-in default config"
 
 // newRegistry returns the kinds a configuration may name: every built-in
 // one, the demo source included.
-func newRegistry() *pipelines.Registry {
-	reg := builtin.Registry()
-	if _, ok := reg.Source("demo"); !ok {
-		// The demo clip is there even when Register does not add it.
-		if err := reg.AddSource(builtin.DemoSource()); err != nil {
-			panic(err) // the name is free: checked above
-		}
-	}
-	return reg
-}
+func newRegistry() *pipelines.Registry { return builtin.Registry() }
 
 // configSource is where a configuration comes from: a file, which is read
 // again on every reload, or text read once (standard input, the built-in

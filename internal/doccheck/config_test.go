@@ -39,9 +39,6 @@ func TestREADMEConfigs(t *testing.T) {
 		t.Fatal(err)
 	}
 	reg := builtin.Registry()
-	if err := reg.AddSource(builtin.DemoSource()); err != nil {
-		t.Fatal(err)
-	}
 	setEveryVar := pipelines.LoadOptions{LookupEnv: func(string) (string, bool) { return "x", true }}
 	blocks := regexp.MustCompile("(?s)```yaml\n(.*?)```").FindAllStringSubmatch(string(readme), -1)
 	if len(blocks) < 4 {

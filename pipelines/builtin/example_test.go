@@ -14,7 +14,7 @@ func ExampleRegistry() {
 	fmt.Println("sources:", reg.SourceNames())
 	fmt.Println("sinks:", reg.SinkNames())
 	// Output:
-	// sources: [fmp4 moq rtmp rtmp_pull]
+	// sources: [demo fmp4 moq rtmp rtmp_pull]
 	// sinks: [fmp4 moq rtmp]
 }
 

@@ -23,7 +23,7 @@ import (
 // a registry that has one of their names already.
 func TestRegistry(t *testing.T) {
 	reg := Registry()
-	if got, want := reg.SourceNames(), []string{"fmp4", "moq", "rtmp", "rtmp_pull"}; !slices.Equal(got, want) {
+	if got, want := reg.SourceNames(), []string{"demo", "fmp4", "moq", "rtmp", "rtmp_pull"}; !slices.Equal(got, want) {
 		t.Errorf("sources %v, want %v", got, want)
 	}
 	if got, want := reg.SinkNames(), []string{"fmp4", "moq", "rtmp"}; !slices.Equal(got, want) {

@@ -34,6 +34,18 @@ func TestReferenceDocumented(t *testing.T) {
 			t.Errorf("the reference does not document %s", k)
 		}
 	}
+	// Every kind has its section, options or not.
+	sources, sinks, _ := strings.Cut(doc, "### Sink kinds")
+	for _, name := range reg.SourceNames() {
+		if !strings.Contains(sources, "#### `"+name+"`") {
+			t.Errorf("the reference has no section on the source kind %s", name)
+		}
+	}
+	for _, name := range reg.SinkNames() {
+		if !strings.Contains(sinks, "#### `"+name+"`") {
+			t.Errorf("the reference has no section on the sink kind %s", name)
+		}
+	}
 	row := regexp.MustCompile("(?m)^\\| `(pipelines\\.NAME\\.(?:source|sinks\\[\\])\\.[a-z_.0-9]+)` \\| ([^|]*)\\|")
 	rows := row.FindAllStringSubmatch(doc, -1)
 	if len(rows) < 40 {
