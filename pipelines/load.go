@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/url"
 	"os"
@@ -303,6 +304,26 @@ func (l *loader) checkAddr(n *yaml.Node, key, addr string) {
 	}
 }
 
+// checkFile makes *name, a file the config names, relative to the config
+// file's directory, and reports it when it is not a readable file.
+func (l *loader) checkFile(n *yaml.Node, key string, name *string) {
+	if *name == "" {
+		return
+	}
+	if dir := l.cfg.Dir(); dir != "" && !filepath.IsAbs(*name) {
+		*name = filepath.Join(dir, *name)
+	}
+	st, err := os.Stat(*name)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		l.add(n, key, "%s does not exist", *name)
+	case err != nil:
+		l.add(n, key, "%v", err)
+	case st.IsDir():
+		l.add(n, key, "%s is a directory, not a file", *name)
+	}
+}
+
 func (l *loader) checkServer(n *yaml.Node) {
 	s := &l.cfg.Server
 	l.checkOneOf(n, "server", "tcp", s.TCP, "http", "https", "off")
@@ -313,6 +334,17 @@ func (l *loader) checkServer(n *yaml.Node) {
 			present, missing = missing, present
 		}
 		l.add(keyNode(n, present), "server."+missing, "cert and key go together: both PEM files, or neither for a generated development certificate")
+	}
+	// Files are relative to the config file, as every file option is; a
+	// missing one is said now rather than when the relay starts.
+	l.checkFile(at(n, "cert"), "server.cert", &s.Cert)
+	l.checkFile(at(n, "key"), "server.key", &s.Key)
+	authNode := at(n, "auth")
+	for i := range s.Auth.Keys {
+		l.checkFile(item(at(authNode, "keys"), i), indexKey("server.auth.keys", i), &s.Auth.Keys[i])
+	}
+	for i := range s.Auth.Secrets {
+		l.checkFile(item(at(authNode, "secrets"), i), indexKey("server.auth.secrets", i), &s.Auth.Secrets[i])
 	}
 	// Zero liveness takes protocol.DefaultLiveness.
 	if s.IdleTimeout < 0 {
