@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"net/url"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -23,9 +25,12 @@ func TestRoute(t *testing.T) {
 		cancel context.CancelFunc
 		pub    *sdk.Publisher
 	}
+	var mu sync.Mutex // the routes are set once the server runs
 	routes := map[string]*route{}
 	srv := startServer(t, Config{Linger: time.Minute, Route: func(req PublishRequest) (PublishRoute, error) {
+		mu.Lock()
 		r := routes[req.App]
+		mu.Unlock()
 		if r == nil {
 			return PublishRoute{}, errors.New("no pipeline takes this application")
 		}
@@ -34,7 +39,9 @@ func TestRoute(t *testing.T) {
 	for _, app := range []string{"a", "b"} {
 		rctx, cancel := context.WithCancel(ctx)
 		p := sdk.NewPublisher(srv.origin, sdk.PublisherOptions{})
+		mu.Lock()
 		routes[app] = &route{ctx: rctx, cancel: cancel, pub: p}
+		mu.Unlock()
 		t.Cleanup(func() { cancel(); p.Close() })
 	}
 
@@ -96,12 +103,12 @@ func TestRoute(t *testing.T) {
 // takes over, and when it drops the broadcast lingers.
 func TestRouteLingerReplace(t *testing.T) {
 	ctx := testkit.Context(t, 30*time.Second)
-	var pub *sdk.Publisher
+	var pub atomic.Pointer[sdk.Publisher] // set once the server runs
 	srv := startServer(t, Config{Linger: -1, Route: func(req PublishRequest) (PublishRoute, error) {
-		return PublishRoute{Publisher: pub, Path: "r/" + req.Key, Linger: time.Minute, Replace: true}, nil
+		return PublishRoute{Publisher: pub.Load(), Path: "r/" + req.Key, Linger: time.Minute, Replace: true}, nil
 	}})
-	pub = sdk.NewPublisher(srv.origin, sdk.PublisherOptions{})
-	t.Cleanup(pub.Close)
+	pub.Store(sdk.NewPublisher(srv.origin, sdk.PublisherOptions{}))
+	t.Cleanup(pub.Load().Close)
 	u, _ := url.Parse(srv.url + "/live#k")
 	first, err := newTestPublisher(ctx, t, u, nil)
 	if err != nil {
