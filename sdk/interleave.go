@@ -109,7 +109,9 @@ type Interleaver struct {
 	read    []bool          // the reader returned its end
 	ready   context.Context // done: a read takes only what is ready
 	idle    time.Time       // when the last batch found nothing, zero after a frame
-	sleep   *time.Timer
+	// timerDue: the timer fired; it is handled once what is ready is taken.
+	timerDue bool
+	sleep    *time.Timer
 }
 
 // held is a frame (or a track's end) held for ordering, with when it
@@ -263,6 +265,13 @@ func (il *Interleaver) batch(ctx context.Context, tc <-chan time.Time) (ev Inter
 		il.idle = time.Time{}
 		return Interleaved{}, false
 	}
+	if il.timerDue {
+		// The timer fired while frames may have waited unread: they are
+		// taken now, so the start happens with every track that had one.
+		il.timerDue = false
+		il.timerFired()
+		return Interleaved{}, false
+	}
 	now := time.Now()
 	if il.idle.IsZero() {
 		il.idle = now
@@ -303,7 +312,7 @@ func (il *Interleaver) batch(ctx context.Context, tc <-chan time.Time) (ev Inter
 	case <-ctx.Done():
 		il.stop(ctx)
 	case <-tc:
-		il.timerFired()
+		il.timer, il.timerDue = nil, true
 	case <-il.sleep.C:
 	}
 	return Interleaved{}, false

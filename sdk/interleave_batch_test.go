@@ -136,3 +136,55 @@ func TestInterleaverBatchCancel(t *testing.T) {
 		t.Fatalf("Next: %v, want the context's deadline", err)
 	}
 }
+
+// timedReader returns its frames once their time has come, as a track
+// whose frames arrive then; a frame not yet there with ctx done is
+// ctx.Err().
+type timedReader struct {
+	start  time.Time
+	frames []Frame
+	at     []time.Duration // when each frame is there, from start
+}
+
+func (r *timedReader) ReadFrame(ctx context.Context) (Frame, error) {
+	if len(r.frames) == 0 {
+		<-ctx.Done()
+		return Frame{}, ctx.Err()
+	}
+	wait := time.Until(r.start.Add(r.at[0]))
+	if wait > 0 {
+		if ctx.Err() != nil {
+			return Frame{}, ctx.Err()
+		}
+		select {
+		case <-ctx.Done():
+			return Frame{}, ctx.Err()
+		case <-time.After(wait):
+		}
+	}
+	f := r.frames[0]
+	r.frames, r.at = r.frames[1:], r.at[1:]
+	return f, nil
+}
+
+// TestInterleaverBatchStartWait: when StartWait passes between two
+// batches, the frames that arrived meanwhile are taken before the start,
+// so a track whose first frame came just in time sets the origin too.
+func TestInterleaverBatchStartWait(t *testing.T) {
+	ctx := testContext(t)
+	start := time.Now()
+	video := &timedReader{start: start, frames: []Frame{{PTS: 100 * time.Millisecond, Keyframe: true, Payload: []byte{1}}}, at: []time.Duration{0}}
+	audio := &timedReader{start: start, frames: []Frame{{PTS: 0, Keyframe: true, Payload: []byte{2}}}, at: []time.Duration{250 * time.Millisecond}}
+	// Batches at about 0, 200 and 400 ms; StartWait passes at 300 ms,
+	// after the audio frame came and before the batch that would take it.
+	il := NewInterleaver(ctx, InterleaverConfig{StartWait: 300 * time.Millisecond, Batch: 200 * time.Millisecond}, video, audio)
+	defer il.Close()
+	for range 2 {
+		if _, err := il.Next(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if origin, ok := il.Origin(); !ok || origin != 0 {
+		t.Errorf("origin %v (fixed %v), want 0: the audio frame that came before StartWait passed", origin, ok)
+	}
+}
