@@ -3,8 +3,10 @@ package bench
 import (
 	"bufio"
 	"os"
+	"os/exec"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -46,4 +48,35 @@ func MachineBusy() time.Duration {
 		busy += n
 	}
 	return time.Duration(busy) * clockTick
+}
+
+// SelfCPU is this process's user + system CPU time.
+func SelfCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// Revision names the code being measured: the commit, and the files of
+// the work tree that differ from it (then the figures are not the
+// commit's). dir is the repository's root, relative to the benchmark's
+// package directory ("../..").
+func Revision(dir string) string {
+	out, err := exec.Command("git", "rev-parse", "--short", "HEAD").Output()
+	if err != nil {
+		return "unknown"
+	}
+	rev := strings.TrimSpace(string(out))
+	if st, err := exec.Command("git", "status", "--porcelain", "--untracked-files=no", "--", dir).Output(); err == nil && len(st) > 0 {
+		var files []string
+		for line := range strings.SplitSeq(strings.TrimSpace(string(st)), "\n") {
+			if f := strings.Fields(line); len(f) > 0 {
+				files = append(files, f[len(f)-1])
+			}
+		}
+		rev += " (work tree modified: " + strings.Join(files, " ") + ")"
+	}
+	return rev
 }

@@ -12,14 +12,12 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/moqbridge/moqbridge/bench"
@@ -145,14 +143,14 @@ func Measure(ctx context.Context, cfg Config) (Result, error) {
 		return res, fmt.Errorf("reset the peak resident set: %w", err)
 	}
 	before := scrape(m)
-	cpu0, busy0, began := selfCPU(), bench.MachineBusy(), time.Now()
+	cpu0, busy0, began := bench.SelfCPU(), bench.MachineBusy(), time.Now()
 	for end := began.Add(cfg.Window); time.Now().Before(end); {
 		if err := sleep(ctx, min(time.Second, time.Until(end))); err != nil {
 			return res, err
 		}
 		res.Goroutines = max(res.Goroutines, runtime.NumGoroutine())
 	}
-	res.CPU, res.Wall = selfCPU()-cpu0, time.Since(began)
+	res.CPU, res.Wall = bench.SelfCPU()-cpu0, time.Since(began)
 	res.OtherCPU = bench.MachineBusy() - busy0 - res.CPU
 	after := scrape(m)
 	res.RSS, res.PeakRSS, err = memStatus()
@@ -325,15 +323,6 @@ func (h Histogram) Quantile(q float64) float64 {
 	return lower
 }
 
-// selfCPU is this process's user + system CPU time.
-func selfCPU() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
 // resetPeakRSS makes VmHWM start again from the resident set now.
 func resetPeakRSS() error {
 	return os.WriteFile("/proc/self/clear_refs", []byte("5"), 0)
@@ -382,25 +371,4 @@ func LoadAverage() string {
 		return ""
 	}
 	return strings.Join(f[:3], " ")
-}
-
-// Revision names the code being measured: the commit, and the files of
-// the work tree that differ from it (then the figures are not the
-// commit's).
-func Revision() string {
-	out, err := exec.Command("git", "rev-parse", "--short", "HEAD").Output()
-	if err != nil {
-		return "unknown"
-	}
-	rev := strings.TrimSpace(string(out))
-	if st, err := exec.Command("git", "status", "--porcelain", "--untracked-files=no", "--", "../..").Output(); err == nil && len(st) > 0 {
-		var files []string
-		for line := range strings.SplitSeq(strings.TrimSpace(string(st)), "\n") {
-			if f := strings.Fields(line); len(f) > 0 {
-				files = append(files, f[len(f)-1])
-			}
-		}
-		rev += " (work tree modified: " + strings.Join(files, " ") + ")"
-	}
-	return rev
 }

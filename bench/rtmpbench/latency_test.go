@@ -41,7 +41,7 @@ func BenchmarkRTMPLatency(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	busy0, self0, start := bench.MachineBusy(), selfCPU(), time.Now()
+	busy0, self0, start := bench.MachineBusy(), bench.SelfCPU(), time.Now()
 	res, err := measureLatency(ctx, latencyConfig{
 		rtmpAddr: serve.rtmpAddr,
 		moqURL:   serve.quicURL,
@@ -59,7 +59,7 @@ func BenchmarkRTMPLatency(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	serveCPU, benchCPU := st1.CPU-st0.CPU, selfCPU()-self0
+	serveCPU, benchCPU := st1.CPU-st0.CPU, bench.SelfCPU()-self0
 	other := bench.MachineBusy() - busy0 - serveCPU - benchCPU
 	tcpBase, err := tcpBaseline(ctx, m, res.sizes)
 	if err != nil {

@@ -102,7 +102,7 @@ func BenchmarkRTMPPublishers(b *testing.B) {
 		b.Fatal(err)
 	}
 	late.reset()
-	busy0, self0, start := bench.MachineBusy(), selfCPU(), time.Now()
+	busy0, self0, start := bench.MachineBusy(), bench.SelfCPU(), time.Now()
 	for end := start.Add(publisherWindow); time.Now().Before(end); {
 		time.Sleep(min(5*time.Second, time.Until(end)))
 		if st, err := readProc(serve.pid()); err == nil {
@@ -114,7 +114,7 @@ func BenchmarkRTMPPublishers(b *testing.B) {
 		b.Fatal(err)
 	}
 	wall := time.Since(start)
-	serveCPU, benchCPU := st1.CPU-st0.CPU, selfCPU()-self0
+	serveCPU, benchCPU := st1.CPU-st0.CPU, bench.SelfCPU()-self0
 	other := bench.MachineBusy() - busy0 - serveCPU - benchCPU
 	windowLate := late.reset()
 	b.StopTimer()

@@ -173,7 +173,7 @@ func recordMOQ(bin, in, rate, dir string) (recordRun, error) {
 	defer serve.stop()
 	ctx, cancel := context.WithTimeout(context.Background(), recordTimeout+pushTime(in, rate))
 	defer cancel()
-	busy0, self0, start := bench.MachineBusy(), selfCPU(), time.Now()
+	busy0, self0, start := bench.MachineBusy(), bench.SelfCPU(), time.Now()
 	rec := exec.CommandContext(ctx, bin, "record", "--log-level", "warn", "--reconnect=false", "--wait", "30s",
 		"--from", "oldest", "-o", dir, "--fingerprint", serve.fpHex, serve.quicURL, "live/bench")
 	var recOut bytes.Buffer
@@ -207,7 +207,7 @@ func recordMOQ(bin, in, rate, dir string) (recordRun, error) {
 	run.wall = time.Since(start)
 	run.procs = []procCost{{"serve", st.CPU, st.HWM}, {"record", exitCPU(rec.ProcessState), peak}}
 	run.push = push
-	run.other = bench.MachineBusy() - busy0 - (selfCPU() - self0) - run.cpu() - push.cpu
+	run.other = bench.MachineBusy() - busy0 - (bench.SelfCPU() - self0) - run.cpu() - push.cpu
 	files := strings.Fields(recOut.String())
 	if len(files) != 1 {
 		return run, fmt.Errorf("moqbridge record wrote %d files (%q), want 1%s", len(files), recOut.String(), recErr.Note(""))
@@ -232,7 +232,7 @@ func recordInProcess(bin, in, rate, dir string) (recordRun, error) {
 	defer serve.stop()
 	ctx, cancel := context.WithTimeout(context.Background(), recordTimeout+pushTime(in, rate))
 	defer cancel()
-	busy0, self0, start := bench.MachineBusy(), selfCPU(), time.Now()
+	busy0, self0, start := bench.MachineBusy(), bench.SelfCPU(), time.Now()
 	stopPerf := startPerf("serve-record", serve.pid())
 	push, err := pushFFmpeg(ctx, in, rate, "rtmp://"+serve.rtmpAddr+"/live/bench")
 	if err != nil {
@@ -271,7 +271,7 @@ func recordInProcess(bin, in, rate, dir string) (recordRun, error) {
 	run.wall = time.Since(start)
 	run.procs = []procCost{{"", st.CPU, st.HWM}}
 	run.push = push
-	run.other = bench.MachineBusy() - busy0 - (selfCPU() - self0) - run.cpu() - push.cpu
+	run.other = bench.MachineBusy() - busy0 - (bench.SelfCPU() - self0) - run.cpu() - push.cpu
 	run.file = file
 	return run, nil
 }
@@ -286,7 +286,7 @@ func recordFFmpeg(in, rate, file string) (recordRun, error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), recordTimeout+pushTime(in, rate))
 	defer cancel()
-	busy0, self0, start := bench.MachineBusy(), selfCPU(), time.Now()
+	busy0, self0, start := bench.MachineBusy(), bench.SelfCPU(), time.Now()
 	u := fmt.Sprintf("rtmp://127.0.0.1:%d/live/bench", port)
 	rec := exec.CommandContext(ctx, "ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin", "-y",
 		"-listen", "1", "-i", u, "-c", "copy", "-f", "mp4", "-movflags", "+frag_keyframe+empty_moov", file)
@@ -318,7 +318,7 @@ func recordFFmpeg(in, rate, file string) (recordRun, error) {
 	run.wall = time.Since(start)
 	run.procs = []procCost{{"-listen 1", exitCPU(rec.ProcessState), peak}}
 	run.push = push
-	run.other = bench.MachineBusy() - busy0 - (selfCPU() - self0) - run.cpu() - push.cpu
+	run.other = bench.MachineBusy() - busy0 - (bench.SelfCPU() - self0) - run.cpu() - push.cpu
 	return run, nil
 }
 

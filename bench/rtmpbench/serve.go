@@ -40,7 +40,7 @@ func buildMoqbridge() (string, error) {
 		if build.err != nil {
 			return
 		}
-		build.rev = revision()
+		build.rev = bench.Revision("../..")
 		bin := filepath.Join(build.dir, "moqbridge")
 		cmd := exec.Command("go", "build", "-o", bin, "github.com/moqbridge/moqbridge/cmd/moqbridge")
 		if out, err := cmd.CombinedOutput(); err != nil {
@@ -68,29 +68,9 @@ func removeBuild() {
 // binaryNote says which code the benchmarks run, for their logs.
 func binaryNote() string {
 	if bin := os.Getenv(BinaryEnv); bin != "" {
-		return fmt.Sprintf("moqbridge %s (%s); this module's code %s", bin, BinaryEnv, revision())
+		return fmt.Sprintf("moqbridge %s (%s); this module's code %s", bin, BinaryEnv, bench.Revision("../.."))
 	}
 	return "moqbridge built from " + build.rev
-}
-
-// revision names the code being measured: the commit, marked dirty when
-// the work tree differs from it (then the figures are not the commit's).
-func revision() string {
-	out, err := exec.Command("git", "rev-parse", "--short", "HEAD").Output()
-	if err != nil {
-		return "unknown"
-	}
-	rev := strings.TrimSpace(string(out))
-	if st, err := exec.Command("git", "status", "--porcelain", "--untracked-files=no", "--", "../..").Output(); err == nil && len(st) > 0 {
-		var files []string
-		for line := range strings.SplitSeq(strings.TrimSpace(string(st)), "\n") {
-			if f := strings.Fields(line); len(f) > 0 {
-				files = append(files, f[len(f)-1])
-			}
-		}
-		rev += " (work tree modified: " + strings.Join(files, " ") + ")"
-	}
-	return rev
 }
 
 // serveProc is a running `moqbridge serve --rtmp` on 127.0.0.1.
