@@ -170,3 +170,18 @@ func VP9FromKeyframe(frame []byte) (t Track, err error) {
 	t.Width, t.Height = w, hh
 	return t, err
 }
+
+// VP9Keyframe reports whether a VP9 frame is a keyframe (mediacommon
+// parses the uncompressed header; a header it cannot parse is not one).
+func VP9Keyframe(frame []byte) (key bool) {
+	defer func() {
+		if recover() != nil {
+			key = false
+		}
+	}()
+	var h vp9.Header
+	if err := h.Unmarshal(frame); err != nil {
+		return false
+	}
+	return !h.NonKeyFrame && !h.ShowExistingFrame
+}

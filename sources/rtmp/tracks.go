@@ -12,7 +12,6 @@ import (
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/av1"
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h265"
-	"github.com/bluenviron/mediacommon/v2/pkg/codecs/vp9"
 
 	"github.com/moqbridge/moqbridge/sdk"
 )
@@ -366,7 +365,7 @@ func (v *vp9Track) write(pts time.Duration, frame []byte) {
 	if v.p.err != nil {
 		return
 	}
-	key := vp9Keyframe(frame)
+	key := sdk.VP9Keyframe(frame)
 	if v.w == nil {
 		if !key {
 			return
@@ -386,21 +385,6 @@ func (v *vp9Track) write(pts time.Duration, frame []byte) {
 	v.keyed = true
 	p, _ := v.tc.times(pts, pts)
 	v.p.write(v.w, sdk.Frame{PTS: p, Keyframe: key, Payload: frame})
-}
-
-// vp9Keyframe reports whether a VP9 frame is a keyframe (mediacommon
-// parses the uncompressed header; a header it cannot parse is not one).
-func vp9Keyframe(frame []byte) (key bool) {
-	defer func() {
-		if recover() != nil {
-			key = false
-		}
-	}()
-	var h vp9.Header
-	if err := h.Unmarshal(frame); err != nil {
-		return false
-	}
-	return !h.NonKeyFrame && !h.ShowExistingFrame
 }
 
 // audioTrack writes audio packets (AAC access units, Opus packets), each

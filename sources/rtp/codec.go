@@ -18,7 +18,6 @@ import (
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h265"
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/mpeg4audio"
-	"github.com/bluenviron/mediacommon/v2/pkg/codecs/vp9"
 	"github.com/pion/rtp"
 
 	"github.com/moqbridge/moqbridge/sdk"
@@ -513,7 +512,7 @@ func (d *frameDepacketizer) decode(pkts []*rtp.Packet) ([]unit, error) {
 			d.t = &t
 		}
 	} else {
-		key = vp9Keyframe(frame)
+		key = sdk.VP9Keyframe(frame)
 		if key && d.t == nil {
 			t, err := sdk.VP9FromKeyframe(frame)
 			if err != nil {
@@ -534,21 +533,6 @@ func vp8Track(frame []byte) (sdk.Track, error) {
 	w := int(binary.LittleEndian.Uint16(frame[6:]) & 0x3fff)
 	h := int(binary.LittleEndian.Uint16(frame[8:]) & 0x3fff)
 	return sdk.Track{Kind: sdk.KindVideo, Codec: "vp8", Width: w, Height: h}, nil
-}
-
-// vp9Keyframe reports whether a VP9 frame is a keyframe (mediacommon
-// parses the uncompressed header; a header it cannot parse is not one).
-func vp9Keyframe(frame []byte) (key bool) {
-	defer func() {
-		if recover() != nil {
-			key = false
-		}
-	}()
-	var h vp9.Header
-	if err := h.Unmarshal(frame); err != nil {
-		return false
-	}
-	return !h.NonKeyFrame && !h.ShowExistingFrame
 }
 
 // audioDepacketizer depacketizes audio whose track the SDP describes:
