@@ -382,10 +382,24 @@ func (d *h26x) decode(pkts []*rtp.Packet) ([]unit, error) {
 // av1Depacketizer depacketizes AV1 temporal units into OBUs with sizes,
 // without temporal delimiters and padding (as in MP4 samples); its track
 // is known at the first sequence header.
+// inBandTrack is the track of a format whose configuration comes in
+// band (AV1's sequence header, a VP8 or VP9 keyframe): unknown until the
+// first access unit that carries it.
+type inBandTrack struct {
+	t *sdk.Track
+}
+
+func (b *inBandTrack) track() (sdk.Track, bool, error) {
+	if b.t == nil {
+		return sdk.Track{}, false, nil
+	}
+	return *b.t, true, nil
+}
+
 type av1Depacketizer struct {
 	newDec func() (*rtpav1.Decoder, error)
 	dec    *rtpav1.Decoder
-	t      *sdk.Track
+	inBandTrack
 }
 
 func (d *av1Depacketizer) init() (err error) {
@@ -398,13 +412,6 @@ func (d *av1Depacketizer) startsAU(p *rtp.Packet) bool { return false }
 func (d *av1Depacketizer) observe(*rtp.Packet)         {}
 func (d *av1Depacketizer) singlePacket() bool          { return false }
 func (d *av1Depacketizer) reset()                      { _ = d.init() }
-
-func (d *av1Depacketizer) track() (sdk.Track, bool, error) {
-	if d.t == nil {
-		return sdk.Track{}, false, nil
-	}
-	return *d.t, true, nil
-}
 
 func (d *av1Depacketizer) decode(pkts []*rtp.Packet) ([]unit, error) {
 	tu, err := decodeAll(pkts, d.dec.Decode, rtpav1.ErrMorePacketsNeeded)
@@ -456,7 +463,7 @@ type frameDepacketizer struct {
 	vp8    bool
 	newDec func() (frameDecoder, error)
 	dec    frameDecoder
-	t      *sdk.Track
+	inBandTrack
 }
 
 func (d *frameDepacketizer) init() (err error) {
@@ -480,13 +487,6 @@ func (d *frameDepacketizer) startsAU(p *rtp.Packet) bool {
 }
 func (d *frameDepacketizer) singlePacket() bool { return false }
 func (d *frameDepacketizer) reset()             { _ = d.init() }
-
-func (d *frameDepacketizer) track() (sdk.Track, bool, error) {
-	if d.t == nil {
-		return sdk.Track{}, false, nil
-	}
-	return *d.t, true, nil
-}
 
 func (d *frameDepacketizer) decode(pkts []*rtp.Packet) ([]unit, error) {
 	more := rtpvp9.ErrMorePacketsNeeded
