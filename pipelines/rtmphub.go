@@ -103,7 +103,7 @@ func (h *rtmpHub) route(req rtmp.PublishRequest) (rtmp.PublishRoute, error) {
 	switch {
 	case len(hr.route.Keys) > 0 && keyIn(req.Key, hr.route.Keys):
 	case h.authorizer() != nil:
-		if err := tokenAllows(h.authorizer(), req, path); err != nil {
+		if _, err := AuthorizeRTMP(h.authorizer(), req, path, false); err != nil {
 			return rtmp.PublishRoute{}, err
 		}
 	case len(hr.route.Keys) > 0:
@@ -126,14 +126,19 @@ func (h *rtmpHub) setAuth(az *auth.Authorizer) {
 	h.mu.Unlock()
 }
 
-// tokenAllows decides, with the relay's JWT keys, on a publish at path
-// whose stream key no route key allows, as the relay decides on a MOQ
-// publisher: the token is the stream key's jwt parameter (OBS stream key
-// alice?jwt=TOKEN) or the whole stream key when it is a JWT, and must
-// allow publishing at path; without one, the public prefix applies.
-func tokenAllows(az *auth.Authorizer, req rtmp.PublishRequest, path string) error {
+// AuthorizeRTMP decides, with the relay's JWT keys, on an RTMP publish
+// whose stream key no configured key allows, as the relay decides on a
+// MOQ publisher, and returns the path the broadcast is published at. The
+// token is the stream key's jwt parameter (OBS stream key
+// alice?jwt=TOKEN), which must allow publishing at path; or the whole
+// stream key when it is a JWT: with pathFromToken the broadcast is then
+// the one path the token allows publishing at (a template that holds the
+// key names no sensible path), else path, which the token must allow.
+// Without a token, the public prefix applies.
+func AuthorizeRTMP(az *auth.Authorizer, req rtmp.PublishRequest, path string, pathFromToken bool) (string, error) {
 	token := req.Query.Get("jwt")
-	if token == "" && looksLikeJWT(req.Key) {
+	keyIsToken := token == "" && looksLikeJWT(req.Key)
+	if keyIsToken {
 		token = req.Key
 	}
 	u := &url.URL{Path: "/"}
@@ -143,19 +148,25 @@ func tokenAllows(az *auth.Authorizer, req rtmp.PublishRequest, path string) erro
 	g, err := az.Authorize(u)
 	switch {
 	case err != nil && token == "":
-		return errors.New("stream key not allowed, and it carries no token (KEY?jwt=TOKEN)")
+		return "", errors.New("stream key not allowed, and it carries no token (KEY?jwt=TOKEN)")
 	case err != nil:
-		return err
+		return "", err
+	}
+	if keyIsToken && pathFromToken {
+		if len(g.Publish) != 1 || g.Publish[0] == "" {
+			return "", errors.New("a token used as the stream key must allow publishing at exactly one path")
+		}
+		return g.Publish[0], nil
 	}
 	for _, prefix := range g.Publish {
 		if moq.HasPathPrefix(moq.CleanPath(path), prefix) {
-			return nil
+			return path, nil
 		}
 	}
 	if token == "" {
-		return fmt.Errorf("stream key not allowed, and %s is outside the public prefix (a token in the stream key, KEY?jwt=TOKEN, allows it)", path)
+		return "", fmt.Errorf("stream key not allowed, and %s is outside the public prefix (a token in the stream key, KEY?jwt=TOKEN, allows it)", path)
 	}
-	return fmt.Errorf("the token does not allow publishing at %s", path)
+	return "", fmt.Errorf("the token does not allow publishing at %s", path)
 }
 
 // looksLikeJWT reports whether s has the shape of a compact JWS: three

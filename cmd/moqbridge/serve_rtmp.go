@@ -2,17 +2,15 @@ package main
 
 import (
 	"crypto/tls"
-	"errors"
 	"fmt"
 	"io"
 	"net"
-	"net/url"
 	"strings"
 	"time"
 
 	"github.com/spf13/pflag"
 
-	"github.com/moqbridge/moqbridge/moq"
+	"github.com/moqbridge/moqbridge/pipelines"
 	"github.com/moqbridge/moqbridge/protocol"
 	"github.com/moqbridge/moqbridge/protocol/auth"
 	"github.com/moqbridge/moqbridge/sources/rtmp"
@@ -151,63 +149,14 @@ func (r *rtmpFlags) servers(srv *protocol.Server, cfg protocol.ServerConfig) ([]
 }
 
 // rtmpAuthorize decides, with the relay's JWT keys, on an RTMP publish
-// whose stream key --rtmp-key does not allow. The token is the stream
-// key's jwt parameter (OBS stream key alice?jwt=TOKEN: the broadcast is
-// the template's path, which the token must allow), or the whole stream
-// key (the broadcast is then the one path the token allows publishing
-// at). Without a token, the public prefix (--auth-public) applies as for
-// MOQ clients.
+// whose stream key --rtmp-key does not allow (pipelines.AuthorizeRTMP):
+// with a token in the stream key's jwt parameter the broadcast is the
+// template's path, with the whole stream key a token it is the one path
+// the token allows publishing at.
 func rtmpAuthorize(az *auth.Authorizer) func(rtmp.PublishRequest) (string, error) {
 	return func(req rtmp.PublishRequest) (string, error) {
-		token := req.Query.Get("jwt")
-		keyIsToken := token == "" && looksLikeJWT(req.Key)
-		if keyIsToken {
-			token = req.Key
-		}
-		u := &url.URL{Path: "/"}
-		if token != "" {
-			u.RawQuery = url.Values{"jwt": {token}}.Encode()
-		}
-		g, err := az.Authorize(u)
-		if err != nil && token == "" {
-			return "", errors.New("stream key not allowed, and it carries no token (KEY?jwt=TOKEN)")
-		}
-		if err != nil {
-			return "", err
-		}
-		if keyIsToken {
-			if len(g.Publish) != 1 || g.Publish[0] == "" {
-				return "", errors.New("a token used as the stream key must allow publishing at exactly one path")
-			}
-			return g.Publish[0], nil
-		}
-		for _, p := range g.Publish {
-			if moq.HasPathPrefix(moq.CleanPath(req.Path), p) {
-				return req.Path, nil
-			}
-		}
-		if token == "" {
-			return "", fmt.Errorf("stream key not allowed, and %s is outside the public prefix (a token in the stream key, KEY?jwt=TOKEN, allows it)", req.Path)
-		}
-		return "", fmt.Errorf("the token does not allow publishing at %s", req.Path)
+		return pipelines.AuthorizeRTMP(az, req, req.Path, true)
 	}
-}
-
-// looksLikeJWT reports whether s has the shape of a compact JWS: three
-// base64url parts, the first starting like a JSON object ("eyJ").
-func looksLikeJWT(s string) bool {
-	parts := strings.Split(s, ".")
-	if len(parts) != 3 || !strings.HasPrefix(parts[0], "eyJ") {
-		return false
-	}
-	for _, p := range parts {
-		for _, c := range p {
-			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
-				return false
-			}
-		}
-	}
-	return true
 }
 
 // printRTMPInfo tells the operator where to push.
