@@ -19,7 +19,7 @@ func Registry() *pipelines.Registry {
 // Register adds every built-in source and sink kind to reg; it fails when
 // reg holds a kind of the same name already.
 func Register(reg *pipelines.Registry) error {
-	for _, k := range []pipelines.SourceKind{FMP4Source(), RTMPSource(), RTMPPullSource(), MOQSource(), DemoSource()} {
+	for _, k := range []pipelines.SourceKind{FMP4Source(), RTMPSource(), RTMPPullSource(), MOQSource(), DemoSource(), RTPSource()} {
 		if err := reg.AddSource(k); err != nil {
 			return fmt.Errorf("builtin: %w", err)
 		}
