@@ -1,0 +1,27 @@
+// Package rtpbench owns moqbridge's RTP benchmarks, the figures of the
+// "RTP ingest and egress" section of docs/benchmarks.md:
+//
+//   - BenchmarkRTPRecord: one ffmpeg sends a pre-encoded clip (720p30
+//     H.264 at 3 Mbit/s and Opus) over RTP in real time, as described by
+//     the SDP it writes, to a UDP fan-out that forwards every datagram
+//     (RTP and RTCP) to two receivers recording at the same time: (a)
+//     moqbridge in this process, sources/rtp into an Origin and sinks/fmp4
+//     out of it through the sdk wiring, and (b) `ffmpeg -protocol_whitelist
+//     file,udp,rtp -i b.sdp -c copy -f mp4`. It reports the CPU seconds of
+//     each per minute of media and their ratio, and checks that both
+//     recordings hold every packet of the clip and pass the checks of
+//     check-fmp4.sh.
+//
+// The fan-out runs as a child process (this test binary again, FanoutEnv
+// set; RunFanout), so that the CPU time of this process is the in-process
+// recorder's alone; the sending and the receiving ffmpeg are child
+// processes whose CPU time is what wait4 reports. The clip is encoded
+// once with ffmpeg into a cache directory (CacheEnv); the benchmarks skip
+// without ffmpeg and ffprobe. Each is one fixed-length run whatever b.N
+// is (-benchtime 1x), bounded in time, and stops every process it
+// started. TestFanout, part of `go test ./...`, checks the fan-out
+// without ffmpeg.
+//
+// Packets per second through the RTP source over loopback sockets are
+// measured beside the source (sources/rtp, BenchmarkIngestSocket).
+package rtpbench
