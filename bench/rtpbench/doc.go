@@ -7,15 +7,18 @@
 //     (RTP and RTCP) to two receivers recording at the same time: (a)
 //     moqbridge in this process, sources/rtp into an Origin and sinks/fmp4
 //     out of it through the sdk wiring, and (b) `ffmpeg -protocol_whitelist
-//     file,udp,rtp -i b.sdp -c copy -f mp4`. It reports the CPU seconds of
-//     each per minute of media and their ratio, and checks that both
-//     recordings hold every packet of the clip and pass the checks of
-//     check-fmp4.sh.
+//     file,udp,rtp -i b.sdp -c copy -f mp4`, and a third at the same time,
+//     (c) `moqbridge run -c` with an rtp → fmp4 pipeline in a child
+//     process (built from the work tree, or BinaryEnv). It reports the CPU
+//     seconds of each per minute of media and their ratios to ffmpeg's,
+//     and checks that every recording holds every packet of the clip and
+//     passes the checks of check-fmp4.sh.
 //
 // The fan-out runs as a child process (this test binary again, FanoutEnv
-// set; RunFanout), so that the CPU time of this process is the in-process
-// recorder's alone; the sending and the receiving ffmpeg are child
-// processes whose CPU time is what wait4 reports. The clip is encoded
+// set; RunFanout), so that the CPU time of this process while the sender
+// runs is the in-process recorder's alone; the sending and the receiving
+// ffmpeg and moqbridge run are child processes whose CPU time is what
+// wait4 reports (from their start, so their start-up included). The clip is encoded
 // once with ffmpeg into a cache directory (CacheEnv); the benchmarks skip
 // without ffmpeg and ffprobe. Each is one fixed-length run whatever b.N
 // is (-benchtime 1x), bounded in time, and stops every process it

@@ -34,8 +34,13 @@ var recordClip = clipSpec{width: 1280, height: 720, fps: 30, videoKbps: 3000, se
 // last packet.
 const sourceTimeout = 2 * time.Second
 
-// recordPath is the broadcast the in-process recorder writes.
+// recordPath is the broadcast the moqbridge recorders write.
 const recordPath = "bench/rtp"
+
+// BinaryEnv names a moqbridge binary for the process variant of
+// BenchmarkRTPRecord instead of building one from this module's work tree
+// (go build, the default); "off" leaves the variant out.
+const BinaryEnv = "MOQBRIDGE_RTPBENCH_BIN"
 
 // recorder is what one receiver cost and recorded.
 type recorder struct {
@@ -47,6 +52,7 @@ type recorder struct {
 // recordResult is one run of BenchmarkRTPRecord.
 type recordResult struct {
 	moqbridge, ffmpeg recorder
+	process           *recorder     // `moqbridge run -c`, when it ran
 	sender, fanout    time.Duration // CPU of the sending ffmpeg and of the fan-out (not counted)
 	counts            FanoutCounts
 	source            []rtp.MediaStats
@@ -60,11 +66,13 @@ type recordResult struct {
 // from the same SDP: (a) moqbridge in this process, sources/rtp published
 // into an Origin through sdk.Publish and recorded by sinks/fmp4 through
 // sdk.Consume; (b) `ffmpeg -protocol_whitelist file,udp,rtp -i b.sdp -c
-// copy -f mp4 -movflags +frag_keyframe+empty_moov`. It reports each
-// one's CPU seconds per minute of media — (a) this process's user +
-// system time over the run, (b) the receiving ffmpeg's — and their ratio,
-// and checks both recordings: packets against the clip's, and the checks
-// of check-fmp4.sh (testkit.CheckFMP4). One fixed run whatever b.N is.
+// copy -f mp4 -movflags +frag_keyframe+empty_moov`; (c) `moqbridge run
+// -c` with one pipeline, an rtp source and an fmp4 sink (left out when
+// BinaryEnv is "off"). It reports each one's CPU seconds per minute of
+// media — (a) this process's user + system time over the run, (b) and (c)
+// the child's — and their ratios to ffmpeg's, and checks every recording:
+// packets against the clip's, and the checks of check-fmp4.sh
+// (testkit.CheckFMP4). One fixed run whatever b.N is.
 func BenchmarkRTPRecord(b *testing.B) {
 	testkit.NeedFFmpeg(b)
 	spec := recordClip
@@ -90,10 +98,14 @@ func BenchmarkRTPRecord(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	bin, err := moqbridgeBinary(b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
 	b.Logf("code %s; clip %s: %d video, %d audio packets; load average before: %s",
 		bench.Revision("../.."), clip, inVideo, inAudio, loadAverage())
 	b.ResetTimer()
-	res, err := recordRTP(ctx, clip, sdp, dir)
+	res, err := recordRTP(ctx, clip, sdp, dir, bin)
 	b.StopTimer()
 	if err != nil {
 		b.Fatal(err)
@@ -106,6 +118,13 @@ func BenchmarkRTPRecord(b *testing.B) {
 	b.ReportMetric(perMin(res.ffmpeg.cpu), "ffmpeg-cpu-s/min")
 	b.ReportMetric(ratio, "moqbridge/ffmpeg-cpu")
 	b.ReportMetric(0, "ns/op")
+	recorders := []recorder{res.moqbridge, res.ffmpeg}
+	if p := res.process; p != nil {
+		b.ReportMetric(perMin(p.cpu), "run-cpu-s/min")
+		b.ReportMetric(p.cpu.Seconds()/res.ffmpeg.cpu.Seconds(), "run/ffmpeg-cpu")
+		b.Logf("  %-34s %6.3f CPU-s/media-min, %.2f of ffmpeg's", p.name, perMin(p.cpu), p.cpu.Seconds()/res.ffmpeg.cpu.Seconds())
+		recorders = append(recorders, *p)
+	}
 	b.Logf("RTP → fMP4, %.2f media minutes, both receivers at once (wall %v, other load %.2f cores):\n"+
 		"  %-34s %6.3f CPU-s/media-min\n  %-34s %6.3f CPU-s/media-min\n"+
 		"  moqbridge / ffmpeg CPU: %.2f\n"+
@@ -119,7 +138,7 @@ func BenchmarkRTPRecord(b *testing.B) {
 	for i, s := range res.source {
 		b.Logf("moqbridge source, media %d: %+v", i, s)
 	}
-	if want := 2 * (c.Datagrams[0] + c.Datagrams[1] + c.Datagrams[2] + c.Datagrams[3]); c.Forwarded != want || c.SendErrors != 0 {
+	if want := uint64(len(recorders)) * (c.Datagrams[0] + c.Datagrams[1] + c.Datagrams[2] + c.Datagrams[3]); c.Forwarded != want || c.SendErrors != 0 {
 		b.Errorf("the fan-out forwarded %d datagrams (%d send errors), want %d", c.Forwarded, c.SendErrors, want)
 	}
 	for i, s := range res.source {
@@ -128,7 +147,7 @@ func BenchmarkRTPRecord(b *testing.B) {
 				i, s.Packets, c.Datagrams[2*i], s.Lost, s.Damaged, s.Skipped, s.Invalid)
 		}
 	}
-	for _, r := range []recorder{res.moqbridge, res.ffmpeg} {
+	for _, r := range recorders {
 		v, a, err := streamPackets(r.file)
 		switch {
 		case err != nil:
@@ -145,7 +164,110 @@ func BenchmarkRTPRecord(b *testing.B) {
 }
 
 // recordRTP runs the two receivers, the fan-out and the sender once.
-func recordRTP(ctx context.Context, clip, sdp, dir string) (recordResult, error) {
+// moqbridgeBinary returns the binary of the process variant: BinaryEnv's,
+// or this module's command built into dir; "" when BinaryEnv is "off".
+func moqbridgeBinary(dir string) (string, error) {
+	switch bin := os.Getenv(BinaryEnv); bin {
+	case "off":
+		return "", nil
+	case "":
+	default:
+		_, err := os.Stat(bin)
+		return bin, err
+	}
+	bin := filepath.Join(dir, "moqbridge")
+	if out, err := exec.Command("go", "build", "-o", bin, "github.com/moqbridge/moqbridge/cmd/moqbridge").CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build ./cmd/moqbridge: %w\n%s", err, out)
+	}
+	return bin, nil
+}
+
+// runConfig is the configuration of the process variant: the relay on
+// loopback only, no admin listener, and one pipeline whose rtp source
+// takes sdpFile (its own ports) and ends its broadcast sourceTimeout after
+// the last packet, recorded by an fmp4 sink under dir.
+func runConfig(sdpFile, dir string) string {
+	return fmt.Sprintf("server: {listen: 127.0.0.1:0, tcp: \"off\"}\nadmin: {listen: \"\"}\nlog: {level: warn}\npipelines:\n"+
+		"  rtp:\n    source: {rtp: {sdp_file: %q, timeout: %s}}\n    path: %s\n    sinks: [fmp4: {dir: %q}]\n",
+		sdpFile, sourceTimeout, recordPath, dir)
+}
+
+// receiverSDP writes the sender's SDP with two free port pairs of its own
+// for a receiver that takes its ports from it, and returns the file and
+// the four addresses (RTP and RTCP of each media) the fan-out sends to.
+func receiverSDP(sdp, file string) ([]int, []netip.AddrPort, error) {
+	ports, err := freeUDPPairs(2)
+	if err != nil {
+		return nil, nil, err
+	}
+	text, err := sdpWithPorts(sdp, ports)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := os.WriteFile(file, []byte(text), 0o644); err != nil {
+		return nil, nil, err
+	}
+	var to []netip.AddrPort
+	for _, p := range ports {
+		for _, q := range []int{p, p + 1} {
+			to = append(to, netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), uint16(q)))
+		}
+	}
+	return ports, to, nil
+}
+
+// waitBound waits until the child's UDP ports are bound.
+func waitBound(ports []int, stderr *bench.TailBuffer, name string) error {
+	for deadline := time.Now().Add(processTimeout); ; time.Sleep(20 * time.Millisecond) {
+		all := true
+		for _, p := range ports {
+			all = all && udpBound(p)
+		}
+		if all {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s did not listen on %v%s", name, ports, stderr.Note(""))
+		}
+	}
+}
+
+// child is a receiver running as a child process until interrupted.
+type child struct {
+	cmd    *exec.Cmd
+	stderr *bench.TailBuffer
+	waited bool
+}
+
+func startChild(ctx context.Context, name string, args ...string) (*child, error) {
+	c := &child{cmd: exec.CommandContext(ctx, name, args...), stderr: &bench.TailBuffer{}}
+	c.cmd.Stdout, c.cmd.Stderr = c.stderr, c.stderr
+	c.cmd.Cancel = func() error { return c.cmd.Process.Signal(os.Interrupt) }
+	c.cmd.WaitDelay = processTimeout
+	return c, c.cmd.Start()
+}
+
+// interrupt ends the child as Ctrl-C does and returns its CPU time; an
+// exit other than an interrupt's (0, or ffmpeg's 255) is an error.
+func (c *child) interrupt() (cpu time.Duration, err error) {
+	_ = c.cmd.Process.Signal(os.Interrupt)
+	werr := c.cmd.Wait()
+	c.waited = true
+	if werr != nil && !isInterrupted(c.cmd.ProcessState) {
+		return 0, fmt.Errorf("%w%s", werr, c.stderr.Note(""))
+	}
+	return exitCPU(c.cmd.ProcessState), nil
+}
+
+// kill is for a run that failed.
+func (c *child) kill() {
+	if !c.waited {
+		_ = c.cmd.Process.Kill()
+		_ = c.cmd.Wait()
+	}
+}
+
+func recordRTP(ctx context.Context, clip, sdp, dir, bin string) (recordResult, error) {
 	var res recordResult
 	logs := &bench.TailBuffer{}
 	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelWarn}))
@@ -165,27 +287,29 @@ func recordRTP(ctx context.Context, clip, sdp, dir string) (recordResult, error)
 		toMoqbridge = append(toMoqbridge, a.RTP, a.RTCP)
 	}
 
-	// (b) ffmpeg: its ports are in its copy of the SDP.
-	ports, err := freeUDPPairs(2)
-	if err != nil {
-		return res, err
-	}
-	bSDP, err := sdpWithPorts(sdp, ports)
-	if err != nil {
-		return res, err
-	}
+	// (b) ffmpeg and (c) moqbridge run: their ports are in their copies of
+	// the SDP.
 	sdpFile := filepath.Join(dir, "b.sdp")
-	if err := os.WriteFile(sdpFile, []byte(bSDP), 0o644); err != nil {
+	ports, toFFmpeg, err := receiverSDP(sdp, sdpFile)
+	if err != nil {
 		return res, err
 	}
-	var toFFmpeg []netip.AddrPort
-	for _, p := range ports {
-		for _, q := range []int{p, p + 1} {
-			toFFmpeg = append(toFFmpeg, netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), uint16(q)))
+	dests := [][]netip.AddrPort{toMoqbridge, toFFmpeg}
+	var runPorts []int
+	runFile, runDir := filepath.Join(dir, "run.yaml"), filepath.Join(dir, "run")
+	if bin != "" {
+		var toRun []netip.AddrPort
+		runSDP := filepath.Join(dir, "c.sdp")
+		if runPorts, toRun, err = receiverSDP(sdp, runSDP); err != nil {
+			return res, err
 		}
+		if err := os.WriteFile(runFile, []byte(runConfig(runSDP, runDir)), 0o644); err != nil {
+			return res, err
+		}
+		dests = append(dests, toRun)
 	}
 
-	fan, err := startFanout(ctx, [][]netip.AddrPort{toMoqbridge, toFFmpeg})
+	fan, err := startFanout(ctx, dests)
 	if err != nil {
 		return res, err
 	}
@@ -196,28 +320,26 @@ func recordRTP(ctx context.Context, clip, sdp, dir string) (recordResult, error)
 		}
 	}()
 
-	busy0, self0, start := bench.MachineBusy(), bench.SelfCPU(), time.Now()
+	busy0, start := bench.MachineBusy(), time.Now()
 	res.ffmpeg = recorder{name: "ffmpeg -i b.sdp -c copy", file: filepath.Join(dir, "ffmpeg.mp4")}
-	rec := exec.CommandContext(ctx, "ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin", "-y",
+	rec, err := startChild(ctx, "ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin", "-y",
 		"-protocol_whitelist", "file,udp,rtp", "-i", sdpFile,
 		"-c", "copy", "-f", "mp4", "-movflags", "+frag_keyframe+empty_moov", res.ffmpeg.file)
-	recErr := &bench.TailBuffer{}
-	rec.Stdout, rec.Stderr = recErr, recErr
-	rec.Cancel = func() error { return rec.Process.Signal(os.Interrupt) }
-	rec.WaitDelay = processTimeout
-	if err := rec.Start(); err != nil {
+	if err != nil {
 		return res, err
 	}
-	recWaited := false
-	defer func() {
-		if !recWaited {
-			_ = rec.Process.Kill()
-			_ = rec.Wait()
+	defer rec.kill()
+	if err := waitBound(ports, rec.stderr, "the receiving ffmpeg"); err != nil {
+		return res, err
+	}
+	var run *child
+	if bin != "" {
+		if run, err = startChild(ctx, bin, "run", "-c", runFile, "--watch", "0"); err != nil {
+			return res, err
 		}
-	}()
-	for deadline := time.Now().Add(processTimeout); !udpBound(ports[0]) || !udpBound(ports[1]); time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			return res, fmt.Errorf("the receiving ffmpeg did not listen on %v%s", ports, recErr.Note(""))
+		defer run.kill()
+		if err := waitBound(runPorts, run.stderr, "moqbridge run"); err != nil {
+			return res, err
 		}
 	}
 
@@ -231,6 +353,9 @@ func recordRTP(ctx context.Context, clip, sdp, dir string) (recordResult, error)
 	go func() { recorded <- sdk.Consume(runCtx, origin, recordPath, sink, sdk.ConsumeOptions{}) }()
 	waitBoth := func() (errPub, errRec error) { return <-published, <-recorded }
 
+	// This process's CPU from here on is the in-process recorder's: the
+	// harness only waits for the sender, then for the recorder.
+	self0 := bench.SelfCPU()
 	send := exec.CommandContext(ctx, "ffmpeg", senderArgs(clip, fan.inputs, "", "1")...)
 	sendErr := &bench.TailBuffer{}
 	send.Stdout, send.Stderr = sendErr, sendErr
@@ -264,16 +389,29 @@ func recordRTP(ctx context.Context, clip, sdp, dir string) (recordResult, error)
 		res.moqbridge.file = files[0]
 	}
 
-	// ffmpeg ends its recording at an interrupt, as at Ctrl-C.
-	_ = rec.Process.Signal(os.Interrupt)
-	werr := rec.Wait()
-	recWaited = true
-	if werr != nil && !isInterrupted(rec.ProcessState) {
-		return res, fmt.Errorf("receiving ffmpeg: %w%s", werr, recErr.Note(""))
+	// ffmpeg ends its recording at an interrupt, as at Ctrl-C; moqbridge
+	// run's broadcast ended with the in-process one's (the same timeout
+	// after the same last packet), its file with it.
+	if res.ffmpeg.cpu, err = rec.interrupt(); err != nil {
+		return res, fmt.Errorf("receiving ffmpeg: %w", err)
 	}
-	res.ffmpeg.cpu = exitCPU(rec.ProcessState)
+	if run != nil {
+		p := &recorder{name: "moqbridge run -c (rtp → fmp4)"}
+		if p.cpu, err = run.interrupt(); err != nil {
+			return res, fmt.Errorf("moqbridge run: %w", err)
+		}
+		files, _ := filepath.Glob(filepath.Join(runDir, recordPath, "*.mp4"))
+		if len(files) != 1 {
+			return res, fmt.Errorf("moqbridge run recorded %v, want one file%s", files, run.stderr.Note(""))
+		}
+		p.file = files[0]
+		res.process = p
+	}
 	res.wall = time.Since(start)
 	res.other = bench.MachineBusy() - busy0 - res.moqbridge.cpu - res.ffmpeg.cpu - res.sender - res.fanout
+	if res.process != nil {
+		res.other -= res.process.cpu
+	}
 	return res, nil
 }
 
