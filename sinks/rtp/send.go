@@ -253,7 +253,9 @@ func (w *writer) at(t time.Duration) time.Time { return w.wallAnchor.Add(t - w.m
 
 // reportedMedia is the media time the sender reports date at wall-clock
 // time now.
-func (w *writer) reportedMedia(now time.Time) time.Duration { return w.reportMedia + now.Sub(w.reportWall) }
+func (w *writer) reportedMedia(now time.Time) time.Duration {
+	return w.reportMedia + now.Sub(w.reportWall)
+}
 
 // write sends one RTP packet.
 func (w *writer) write(st *stream, p *rtp.Packet) {
