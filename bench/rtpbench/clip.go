@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -150,36 +151,49 @@ func sdpWithPorts(sdp string, ports []int) (string, error) {
 	return out, nil
 }
 
-// freeUDPPairs returns n even UDP ports free on 127.0.0.1 right now whose
-// next port is free too (RTP and RTCP for a receiver that takes its ports
-// from an SDP, as ffmpeg does).
-func freeUDPPairs(n int) ([]int, error) {
-	var ports []int
-	for tries := 0; len(ports) < n; tries++ {
-		if tries == 100 {
-			return nil, fmt.Errorf("no %d free UDP port pairs", n)
-		}
-		c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-		if err != nil {
-			return nil, err
-		}
-		p := c.LocalAddr().(*net.UDPAddr).Port
-		_ = c.Close()
-		p &^= 1
-		ok := true
-		for _, q := range []int{p, p + 1} {
-			c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: q})
-			if err != nil {
-				ok = false
-				break
-			}
+// freeUDPRuns returns n even UDP ports free on 127.0.0.1 right now, each
+// followed by length-1 more free ports (RTP and RTCP for a receiver that
+// takes its ports from an SDP, as ffmpeg does: length 2; the four ports of
+// an RTP sink's two media: length 4). The runs do not overlap.
+func freeUDPRuns(n, length int) ([]int, error) {
+	var held []*net.UDPConn // kept bound until every run is found
+	defer func() {
+		for _, c := range held {
 			_ = c.Close()
 		}
-		if ok {
-			ports = append(ports, p)
+	}()
+	bind := func(port int) *net.UDPConn {
+		c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port})
+		if err != nil {
+			return nil
+		}
+		return c
+	}
+	var bases []int
+	for tries := 0; len(bases) < n; tries++ {
+		if tries == 200 {
+			return nil, fmt.Errorf("no %d runs of %d free UDP ports", n, length)
+		}
+		c := bind(0)
+		if c == nil {
+			return nil, errors.New("no free UDP port")
+		}
+		base := c.LocalAddr().(*net.UDPAddr).Port &^ 1
+		_ = c.Close()
+		var run []*net.UDPConn
+		for p := base; p < base+length; p++ {
+			c := bind(p)
+			if c == nil {
+				break
+			}
+			run = append(run, c)
+		}
+		held = append(held, run...)
+		if len(run) == length {
+			bases = append(bases, base)
 		}
 	}
-	return ports, nil
+	return bases, nil
 }
 
 // udpBound reports whether some process has a UDP socket bound to port

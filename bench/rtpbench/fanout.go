@@ -28,11 +28,15 @@ const FanoutEnv = "MOQBRIDGE_RTPBENCH_FANOUT"
 // fan-out's sockets: an encoder sends a keyframe as a burst of packets.
 const fanoutBuffer = 4 << 20
 
-// fanoutConfig is what the fan-out is given (JSON in FanoutEnv): for each
-// receiver, one destination per input socket, in the same order (for an
-// SDP of two media: video RTP, video RTCP, audio RTP, audio RTCP).
+// fanoutConfig is what the fan-out is given (JSON in FanoutEnv): the
+// addresses of its input sockets (default: as many as each receiver has
+// destinations, on free loopback ports), and for each receiver one
+// destination per input socket, in the same order (for an SDP of two
+// media: video RTP, video RTCP, audio RTP, audio RTCP). Without receivers
+// it only counts what it receives: a discard receiver.
 type fanoutConfig struct {
-	Dests [][]string `json:"dests"`
+	Listen []string   `json:"listen,omitempty"`
+	Dests  [][]string `json:"dests,omitempty"`
 }
 
 // fanoutReady is the line the fan-out prints once it listens: its input
@@ -69,10 +73,24 @@ func runFanout(stdin io.Reader, stdout io.Writer) error {
 	if err := json.Unmarshal([]byte(os.Getenv(FanoutEnv)), &cfg); err != nil {
 		return fmt.Errorf("%s: %w", FanoutEnv, err)
 	}
-	if len(cfg.Dests) == 0 || len(cfg.Dests[0]) == 0 {
-		return errors.New("no destinations")
+	inputs := len(cfg.Listen)
+	if inputs == 0 && len(cfg.Dests) > 0 {
+		inputs = len(cfg.Dests[0])
 	}
-	inputs := len(cfg.Dests[0])
+	if inputs == 0 {
+		return errors.New("no inputs")
+	}
+	listenAt := make([]netip.AddrPort, inputs)
+	for i := range listenAt {
+		listenAt[i] = netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), 0)
+		if i < len(cfg.Listen) {
+			ap, err := netip.ParseAddrPort(cfg.Listen[i])
+			if err != nil {
+				return fmt.Errorf("listen address %q: %w", cfg.Listen[i], err)
+			}
+			listenAt[i] = ap
+		}
+	}
 	dests := make([][]netip.AddrPort, inputs) // per input, every receiver's
 	for _, recv := range cfg.Dests {
 		if len(recv) != inputs {
@@ -93,8 +111,8 @@ func runFanout(stdin io.Reader, stdout io.Writer) error {
 			_ = c.Close()
 		}
 	}()
-	listen := func() (*net.UDPConn, error) {
-		c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	listen := func(at netip.AddrPort) (*net.UDPConn, error) {
+		c, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(at))
 		if err != nil {
 			return nil, err
 		}
@@ -109,10 +127,10 @@ func runFanout(stdin io.Reader, stdout io.Writer) error {
 	ready := fanoutReady{}
 	for i := range inputs {
 		var err error
-		if in[i], err = listen(); err != nil {
+		if in[i], err = listen(listenAt[i]); err != nil {
 			return err
 		}
-		if out[i], err = listen(); err != nil {
+		if out[i], err = listen(netip.AddrPortFrom(listenAt[i].Addr(), 0)); err != nil {
 			return err
 		}
 		ready.Inputs = append(ready.Inputs, in[i].LocalAddr().String())
@@ -167,10 +185,14 @@ type fanout struct {
 	stderr *bench.TailBuffer
 }
 
-// startFanout runs this test binary as the fan-out, forwarding to dests
-// (per receiver, one address per input), and waits for its inputs.
-func startFanout(ctx context.Context, dests [][]netip.AddrPort) (*fanout, error) {
+// startFanout runs this test binary as the fan-out, listening at listen
+// (nil: free loopback ports) and forwarding to dests (per receiver, one
+// address per input), and waits for its inputs.
+func startFanout(ctx context.Context, listen []netip.AddrPort, dests [][]netip.AddrPort) (*fanout, error) {
 	var cfg fanoutConfig
+	for _, a := range listen {
+		cfg.Listen = append(cfg.Listen, a.String())
+	}
 	for _, recv := range dests {
 		var r []string
 		for _, d := range recv {

@@ -30,7 +30,7 @@ func TestFanout(t *testing.T) {
 			dests[r] = append(dests[r], c.LocalAddr().(*net.UDPAddr).AddrPort())
 		}
 	}
-	fan, err := startFanout(ctx, dests)
+	fan, err := startFanout(ctx, nil, dests)
 	if err != nil {
 		t.Fatal(err)
 	}

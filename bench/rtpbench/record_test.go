@@ -196,7 +196,7 @@ func runConfig(sdpFile, dir string) string {
 // for a receiver that takes its ports from it, and returns the file and
 // the four addresses (RTP and RTCP of each media) the fan-out sends to.
 func receiverSDP(sdp, file string) ([]int, []netip.AddrPort, error) {
-	ports, err := freeUDPPairs(2)
+	ports, err := freeUDPRuns(2, 2)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -309,7 +309,7 @@ func recordRTP(ctx context.Context, clip, sdp, dir, bin string) (recordResult, e
 		dests = append(dests, toRun)
 	}
 
-	fan, err := startFanout(ctx, dests)
+	fan, err := startFanout(ctx, nil, dests)
 	if err != nil {
 		return res, err
 	}
