@@ -13,6 +13,12 @@
 //     seconds of each per minute of media and their ratios to ffmpeg's,
 //     and checks that every recording holds every packet of the clip and
 //     passes the checks of check-fmp4.sh.
+//   - BenchmarkRTPSink: one broadcast (the same clip played in real time
+//     by sources/fmp4) sent out by 1, then 20, sinks/rtp to a discard
+//     receiver in a child process: the sinks' packets per CPU-second of
+//     this process (its CPU in a window with the sinks less a window
+//     without them) and CPU seconds per media minute per sink, every
+//     datagram sent checked to have arrived.
 //
 // The fan-out runs as a child process (this test binary again, FanoutEnv
 // set; RunFanout), so that the CPU time of this process while the sender
@@ -26,5 +32,6 @@
 // without ffmpeg.
 //
 // Packets per second through the RTP source over loopback sockets are
-// measured beside the source (sources/rtp, BenchmarkIngestSocket).
+// measured beside the source (sources/rtp, BenchmarkIngestSocket), as
+// the ingest without sockets is (BenchmarkIngest).
 package rtpbench
