@@ -56,6 +56,7 @@ MOQBRIDGE_ADMIN_LISTEN and MOQBRIDGE_LOG_LEVEL change those.`,
 	}
 	root.PersistentFlags().StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	root.AddCommand(newServeCommand(), newPublishCommand(), newRecordCommand(), newRestreamCommand(), newTokenCommand(), newVersionCommand())
+	root.AddCommand(newRTPOutCommand())
 	root.AddCommand(newProbeCommand(), newRunCommand(), newValidateCommand(), newPlanCommand())
 	// No command: run the built-in default configuration.
 	root.RunE = func(cmd *cobra.Command, _ []string) error {
