@@ -40,7 +40,7 @@ func sessionSDP(name string, id, version uint64, dest netip.AddrPort, ttl int, t
 		ConnectionInformation: &psdp.ConnectionInformation{NetworkType: "IN", AddressType: addrType,
 			Address: &psdp.Address{Address: conn}},
 		TimeDescriptions: []psdp.TimeDescription{{Timing: psdp.Timing{}}},
-		Attributes:       []psdp.Attribute{{Key: "tool", Value: "moqbridge"}, {Key: "recvonly"}},
+		Attributes:       []psdp.Attribute{{Key: "tool", Value: "moqbridge"}},
 	}
 	for i, o := range tracks {
 		typ := description.MediaTypeAudio

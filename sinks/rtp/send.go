@@ -2,6 +2,7 @@ package rtp
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -209,7 +210,7 @@ func (w *writer) send(ctx context.Context, it item) bool {
 	}
 	st.lastT = it.t
 
-	pkts, err := st.pack(st.o, it.f.Payload, it.f.Keyframe)
+	pkts, err := packetize(st, it.f.Payload, it.f.Keyframe)
 	if err != nil {
 		w.s.unsent.Add(1)
 		w.s.badLog.Log(w.log, slog.LevelWarn, "rtp: frame not sent: "+err.Error(), "track", st.o.t.Name)
@@ -237,6 +238,22 @@ func (w *writer) send(ctx context.Context, it item) bool {
 	}
 	w.s.frames.Add(1)
 	return true
+}
+
+// packetize runs the stream's encoder on a frame. The frame's bytes come
+// from the network: an empty payload is refused here, and a panic of an
+// encoder on malformed input (gortsplib's may panic on what they do not
+// expect) is turned into an error rather than ending the program.
+func packetize(st *stream, payload []byte, key bool) (pkts []*rtp.Packet, err error) {
+	if len(payload) == 0 {
+		return nil, errors.New("empty frame")
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			pkts, err = nil, fmt.Errorf("the %s encoder failed on the frame (%v)", st.o.codec, r)
+		}
+	}()
+	return st.pack(st.o, payload, key)
 }
 
 // anchor maps media time t to wall-clock time now.
