@@ -30,9 +30,9 @@ func fuzzTracks(t testing.TB) []sdk.Track {
 func FuzzPacketize(f *testing.F) {
 	f.Add(synthVideo(true, 300, 1), true)
 	f.Add(synthVideo(false, 10, 2), false)
-	f.Add([]byte{0, 0, 0, 1, 0x65, 1, 2, 3, 0, 0, 1, 0x41, 9}, true)    // Annex B
+	f.Add([]byte{0, 0, 0, 1, 0x65, 1, 2, 3, 0, 0, 1, 0x41, 9}, true)       // Annex B
 	f.Add([]byte{0x12, 0x00, 0x0a, 0x0b, 0, 0, 0, 0x4a, 0xab, 0xbf}, true) // AV1 OBUs
-	f.Add([]byte{0x10, 0x02, 0x9d, 0x01, 0x2a, 1, 2, 3, 4}, true)         // VP8-ish
+	f.Add([]byte{0x10, 0x02, 0x9d, 0x01, 0x2a, 1, 2, 3, 4}, true)          // VP8-ish
 	f.Add([]byte{0xff}, false)
 	f.Add([]byte{0, 0, 0, 0}, true)
 	const mtu = MinMTU
