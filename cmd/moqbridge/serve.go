@@ -28,6 +28,7 @@ func newServeCommand() *cobra.Command {
 	var budgets struct{ sessions, perAddr, pending int }
 	var rtmpOpts rtmpFlags
 	var recOpts recordFlags
+	var rtpOpts rtpFlags
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the MOQ Lite relay (raw QUIC and WebTransport on one UDP port)",
@@ -38,7 +39,15 @@ func newServeCommand() *cobra.Command {
       # OBS: server rtmps://<host>:1936/live, stream key alice?jwt=<token allowing put on live/alice>
   moqbridge serve --rtmp :1935 --rtmp-path 'studio/{app}' --rtmp-key 'studio/*=s3cret' --rtmp-replace
   moqbridge serve --rtmp :1935 --record recordings --record-segment 10m
-      # every broadcast is also written to recordings/<path>/<start>.mp4 by the relay itself`,
+      # every broadcast is also written to recordings/<path>/<start>.mp4 by the relay itself
+  moqbridge serve --rtp-sdp cam.sdp --rtp-path live/cam
+      # the RTP media cam.sdp describes → the broadcast live/cam; e.g. H.264 + Opus from ffmpeg:
+      # ffmpeg -re -f lavfi -i testsrc2=size=1280x720:rate=30 -re -f lavfi -i sine=sample_rate=48000 \
+      #   -map 0:v -c:v libx264 -preset veryfast -tune zerolatency -pix_fmt yuv420p -g 30 -bf 0 \
+      #     -payload_type 96 -f rtp rtp://127.0.0.1:5004?pkt_size=1200 \
+      #   -map 1:a -c:a libopus -ar 48000 -ac 2 -payload_type 111 -f rtp rtp://127.0.0.1:5006?pkt_size=1200 \
+      #   -sdp_file cam.sdp
+      # (start ffmpeg first: it writes cam.sdp; serve then receives on the ports it names)`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg.Logger = slog.Default()
@@ -56,6 +65,9 @@ func newServeCommand() *cobra.Command {
 				return err
 			}
 			if err := recOpts.check(cmd.Flags()); err != nil {
+				return err
+			}
+			if err := rtpOpts.check(cmd.Flags()); err != nil {
 				return err
 			}
 			if len(authKeys) > 0 || len(authSecrets) > 0 || cmd.Flags().Changed("auth-public") {
@@ -91,23 +103,28 @@ func newServeCommand() *cobra.Command {
 			if cfg.MaxPendingHandshakes, err = budgetFlag("max-pending", budgets.pending); err != nil {
 				return err
 			}
-			srv, err := protocol.NewServer(cfg)
-			if err != nil {
+			if err := rtpOpts.open(cfg.Logger); err != nil {
 				return err
 			}
-			if !rtmpOpts.enabled() && recOpts.cfg.Dir == "" {
-				printConnectInfo(cmd, srv, cfg, &rtmpOpts, nil, &recOpts)
+			srv, err := protocol.NewServer(cfg)
+			if err != nil {
+				rtpOpts.close()
+				return err
+			}
+			if !rtmpOpts.enabled() && recOpts.cfg.Dir == "" && !rtpOpts.enabled() {
+				printConnectInfo(cmd, srv, cfg, &rtmpOpts, nil, &recOpts, &rtpOpts)
 				return srv.Serve(cmd.Context())
 			}
 			var ingests []*rtmp.Server
 			if rtmpOpts.enabled() {
 				if ingests, err = rtmpOpts.servers(srv, cfg); err != nil {
+					rtpOpts.close()
 					_ = srv.Close()
 					return err
 				}
 			}
-			printConnectInfo(cmd, srv, cfg, &rtmpOpts, ingests, &recOpts)
-			return serveWith(cmd.Context(), srv, ingests, &recOpts)
+			printConnectInfo(cmd, srv, cfg, &rtmpOpts, ingests, &recOpts, &rtpOpts)
+			return serveWith(cmd.Context(), srv, ingests, &recOpts, &rtpOpts)
 		},
 	}
 	f := cmd.Flags()
@@ -133,20 +150,22 @@ func newServeCommand() *cobra.Command {
 	f.StringVar(&authPublic, "auth-public", "", "path prefix open to clients without a token (\"\" for everything)")
 	rtmpOpts.register(f)
 	recOpts.register(f)
+	rtpOpts.register(f)
 	return cmd
 }
 
-// serveWith runs the relay, the RTMP ingest listeners publishing into its
+// serveWith runs the relay, the RTMP and RTP ingests publishing into its
 // Origin and the in-process recorder, if any, until ctx ends or one of
 // them fails; then all stop (recordings close, what RTMP publishers had
 // live ends) before it returns.
-func serveWith(ctx context.Context, srv *protocol.Server, ingests []*rtmp.Server, rec *recordFlags) error {
+func serveWith(ctx context.Context, srv *protocol.Server, ingests []*rtmp.Server, rec *recordFlags, rtpIn *rtpFlags) error {
 	var parts []func(context.Context) error
 	p := sdk.NewPublisher(srv.Origin(), sdk.PublisherOptions{})
 	defer p.Close()
 	for _, in := range ingests {
 		parts = append(parts, func(ctx context.Context) error { return in.Run(ctx, p) })
 	}
+	parts = append(parts, rtpIn.parts(srv.Origin(), slog.Default())...)
 	if rec.cfg.Dir != "" {
 		parts = append(parts, func(ctx context.Context) error { return rec.run(ctx, srv.Origin(), slog.Default()) })
 	}
@@ -183,7 +202,7 @@ func budgetFlag(name string, v int) (int, error) {
 }
 
 // printConnectInfo tells the operator how to reach the relay.
-func printConnectInfo(cmd *cobra.Command, srv *protocol.Server, cfg protocol.ServerConfig, r *rtmpFlags, ingests []*rtmp.Server, rec *recordFlags) {
+func printConnectInfo(cmd *cobra.Command, srv *protocol.Server, cfg protocol.ServerConfig, r *rtmpFlags, ingests []*rtmp.Server, rec *recordFlags, rtpIn *rtpFlags) {
 	addr := srv.Addr()
 	host := "localhost"
 	if !addr.IP.IsUnspecified() {
@@ -211,6 +230,7 @@ func printConnectInfo(cmd *cobra.Command, srv *protocol.Server, cfg protocol.Ser
 	if len(ingests) > 0 {
 		r.printInfo(out, ingests, cfg.Auth != nil)
 	}
+	rtpIn.printInfo(out)
 	if rec.cfg.Dir != "" {
 		what := "every broadcast"
 		if rec.prefix != "" {
