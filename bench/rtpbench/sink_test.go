@@ -52,11 +52,14 @@ func BenchmarkRTPSink(b *testing.B) {
 		"-c", "copy", "-f", "mp4", clip).CombinedOutput(); err != nil {
 		b.Fatalf("remuxing the clip to MP4: %v\n%s", err, out)
 	}
+	// The code was compiled when the run began: its revision is taken
+	// now, not as the work tree moves during the run.
+	rev := bench.Revision("../..")
 	for _, n := range []int{1, 20} {
 		b.Run(fmt.Sprintf("sinks=%d", n), func(b *testing.B) {
 			ctx, cancel := context.WithTimeout(context.Background(), 2*sinkWindow+sinkWarmup+time.Minute)
 			defer cancel()
-			b.Logf("code %s; load average before: %s", bench.Revision("../.."), loadAverage())
+			b.Logf("code %s; load average before: %s", rev, loadAverage())
 			res, err := measureSinks(ctx, clip, n)
 			if err != nil {
 				b.Fatal(err)
