@@ -2,9 +2,7 @@ package rtp
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io"
 	"net"
 	"path/filepath"
 	"sync"
@@ -157,10 +155,7 @@ func (c *collector) Run(ctx context.Context, r *sdk.BroadcastReader) error {
 			defer tr.Close()
 			for {
 				f, err := tr.ReadFrame(ctx)
-				if err != nil {
-					if !errors.Is(err, io.EOF) && !errors.Is(err, moq.ErrClosed) && ctx.Err() == nil {
-						return
-					}
+				if err != nil { // the end of the track, or of the test
 					return
 				}
 				f.Payload = append([]byte(nil), f.Payload...)

@@ -87,23 +87,36 @@ func TestRoundTrip(t *testing.T) {
 		{"vp9.mp4", "VP9/90000", ""},
 	} {
 		t.Run(strings.TrimSuffix(tc.clip, ".mp4"), func(t *testing.T) {
-			roundTrip(t, tc.clip, tc.video, tc.audio)
+			roundTrip(t, publishFile(t, clip(tc.clip), "live/in"), "live/in", tc.video, tc.audio)
 		})
 	}
 }
 
-func roundTrip(t *testing.T, clipName, wantVideo, wantAudio string) {
+// TestRoundTripVP8G711: made-up VP8 frames (keyframes with the header
+// their size is read from) and G.711 µ-law audio at 8 kHz, which takes
+// its static payload type, go through the sink into sources/rtp as the
+// clips do.
+func TestRoundTripVP8G711(t *testing.T) {
+	vp8 := sdk.Track{Name: "video", Kind: sdk.KindVideo, Codec: "vp8", Width: 320, Height: 240}
+	ulaw := sdk.Track{Name: "audio", Kind: sdk.KindAudio, Codec: "ulaw", SampleRate: 8000, Channels: 1}
+	origin := publishSynth(t, synthStream{gop: 15, keySize: 4000, frameSz: 800, video: &vp8, audio: &ulaw,
+		videoFrame: synthVP8, audioSize: 160})
+	roundTrip(t, origin, "live/synth", "VP8/90000", "PCMU/8000")
+}
+
+// roundTrip runs the sink on the broadcast at path and sources/rtp on what
+// it sends, and compares what comes out with what went in.
+func roundTrip(t *testing.T, origin *moq.Origin, path, wantVideo, wantAudio string) {
 	ctx := testkit.Context(t, 30*time.Second)
-	origin := publishFile(t, clip(clipName), "live/in")
 	orig := newCollector()
-	stopOrig := runSink(t, origin, "live/in", orig)
+	stopOrig := runSink(t, origin, path, orig)
 
 	rcv := newReceiver(t)
 	port := freePorts(t, 4)
 	lb := &testkit.LogBuffer{}
 	dir := t.TempDir()
 	sink := newSink(t, lb, Config{Dest: fmt.Sprintf("127.0.0.1:%d", port), SDPFile: dir + "/out.sdp", OnSDP: rcv.onSDP})
-	stopSink := runSink(t, origin, "live/in", sink)
+	stopSink := runSink(t, origin, path, sink)
 	got := newCollector()
 	stopGot := runSink(t, rcv.origin, "live/out", got)
 
@@ -130,7 +143,11 @@ func roundTrip(t *testing.T, clipName, wantVideo, wantAudio string) {
 			t.Errorf("SDP lacks %q:\n%s", want, sdp)
 		}
 	}
-	if wantAudio != "" && !strings.Contains(sdp, "m=audio "+fmt.Sprint(port+2)+" RTP/AVP 97") || !strings.Contains(sdp, wantAudio) {
+	audioPT := "97"
+	if strings.HasPrefix(wantAudio, "PCMU/8000") {
+		audioPT = "0"
+	}
+	if wantAudio != "" && !strings.Contains(sdp, "m=audio "+fmt.Sprint(port+2)+" RTP/AVP "+audioPT) || !strings.Contains(sdp, wantAudio) {
 		t.Errorf("SDP lacks the audio media %q:\n%s", wantAudio, sdp)
 	}
 

@@ -299,9 +299,6 @@ func (s *Sink) Run(ctx context.Context, r *sdk.BroadcastReader) error {
 	lost := s.read(ctx, log, il, q, tracks)
 	il.Close()
 	q.close()
-	if ctx.Err() != nil {
-		cancel()
-	}
 	// The writer sends what is queued (at its pace: the queue holds at
 	// most about MaxDelay of media once the sink is live) and says BYE.
 	<-sent

@@ -50,6 +50,34 @@ func synthVideo(key bool, size int, n int) []byte {
 	return b
 }
 
+// synthVP8 is a VP8 frame of size bytes: a keyframe's frame tag, start
+// code and 320x240 size (RFC 6386 9.1), then made-up bytes.
+func synthVP8(key bool, size int, n int) []byte {
+	b := make([]byte, max(size, 10))
+	for i := range b {
+		b[i] = byte(n + i)
+	}
+	b[0] |= 1 // an interframe
+	if key {
+		b[0] &^= 1
+		copy(b[3:], []byte{0x9d, 0x01, 0x2a})
+		binary.LittleEndian.PutUint16(b[6:], 320)
+		binary.LittleEndian.PutUint16(b[8:], 240)
+	}
+	return b
+}
+
+// synthAudio is an audio frame of size made-up bytes, different for
+// every n.
+func synthAudio(size, n int) []byte {
+	b := make([]byte, max(size, 4))
+	for i := range b {
+		b[i] = byte(n*7 + i)
+	}
+	binary.BigEndian.PutUint32(b, uint32(n))
+	return b
+}
+
 // synthStream describes what synthSource writes: 30 video frames a
 // second, a keyframe every gop frames, and 20 ms Opus packets.
 type synthStream struct {
@@ -59,6 +87,11 @@ type synthStream struct {
 	// real time; backlogDone is closed after it.
 	backlog     time.Duration
 	backlogDone chan struct{}
+	// video and audio replace the H.264 and Opus tracks, videoFrame
+	// synthVideo and audioSize the 120 bytes of every 20 ms audio frame.
+	video, audio *sdk.Track
+	videoFrame   func(key bool, size, n int) []byte
+	audioSize    int
 }
 
 const videoInterval = time.Second / 30
@@ -68,6 +101,18 @@ const videoInterval = time.Second / 30
 func publishSynth(t testing.TB, s synthStream) *moq.Origin {
 	t.Helper()
 	video, audio := synthTracks(t)
+	if s.video != nil {
+		video = *s.video
+	}
+	if s.audio != nil {
+		audio = *s.audio
+	}
+	if s.videoFrame == nil {
+		s.videoFrame = synthVideo
+	}
+	if s.audioSize == 0 {
+		s.audioSize = 120
+	}
 	origin := moq.NewOrigin()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -100,12 +145,12 @@ func publishSynth(t testing.TB, s synthStream) *moq.Origin {
 			if key {
 				size = s.keySize
 			}
-			if err := tws[0].WriteFrame(sdk.Frame{PTS: v, Keyframe: key, Payload: synthVideo(key, size, frames)}); err != nil {
+			if err := tws[0].WriteFrame(sdk.Frame{PTS: v, Keyframe: key, Payload: s.videoFrame(key, size, frames)}); err != nil {
 				return err
 			}
 			frames++
 			for ; at < v+videoInterval; at += 20 * time.Millisecond {
-				if err := tws[1].WriteFrame(sdk.Frame{PTS: at, Keyframe: true, Payload: make([]byte, 120)}); err != nil {
+				if err := tws[1].WriteFrame(sdk.Frame{PTS: at, Keyframe: true, Payload: synthAudio(s.audioSize, int(at/time.Millisecond))}); err != nil {
 					return err
 				}
 			}
