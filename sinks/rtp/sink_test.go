@@ -256,14 +256,20 @@ func TestNothingToSend(t *testing.T) {
 }
 
 // TestSDPFile: the SDP file is written atomically when Run has its tracks,
-// with the IPv6 destination, and a second Run with the same tracks does
-// not write it again.
+// with the IPv6 destination the packets go to, and a second Run with the
+// same tracks does not write it again.
 func TestSDPFile(t *testing.T) {
 	origin := publishSynth(t, synthStream{gop: 30, keySize: 3000, frameSz: 300})
+	port := freePorts(t, 4)
+	conn, err := net.ListenUDP("udp6", &net.UDPAddr{IP: net.IPv6loopback, Port: port})
+	if err != nil {
+		t.Skipf("no IPv6 loopback here: %v", err)
+	}
+	video := listenUDP(t, conn)
 	file := filepath.Join(t.TempDir(), "out.sdp")
 	writes := 0
 	lb := &testkit.LogBuffer{}
-	sink := newSink(t, lb, Config{Dest: "[::1]:40000", SDPFile: file, OnSDP: func([]byte) { writes++ }})
+	sink := newSink(t, lb, Config{Dest: fmt.Sprintf("[::1]:%d", port), SDPFile: file, OnSDP: func([]byte) { writes++ }})
 	for run := range 2 {
 		stop := runSink(t, origin, "live/synth", sink)
 		ctx := testkit.Context(t, 10*time.Second)
@@ -280,14 +286,21 @@ func TestSDPFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"c=IN IP6 ::1\r\n", "m=video 40000 RTP/AVP 96\r\n", "a=rtpmap:96 H264/90000\r\n",
+	for _, want := range []string{"c=IN IP6 ::1\r\n", fmt.Sprintf("m=video %d RTP/AVP 96\r\n", port), "a=rtpmap:96 H264/90000\r\n",
 		"packetization-mode=1", "sprop-parameter-sets=Z0LADdkBQfsBEAAAAwAQAAADA8DxQqSA,aMuDyyA=",
-		"m=audio 40002 RTP/AVP 97\r\n", "a=rtpmap:97 opus/48000/2\r\n"} {
+		fmt.Sprintf("m=audio %d RTP/AVP 97\r\n", port+2), "a=rtpmap:97 opus/48000/2\r\n"} {
 		if !strings.Contains(string(b), want) {
 			t.Errorf("SDP lacks %q:\n%s", want, b)
 		}
 	}
 	if matches, _ := filepath.Glob(file + ".tmp*"); len(matches) > 0 {
 		t.Errorf("temporary files left: %v", matches)
+	}
+	ssrcs := map[uint32]bool{}
+	for _, p := range video.packets(t) {
+		ssrcs[p.SSRC] = true
+	}
+	if len(ssrcs) != 2 {
+		t.Errorf("video packets of %d SSRCs over IPv6, want one stream for each of the two Runs", len(ssrcs))
 	}
 }
