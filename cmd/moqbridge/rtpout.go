@@ -48,8 +48,9 @@ on once the broadcast is back.
 It exits 0 after Ctrl-C, --duration or the end of the broadcast if it sent
 anything, and with an error when nothing could be sent or the broadcast
 was lost with --reconnect=false.`,
-		Example: `  # to a player on this machine: write the SDP, start ffplay, then send
-  moqbridge rtp-out http://localhost:4443/ live/cam --dest 127.0.0.1:5004 --sdp cam.sdp
+		Example: `  # to a player on this machine: rtp-out writes cam.sdp and keeps sending;
+  # ffplay, started with it, shows the picture from the next keyframe
+  moqbridge rtp-out http://localhost:4443/ live/cam --dest 127.0.0.1:5004 --sdp cam.sdp &
   ffplay -protocol_whitelist file,udp,rtp cam.sdp
 
   # record what arrives (ffmpeg copies H.264 without B-frames, and Opus or AAC)
