@@ -24,7 +24,7 @@ func Register(reg *pipelines.Registry) error {
 			return fmt.Errorf("builtin: %w", err)
 		}
 	}
-	for _, k := range []pipelines.SinkKind{FMP4Sink(), RTMPSink(), MOQSink()} {
+	for _, k := range []pipelines.SinkKind{FMP4Sink(), RTMPSink(), MOQSink(), RTPSink()} {
 		if err := reg.AddSink(k); err != nil {
 			return fmt.Errorf("builtin: %w", err)
 		}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"reflect"
 	"slices"
@@ -176,30 +177,6 @@ func indent(s, prefix string) string {
 	return b.String()
 }
 
-// freeUDPPair returns a port P on loopback with P and P+1 both free for
-// UDP (an RTP port and its RTCP port).
-func freeUDPPair(t *testing.T) int {
-	t.Helper()
-	for range 50 {
-		a, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		port := a.LocalAddr().(*net.UDPAddr).Port
-		b, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port + 1})
-		a.Close()
-		if err == nil && port%2 == 0 {
-			b.Close()
-			return port
-		}
-		if err == nil {
-			b.Close()
-		}
-	}
-	t.Fatal("no free pair of UDP ports")
-	return 0
-}
-
 // opusSender sends 20 ms Opus packets to a port on loopback in real time
 // until stopped: a sender that comes and goes.
 type opusSender struct {
@@ -251,7 +228,7 @@ func (s *opusSender) send(ctx context.Context) error {
 func TestRTPSourceRestart(t *testing.T) {
 	ctx := testkit.Context(t, 60*time.Second)
 	dir := t.TempDir()
-	port := freeUDPPair(t)
+	port := freeUDPPorts(t, 2)
 	if err := os.WriteFile(filepath.Join(dir, "cam.sdp"), []byte(opusSDP(port)), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -302,5 +279,194 @@ pipelines:
 	files, err := filepath.Glob(filepath.Join(dir, "rec", "live", "cam", "*.mp4"))
 	if err != nil || len(files) != 2 {
 		t.Errorf("recordings %q (%v), want one per sender", files, err)
+	}
+}
+
+// TestRTPSinkOptions: the rtp sink's defaults, what its options refuse
+// and where, and its YAML keys.
+func TestRTPSinkOptions(t *testing.T) {
+	if got, want := RTPSink().Options(), (&RTPSinkOptions{TTL: 1, MTU: 1200, MaxDelay: 500 * time.Millisecond}); !reflect.DeepEqual(got, want) {
+		t.Errorf("defaults %+v, want %+v", got, want)
+	}
+	dir := t.TempDir()
+	opts := func(set func(*RTPSinkOptions)) *RTPSinkOptions {
+		return newOptions(t, RTPSink().Options, func(o *RTPSinkOptions) {
+			o.Dest = "127.0.0.1:5004"
+			if set != nil {
+				set(o)
+			}
+		})
+	}
+	cases := []struct {
+		name   string
+		opts   *RTPSinkOptions
+		fields []string // nil: valid
+		says   string
+	}{
+		{"dest", opts(nil), nil, ""},
+		{"everything", opts(func(o *RTPSinkOptions) {
+			o.Dest, o.SDPFile, o.TTL, o.MTU, o.Video, o.Audio = "[ff02::1]:6000", "out.sdp", 8, 1400, "video0", "audio1"
+		}), nil, ""},
+		{"multicast, absolute SDP", opts(func(o *RTPSinkOptions) { o.Dest, o.SDPFile = "239.0.0.1:5004", filepath.Join(dir, "o.sdp") }), nil, ""},
+		{"host name", opts(func(o *RTPSinkOptions) { o.Dest = "receiver.example:5004" }), nil, ""},
+		{"no dest", opts(func(o *RTPSinkOptions) { o.Dest = "" }), []string{"dest"}, "required"},
+		{"no port", opts(func(o *RTPSinkOptions) { o.Dest = "127.0.0.1" }), []string{"dest"}, "HOST:PORT"},
+		{"port 0", opts(func(o *RTPSinkOptions) { o.Dest = "127.0.0.1:0" }), []string{"dest"}, "1 to 65535"},
+		{"port too high", opts(func(o *RTPSinkOptions) { o.Dest = "127.0.0.1:65534" }), []string{"dest"}, "would pass 65535"},
+		{"unspecified", opts(func(o *RTPSinkOptions) { o.Dest = "0.0.0.0:5004" }), []string{"dest"}, "not an address to send to"},
+		{"limits", opts(func(o *RTPSinkOptions) { o.TTL, o.MTU, o.MaxDelay = 0, 100, 0 }), []string{"ttl", "mtu", "max_delay"}, ""},
+		{"missing directory", opts(func(o *RTPSinkOptions) { o.SDPFile = "no/such/dir/out.sdp" }), []string{"sdp_file"}, "does not exist"},
+		{"a directory", opts(func(o *RTPSinkOptions) { o.SDPFile = "." }), []string{"sdp_file"}, "is a directory"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			err := c.opts.ValidateDir(dir)
+			if got := fieldsOf(t, err); !slices.Equal(got, c.fields) {
+				t.Errorf("ValidateDir: %v; fields %q, want %q", err, got, c.fields)
+			}
+			if err != nil && !strings.Contains(err.Error(), c.says) {
+				t.Errorf("ValidateDir: %v, want it to say %q", err, c.says)
+			}
+		})
+	}
+	_, err := RTPSink().New(pipelines.SinkEnv{Dir: dir, Path: "x"}, opts(func(o *RTPSinkOptions) { o.Dest = "" }))
+	if !sdk.IsPermanent(err) {
+		t.Errorf("New without dest: %v, want a permanent error", err)
+	}
+
+	o := RTPSink().Options()
+	doc := "{dest: '239.1.2.3:5004', sdp_file: out.sdp, ttl: 4, mtu: 1400, video: v, audio: a, max_delay: 1s}"
+	dec := yaml.NewDecoder(strings.NewReader(doc))
+	dec.KnownFields(true)
+	if err := dec.Decode(o); err != nil {
+		t.Fatalf("%s: %v", doc, err)
+	}
+	if err := o.(pipelines.DirValidator).ValidateDir(dir); err != nil {
+		t.Errorf("%s: %v", doc, err)
+	}
+	if got := o.(*RTPSinkOptions); got.TTL != 4 || got.MaxDelay != time.Second || got.Video != "v" {
+		t.Errorf("decoded %+v", got)
+	}
+	checkTags(t, reflect.TypeOf(RTPSinkOptions{}))
+}
+
+// TestRTPSinkToFFmpeg: a YAML pipeline sends a looped clip (H.264 with
+// B-frames, AAC) through the rtp sink kind; ffmpeg opens the SDP the sink wrote (-protocol_whitelist
+// file,udp,rtp) and receives both tracks, which decode cleanly. The sink
+// reports itself sending while it runs.
+//
+// ffmpeg must listen before the first keyframe is sent, so the pipeline
+// runs once to write the SDP, and again, from the clip's start, once
+// ffmpeg has bound the ports the SDP names.
+func TestRTPSinkToFFmpeg(t *testing.T) {
+	testkit.NeedFFmpeg(t)
+	ctx := testkit.Context(t, 90*time.Second)
+	dir := t.TempDir()
+	port := freeUDPPorts(t, 4)
+	clipFile, err := filepath.Abs(filepath.Join(clipDir, clip))
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := writeConfig(t, dir, fmt.Sprintf(`
+server: {enabled: false}
+admin: {listen: ""}
+pipelines:
+  out:
+    source: {fmp4: {file: "%s", loop: true}}
+    path: demo
+    sinks:
+      - rtp: {dest: "127.0.0.1:%d", sdp_file: out.sdp}
+`, clipFile, port))
+	cfg, err := pipelines.Load(file, Registry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	sdpFile := filepath.Join(dir, "out.sdp")
+	lb := testLog(t)
+	runner := pipelines.NewRunner(Registry(), pipelines.RunnerOptions{Logger: lb.Logger()})
+	run := start(t, func(ctx context.Context) error { return runner.Run(ctx, cfg) })
+	waitFor(t, ctx, "the SDP file", func() bool { _, err := os.Stat(sdpFile); return err == nil })
+	if err := run.stop(); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	sdp, err := os.ReadFile(sdpFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{fmt.Sprintf("m=video %d RTP/AVP", port), fmt.Sprintf("m=audio %d RTP/AVP", port+2), "H264/90000", "MPEG4-GENERIC/"} {
+		if !strings.Contains(strings.ToUpper(string(sdp)), strings.ToUpper(want)) {
+			t.Errorf("the SDP lacks %q:\n%s", want, sdp)
+		}
+	}
+
+	out := filepath.Join(dir, "out.mkv")
+	received := ffmpeg(t, "-protocol_whitelist", "file,udp,rtp", "-i", sdpFile, "-t", "3",
+		"-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", "-y", out)
+	waitUDPBound(t, ctx, port, port+2)
+	runner = pipelines.NewRunner(Registry(), pipelines.RunnerOptions{Logger: lb.Logger()})
+	run = start(t, func(ctx context.Context) error { return runner.Run(ctx, cfg) })
+	if err := received.wait(t, 60*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if err := run.stop(); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	b, err := exec.CommandContext(ctx, "ffprobe", "-v", "error", "-show_entries", "stream=codec_name", "-of", "csv=p=0", out).CombinedOutput()
+	if got := strings.Join(strings.Fields(string(b)), ","); err != nil || got != "h264,aac" {
+		t.Fatalf("received streams %q (%v), want h264,aac", got, err)
+	}
+	if b, err := exec.CommandContext(ctx, "ffmpeg", "-v", "error", "-xerror", "-i", out, "-f", "null", "-").CombinedOutput(); err != nil || len(strings.TrimSpace(string(b))) > 0 {
+		t.Errorf("%s does not decode cleanly: %v\n%s", out, err, b)
+	}
+	for _, stream := range []string{"v:0", "a:0"} {
+		if ts := testkit.PacketTimes(t, ctx, out, stream); len(ts) < 2 || ts[len(ts)-1]-ts[0] < 2.5 {
+			t.Errorf("%s: %d packets (%v), want 3 s", stream, len(ts), ts)
+		}
+	}
+}
+
+// freeUDPPorts returns an even port P on loopback with P … P+n-1 free
+// for UDP.
+func freeUDPPorts(t *testing.T, n int) int {
+	t.Helper()
+	for range 50 {
+		c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := c.LocalAddr().(*net.UDPAddr).Port &^ 1
+		c.Close()
+		var held []*net.UDPConn
+		for i := range n {
+			h, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port + i})
+			if err != nil {
+				break
+			}
+			held = append(held, h)
+		}
+		for _, h := range held {
+			h.Close()
+		}
+		if len(held) == n {
+			return port
+		}
+	}
+	t.Fatal("no free UDP ports")
+	return 0
+}
+
+// waitUDPBound waits until something listens on the UDP ports of
+// loopback (binding them fails).
+func waitUDPBound(t *testing.T, ctx context.Context, ports ...int) {
+	t.Helper()
+	for _, p := range ports {
+		waitFor(t, ctx, fmt.Sprintf("UDP port %d bound", p), func() bool {
+			c, err := net.ListenPacket("udp4", fmt.Sprintf("127.0.0.1:%d", p))
+			if err != nil {
+				return true
+			}
+			c.Close()
+			return false
+		})
 	}
 }
