@@ -263,3 +263,102 @@ func TestServeRTPBanner(t *testing.T) {
 		t.Errorf("the banner lacks\n%s\nin\n%s", want, banner)
 	}
 }
+
+// rtpRunConfig is TestRunRTP's configuration: the rtp source kind with an
+// SDP file beside it, recorded into DIR/REC.
+const rtpRunConfig = `server: {listen: "127.0.0.1:PORT", tcp: "off"}
+admin: {listen: ""}
+pipelines:
+  cam:
+    source:
+      rtp: {sdp_file: cam.sdp, timeout: 2s}
+    path: live/cam
+    restart: {min: 100ms, max: 1s}
+    sinks: [fmp4: {dir: "REC"}]
+`
+
+// TestRunRTP runs "moqbridge run -c FILE" with a pipeline whose source is
+// rtp (sdp_file) and whose sink records to fMP4, while ffmpeg sends H.264
+// + Opus as hang-format.md §6.2 does: the recording grows, and is judged
+// clean. Reloads: adding a pipeline (which records the same broadcast)
+// leaves the rtp pipeline running untouched, its one file growing on;
+// changing the rtp pipeline's recording directory restarts it, its
+// sockets bound again without an error, and it receives the same sender
+// into a recording in the new directory. Every recording is clean, the
+// first one's audio and video starting together.
+func TestRunRTP(t *testing.T) {
+	testkit.MustHaveTools(t, "ffmpeg", "ffprobe")
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	defer cancel()
+	dir := t.TempDir()
+	port, rtpPort := freePort(t), freeUDPPorts(t, 4)
+	rtpSDP(t, dir, rtpPort)
+	config := func(rec, extra string) []byte {
+		return []byte(strings.NewReplacer("PORT", fmt.Sprint(port), "REC", rec).Replace(rtpRunConfig) + extra)
+	}
+	file := writeTestFile(t, dir, "moqbridge.yaml", config("rec1", ""))
+	p, banner := startWithBanner(t, ctx, nil, "run", "-c", file, "--watch", "0")
+	if !strings.Contains(banner, "  cam: rtp → live/cam → fmp4\n") {
+		t.Errorf("the banner does not summarise the pipeline:\n%s", banner)
+	}
+	rtpSender(t, ctx, rtpPort, 30)
+
+	var first string
+	waitFor(t, ctx, "the first recording", func() bool {
+		files := recordings(t, filepath.Join(dir, "rec1"))
+		if len(files) == 1 && fileSize(files[0]) > 50_000 {
+			first = files[0]
+			return true
+		}
+		return false
+	})
+
+	// Another pipeline: cam goes on untouched.
+	writeTestFile(t, dir, "moqbridge.yaml", config("rec1", "  copy:\n    from: live/cam\n    sinks: [fmp4: {dir: copy}]\n"))
+	before := fileSize(first)
+	_ = p.cmd.Process.Signal(syscall.SIGHUP)
+	p.stderr.WaitLog(t, 30*time.Second, `msg="configuration reloaded"`, "unchanged=[cam]", "started=[copy]")
+	waitFor(t, ctx, "the copy's recording", func() bool { return len(recordings(t, filepath.Join(dir, "copy"))) == 1 })
+	waitFor(t, ctx, "the first recording to grow", func() bool { return fileSize(first) > before+50_000 })
+	if files := recordings(t, filepath.Join(dir, "rec1")); len(files) != 1 {
+		t.Fatalf("recordings after adding a pipeline: %q, want %s alone", files, first)
+	}
+
+	// cam itself changes: it restarts, binding its ports again.
+	writeTestFile(t, dir, "moqbridge.yaml", config("rec2", "  copy:\n    from: live/cam\n    sinks: [fmp4: {dir: copy}]\n"))
+	_ = p.cmd.Process.Signal(syscall.SIGHUP)
+	p.stderr.WaitLog(t, 30*time.Second, `msg="configuration reloaded"`, "restarted=[cam]")
+	var second string
+	waitFor(t, ctx, "the recording in the new directory", func() bool {
+		files := recordings(t, filepath.Join(dir, "rec2"))
+		if len(files) == 1 && fileSize(files[0]) > 50_000 {
+			second = files[0]
+			return true
+		}
+		return false
+	})
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	if code := p.wait(t, ctx, "moqbridge run"); code != 0 {
+		t.Fatalf("moqbridge run exited %d after SIGTERM:\n%s", code, p.stderr.String())
+	}
+	logs := p.stderr.String()
+	for _, bad := range []string{"address already in use", "source failed"} {
+		if strings.Contains(logs, bad) {
+			t.Errorf("the log has %q:\n%s", bad, logs)
+		}
+	}
+	for _, f := range []string{first, second} {
+		v := testkit.CheckFMP4(t, f, "v:0")
+		a := testkit.CheckFMP4(t, f, "a:0")
+		t.Logf("%s: video %+v, audio %+v", f, v, a)
+		if v.Keyframes < 2 || a.Packets < 50 {
+			t.Errorf("%s: video %+v, audio %+v: want seconds of both", f, v, a)
+		}
+		checkFMP4Script(t, f)
+	}
+	vt := testkit.PacketTimes(t, ctx, first, "v:0")
+	at := testkit.PacketTimes(t, ctx, first, "a:0")
+	if len(vt) == 0 || len(at) == 0 || math.Abs(vt[0]-at[0]) > 1.0/30 {
+		t.Errorf("%s: video starts at %v, audio at %v: more than a frame apart", first, vt[:min(1, len(vt))], at[:min(1, len(at))])
+	}
+}
