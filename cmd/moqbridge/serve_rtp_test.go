@@ -155,7 +155,8 @@ func checkFMP4Script(t *testing.T, file string) {
 // recording that check-fmp4.sh judges clean, with both tracks, audio and
 // video aligned within a frame. ffmpeg then stops: the broadcast ends
 // after --rtp-timeout (record exits), and ffmpeg sending again makes it
-// live again on the same ports, where a second record finds it.
+// live again on the same ports, where a second record finds it. serve's
+// own recorder (--record) writes both broadcasts whole.
 func TestServeRTP(t *testing.T) {
 	testkit.MustHaveTools(t, "ffmpeg", "ffprobe")
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
@@ -163,7 +164,8 @@ func TestServeRTP(t *testing.T) {
 	dir := t.TempDir()
 	port, rtpPort := freePort(t), freeUDPPorts(t, 4)
 	sdp := rtpSDP(t, dir, rtpPort)
-	relay := startServe(t, ctx, port, "--tcp", "off", "--rtp-sdp", sdp, "--rtp-path", "live/cam", "--rtp-timeout", "1s")
+	recorded := filepath.Join(dir, "relay-recordings")
+	relay := startServe(t, ctx, port, "--tcp", "off", "--rtp-sdp", sdp, "--rtp-path", "live/cam", "--rtp-timeout", "1s", "--record", recorded)
 	url := fmt.Sprintf("moql://127.0.0.1:%d", port)
 
 	for round := 1; round <= 2; round++ {
@@ -200,6 +202,18 @@ func TestServeRTP(t *testing.T) {
 	relay.stop(t, syscall.SIGTERM)
 	if code := relay.cmd.ProcessState.ExitCode(); code != 0 {
 		t.Errorf("serve exited %d:\n%s", code, relay.stderr.String())
+	}
+	// serve's own recorder (--record) wrote each of the two broadcasts.
+	files := recordings(t, recorded)
+	if len(files) != 2 {
+		t.Fatalf("serve --record wrote %q, want a file per broadcast", files)
+	}
+	for _, f := range files {
+		if v := testkit.CheckFMP4(t, f, "v:0"); v.Packets < 150 {
+			t.Errorf("%s: %+v, want the 6 s ffmpeg sent", f, v)
+		}
+		testkit.CheckFMP4(t, f, "a:0")
+		checkFMP4Script(t, f)
 	}
 }
 
