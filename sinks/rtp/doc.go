@@ -26,7 +26,9 @@
 // RTCP: a sender report per stream right after its first packet, then
 // every second, and a last one with a BYE when the Run ends. The NTP and
 // RTP times of every report come from one mapping of media time to wall
-// clock shared by the streams, so receivers line audio and video up.
+// clock shared by the streams and fixed for the Run (skipping frames does
+// not move it), so receivers line audio and video up whichever reports
+// they take.
 //
 // The session description is written when Run has its tracks, before the
 // first packet: to Config.SDPFile through a temporary file and a rename,
