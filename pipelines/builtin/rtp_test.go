@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -469,4 +470,32 @@ func waitUDPBound(t *testing.T, ctx context.Context, ports ...int) {
 			return false
 		})
 	}
+}
+
+// FuzzRTPOptions: the rtp kinds' checks of addresses and of an inline
+// session description never panic, and an options value they pass builds
+// its source and sink.
+func FuzzRTPOptions(f *testing.F) {
+	for _, seed := range []struct{ addr, sdp string }{
+		{"127.0.0.1:5004", h264OpusSDP}, {"[::1]:5004", speexSDP}, {"0.0.0.0", opusSDP(5006)}, {":0", "v=0\n"},
+		{"239.0.0.1:65535", "m=video 0 RTP/AVP 96\n"}, {"h:x", ""}, {"[::1", "v=0\nm=audio 1 RTP/AVP 0\nc=IN IP6 ::1\n"},
+	} {
+		f.Add(seed.addr, seed.sdp)
+	}
+	f.Fuzz(func(t *testing.T, addr, sdp string) {
+		src := newOptions(t, RTPSource().Options, func(o *RTPSourceOptions) { o.SDP, o.Listen = sdp, []string{addr} })
+		if src.Validate() == nil {
+			if _, err := RTPSource().NewSource(pipelines.SourceEnv{Path: "x"}, src); err != nil {
+				t.Fatalf("valid options %+v: NewSource: %v", src, err)
+			}
+		}
+		sink := newOptions(t, RTPSink().Options, func(o *RTPSinkOptions) { o.Dest = addr })
+		if sink.Validate() == nil {
+			if _, err := netip.ParseAddrPort(addr); err == nil {
+				if _, err := RTPSink().New(pipelines.SinkEnv{Path: "x"}, sink); err != nil {
+					t.Fatalf("valid options %+v: New: %v", sink, err)
+				}
+			}
+		}
+	})
 }
