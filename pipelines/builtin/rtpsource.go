@@ -238,15 +238,16 @@ func (s *RTPSourceAdapter) Run(ctx context.Context, w *sdk.BroadcastWriter) erro
 // Source is the sources/rtp Source: its Session, Addrs and Stats.
 func (s *RTPSourceAdapter) Source() *rtp.Source { return s.src }
 
-// logStats logs each media's counters, at warning level when packets or
-// access units were lost.
+// logStats logs each media's counters, at warning level when packets were
+// lost or invalid (access units skipped alone are those before the first
+// keyframe of a sender joined mid-stream).
 func (s *RTPSourceAdapter) logStats() {
 	for i, st := range s.src.Stats() {
 		if st.Packets == 0 && st.Invalid == 0 {
 			continue
 		}
 		level := slog.LevelInfo
-		if st.Lost+st.Damaged+st.Skipped+st.Invalid > 0 {
+		if st.Lost+st.Damaged+st.Invalid > 0 {
 			level = slog.LevelWarn
 		}
 		s.log.Log(context.Background(), level, "rtp: media received", "media", s.src.Session().Medias[i].Describe(),
