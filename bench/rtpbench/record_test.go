@@ -62,8 +62,8 @@ type recordResult struct {
 
 // BenchmarkRTPRecord sends the clip with one ffmpeg over RTP (H.264 +
 // Opus, real time) to a UDP fan-out (a child process) that forwards every
-// datagram, RTP and RTCP, to two receivers recording at the same time
-// from the same SDP: (a) moqbridge in this process, sources/rtp published
+// datagram, RTP and RTCP, to receivers recording at the same time from
+// the same SDP: (a) moqbridge in this process, sources/rtp published
 // into an Origin through sdk.Publish and recorded by sinks/fmp4 through
 // sdk.Consume; (b) `ffmpeg -protocol_whitelist file,udp,rtp -i b.sdp -c
 // copy -f mp4 -movflags +frag_keyframe+empty_moov`; (c) `moqbridge run
@@ -75,6 +75,9 @@ type recordResult struct {
 // (testkit.CheckFMP4). One fixed run whatever b.N is.
 func BenchmarkRTPRecord(b *testing.B) {
 	testkit.NeedFFmpeg(b)
+	// The code this test binary was compiled from, as near to its build
+	// as can be: the work tree may move during the run.
+	rev := bench.Revision("../..")
 	spec := recordClip
 	if v := os.Getenv(SecondsEnv); v != "" {
 		n, err := strconv.Atoi(v)
@@ -103,7 +106,7 @@ func BenchmarkRTPRecord(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.Logf("code %s; clip %s: %d video, %d audio packets; load average before: %s",
-		bench.Revision("../.."), clip, inVideo, inAudio, loadAverage())
+		rev, clip, inVideo, inAudio, loadAverage())
 	b.ResetTimer()
 	res, err := recordRTP(ctx, clip, sdp, dir, bin)
 	b.StopTimer()
@@ -119,18 +122,20 @@ func BenchmarkRTPRecord(b *testing.B) {
 	b.ReportMetric(ratio, "moqbridge/ffmpeg-cpu")
 	b.ReportMetric(0, "ns/op")
 	recorders := []recorder{res.moqbridge, res.ffmpeg}
+	process := ""
 	if p := res.process; p != nil {
+		pRatio := p.cpu.Seconds() / res.ffmpeg.cpu.Seconds()
 		b.ReportMetric(perMin(p.cpu), "run-cpu-s/min")
-		b.ReportMetric(p.cpu.Seconds()/res.ffmpeg.cpu.Seconds(), "run/ffmpeg-cpu")
-		b.Logf("  %-34s %6.3f CPU-s/media-min, %.2f of ffmpeg's", p.name, perMin(p.cpu), p.cpu.Seconds()/res.ffmpeg.cpu.Seconds())
+		b.ReportMetric(pRatio, "run/ffmpeg-cpu")
+		process = fmt.Sprintf("  %-34s %6.3f CPU-s/media-min, %.2f of ffmpeg's\n", p.name, perMin(p.cpu), pRatio)
 		recorders = append(recorders, *p)
 	}
-	b.Logf("RTP → fMP4, %.2f media minutes, both receivers at once (wall %v, other load %.2f cores):\n"+
+	b.Logf("RTP → fMP4, %.2f media minutes, all receivers at once (wall %v, other load %.2f cores):\n"+
 		"  %-34s %6.3f CPU-s/media-min\n  %-34s %6.3f CPU-s/media-min\n"+
-		"  moqbridge / ffmpeg CPU: %.2f\n"+
+		"  moqbridge / ffmpeg CPU: %.2f\n%s"+
 		"  not counted: sending ffmpeg %.3f, fan-out %.3f CPU-s/media-min",
 		minutes, res.wall.Round(100*time.Millisecond), res.other.Seconds()/res.wall.Seconds(),
-		res.moqbridge.name, perMin(res.moqbridge.cpu), res.ffmpeg.name, perMin(res.ffmpeg.cpu), ratio,
+		res.moqbridge.name, perMin(res.moqbridge.cpu), res.ffmpeg.name, perMin(res.ffmpeg.cpu), ratio, process,
 		perMin(res.sender), perMin(res.fanout))
 	c := res.counts
 	b.Logf("sent (datagrams into the fan-out): video %d RTP + %d RTCP, audio %d RTP + %d RTCP; forwarded %d, send errors %d",
@@ -163,7 +168,6 @@ func BenchmarkRTPRecord(b *testing.B) {
 	}
 }
 
-// recordRTP runs the two receivers, the fan-out and the sender once.
 // moqbridgeBinary returns the binary of the process variant: BinaryEnv's,
 // or this module's command built into dir; "" when BinaryEnv is "off".
 func moqbridgeBinary(dir string) (string, error) {
@@ -267,6 +271,8 @@ func (c *child) kill() {
 	}
 }
 
+// recordRTP runs the receivers (moqbridge run only when bin is set), the
+// fan-out and the sender once.
 func recordRTP(ctx context.Context, clip, sdp, dir, bin string) (recordResult, error) {
 	var res recordResult
 	logs := &bench.TailBuffer{}
