@@ -93,17 +93,14 @@ func TestToken(t *testing.T) {
 	}
 }
 
-// TestDescription: the help promises only what exists: RTMP ingest and
-// restream, with RTP as coming; every command it names is there.
+// TestDescription: the help promises only what exists: RTMP and RTP
+// ingest, restream and RTP out; every command it names is there.
 func TestDescription(t *testing.T) {
 	root := newRootCommand()
-	if want := "MOQ Lite relay with RTMP ingest and restream, and fMP4 publish and record (RTP is coming)"; root.Short != want {
+	if want := "MOQ Lite relay with RTMP and RTP ingest, RTMP restream, RTP out, and fMP4 publish and record"; root.Short != want {
 		t.Errorf("short description %q, want %q", root.Short, want)
 	}
-	if !strings.Contains(root.Long, "The RTP adapters are coming.") {
-		t.Errorf("long description does not say RTP is coming:\n%s", root.Long)
-	}
-	for _, name := range []string{"serve", "publish", "record", "restream"} {
+	for _, name := range []string{"serve", "publish", "record", "restream", "rtp-out"} {
 		if c, _, err := root.Find([]string{name}); err != nil || c.Name() != name {
 			t.Errorf("the description names %q, which is not a command", name)
 		}

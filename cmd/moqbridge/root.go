@@ -18,13 +18,14 @@ func newRootCommand() *cobra.Command {
 	var logLevel string
 	root := &cobra.Command{
 		Use:   "moqbridge",
-		Short: "MOQ Lite relay with RTMP ingest and restream, and fMP4 publish and record (RTP is coming)",
+		Short: "MOQ Lite relay with RTMP and RTP ingest, RTMP restream, RTP out, and fMP4 publish and record",
 		Long: `moqbridge moves live media over MOQ Lite (Media over QUIC Lite) on QUIC,
 WebTransport and WebSocket: a relay (serve), fMP4 files, live fMP4 on stdin
 or a remote RTMP stream into a relay (publish), broadcasts from a relay into
 fMP4 files (record) and on to RTMP servers such as YouTube or Twitch
-(restream); "serve --rtmp" also ingests RTMP publishers (OBS, ffmpeg) into
-the relay. The RTP adapters are coming.
+(restream) and out as RTP with an SDP (rtp-out); "serve --rtmp" also
+ingests RTMP publishers (OBS, ffmpeg) into the relay, and "serve --rtp-sdp"
+an RTP sender (a camera, an encoder, ffmpeg) that an SDP describes.
 
 "moqbridge run -c FILE" runs every bridge a YAML file describes (the relay,
 RTMP ingest, pipelines from sources to sinks, /metrics) and reloads it when

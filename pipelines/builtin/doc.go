@@ -1,9 +1,11 @@
 // Package builtin registers the adapters moqbridge ships as kinds of a
 // pipelines.Registry: the sources fmp4 (a file, stdin or an HTTP stream),
 // rtmp (the publishes of one application of the shared RTMP listener),
-// rtmp_pull (a remote RTMP stream) and moq (a remote relay's broadcast, or
-// every broadcast under a prefix), and the sinks fmp4 (recording), rtmp
-// (restreaming) and moq (pushing to a remote relay).
+// rtmp_pull (a remote RTMP stream), rtp (an RTP sender an SDP describes),
+// moq (a remote relay's broadcast, or every broadcast under a prefix) and
+// demo (the embedded clip), and the sinks fmp4 (recording), rtmp
+// (restreaming), rtp (sending RTP with an SDP) and moq (pushing to a
+// remote relay).
 //
 // It owns each kind's options (their YAML keys, defaults and validation,
 // which are the configuration reference) and the small adapters between

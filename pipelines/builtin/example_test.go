@@ -14,8 +14,8 @@ func ExampleRegistry() {
 	fmt.Println("sources:", reg.SourceNames())
 	fmt.Println("sinks:", reg.SinkNames())
 	// Output:
-	// sources: [demo fmp4 moq rtmp rtmp_pull]
-	// sinks: [fmp4 moq rtmp]
+	// sources: [demo fmp4 moq rtmp rtmp_pull rtp]
+	// sinks: [fmp4 moq rtmp rtp]
 }
 
 // Register adds the built-in kinds to a registry that has others.

@@ -23,10 +23,10 @@ import (
 // a registry that has one of their names already.
 func TestRegistry(t *testing.T) {
 	reg := Registry()
-	if got, want := reg.SourceNames(), []string{"demo", "fmp4", "moq", "rtmp", "rtmp_pull"}; !slices.Equal(got, want) {
+	if got, want := reg.SourceNames(), []string{"demo", "fmp4", "moq", "rtmp", "rtmp_pull", "rtp"}; !slices.Equal(got, want) {
 		t.Errorf("sources %v, want %v", got, want)
 	}
-	if got, want := reg.SinkNames(), []string{"fmp4", "moq", "rtmp"}; !slices.Equal(got, want) {
+	if got, want := reg.SinkNames(), []string{"fmp4", "moq", "rtmp", "rtp"}; !slices.Equal(got, want) {
 		t.Errorf("sinks %v, want %v", got, want)
 	}
 	if err := Register(reg); err == nil {
