@@ -1,6 +1,10 @@
 package fmp4
 
 import (
+	"cmp"
+	"slices"
+	"time"
+
 	"github.com/moqbridge/moqbridge/internal/mp4"
 	"github.com/moqbridge/moqbridge/sdk"
 )
@@ -107,3 +111,89 @@ func parseFragment(m *movie, moof []byte, moofOff int64, moofHdr int, mdat []byt
 	}
 	return out, nil
 }
+
+// Bounds of a fragMerge's look-ahead, in media time and in samples.
+const (
+	mergeWindow     = 10 * time.Second
+	mergeMaxSamples = 1 << 16
+)
+
+// fragMerge writes the samples of a paced file's fragments in decode time
+// order across tracks. A fragment holds a run of samples per track, and
+// files cut for live streaming (ffmpeg's separate_moof, the demo clip)
+// put each track in its own fragment: a GOP of video, then the same
+// second of audio. Written in file order, a paced file would hand out the
+// video in real time and then a fragment's worth of audio at once, up to
+// a fragment late, which subscribers and real-time sinks (RTP) see as
+// audio in bursts.
+//
+// A sample is written once every track has a later one pending (its next
+// one cannot be earlier), once the samples pending span more than
+// mergeWindow or number more than mergeMaxSamples (a track that ended or
+// pauses), and at the end of the pass. Streams that are not paced are
+// written as they come: a live stream's fragments are as late as they
+// are.
+type fragMerge struct {
+	pending []fragSample // in decode time order, each track's order kept
+	// seen counts the samples pending per track of the movie (and any
+	// other seen); waiting is how many of those tracks have none pending.
+	seen    map[*trackInfo]int
+	waiting int
+}
+
+// add takes the samples of one fragment and writes those whose turn it
+// is.
+func (fm *fragMerge) add(m *movie, samples []fragSample, write func(fragSample) error) error {
+	if fm.seen == nil {
+		fm.seen = map[*trackInfo]int{}
+		for _, t := range m.tracks {
+			fm.seen[t] = 0
+		}
+		fm.waiting = len(fm.seen)
+	}
+	for _, s := range samples {
+		n, ok := fm.seen[s.t]
+		if ok && n == 0 {
+			fm.waiting--
+		}
+		fm.seen[s.t] = n + 1
+	}
+	fm.pending = append(fm.pending, samples...)
+	slices.SortStableFunc(fm.pending, func(a, b fragSample) int { return cmp.Compare(a.at(), b.at()) })
+	n := 0
+	for ; n < len(fm.pending) && !fm.mayWait(fm.pending[n:]); n++ {
+		s := fm.pending[n]
+		if err := write(s); err != nil {
+			return err
+		}
+		if fm.seen[s.t]--; fm.seen[s.t] == 0 {
+			fm.waiting++
+		}
+	}
+	fm.pending = slices.Delete(fm.pending, 0, n)
+	return nil
+}
+
+// mayWait reports whether the earliest of the samples pending may wait
+// for more fragments.
+func (fm *fragMerge) mayWait(rest []fragSample) bool {
+	if len(rest) > mergeMaxSamples || rest[len(rest)-1].at()-rest[0].at() > mergeWindow {
+		return false
+	}
+	return fm.waiting > 0
+}
+
+// flush writes every sample pending, at the end of a pass, and forgets
+// the tracks seen.
+func (fm *fragMerge) flush(write func(fragSample) error) error {
+	for _, s := range fm.pending {
+		if err := write(s); err != nil {
+			return err
+		}
+	}
+	*fm = fragMerge{}
+	return nil
+}
+
+// at is the sample's decode time.
+func (s fragSample) at() time.Duration { return ticks(s.dts, s.t.timescale) }

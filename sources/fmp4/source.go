@@ -108,6 +108,13 @@ type run struct {
 	// Per pass: earliest decode time and latest end time written.
 	passStart, passEnd time.Duration
 	passAny            bool
+	// merge orders the samples of a paced file's fragments across tracks.
+	merge fragMerge
+}
+
+// writeSample writes one sample of a fragment.
+func (ru *run) writeSample(s fragSample) error {
+	return ru.write(s.t, s.dts, s.cts, s.dur, s.key, s.data)
 }
 
 // Run implements sdk.Source. It returns nil at the end of the input (never
@@ -179,7 +186,7 @@ func (ru *run) pass(n int) error {
 			if m == nil {
 				return ErrNoTracks
 			}
-			return nil
+			return ru.merge.flush(ru.writeSample)
 		}
 		if err != nil {
 			return err
@@ -234,8 +241,14 @@ func (ru *run) pass(n int) error {
 			if err != nil {
 				return err
 			}
+			if ru.paced {
+				if err := ru.merge.add(m, samples, ru.writeSample); err != nil {
+					return err
+				}
+				break
+			}
 			for _, s := range samples {
-				if err := ru.write(s.t, s.dts, s.cts, s.dur, s.key, s.data); err != nil {
+				if err := ru.writeSample(s); err != nil {
 					return err
 				}
 			}

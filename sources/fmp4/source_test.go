@@ -494,3 +494,30 @@ func forEachFrameOpt(ctx context.Context, name string, opt Options, fn func(trac
 	s.tap = func(i int, _ *sdk.TrackWriter, f sdk.Frame) error { fn(i, f); return nil }
 	return s.Run(ctx, nil)
 }
+
+// TestFragmentInterleaved: a paced file whose fragments hold one track
+// each (a GOP of video, then the audio of the same half second, as
+// ffmpeg's separate_moof cuts them) hands out its samples in decode time
+// order across the tracks, so that audio comes with its video rather than
+// a fragment's worth at once after it.
+func TestFragmentInterleaved(t *testing.T) {
+	var last time.Duration
+	frames := map[int]int{}
+	err := forEachFrameOpt(testkit.Context(t, 30*time.Second), "h264_opus.mp4", Options{}, func(track int, fr sdk.Frame) {
+		d := fr.PTS
+		if fr.HasDTS {
+			d = fr.DTS
+		}
+		if d < last {
+			t.Errorf("track %d frame at %v after a frame at %v", track, d, last)
+		}
+		last = d
+		frames[track]++
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(frames) != 2 || frames[0] < 25 || frames[1] < 45 {
+		t.Fatalf("frames per track %v, want about 30 video and 50 audio", frames)
+	}
+}
