@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -124,9 +125,14 @@ func checkDest(dest string) error {
 	return nil
 }
 
-// RTPSink is the rtp sink kind: it sends each broadcast as RTP. Its sinks
-// implement pipelines.StatsReporter.
+// RTPSink is the rtp sink kind: it sends the pipeline's broadcast as RTP.
+// Its sinks implement pipelines.StatsReporter. A destination sends one
+// broadcast at a time: in a pipeline of many broadcasts ("from: live/*"),
+// the first to start holds it, and the sinks of the others wait (their
+// Run fails, transiently, naming the broadcast that holds it) rather than
+// mix their packets into the same ports.
 func RTPSink() pipelines.SinkKind {
+	dests := &destinations{byDest: map[string]string{}}
 	return pipelines.SinkKind{
 		Name:    "rtp",
 		Summary: "sends each broadcast as RTP over UDP (unicast or multicast) with its SDP, for ffplay, ffmpeg, GStreamer, VLC",
@@ -157,7 +163,7 @@ func RTPSink() pipelines.SinkKind {
 			if err != nil {
 				return nil, err
 			}
-			return &RTPSinkAdapter{sink: sink}, nil
+			return &RTPSinkAdapter{sink: sink, dests: dests, dest: o.Dest, path: env.Path}, nil
 		},
 	}
 }
@@ -167,6 +173,10 @@ func RTPSink() pipelines.SinkKind {
 type RTPSinkAdapter struct {
 	sink    *rtpsink.Sink
 	running atomic.Bool
+	// dests is the kind's table of destinations in use; dest and path
+	// this sink's.
+	dests      *destinations
+	dest, path string
 }
 
 var (
@@ -176,6 +186,11 @@ var (
 
 // Run implements sdk.Sink (see sinks/rtp's Sink.Run).
 func (s *RTPSinkAdapter) Run(ctx context.Context, r *sdk.BroadcastReader) error {
+	release, err := s.dests.claim(s.dest, s.path)
+	if err != nil {
+		return err
+	}
+	defer release()
 	s.running.Store(true)
 	defer s.running.Store(false)
 	return s.sink.Run(ctx, r)
@@ -195,4 +210,27 @@ func (s *RTPSinkAdapter) Counters() pipelines.SinkCounters {
 		DroppedGroups: st.DroppedGOPs,
 		Connected:     s.running.Load() && st.Packets > 0,
 	}
+}
+
+// destinations records which broadcast each destination of an rtp kind's
+// sinks is sending.
+type destinations struct {
+	mu     sync.Mutex
+	byDest map[string]string
+}
+
+// claim takes dest for the broadcast at path until release is called; it
+// fails while another broadcast holds dest.
+func (d *destinations) claim(dest, path string) (release func(), err error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if other, ok := d.byDest[dest]; ok {
+		return nil, fmt.Errorf("rtp: %s is sending the broadcast %s; an rtp sink sends one broadcast at a time (give each broadcast a pipeline with its own dest)", dest, other)
+	}
+	d.byDest[dest] = path
+	return func() {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		delete(d.byDest, dest)
+	}, nil
 }

@@ -130,9 +130,10 @@ const (
 // A sample is written once every track has a later one pending (its next
 // one cannot be earlier), once the samples pending span more than
 // mergeWindow or number more than mergeMaxSamples (a track that ended or
-// pauses), and at the end of the pass. Streams that are not paced are
-// written as they come: a live stream's fragments are as late as they
-// are.
+// pauses), and at the end of the pass. Only files are merged: reading
+// ahead in a file costs nothing, while a stream (paced or not) is written
+// as it comes, since its next fragment may be long in coming (a live
+// stream's fragments are as late as they are).
 type fragMerge struct {
 	pending []fragSample // in decode time order, each track's order kept
 	// seen counts the samples pending per track of the movie (and any

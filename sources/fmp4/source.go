@@ -241,7 +241,7 @@ func (ru *run) pass(n int) error {
 			if err != nil {
 				return err
 			}
-			if ru.paced {
+			if ru.paced && ru.seeker != nil {
 				if err := ru.merge.add(m, samples, ru.writeSample); err != nil {
 					return err
 				}
