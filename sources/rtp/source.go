@@ -278,19 +278,18 @@ func closeConns(cs []mediaConns) {
 	}
 }
 
-// datagram is one UDP payload received for a media.
-type datagram struct {
-	media int
-	data  []byte
-	from  netip.AddrPort
-	at    time.Time
-}
-
 // Run receives the media until ctx ends (nil), no packet came for the
 // timeout (a transient error: a returning sender is received by the next
 // Run), or writing fails. Tracks are added as their configuration becomes
 // known: at once when the SDP carries it, else at the first access unit
 // carrying it in band.
+//
+// Each socket's reader takes its datagrams through to the broadcast
+// itself, under the lock of the run's state; Run's own goroutine only
+// keeps the timer (the reorder window's deadlines and the timeout). A
+// datagram is then one wake-up of one goroutine, not also a hand-over to
+// another, and the timer is set again only when a deadline comes earlier
+// than the one it is set for, not per datagram.
 func (s *Source) Run(ctx context.Context, w *sdk.BroadcastWriter) error {
 	if err := s.Listen(); err != nil {
 		return err
@@ -311,26 +310,26 @@ func (s *Source) Run(ctx context.Context, w *sdk.BroadcastWriter) error {
 
 	tl := &timeline{}
 	gate := &trackGate{wait: s.cfg.TrackWait, w: w}
-	medias := make([]*media, len(s.sess.Medias))
+	run := &ingest{s: s, rearm: make(chan struct{}, 1)}
+	run.medias = make([]*media, len(s.sess.Medias))
 	for i, m := range s.sess.Medias {
 		md, err := newMedia(m, w, tl, s.cfg.ReorderWindow, s.counters[i], s.log)
 		if err != nil {
 			return err
 		}
 		md.gate = gate
-		medias[i] = md
+		run.medias[i] = md
 	}
-	gate.medias = medias
+	gate.medias = run.medias
 
-	in := make(chan datagram, 256)
-	readErr := make(chan error, 2*len(conns))
+	failed := make(chan error, 2*len(conns))
 	for i, c := range conns {
 		for _, uc := range []*net.UDPConn{c.rtp, c.rtcp} {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				if err := readLoop(ctx, uc, i, in); err != nil {
-					readErr <- err
+				if err := run.readLoop(ctx, uc, i); err != nil {
+					failed <- err
 				}
 			}()
 		}
@@ -338,50 +337,157 @@ func (s *Source) Run(ctx context.Context, w *sdk.BroadcastWriter) error {
 
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
-	var lastPacket time.Time
 	for {
-		next := time.Time{}
-		if !lastPacket.IsZero() {
-			next = lastPacket.Add(s.cfg.Timeout)
-		}
-		for _, md := range medias {
-			if d, ok := md.rb.deadline(); ok && (next.IsZero() || d.Before(next)) {
-				next = d
+		select {
+		case <-ctx.Done():
+			return nil
+		case err := <-failed:
+			return err
+		case <-run.rearm:
+		case now := <-timer.C:
+			if err := run.expire(now); err != nil {
+				return err
 			}
 		}
-		if !next.IsZero() {
+		if next, ok := run.arm(); ok {
 			timer.Reset(max(time.Until(next), 0))
 		} else {
 			timer.Reset(time.Hour)
 		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case err := <-readErr:
+	}
+}
+
+// ingest is the state of one Run: the medias, written by the socket
+// readers and by the timer's expiries under mu.
+type ingest struct {
+	s *Source
+
+	mu         sync.Mutex
+	medias     []*media
+	lastPacket time.Time // the latest RTP packet's arrival
+	// armed is the deadline the timer is set for, zero when none is. A
+	// reader that needs an earlier one sets it and signals rearm; a later
+	// one (the timeout, which moves with every packet) waits for the timer
+	// to fire early and be set again.
+	armed time.Time
+	rearm chan struct{}
+}
+
+// arm returns the next deadline, the earliest of the timeout and the
+// reorder buffers', and notes it as armed.
+func (run *ingest) arm() (time.Time, bool) {
+	run.mu.Lock()
+	defer run.mu.Unlock()
+	next := time.Time{}
+	if !run.lastPacket.IsZero() {
+		next = run.lastPacket.Add(run.s.cfg.Timeout)
+	}
+	for _, md := range run.medias {
+		if d, ok := md.rb.deadline(); ok && (next.IsZero() || d.Before(next)) {
+			next = d
+		}
+	}
+	run.armed = next
+	return next, !next.IsZero()
+}
+
+// expire releases what the reorder buffers held for their window by now,
+// and ends the run when no packet came for the timeout.
+func (run *ingest) expire(now time.Time) error {
+	run.mu.Lock()
+	defer run.mu.Unlock()
+	for _, md := range run.medias {
+		if err := md.expire(now); err != nil {
 			return err
-		case d := <-in:
-			md := medias[d.media]
-			if !s.allowed(md.m, d.from) {
-				md.c.invalid.Add(1)
+		}
+	}
+	if !run.lastPacket.IsZero() && now.Sub(run.lastPacket) >= run.s.cfg.Timeout {
+		return fmt.Errorf("rtp: no packets for %v", run.s.cfg.Timeout)
+	}
+	return nil
+}
+
+// datagram takes one datagram of a media that arrived at at. An RTP
+// packet keeps data (the reorder buffer and the frames refer to it).
+func (run *ingest) datagram(media int, data []byte, from netip.AddrPort, at time.Time) error {
+	run.mu.Lock()
+	defer run.mu.Unlock()
+	md := run.medias[media]
+	if !run.s.allowed(md.m, from) {
+		md.c.invalid.Add(1)
+		return nil
+	}
+	if isRTCP(data) {
+		md.rtcp(data, at)
+		return nil
+	}
+	run.lastPacket = at
+	if err := md.packet(data, at); err != nil {
+		return err
+	}
+	// The timer needs setting again only for a deadline earlier than the
+	// one it is set for: the first packet's timeout, or a packet held for
+	// the reorder window.
+	need := time.Time{}
+	if run.armed.IsZero() {
+		need = at.Add(run.s.cfg.Timeout)
+	}
+	if d, ok := md.rb.deadline(); ok && (need.IsZero() || d.Before(need)) {
+		need = d
+	}
+	if !need.IsZero() && (run.armed.IsZero() || need.Before(run.armed)) {
+		run.armed = need
+		select {
+		case run.rearm <- struct{}{}:
+		default: // signalled already
+		}
+	}
+	return nil
+}
+
+// udpReader reads the datagrams of a socket (see datagramReader).
+type udpReader interface {
+	ReadFromUDPAddrPort(b []byte) (int, netip.AddrPort, error)
+}
+
+// slabSize is the size of the blocks RTP datagrams are copied into: one
+// allocation per few dozen packets rather than one per packet. A block is
+// freed once nothing refers to any packet in it.
+const slabSize = 64 << 10
+
+// readLoop takes the datagrams of a socket through to the broadcast until
+// the socket is closed or taking one fails.
+func (run *ingest) readLoop(ctx context.Context, c *net.UDPConn, media int) error {
+	r := datagramReader(c)
+	buf := make([]byte, maxDatagram)
+	var slab []byte
+	for {
+		n, from, err := r.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) || ctx.Err() != nil {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
 				continue
 			}
-			if isRTCP(d.data) {
-				md.rtcp(d.data, d.at)
-				continue
+			return fmt.Errorf("rtp: receiving: %w", err)
+		}
+		at := time.Now()
+		data := buf[:n]
+		if !isRTCP(data) {
+			// Kept after this call: copied out of the read buffer into
+			// the current block, capped so that nothing appends over
+			// the next packet.
+			if cap(slab)-len(slab) < n {
+				slab = make([]byte, 0, max(slabSize, n))
 			}
-			lastPacket = d.at
-			if err := md.packet(d.data, d.at); err != nil {
-				return err
-			}
-		case now := <-timer.C:
-			for _, md := range medias {
-				if err := md.expire(now); err != nil {
-					return err
-				}
-			}
-			if !lastPacket.IsZero() && now.Sub(lastPacket) >= s.cfg.Timeout {
-				return fmt.Errorf("rtp: no packets for %v", s.cfg.Timeout)
-			}
+			off := len(slab)
+			slab = append(slab, data...)
+			data = slab[off:len(slab):len(slab)]
+		}
+		if err := run.datagram(media, data, from, at); err != nil {
+			return err
 		}
 	}
 }
@@ -417,31 +523,6 @@ func (md *media) rtcp(data []byte, at time.Time) {
 	for _, p := range pkts {
 		if sr, ok := p.(*rtcp.SenderReport); ok {
 			md.report(sr, at)
-		}
-	}
-}
-
-// readLoop passes the datagrams of a socket to in until the socket is
-// closed.
-func readLoop(ctx context.Context, c *net.UDPConn, media int, in chan<- datagram) error {
-	buf := make([]byte, maxDatagram)
-	for {
-		n, from, err := c.ReadFromUDPAddrPort(buf)
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) || ctx.Err() != nil {
-				return nil
-			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
-			}
-			return fmt.Errorf("rtp: receiving: %w", err)
-		}
-		d := datagram{media: media, data: append([]byte(nil), buf[:n]...), from: from, at: time.Now()}
-		select {
-		case in <- d:
-		case <-ctx.Done():
-			return nil
 		}
 	}
 }
