@@ -49,10 +49,23 @@
 // first keyframe. The tracks are added to the broadcast together, once all
 // are known or Config.TrackWait after the first packet, so that a sink
 // that starts at the first catalog (a recorder) sees every one; the frames
-// of the known ones are kept meanwhile. Frames are: H.264 and H.265 as
-// 4-byte length-prefixed NAL units with an avcC or hvcC (parameter sets
-// and delimiters left out), AV1 temporal units without temporal
-// delimiters, VP8 and VP9 frames, Opus packets, raw AAC access units and
-// G.711 samples (codec strings "ulaw" and "alaw", which MP4 recordings do
-// not carry).
+// of the known ones are kept meanwhile. When a video track is among the
+// tracks added together, every frame waits for the first video keyframe,
+// and the frames that end before it are dropped (counted as skipped): a
+// sender that was already running when the source started would
+// otherwise have its audio start up to a keyframe interval before its
+// video. Frames are: H.264 and H.265 as 4-byte length-prefixed NAL units
+// with an avcC or hvcC (parameter sets and delimiters left out), AV1
+// temporal units without temporal delimiters, VP8 and VP9 frames, Opus
+// packets, raw AAC access units and G.711 samples (codec strings "ulaw"
+// and "alaw", which MP4 recordings do not carry).
+//
+// # Receiving
+//
+// Each socket is read by its own goroutine, which takes a datagram all
+// the way to the broadcast under the lock of the run's state (on Linux
+// with raw recvfrom calls through the socket's poller, as sources/rtmp
+// reads TCP); Run's goroutine only keeps the timer of the reorder
+// windows and the timeout. RTP datagrams are copied into shared 64 KiB
+// blocks rather than one allocation each.
 package rtp

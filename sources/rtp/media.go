@@ -341,16 +341,42 @@ const (
 )
 
 // write writes a frame, or keeps it while the track gate holds the
-// track back; kept frames go first once the track is added.
+// track back or the broadcast's start is not known yet (trackGate
+// aligning); kept frames go first.
 func (md *media) write(f sdk.Frame) error {
-	if md.tw == nil {
-		if len(md.held) >= maxHeldFrames || md.heldBytes+len(f.Payload) > maxHeldBytes {
+	if len(md.held) >= maxHeldFrames || md.heldBytes+len(f.Payload) > maxHeldBytes {
+		if md.tw == nil {
 			md.c.skipped.Add(1)
 			md.needKey = md.dep.video()
 			return nil
 		}
-		md.held = append(md.held, f)
-		md.heldBytes += len(f.Payload)
+		// No video keyframe came while this many frames waited for
+		// one: they go as they are.
+		if err := md.gate.stopAligning(); err != nil {
+			return err
+		}
+	}
+	md.held = append(md.held, f)
+	md.heldBytes += len(f.Payload)
+	return md.flushHeld()
+}
+
+// flushHeld writes the held frames once the track is added and, when the
+// tracks are aligned, the broadcast's start is known; a video keyframe
+// held sets that start.
+func (md *media) flushHeld() error {
+	if md.tw == nil || len(md.held) == 0 {
+		return nil
+	}
+	if g := md.gate; g != nil && g.aligning {
+		if !md.dep.video() {
+			return nil
+		}
+		for _, h := range md.held {
+			if h.Keyframe {
+				return g.start(h.PTS)
+			}
+		}
 		return nil
 	}
 	for _, h := range md.held {
@@ -358,8 +384,50 @@ func (md *media) write(f sdk.Frame) error {
 			return err
 		}
 	}
-	md.held, md.heldBytes = nil, 0
-	return md.writeNow(f)
+	clear(md.held)
+	md.held, md.heldBytes = md.held[:0], 0
+	return nil
+}
+
+// heldEnd returns where held frame i ends: where the next one begins, or
+// for the last one as far after it as it is after the one before; a
+// frame alone has no known end (the maximum).
+func (md *media) heldEnd(i int) time.Duration {
+	switch {
+	case i+1 < len(md.held):
+		return md.held[i+1].PTS
+	case i > 0:
+		return 2*md.held[i].PTS - md.held[i-1].PTS
+	}
+	return time.Duration(1<<63 - 1)
+}
+
+// dropBefore drops the held frames that end before start: audio up to the
+// frame that covers it, video up to its first keyframe at or after it.
+func (md *media) dropBefore(start time.Duration) {
+	n := 0
+	if md.dep.video() {
+		for n < len(md.held) && !(md.held[n].Keyframe && md.held[n].PTS >= start) {
+			n++
+		}
+		if n == len(md.held) {
+			md.needKey = true
+		}
+	} else {
+		for n < len(md.held) && md.heldEnd(n) <= start {
+			n++
+		}
+	}
+	if n == 0 {
+		return
+	}
+	md.c.skipped.Add(uint64(n))
+	for _, h := range md.held[:n] {
+		md.heldBytes -= len(h.Payload)
+	}
+	kept := copy(md.held, md.held[n:])
+	clear(md.held[kept:])
+	md.held = md.held[:kept]
 }
 
 func (md *media) writeNow(f sdk.Frame) error {
@@ -376,11 +444,18 @@ func (md *media) writeNow(f sdk.Frame) error {
 // them all, where a track added a keyframe interval later would be left
 // out of its file.
 type trackGate struct {
-	open   bool
-	first  time.Time
-	wait   time.Duration
-	w      *sdk.BroadcastWriter
-	medias []*media
+	open bool
+	// aligning: the tracks were added together with a video track and no
+	// video keyframe was written yet. Every media's frames are held until
+	// one is; those that end before it are then dropped (counted as
+	// skipped), so that the tracks start together. A sender that was
+	// running when the source started otherwise has its audio start up to
+	// a keyframe interval before its video.
+	aligning bool
+	first    time.Time
+	wait     time.Duration
+	w        *sdk.BroadcastWriter
+	medias   []*media
 }
 
 // pass reports whether tracks may be added by now, adding the known ones
@@ -414,8 +489,43 @@ func (g *trackGate) pass(at time.Time) (bool, error) {
 	for i, md := range ready {
 		md.tw = ws[i]
 		md.log.Info("rtp: track added", "track", ws[i].Track().Name, "codec", ts[i].Codec)
+		if md.dep.video() {
+			g.aligning = true
+		}
 	}
 	return true, nil
+}
+
+// start ends the alignment at the first video keyframe, at pts: each
+// media's held frames that end before it are dropped and the rest
+// written (a media whose track is not added yet keeps them).
+func (g *trackGate) start(pts time.Duration) error {
+	g.aligning = false
+	for _, md := range g.medias {
+		md.dropBefore(pts)
+	}
+	for _, md := range g.medias {
+		if err := md.flushHeld(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// stopAligning gives up waiting for a video keyframe: every held frame
+// is written as it is.
+func (g *trackGate) stopAligning() error {
+	if g == nil || !g.aligning {
+		return nil
+	}
+	g.aligning = false
+	g.medias[0].log.Warn("rtp: no video keyframe came; the tracks start unaligned")
+	for _, md := range g.medias {
+		if err := md.flushHeld(); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // addTrack adds the media's track to the broadcast once its
