@@ -2,6 +2,7 @@ package bench
 
 import (
 	"bufio"
+	"context"
 	"os"
 	"os/exec"
 	"strconv"
@@ -79,4 +80,39 @@ func Revision(dir string) string {
 		rev += " (work tree modified: " + strings.Join(files, " ") + ")"
 	}
 	return rev
+}
+
+// ExitCPU is the CPU time (user + system) of a child process that has
+// exited, as wait4 reports it (0 for nil).
+func ExitCPU(ps *os.ProcessState) time.Duration {
+	if ps == nil {
+		return 0
+	}
+	return ps.UserTime() + ps.SystemTime()
+}
+
+// LoadAverage is the three load averages of /proc/loadavg ("" where there
+// is none), logged before a run as a note of what else the machine did.
+func LoadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return ""
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return ""
+	}
+	return strings.Join(f[:3], " ")
+}
+
+// Sleep waits for d, or until ctx ends (then it returns ctx.Err()).
+func Sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }

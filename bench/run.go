@@ -291,7 +291,7 @@ func (r *Run) Close() {
 
 // Measure lets the run warm up, then measures it for window.
 func (r *Run) Measure(ctx context.Context, warmup, window time.Duration) (Result, error) {
-	if err := sleep(ctx, warmup); err != nil {
+	if err := Sleep(ctx, warmup); err != nil {
 		return Result{}, err
 	}
 	relay0, err := r.relay.stats()
@@ -302,7 +302,7 @@ func (r *Run) Measure(ctx context.Context, warmup, window time.Duration) (Result
 	if err != nil {
 		return Result{}, err
 	}
-	err = sleep(ctx, window)
+	err = Sleep(ctx, window)
 	c1, lat, endErr := r.end()
 	if err = errors.Join(err, endErr); err != nil {
 		return Result{}, err
@@ -336,15 +336,4 @@ func (r *Run) end() (counterSnapshot, []time.Duration, error) {
 	}
 	c := r.c.snapshot()
 	return c, r.c.lat.stop(), nil
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }

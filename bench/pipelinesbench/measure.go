@@ -134,7 +134,7 @@ func Measure(ctx context.Context, cfg Config) (Result, error) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	if err := sleep(ctx, cfg.Warmup); err != nil {
+	if err := bench.Sleep(ctx, cfg.Warmup); err != nil {
 		return res, err
 	}
 
@@ -145,7 +145,7 @@ func Measure(ctx context.Context, cfg Config) (Result, error) {
 	before := scrape(m)
 	cpu0, busy0, began := bench.SelfCPU(), bench.MachineBusy(), time.Now()
 	for end := began.Add(cfg.Window); time.Now().Before(end); {
-		if err := sleep(ctx, min(time.Second, time.Until(end))); err != nil {
+		if err := bench.Sleep(ctx, min(time.Second, time.Until(end))); err != nil {
 			return res, err
 		}
 		res.Goroutines = max(res.Goroutines, runtime.NumGoroutine())
@@ -183,17 +183,6 @@ func Measure(ctx context.Context, cfg Config) (Result, error) {
 		return res, fmt.Errorf("the pipelines carried no media: %d frames recorded in the window, %d files%s", res.SinkFrames, res.Recordings, logs.Note("runner"))
 	}
 	return res, nil
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }
 
 // snapshot is what one scrape of /metrics says that Measure uses.
@@ -357,18 +346,4 @@ func memStatus() (rss, hwm uint64, err error) {
 		return 0, 0, errors.New("/proc/self/status: no VmRSS or VmHWM")
 	}
 	return rss, hwm, nil
-}
-
-// LoadAverage is the three load averages of /proc/loadavg ("" where there
-// is none).
-func LoadAverage() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return ""
-	}
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return ""
-	}
-	return strings.Join(f[:3], " ")
 }

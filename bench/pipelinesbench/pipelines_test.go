@@ -41,7 +41,7 @@ func BenchmarkPipelines(b *testing.B) {
 		b.Run(fmt.Sprintf("pipelines=%d", n), func(b *testing.B) {
 			ctx, cancel := context.WithTimeout(context.Background(), benchWarmup+benchWindow+2*time.Minute)
 			defer cancel()
-			b.Logf("code %s; %s, GOMAXPROCS %d; load average before: %s", bench.Revision("../.."), runtime.Version(), runtime.GOMAXPROCS(0), LoadAverage())
+			b.Logf("code %s; %s, GOMAXPROCS %d; load average before: %s", bench.Revision("../.."), runtime.Version(), runtime.GOMAXPROCS(0), bench.LoadAverage())
 			b.ResetTimer()
 			res, err := Measure(ctx, Config{Pipelines: n, Clip: abs, Dir: b.TempDir(), Warmup: benchWarmup, Window: benchWindow})
 			b.StopTimer()

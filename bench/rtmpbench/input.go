@@ -1,16 +1,16 @@
 package rtmpbench
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/moqbridge/moqbridge/bench"
 )
 
 // CacheEnv names the directory where the generated inputs are kept
@@ -67,43 +67,15 @@ func (s inputSpec) name() string {
 	return fmt.Sprintf("in-%dp%d-%dk-%ds-%s.flv", s.height, s.fps, s.videoKbps, s.seconds, hex.EncodeToString(sum[:4]))
 }
 
-// cacheDir is where inputs are kept (CacheEnv).
-func cacheDir() string {
-	if d := os.Getenv(CacheEnv); d != "" {
-		return d
-	}
-	if d, err := os.UserCacheDir(); err == nil {
-		return filepath.Join(d, "moqbridge-rtmpbench")
-	}
-	return filepath.Join(os.TempDir(), "moqbridge-rtmpbench")
-}
-
 // ensureInput returns the path of the stream, generating it with ffmpeg
 // if the cache does not hold it yet (a minute of 1080p takes about 40 s
 // of two cores).
 func ensureInput(s inputSpec) (string, error) {
-	dir := cacheDir()
-	path := filepath.Join(dir, s.name())
-	if _, err := os.Stat(path); err == nil {
-		return path, nil
+	path, took, err := bench.CachedFFmpeg(bench.CacheDir(CacheEnv, "moqbridge-rtmpbench"), s.name(), s.args)
+	if took > 0 {
+		fmt.Fprintf(os.Stderr, "rtmpbench: generated %s in %v\n", path, took.Round(time.Second))
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return "", err
-	}
-	tmp := path + ".tmp" + strconv.Itoa(os.Getpid()) + ".flv"
-	defer os.Remove(tmp)
-	cmd := exec.Command("ffmpeg", s.args(tmp)...)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	start := time.Now()
-	if err := cmd.Run(); err != nil {
-		return "", fmt.Errorf("generating %s: ffmpeg %s: %w\n%s", path, strings.Join(s.args(tmp), " "), err, out.String())
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return "", err
-	}
-	fmt.Fprintf(os.Stderr, "rtmpbench: generated %s in %v\n", path, time.Since(start).Round(time.Second))
-	return path, nil
+	return path, err
 }
 
 // streamPackets counts the packets of each stream of a media file with

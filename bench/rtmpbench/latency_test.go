@@ -34,7 +34,7 @@ func BenchmarkRTMPLatency(b *testing.B) {
 	defer serve.stop()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*latencyLength+time.Minute)
 	defer cancel()
-	b.Logf("%s; input %s (video only); load average before: %s", binaryNote(), in, loadAverage())
+	b.Logf("%s; input %s (video only); load average before: %s", binaryNote(), in, bench.LoadAverage())
 	b.ResetTimer()
 
 	st0, err := readProc(serve.pid())

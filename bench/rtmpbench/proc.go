@@ -79,29 +79,6 @@ func resetPeak(pid int) error {
 	return os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", pid), []byte("5"), 0)
 }
 
-// exitCPU is the CPU time (user + system) of a process that has exited:
-// utime + stime of its /proc stat, as wait4 reports them at its end.
-func exitCPU(ps *os.ProcessState) time.Duration {
-	if ps == nil {
-		return 0
-	}
-	return ps.UserTime() + ps.SystemTime()
-}
-
-// loadAverage is the first field of /proc/loadavg ("" where there is
-// none).
-func loadAverage() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return ""
-	}
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return ""
-	}
-	return strings.Join(f[:3], " ")
-}
-
 // listening reports whether something listens on TCP 127.0.0.1:port
 // (/proc/net/tcp), without connecting to it: ffmpeg -listen 1 accepts one
 // connection only.

@@ -46,7 +46,7 @@ func BenchmarkRTMPPublishers(b *testing.B) {
 	total := publisherRamp + publisherSettle + publisherWindow + publishers/liveBatch*liveCheck + 30*time.Second
 	ctx, cancel := context.WithTimeout(context.Background(), total+time.Minute)
 	defer cancel()
-	b.Logf("%s; input %s, %d publishers; load average before: %s", binaryNote(), in, publishers, loadAverage())
+	b.Logf("%s; input %s, %d publishers; load average before: %s", binaryNote(), in, publishers, bench.LoadAverage())
 	b.ResetTimer()
 
 	origin := moq.NewOrigin()

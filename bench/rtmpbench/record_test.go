@@ -89,7 +89,7 @@ func BenchmarkRTMPRecord(b *testing.B) {
 	}
 	out := b.TempDir()
 	b.Logf("%s; input %s: %d video, %d audio packets; -readrate %s; load average before: %s",
-		binaryNote(), in, inVideo, inAudio, rate, loadAverage())
+		binaryNote(), in, inVideo, inAudio, rate, bench.LoadAverage())
 	b.ResetTimer()
 
 	moqRun, err := recordMOQ(bin, in, rate, filepath.Join(out, "moq"))
@@ -205,7 +205,7 @@ func recordMOQ(bin, in, rate, dir string) (recordRun, error) {
 		return run, err
 	}
 	run.wall = time.Since(start)
-	run.procs = []procCost{{"serve", st.CPU, st.HWM}, {"record", exitCPU(rec.ProcessState), peak}}
+	run.procs = []procCost{{"serve", st.CPU, st.HWM}, {"record", bench.ExitCPU(rec.ProcessState), peak}}
 	run.push = push
 	run.other = bench.MachineBusy() - busy0 - (bench.SelfCPU() - self0) - run.cpu() - push.cpu
 	files := strings.Fields(recOut.String())
@@ -316,7 +316,7 @@ func recordFFmpeg(in, rate, file string) (recordRun, error) {
 		return run, fmt.Errorf("ffmpeg -listen: %w%s", werr, recErr.Note(""))
 	}
 	run.wall = time.Since(start)
-	run.procs = []procCost{{"-listen 1", exitCPU(rec.ProcessState), peak}}
+	run.procs = []procCost{{"-listen 1", bench.ExitCPU(rec.ProcessState), peak}}
 	run.push = push
 	run.other = bench.MachineBusy() - busy0 - (bench.SelfCPU() - self0) - run.cpu() - push.cpu
 	return run, nil
@@ -338,7 +338,7 @@ func pushFFmpeg(ctx context.Context, in, rate, url string) (procCost, error) {
 	if err != nil {
 		return procCost{}, fmt.Errorf("pushing ffmpeg: %w%s", err, out.Note(""))
 	}
-	return procCost{"push", exitCPU(push.ProcessState), peak}, nil
+	return procCost{"push", bench.ExitCPU(push.ProcessState), peak}, nil
 }
 
 // pushTime is how long pushing the input at rate takes (its minute of

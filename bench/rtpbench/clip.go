@@ -15,6 +15,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/moqbridge/moqbridge/bench"
 )
 
 // CacheEnv names the directory where the generated clips are kept between
@@ -59,34 +61,11 @@ func (s clipSpec) name() string {
 	return fmt.Sprintf("clip-%dp%d-%dk-%ds-%s.mkv", s.height, s.fps, s.videoKbps, s.seconds, hex.EncodeToString(sum[:4]))
 }
 
-// cacheDir is where clips are kept (CacheEnv).
-func cacheDir() string {
-	if d := os.Getenv(CacheEnv); d != "" {
-		return d
-	}
-	if d, err := os.UserCacheDir(); err == nil {
-		return filepath.Join(d, "moqbridge-rtpbench")
-	}
-	return filepath.Join(os.TempDir(), "moqbridge-rtpbench")
-}
-
 // ensureClip returns the path of the clip, encoding it with ffmpeg if the
 // cache does not hold it yet (20 s of 720p take a few seconds).
 func ensureClip(s clipSpec) (string, error) {
-	dir := cacheDir()
-	path := filepath.Join(dir, s.name())
-	if _, err := os.Stat(path); err == nil {
-		return path, nil
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return "", err
-	}
-	tmp := path + ".tmp" + strconv.Itoa(os.Getpid()) + ".mkv"
-	defer os.Remove(tmp)
-	if out, err := exec.Command("ffmpeg", s.args(tmp)...).CombinedOutput(); err != nil {
-		return "", fmt.Errorf("encoding %s: ffmpeg %s: %w\n%s", path, strings.Join(s.args(tmp), " "), err, out)
-	}
-	return path, os.Rename(tmp, path)
+	path, _, err := bench.CachedFFmpeg(bench.CacheDir(CacheEnv, "moqbridge-rtpbench"), s.name(), s.args)
+	return path, err
 }
 
 // senderArgs is the command line of the RTP sender (hang-format.md §6.2,
@@ -234,27 +213,4 @@ func streamPackets(path string) (video, audio int, err error) {
 		}
 	}
 	return video, audio, nil
-}
-
-// exitCPU is the CPU time (user + system) of a process that has exited,
-// as wait4 reports it.
-func exitCPU(ps *os.ProcessState) time.Duration {
-	if ps == nil {
-		return 0
-	}
-	return ps.UserTime() + ps.SystemTime()
-}
-
-// loadAverage is /proc/loadavg's first three fields ("" where there is
-// none).
-func loadAverage() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return ""
-	}
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return ""
-	}
-	return strings.Join(f[:3], " ")
 }

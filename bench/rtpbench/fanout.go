@@ -259,5 +259,5 @@ func (f *fanout) stop() (FanoutCounts, time.Duration) {
 	if err != nil {
 		c.SendErrors = ^uint64(0) // no counts: never taken for a clean run
 	}
-	return c, exitCPU(f.cmd.ProcessState)
+	return c, bench.ExitCPU(f.cmd.ProcessState)
 }

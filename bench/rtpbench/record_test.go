@@ -106,7 +106,7 @@ func BenchmarkRTPRecord(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.Logf("code %s; clip %s: %d video, %d audio packets; load average before: %s",
-		rev, clip, inVideo, inAudio, loadAverage())
+		rev, clip, inVideo, inAudio, bench.LoadAverage())
 	b.ResetTimer()
 	res, err := recordRTP(ctx, clip, sdp, dir, bin)
 	b.StopTimer()
@@ -260,7 +260,7 @@ func (c *child) interrupt() (cpu time.Duration, err error) {
 	if werr != nil && !isInterrupted(c.cmd.ProcessState) {
 		return 0, fmt.Errorf("%w%s", werr, c.stderr.Note(""))
 	}
-	return exitCPU(c.cmd.ProcessState), nil
+	return bench.ExitCPU(c.cmd.ProcessState), nil
 }
 
 // kill is for a run that failed.
@@ -370,7 +370,7 @@ func recordRTP(ctx context.Context, clip, sdp, dir, bin string) (recordResult, e
 		_, _ = waitBoth()
 		return res, fmt.Errorf("sending ffmpeg: %w%s", err, sendErr.Note(""))
 	}
-	res.sender = exitCPU(send.ProcessState)
+	res.sender = bench.ExitCPU(send.ProcessState)
 
 	// The fan-out has nothing left to forward once the loopback sockets
 	// drained; a moment later its counts are final.

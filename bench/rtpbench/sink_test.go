@@ -59,7 +59,7 @@ func BenchmarkRTPSink(b *testing.B) {
 		b.Run(fmt.Sprintf("sinks=%d", n), func(b *testing.B) {
 			ctx, cancel := context.WithTimeout(context.Background(), 2*sinkWindow+sinkWarmup+time.Minute)
 			defer cancel()
-			b.Logf("code %s; load average before: %s", rev, loadAverage())
+			b.Logf("code %s; load average before: %s", rev, bench.LoadAverage())
 			res, err := measureSinks(ctx, clip, n)
 			if err != nil {
 				b.Fatal(err)
@@ -140,11 +140,11 @@ func measureSinks(ctx context.Context, clip string, n int) (sinkResult, error) {
 	if _, err := sdk.WaitBroadcast(ctx, origin, sinkPath, 10*time.Second); err != nil {
 		return res, fmt.Errorf("the clip's broadcast: %w", err)
 	}
-	if err := sleep(ctx, sinkWarmup); err != nil {
+	if err := bench.Sleep(ctx, sinkWarmup); err != nil {
 		return res, err
 	}
 	cpu0, start := bench.SelfCPU(), time.Now()
-	if err := sleep(ctx, sinkWindow); err != nil {
+	if err := bench.Sleep(ctx, sinkWindow); err != nil {
 		return res, err
 	}
 	res.baseline = time.Duration(float64(bench.SelfCPU()-cpu0) * float64(sinkWindow) / float64(time.Since(start)))
@@ -163,7 +163,7 @@ func measureSinks(ctx context.Context, clip string, n int) (sinkResult, error) {
 			}
 		})
 	}
-	if err := sleep(ctx, sinkWarmup); err != nil {
+	if err := bench.Sleep(ctx, sinkWarmup); err != nil {
 		return res, err
 	}
 	sum := func() rtpsink.Stats {
@@ -181,7 +181,7 @@ func measureSinks(ctx context.Context, clip string, n int) (sinkResult, error) {
 	}
 	before, busy0 := sum(), bench.MachineBusy()
 	cpu0, start = bench.SelfCPU(), time.Now()
-	if err := sleep(ctx, sinkWindow); err != nil {
+	if err := bench.Sleep(ctx, sinkWindow); err != nil {
 		return res, err
 	}
 	res.cpu, res.wall = bench.SelfCPU()-cpu0, time.Since(start)
@@ -210,15 +210,4 @@ func measureSinks(ctx context.Context, clip string, n int) (sinkResult, error) {
 		res.received += d
 	}
 	return res, nil
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }
