@@ -1,78 +1,28 @@
 package rtmp
 
 import (
-	"fmt"
 	"log/slog"
-	"strings"
 
 	"github.com/moqbridge/moqbridge/sdk"
 )
 
 // pick chooses the tracks to send, video first: Config.Video and
-// Config.Audio by name, or else the best of each kind that can be sent.
-// Every other track is logged as not sent, with the reason. It fails with
-// a permanent error when nothing can be sent or a named track is missing.
+// Config.Audio by name, or else the best of each kind that can be sent
+// (sdk.ChooseTracks). Every other track is logged as not sent, with the
+// reason. It fails with a permanent error when nothing can be sent or a
+// named track is missing.
 func (s *Sink) pick(log *slog.Logger, all []sdk.Track) ([]*outTrack, error) {
-	var videos, audios []*outTrack
-	for _, t := range all {
-		o, err := newOutTrack(t)
-		if err != nil {
-			log.Warn("rtmp: track not sent: "+err.Error(), "track", t.Name, "codec", t.Codec)
-			continue
-		}
-		if o.video() {
-			videos = append(videos, o)
-		} else {
-			audios = append(audios, o)
-		}
-	}
-	video, err := choose(videos, s.cfg.Video, "video", betterVideo)
-	if err != nil {
-		return nil, err
-	}
-	audio, err := choose(audios, s.cfg.Audio, "audio", betterAudio)
-	if err != nil {
-		return nil, err
-	}
-	var out []*outTrack
-	for _, o := range []*outTrack{video, audio} {
-		if o != nil {
-			out = append(out, o)
-		}
-	}
-	for _, o := range append(videos, audios...) {
-		if o != video && o != audio {
-			log.Info("rtmp: track not sent: RTMP gets one video and one audio track", "track", o.t.Name, "codec", o.t.Codec)
-		}
-	}
-	if len(out) == 0 {
-		names := make([]string, len(all))
-		for i, t := range all {
-			names[i] = t.Codec
-		}
-		return nil, sdk.Permanent(fmt.Errorf("rtmp: no track can be sent (codecs: %s; supported: H.264, H.265, AV1, VP9, AAC, Opus)", strings.Join(names, ", ")))
-	}
-	return out, nil
-}
-
-// choose returns the track named name, or the best by better when name
-// is empty (nil when there is none).
-func choose(ts []*outTrack, name, kind string, better func(a, b *outTrack) bool) (*outTrack, error) {
-	if name != "" {
-		for _, o := range ts {
-			if o.t.Name == name {
-				return o, nil
-			}
-		}
-		return nil, sdk.Permanent(fmt.Errorf("rtmp: no %s track %q that can be sent", kind, name))
-	}
-	var best *outTrack
-	for _, o := range ts {
-		if best == nil || better(o, best) {
-			best = o
-		}
-	}
-	return best, nil
+	return sdk.ChooseTracks(log, all, sdk.TrackChoice[*outTrack]{
+		Sink:        "rtmp",
+		Video:       s.cfg.Video,
+		Audio:       s.cfg.Audio,
+		Map:         newOutTrack,
+		Track:       func(o *outTrack) sdk.Track { return o.t },
+		BetterVideo: betterVideo,
+		BetterAudio: betterAudio,
+		OneEach:     "RTMP gets one video and one audio track",
+		Supported:   "H.264, H.265, AV1, VP9, AAC, Opus",
+	})
 }
 
 // betterVideo prefers more pixels, then legacy FLV (H.264).

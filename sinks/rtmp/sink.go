@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/url"
@@ -200,14 +199,8 @@ func (s *Sink) Run(ctx context.Context, r *sdk.BroadcastReader) error {
 	if p := r.Path(); p != "" {
 		log = log.With("path", p)
 	}
-	if err := r.WaitTracks(ctx, catalogSettle); err != nil {
-		if ctx.Err() != nil {
-			return nil
-		}
-		if !endedCleanly(err) {
-			return fmt.Errorf("%w: %w", ErrSourceLost, err)
-		}
-		return fmt.Errorf("rtmp: %w", err)
+	if ok, err := r.WaitSinkTracks(ctx, catalogSettle, "rtmp", ErrSourceLost); !ok {
+		return err
 	}
 	tracks, err := s.pick(log, r.Tracks())
 	if err != nil {
@@ -294,7 +287,7 @@ func (s *Sink) read(ctx context.Context, log *slog.Logger, il *sdk.Interleaver, 
 		}
 		o := tracks[it.Track]
 		if it.Err != nil {
-			if !endedCleanly(it.Err) && lost == nil {
+			if !sdk.Ended(it.Err) && lost == nil {
 				log.Warn("rtmp: track ended with an error", "track", o.t.Name, "err", it.Err)
 				lost = fmt.Errorf("track %q: %w", o.t.Name, it.Err)
 			}
@@ -307,10 +300,4 @@ func (s *Sink) read(ctx context.Context, log *slog.Logger, il *sdk.Interleaver, 
 				"dropped_gops", g, "dropped_frames", f, "queue_limit", s.cfg.MaxQueueDelay)
 		}
 	}
-}
-
-// endedCleanly reports whether a track or catalog error is the normal end
-// of the broadcast.
-func endedCleanly(err error) bool {
-	return errors.Is(err, io.EOF) || errors.Is(err, moq.ErrClosed)
 }

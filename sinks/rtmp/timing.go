@@ -69,7 +69,7 @@ func (c *clock) decodeTime(i int, o *outTrack, f *sdk.Frame, nalus [][]byte) tim
 	}
 	au := nalus
 	if f.Keyframe {
-		au = append(o.paramSets(), nalus...)
+		au = append(o.ps.ConfigSets(), nalus...)
 	}
 	ticks, err := extract(d, au, f.PTS)
 	if err != nil {
@@ -112,25 +112,4 @@ func (c *clock) times(i int, pts, dts time.Duration) (p, d time.Duration, ok boo
 	p = max(p, d)
 	c.last[i], c.sent[i] = d, true
 	return p, d, true
-}
-
-// paramSets returns the parameter sets of an H.264 or H.265 track's
-// current decoder configuration (VPS, SPS, PPS), nil if it has none.
-func (o *outTrack) paramSets() [][]byte {
-	cfg := o.ps.DecoderConfig()
-	if cfg == nil {
-		return nil
-	}
-	if o.codec == codecH264 {
-		c, err := sdk.ParseAVCConfig(cfg)
-		if err != nil {
-			return nil
-		}
-		return append(append([][]byte(nil), c.SPS...), c.PPS...)
-	}
-	c, err := sdk.ParseHEVCConfig(cfg)
-	if err != nil {
-		return nil
-	}
-	return append(append(append([][]byte(nil), c.VPS...), c.SPS...), c.PPS...)
 }

@@ -92,9 +92,7 @@ func newOutTrack(t sdk.Track) (*outTrack, error) {
 		}
 	case "av01":
 		o.codec = codecAV1
-		if c, err := sdk.ParseAV1Config(t.DecoderConfig); err == nil {
-			o.av1Seq = findSequenceHeader(c.ConfigOBUs)
-		}
+		o.av1Seq = sdk.AV1SequenceHeader(t.DecoderConfig)
 	case "vp09":
 		o.codec = codecVP9
 	case "mp4a":
@@ -281,24 +279,6 @@ func unmarshalAV1(bs *av1.Bitstream, b []byte) (err error) {
 	}()
 	if err := bs.Unmarshal(b); err != nil {
 		return fmt.Errorf("AV1 temporal unit: %w", err)
-	}
-	return nil
-}
-
-// findSequenceHeader returns the sequence header OBU among the configOBUs
-// of an av1C, without its size field, or nil.
-func findSequenceHeader(b []byte) []byte {
-	if len(b) == 0 {
-		return nil
-	}
-	var bs av1.Bitstream
-	if unmarshalAV1(&bs, b) != nil {
-		return nil
-	}
-	for _, obu := range bs {
-		if av1.OBUType((obu[0]>>3)&0xf) == av1.OBUTypeSequenceHeader {
-			return obu
-		}
 	}
 	return nil
 }

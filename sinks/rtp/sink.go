@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -242,14 +241,8 @@ func (s *Sink) Run(ctx context.Context, r *sdk.BroadcastReader) error {
 	if p := r.Path(); p != "" {
 		log = log.With("path", p)
 	}
-	if err := r.WaitTracks(ctx, catalogSettle); err != nil {
-		if ctx.Err() != nil {
-			return nil
-		}
-		if !endedCleanly(err) {
-			return fmt.Errorf("%w: %w", ErrSourceLost, err)
-		}
-		return fmt.Errorf("rtp: %w", err)
+	if ok, err := r.WaitSinkTracks(ctx, catalogSettle, "rtp", ErrSourceLost); !ok {
+		return err
 	}
 	tracks, err := s.pick(log, r.Tracks())
 	if err != nil {
@@ -368,7 +361,7 @@ func (s *Sink) read(ctx context.Context, log *slog.Logger, il *sdk.Interleaver, 
 		}
 		o := tracks[it.Track]
 		if it.Err != nil {
-			if !endedCleanly(it.Err) && lost == nil {
+			if !sdk.Ended(it.Err) && lost == nil {
 				log.Warn("rtp: track ended with an error", "track", o.t.Name, "err", it.Err)
 				lost = fmt.Errorf("track %q: %w", o.t.Name, it.Err)
 			}
@@ -382,10 +375,4 @@ func (s *Sink) read(ctx context.Context, log *slog.Logger, il *sdk.Interleaver, 
 		key := it.Frame.Keyframe && (o.video() || !hasVideo)
 		q.push(item{track: it.Track, f: it.Frame, t: t, key: key})
 	}
-}
-
-// endedCleanly reports whether a track or catalog error is the normal end
-// of the broadcast.
-func endedCleanly(err error) bool {
-	return errors.Is(err, io.EOF) || errors.Is(err, moq.ErrClosed)
 }

@@ -112,9 +112,7 @@ func newOutTrack(t sdk.Track, pt uint8) (*outTrack, error) {
 	case "av01":
 		o.codec = codecAV1
 		o.format = &format.AV1{PayloadTyp: pt}
-		if c, err := sdk.ParseAV1Config(t.DecoderConfig); err == nil {
-			o.av1Seq = findSequenceHeader(c.ConfigOBUs)
-		}
+		o.av1Seq = sdk.AV1SequenceHeader(t.DecoderConfig)
 	case "vp8":
 		o.codec = codecVP8
 		o.format = &format.VP8{PayloadTyp: pt}
@@ -204,37 +202,19 @@ func (o *outTrack) newPacketizer(maxPayload int) (packetizer, uint32, error) {
 		if err := e.Init(); err != nil {
 			return nil, 0, err
 		}
-		return func(o *outTrack, b []byte, key bool) ([]*rtp.Packet, error) {
-			nalus, err := o.nalUnits(b, key)
-			if err != nil {
-				return nil, err
-			}
-			return e.Encode(nalus)
-		}, *e.SSRC, nil
+		return splitEncoder((*outTrack).nalUnits, e.Encode), *e.SSRC, nil
 	case codecH265:
 		e := &rtph265.Encoder{PayloadType: pt, PayloadMaxSize: maxPayload}
 		if err := e.Init(); err != nil {
 			return nil, 0, err
 		}
-		return func(o *outTrack, b []byte, key bool) ([]*rtp.Packet, error) {
-			nalus, err := o.nalUnits(b, key)
-			if err != nil {
-				return nil, err
-			}
-			return e.Encode(nalus)
-		}, *e.SSRC, nil
+		return splitEncoder((*outTrack).nalUnits, e.Encode), *e.SSRC, nil
 	case codecAV1:
 		e := &rtpav1.Encoder{PayloadType: pt, PayloadMaxSize: maxPayload}
 		if err := e.Init(); err != nil {
 			return nil, 0, err
 		}
-		return func(o *outTrack, b []byte, key bool) ([]*rtp.Packet, error) {
-			obus, err := o.obus(b, key)
-			if err != nil {
-				return nil, err
-			}
-			return e.Encode(obus)
-		}, *e.SSRC, nil
+		return splitEncoder((*outTrack).obus, e.Encode), *e.SSRC, nil
 	case codecVP8:
 		e := &rtpvp8.Encoder{PayloadType: pt, PayloadMaxSize: maxPayload}
 		if err := e.Init(); err != nil {
@@ -281,6 +261,18 @@ func (o *outTrack) newPacketizer(maxPayload int) (packetizer, uint32, error) {
 	}
 }
 
+// splitEncoder is the packetizer of a format whose encoder takes a frame
+// split into parts (NAL units, OBUs) by split.
+func splitEncoder(split func(o *outTrack, b []byte, key bool) ([][]byte, error), encode func([][]byte) ([]*rtp.Packet, error)) packetizer {
+	return func(o *outTrack, b []byte, key bool) ([]*rtp.Packet, error) {
+		parts, err := split(o, b, key)
+		if err != nil {
+			return nil, err
+		}
+		return encode(parts)
+	}
+}
+
 // nalUnits splits an H.264 or H.265 frame into the NAL units to send:
 // access unit delimiters are left out, and a keyframe starts with the
 // parameter sets (from the DecoderConfig, or its own in band), so that a
@@ -315,32 +307,11 @@ func (o *outTrack) nalUnits(b []byte, key bool) ([][]byte, error) {
 		_, _ = o.ps.Update(keep) // Annex B: follow the parameter sets in band
 	}
 	if key && !hasParams {
-		if sets := o.paramSets(); len(sets) > 0 {
+		if sets := o.ps.ConfigSets(); len(sets) > 0 {
 			keep = append(sets, keep...)
 		}
 	}
 	return keep, nil
-}
-
-// paramSets returns the parameter sets of the track's current decoder
-// configuration (VPS, SPS, PPS), nil if it has none.
-func (o *outTrack) paramSets() [][]byte {
-	cfg := o.ps.DecoderConfig()
-	if cfg == nil {
-		return nil
-	}
-	if o.codec == codecH264 {
-		c, err := sdk.ParseAVCConfig(cfg)
-		if err != nil {
-			return nil
-		}
-		return append(append([][]byte(nil), c.SPS...), c.PPS...)
-	}
-	c, err := sdk.ParseHEVCConfig(cfg)
-	if err != nil {
-		return nil
-	}
-	return append(append(append([][]byte(nil), c.VPS...), c.SPS...), c.PPS...)
 }
 
 // obus splits an AV1 temporal unit into the OBUs RTP carries (RFC 9628:
@@ -385,24 +356,6 @@ func unmarshalAV1(bs *av1.Bitstream, b []byte) (err error) {
 	for _, obu := range *bs {
 		if len(obu) == 0 {
 			return errors.New("AV1 temporal unit: empty OBU")
-		}
-	}
-	return nil
-}
-
-// findSequenceHeader returns the sequence header OBU among the configOBUs
-// of an av1C, without its size field, or nil.
-func findSequenceHeader(b []byte) []byte {
-	if len(b) == 0 {
-		return nil
-	}
-	var bs av1.Bitstream
-	if unmarshalAV1(&bs, b) != nil {
-		return nil
-	}
-	for _, obu := range bs {
-		if av1.OBUType((obu[0]>>3)&0xf) == av1.OBUTypeSequenceHeader {
-			return obu
 		}
 	}
 	return nil
