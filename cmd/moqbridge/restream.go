@@ -11,7 +11,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/moqbridge/moqbridge/internal/rtmpurl"
-	"github.com/moqbridge/moqbridge/moq"
 	"github.com/moqbridge/moqbridge/protocol"
 	"github.com/moqbridge/moqbridge/sdk"
 	rtmpsink "github.com/moqbridge/moqbridge/sinks/rtmp"
@@ -106,50 +105,26 @@ was lost with --reconnect=false, or after --rtmp-give-up.`,
 }
 
 // restream publishes the broadcast at path, found through the relay at
-// url, to the RTMP server until ctx ends (--duration, Ctrl-C), the
-// broadcast ends, or the sink gives up. When the relay or the publisher
-// goes away it waits for the broadcast to come back and goes on (unless
-// --reconnect=false). It fails when nothing was sent.
+// url, to the RTMP server with sink (see sendLive); it gives up as the
+// sink does (--rtmp-give-up).
 func restream(ctx context.Context, url, path, rtmpURL string, duration, wait time.Duration, reconnect bool, sink *rtmpsink.Sink, opts []protocol.DialOption) error {
-	began := time.Now()
-	client, consume, err := connectConsumer(ctx, url, path, duration, opts)
-	if client == nil {
-		return err
-	}
-	defer consume.Close()
-	defer client.Close()
-	defer func() {
-		st := sink.Stats()
-		slog.Info("restream: done", "frames", st.Frames, "bytes", st.Bytes, "connections", st.Connections,
-			"dropped_gops", st.DroppedGOPs, "unsent", st.Unsent)
-	}()
-	nothing := func(why string) error {
-		if sink.Stats().Frames > 0 {
-			return nil
-		}
-		return fmt.Errorf("nothing was sent to %s: %s", rtmpurl.Redact(rtmpURL), why)
-	}
-	for first := true; ; first = false {
-		b, err := nextBroadcast(ctx, client, consume, path, first, wait, began, nothing)
-		if b == nil {
-			return err
-		}
-		// A restream is live: it starts at the group being sent now.
-		err = sdk.RunSinkFrom(ctx, b, path, sink, moq.FromLatest)
-		switch {
-		case ctx.Err() != nil:
-			return nothing("the RTMP server did not take the broadcast (see the log)")
-		case errors.Is(err, rtmpsink.ErrSourceLost):
-			if !reconnect {
-				return fmt.Errorf("lost broadcast %q after %s: %w", path, time.Since(began).Round(time.Second), explain(err))
+	dest := rtmpurl.Redact(rtmpURL)
+	return sendLive(ctx, url, path, duration, wait, reconnect, opts, liveSink{
+		command: "restream",
+		sink:    sink,
+		lost:    rtmpsink.ErrSourceLost,
+		dest:    dest,
+		stopped: "the RTMP server did not take the broadcast (see the log)",
+		stats: func() (uint64, []any) {
+			st := sink.Stats()
+			return st.Frames, []any{"frames", st.Frames, "bytes", st.Bytes, "connections", st.Connections,
+				"dropped_gops", st.DroppedGOPs, "unsent", st.Unsent}
+		},
+		failed: func(err error) error {
+			if errors.Is(err, rtmpsink.ErrGaveUp) {
+				return fmt.Errorf("%s: %w (--rtmp-give-up)", dest, err)
 			}
-			slog.Warn("lost the broadcast; waiting for it to come back", "broadcast", path, "err", explain(err))
-		case errors.Is(err, rtmpsink.ErrGaveUp):
-			return fmt.Errorf("%s: %w (--rtmp-give-up)", rtmpurl.Redact(rtmpURL), err)
-		case err != nil:
 			return err
-		default:
-			return nothing("the broadcast ended before anything could be sent")
-		}
-	}
+		},
+	})
 }

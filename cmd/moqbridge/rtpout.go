@@ -10,9 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/moqbridge/moqbridge/moq"
 	"github.com/moqbridge/moqbridge/protocol"
-	"github.com/moqbridge/moqbridge/sdk"
 	rtpsink "github.com/moqbridge/moqbridge/sinks/rtp"
 )
 
@@ -131,48 +129,18 @@ func relayFirst(a, b string) (url, path string) {
 }
 
 // rtpOut sends the broadcast at path, found through the relay at url, as
-// RTP until ctx ends (--duration, Ctrl-C) or the broadcast ends. When the
-// relay or the publisher goes away it waits for the broadcast to come
-// back and goes on (unless --reconnect=false). It fails when nothing was
-// sent.
+// RTP to dest with sink (see sendLive).
 func rtpOut(ctx context.Context, url, path, dest string, duration, wait time.Duration, reconnect bool, sink *rtpsink.Sink, opts []protocol.DialOption) error {
-	began := time.Now()
-	client, consume, err := connectConsumer(ctx, url, path, duration, opts)
-	if client == nil {
-		return err
-	}
-	defer consume.Close()
-	defer client.Close()
-	defer func() {
-		st := sink.Stats()
-		slog.Info("rtp-out: done", "frames", st.Frames, "packets", st.Packets, "bytes", st.Bytes,
-			"dropped_gops", st.DroppedGOPs, "send_errors", st.SendErrors)
-	}()
-	nothing := func(why string) error {
-		if sink.Stats().Frames > 0 {
-			return nil
-		}
-		return fmt.Errorf("nothing was sent to %s: %s", dest, why)
-	}
-	for first := true; ; first = false {
-		b, err := nextBroadcast(ctx, client, consume, path, first, wait, began, nothing)
-		if b == nil {
-			return err
-		}
-		// RTP out is live: it starts at the group being sent now.
-		err = sdk.RunSinkFrom(ctx, b, path, sink, moq.FromLatest)
-		switch {
-		case ctx.Err() != nil:
-			return nothing("no frame came before the end (see the log)")
-		case errors.Is(err, rtpsink.ErrSourceLost):
-			if !reconnect {
-				return fmt.Errorf("lost broadcast %q after %s: %w", path, time.Since(began).Round(time.Second), explain(err))
-			}
-			slog.Warn("lost the broadcast; waiting for it to come back", "broadcast", path, "err", explain(err))
-		case err != nil:
-			return err
-		default:
-			return nothing("the broadcast ended before anything could be sent")
-		}
-	}
+	return sendLive(ctx, url, path, duration, wait, reconnect, opts, liveSink{
+		command: "rtp-out",
+		sink:    sink,
+		lost:    rtpsink.ErrSourceLost,
+		dest:    dest,
+		stopped: "no frame came before the end (see the log)",
+		stats: func() (uint64, []any) {
+			st := sink.Stats()
+			return st.Frames, []any{"frames", st.Frames, "packets", st.Packets, "bytes", st.Bytes,
+				"dropped_gops", st.DroppedGOPs, "send_errors", st.SendErrors}
+		},
+	})
 }
