@@ -2,15 +2,10 @@ package sdk
 
 import (
 	"bytes"
-	"context"
 	"errors"
-	"io"
 	"log/slog"
 	"strings"
 	"testing"
-	"time"
-
-	"github.com/moqbridge/moqbridge/moq"
 )
 
 // pickTrack is a sink's form of a track in the tests of ChooseTracks.
@@ -99,59 +94,5 @@ func TestChooseTracksErrors(t *testing.T) {
 	}
 	if _, err := ChooseTracks(log, nil, testChoice("", "")); !IsPermanent(err) {
 		t.Errorf("no track: %v", err)
-	}
-}
-
-func TestEnded(t *testing.T) {
-	for _, tc := range []struct {
-		err   error
-		ended bool
-	}{
-		{io.EOF, true},
-		{moq.ErrClosed, true},
-		{errors.Join(errors.New("track \"v\""), io.EOF), true},
-		{errors.New("session reset"), false},
-		{context.Canceled, false},
-	} {
-		if got := Ended(tc.err); got != tc.ended {
-			t.Errorf("Ended(%v) = %v", tc.err, got)
-		}
-	}
-}
-
-// TestWaitSinkTracks: a sink's Run goes on once the catalog lists tracks,
-// returns nil when its context ends, and tells a broadcast that ended
-// from one that was lost.
-func TestWaitSinkTracks(t *testing.T) {
-	ctx := testContext(t)
-	errLost := errors.New("test: source lost")
-
-	rb := newRawBroadcast(t)
-	r := rb.reader(t)
-	short, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
-	defer cancel()
-	if ok, err := r.WaitSinkTracks(short, time.Millisecond, "test", errLost); ok || err != nil {
-		t.Errorf("context ended: %v, %v", ok, err)
-	}
-	writeGroup(t, rb.cat, true, []byte(`{"video": {"renditions": {"a": {"codec": "vp8"}}}}`))
-	if ok, err := r.WaitSinkTracks(ctx, time.Millisecond, "test", errLost); !ok || err != nil {
-		t.Errorf("tracks listed: %v, %v", ok, err)
-	}
-
-	rb = newRawBroadcast(t)
-	r = rb.reader(t)
-	_ = rb.b.Close()
-	ok, err := r.WaitSinkTracks(ctx, time.Millisecond, "test", errLost)
-	if ok || !errors.Is(err, io.EOF) || errors.Is(err, errLost) || !strings.HasPrefix(err.Error(), "test: ") {
-		t.Errorf("ended: %v, %v", ok, err)
-	}
-
-	rb = newRawBroadcast(t)
-	r = rb.reader(t)
-	errReset := errors.New("session reset")
-	_ = rb.b.CloseWithError(errReset)
-	ok, err = r.WaitSinkTracks(ctx, time.Millisecond, "test", errLost)
-	if ok || !errors.Is(err, errLost) || !errors.Is(err, errReset) {
-		t.Errorf("lost: %v, %v", ok, err)
 	}
 }

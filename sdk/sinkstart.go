@@ -36,3 +36,31 @@ func (r *BroadcastReader) WaitSinkTracks(ctx context.Context, quiet time.Duratio
 	}
 	return false, fmt.Errorf("%s: %w", sink, err)
 }
+
+// SubscribeSinkTracks subscribes to the named tracks, in order, for a
+// sink's Run, which closes them with closeAll when it ends. When one
+// cannot be subscribed to, those that were are closed and err is what Run
+// returns: an error wrapping lost when the broadcast went away between
+// its catalog and the subscription (and ctx has not ended), else the
+// reason prefixed with sink.
+func (r *BroadcastReader) SubscribeSinkTracks(ctx context.Context, names []string, sink string, lost error) (readers []FrameReader, closeAll func(), err error) {
+	trs := make([]*TrackReader, 0, len(names))
+	closeAll = func() {
+		for _, tr := range trs {
+			tr.Close()
+		}
+	}
+	for _, name := range names {
+		tr, err := r.Subscribe(name)
+		if err != nil {
+			closeAll()
+			if errors.Is(err, moq.ErrClosed) && ctx.Err() == nil {
+				return nil, nil, fmt.Errorf("%w: %w", lost, err)
+			}
+			return nil, nil, fmt.Errorf("%s: %w", sink, err)
+		}
+		trs = append(trs, tr)
+		readers = append(readers, tr)
+	}
+	return readers, closeAll, nil
+}

@@ -14,7 +14,6 @@ import (
 
 	"github.com/moqbridge/moqbridge/internal/lograte"
 	"github.com/moqbridge/moqbridge/internal/rtmpurl"
-	"github.com/moqbridge/moqbridge/moq"
 	"github.com/moqbridge/moqbridge/sdk"
 )
 
@@ -206,18 +205,15 @@ func (s *Sink) Run(ctx context.Context, r *sdk.BroadcastReader) error {
 	if err != nil {
 		return err
 	}
-	readers := make([]sdk.FrameReader, len(tracks))
+	names := make([]string, len(tracks))
 	for i, o := range tracks {
-		tr, err := r.Subscribe(o.t.Name)
-		if err != nil {
-			if errors.Is(err, moq.ErrClosed) && ctx.Err() == nil {
-				return fmt.Errorf("%w: %w", ErrSourceLost, err)
-			}
-			return fmt.Errorf("rtmp: %w", err)
-		}
-		defer tr.Close()
-		readers[i] = tr
+		names[i] = o.t.Name
 	}
+	readers, closeReaders, err := r.SubscribeSinkTracks(ctx, names, "rtmp", ErrSourceLost)
+	if err != nil {
+		return err
+	}
+	defer closeReaders()
 
 	q := newQueue(s.cfg.MaxQueueBytes, s.cfg.MaxQueueDelay)
 	s.mu.Lock()

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/moqbridge/moqbridge/internal/lograte"
-	"github.com/moqbridge/moqbridge/moq"
 	"github.com/moqbridge/moqbridge/sdk"
 )
 
@@ -257,18 +256,15 @@ func (s *Sink) Run(ctx context.Context, r *sdk.BroadcastReader) error {
 	}
 	defer closeStreams(streams)
 
-	readers := make([]sdk.FrameReader, len(tracks))
+	names := make([]string, len(tracks))
 	for i, o := range tracks {
-		tr, err := r.Subscribe(o.t.Name)
-		if err != nil {
-			if errors.Is(err, moq.ErrClosed) && ctx.Err() == nil {
-				return fmt.Errorf("%w: %w", ErrSourceLost, err)
-			}
-			return fmt.Errorf("rtp: %w", err)
-		}
-		defer tr.Close()
-		readers[i] = tr
+		names[i] = o.t.Name
 	}
+	readers, closeReaders, err := r.SubscribeSinkTracks(ctx, names, "rtp", ErrSourceLost)
+	if err != nil {
+		return err
+	}
+	defer closeReaders()
 	if err := s.publishSDP(log, r.Path(), tracks); err != nil {
 		return err
 	}
