@@ -1,6 +1,9 @@
 package sdk
 
 import (
+	"errors"
+	"fmt"
+
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/av1"
 )
 
@@ -58,9 +61,49 @@ func AV1SequenceHeader(av1C []byte) []byte {
 	return nil
 }
 
-// unmarshalAV1Bitstream splits OBUs with size fields, turning a panic of
-// the parser on bad input into an error.
+// AV1OBUs splits an AV1 temporal unit (OBUs with size fields, the form
+// of MP4 samples and of the hang container) into the OBUs a sender hands
+// to its packetizer, without their size fields. Temporal delimiters and
+// padding are left out: RTP and RTMP mark temporal units themselves. A
+// keyframe starts decoding, so one without a sequence header, which an
+// MP4 sample may leave to the av1C, gets seq in front (see
+// AV1SequenceHeader; nil adds nothing).
+func AV1OBUs(tu []byte, keyframe bool, seq []byte) ([][]byte, error) {
+	var bs av1.Bitstream
+	if err := unmarshalAV1Bitstream(&bs, tu); err != nil {
+		return nil, err
+	}
+	obus := bs[:0]
+	hasSeq := false
+	for _, obu := range bs {
+		switch av1.OBUType((obu[0] >> 3) & 0xf) {
+		case av1.OBUTypeTemporalDelimiter, av1.OBUTypePadding:
+			continue
+		case av1.OBUTypeSequenceHeader:
+			hasSeq = true
+		}
+		obus = append(obus, obu)
+	}
+	if keyframe && !hasSeq && seq != nil {
+		obus = append([][]byte{seq}, obus...)
+	}
+	if len(obus) == 0 {
+		return nil, errors.New("empty AV1 temporal unit")
+	}
+	return obus, nil
+}
+
+// unmarshalAV1Bitstream splits OBUs with size fields (each OBU of the
+// result is at least its header byte), turning a panic of the parser on
+// bad input into an error.
 func unmarshalAV1Bitstream(bs *av1.Bitstream, b []byte) (err error) {
-	defer recoverParse("av1 OBUs", &err)
-	return bs.Unmarshal(b)
+	defer func() {
+		if recover() != nil {
+			err = errors.New("AV1 temporal unit does not parse")
+		}
+	}()
+	if err := bs.Unmarshal(b); err != nil {
+		return fmt.Errorf("AV1 temporal unit: %w", err)
+	}
+	return nil
 }

@@ -87,9 +87,54 @@ func TestAV1SequenceHeader(t *testing.T) {
 	}
 }
 
-// FuzzParameterSets feeds arbitrary records to ParameterSets and
-// AV1SequenceHeader: neither may panic, the parameter sets come from
-// within the record, and an OBU returned is a sequence header.
+// TestAV1OBUs splits temporal units for a sender: no temporal delimiter
+// or padding, no size fields, and a keyframe starts with a sequence
+// header.
+func TestAV1OBUs(t *testing.T) {
+	av1C := unhex(t, av1Cases[0].av1C)
+	seq := AV1SequenceHeader(av1C)
+	sizedSeq := av1C[4:]
+	td := []byte{0x12, 0x00}
+	frame := []byte{0x32, 0x03, 0xaa, 0xbb, 0xcc} // OBU_FRAME, 3 bytes
+	padding := []byte{0x7a, 0x01, 0x00}
+	join := func(obus ...[]byte) []byte { return bytes.Join(obus, nil) }
+	for _, tc := range []struct {
+		name string
+		tu   []byte
+		key  bool
+		seq  []byte
+		want [][]byte
+	}{
+		{"keyframe without sequence header", join(td, frame), true, seq, [][]byte{seq, {0x30, 0xaa, 0xbb, 0xcc}}},
+		{"keyframe with its own", join(td, sizedSeq, frame, padding), true, seq, [][]byte{seq, {0x30, 0xaa, 0xbb, 0xcc}}},
+		{"keyframe, no av1C header", join(td, frame), true, nil, [][]byte{{0x30, 0xaa, 0xbb, 0xcc}}},
+		{"delta frame", join(td, frame), false, seq, [][]byte{{0x30, 0xaa, 0xbb, 0xcc}}},
+	} {
+		got, err := AV1OBUs(tc.tu, tc.key, tc.seq)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if len(got) != len(tc.want) {
+			t.Fatalf("%s: OBUs %x, want %x", tc.name, got, tc.want)
+		}
+		for i := range got {
+			if !bytes.Equal(got[i], tc.want[i]) {
+				t.Errorf("%s: OBU %d %x, want %x", tc.name, i, got[i], tc.want[i])
+			}
+		}
+	}
+	for _, tu := range [][]byte{nil, td, join(td, padding), {0x32, 0x09, 0xaa}} {
+		if got, err := AV1OBUs(tu, true, nil); err == nil {
+			t.Errorf("temporal unit %x: OBUs %x", tu, got)
+		}
+	}
+}
+
+// FuzzParameterSets feeds arbitrary bytes to ParameterSets,
+// AV1SequenceHeader and AV1OBUs: none may panic, the parameter sets come
+// from within the record, an OBU returned by AV1SequenceHeader is a
+// sequence header, and AV1OBUs returns no temporal delimiter, padding or
+// size field.
 func FuzzParameterSets(f *testing.F) {
 	for _, tc := range avcCases {
 		f.Add(byte(0), unhex(f, tc.avcC))
@@ -100,6 +145,7 @@ func FuzzParameterSets(f *testing.F) {
 	for _, tc := range av1Cases {
 		f.Add(byte(2), unhex(f, tc.av1C))
 	}
+	f.Add(byte(2), []byte{0x12, 0x00, 0x32, 0x03, 0xaa, 0xbb, 0xcc, 0x7a, 0x01, 0x00})
 	f.Fuzz(func(t *testing.T, which byte, b []byte) {
 		switch which % 3 {
 		case 0, 1:
@@ -118,6 +164,19 @@ func FuzzParameterSets(f *testing.F) {
 			if obu := AV1SequenceHeader(b); obu != nil && (obu[0]>>3)&0x0f != av1OBUSequenceHeader {
 				t.Errorf("OBU %x is not a sequence header", obu)
 			}
+			for _, obu := range obusOrNone(AV1OBUs(b, true, nil)) {
+				if typ := (obu[0] >> 3) & 0x0f; typ == 2 || typ == 15 || obu[0]&0x02 != 0 {
+					t.Errorf("OBU %x sent", obu)
+				}
+			}
 		}
 	})
+}
+
+// obusOrNone returns the OBUs, none on error.
+func obusOrNone(obus [][]byte, err error) [][]byte {
+	if err != nil {
+		return nil
+	}
+	return obus
 }

@@ -8,7 +8,6 @@ import (
 
 	"github.com/bluenviron/gortmplib"
 	"github.com/bluenviron/gortmplib/pkg/codecs"
-	"github.com/bluenviron/mediacommon/v2/pkg/codecs/av1"
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/mpeg4audio"
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/opus"
 
@@ -222,28 +221,10 @@ func (o *outTrack) prepare(f *sdk.Frame) (unit, error) {
 		u.nalus = keep
 		return u, nil
 	case codecAV1:
-		var bs av1.Bitstream
-		if err := unmarshalAV1(&bs, f.Payload); err != nil {
+		// gortmplib writes the temporal delimiter.
+		obus, err := sdk.AV1OBUs(f.Payload, f.Keyframe, o.av1Seq)
+		if err != nil {
 			return unit{}, err
-		}
-		obus := bs[:0]
-		hasSeq := false
-		for _, obu := range bs {
-			switch av1.OBUType((obu[0] >> 3) & 0xf) {
-			case av1.OBUTypeTemporalDelimiter, av1.OBUTypePadding:
-				continue // gortmplib writes the temporal delimiter
-			case av1.OBUTypeSequenceHeader:
-				hasSeq = true
-			}
-			obus = append(obus, obu)
-		}
-		if f.Keyframe && !hasSeq && o.av1Seq != nil {
-			// A keyframe starts decoding: it carries the sequence
-			// header, which an MP4 sample may leave to the av1C.
-			obus = append([][]byte{o.av1Seq}, obus...)
-		}
-		if len(obus) == 0 {
-			return unit{}, fmt.Errorf("empty AV1 temporal unit")
 		}
 		return unit{nalus: obus}, nil
 	default:
@@ -267,18 +248,4 @@ func (o *outTrack) write(w *gortmplib.Writer, gt *gortmplib.Track, u unit, pts, 
 	default:
 		return w.WriteOpus(gt, pts, u.payload)
 	}
-}
-
-// unmarshalAV1 splits a temporal unit into OBUs, turning a panic of the
-// parser on bad input into an error.
-func unmarshalAV1(bs *av1.Bitstream, b []byte) (err error) {
-	defer func() {
-		if recover() != nil {
-			err = fmt.Errorf("AV1 temporal unit does not parse")
-		}
-	}()
-	if err := bs.Unmarshal(b); err != nil {
-		return fmt.Errorf("AV1 temporal unit: %w", err)
-	}
-	return nil
 }

@@ -16,7 +16,6 @@ import (
 	"github.com/bluenviron/gortsplib/v5/pkg/format/rtpsimpleaudio"
 	"github.com/bluenviron/gortsplib/v5/pkg/format/rtpvp8"
 	"github.com/bluenviron/gortsplib/v5/pkg/format/rtpvp9"
-	"github.com/bluenviron/mediacommon/v2/pkg/codecs/av1"
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/mpeg4audio"
 	"github.com/pion/rtp"
 
@@ -318,47 +317,7 @@ func (o *outTrack) nalUnits(b []byte, key bool) ([][]byte, error) {
 // no temporal delimiters; gortsplib's encoder writes the sizes), a
 // keyframe starting with a sequence header.
 func (o *outTrack) obus(b []byte, key bool) ([][]byte, error) {
-	var bs av1.Bitstream
-	if err := unmarshalAV1(&bs, b); err != nil {
-		return nil, err
-	}
-	obus := bs[:0]
-	hasSeq := false
-	for _, obu := range bs {
-		switch av1.OBUType((obu[0] >> 3) & 0xf) {
-		case av1.OBUTypeTemporalDelimiter, av1.OBUTypePadding:
-			continue
-		case av1.OBUTypeSequenceHeader:
-			hasSeq = true
-		}
-		obus = append(obus, obu)
-	}
-	if key && !hasSeq && o.av1Seq != nil {
-		obus = append([][]byte{o.av1Seq}, obus...)
-	}
-	if len(obus) == 0 {
-		return nil, errors.New("empty AV1 temporal unit")
-	}
-	return obus, nil
-}
-
-// unmarshalAV1 splits a temporal unit into OBUs, turning a panic of the
-// parser on bad input into an error.
-func unmarshalAV1(bs *av1.Bitstream, b []byte) (err error) {
-	defer func() {
-		if recover() != nil {
-			err = errors.New("AV1 temporal unit does not parse")
-		}
-	}()
-	if err := bs.Unmarshal(b); err != nil {
-		return fmt.Errorf("AV1 temporal unit: %w", err)
-	}
-	for _, obu := range *bs {
-		if len(obu) == 0 {
-			return errors.New("AV1 temporal unit: empty OBU")
-		}
-	}
-	return nil
+	return sdk.AV1OBUs(b, key, o.av1Seq)
 }
 
 // randomUint32 is a random RTP timestamp base.
