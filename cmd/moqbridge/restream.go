@@ -11,7 +11,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/moqbridge/moqbridge/internal/rtmpurl"
-	"github.com/moqbridge/moqbridge/protocol"
 	"github.com/moqbridge/moqbridge/sdk"
 	rtmpsink "github.com/moqbridge/moqbridge/sinks/rtmp"
 )
@@ -77,17 +76,7 @@ was lost with --reconnect=false, or after --rtmp-give-up.`,
 			if err != nil {
 				return fmt.Errorf("%w (RTMP_URL, e.g. rtmp://a.rtmp.youtube.com/live2/STREAM-KEY)", err)
 			}
-			opts, err := dial.options()
-			if err != nil {
-				return err
-			}
-			ctx := cmd.Context()
-			if duration > 0 {
-				var cancel context.CancelFunc
-				ctx, cancel = context.WithTimeout(ctx, duration)
-				defer cancel()
-			}
-			return restream(ctx, url, path, rtmpURL, duration, wait.d, dial.reconnect, sink, opts)
+			return restream(cmd.Context(), url, path, rtmpURL, duration, wait.d, &dial, sink)
 		},
 	}
 	f := cmd.Flags()
@@ -107,9 +96,9 @@ was lost with --reconnect=false, or after --rtmp-give-up.`,
 // restream publishes the broadcast at path, found through the relay at
 // url, to the RTMP server with sink (see sendLive); it gives up as the
 // sink does (--rtmp-give-up).
-func restream(ctx context.Context, url, path, rtmpURL string, duration, wait time.Duration, reconnect bool, sink *rtmpsink.Sink, opts []protocol.DialOption) error {
+func restream(ctx context.Context, url, path, rtmpURL string, duration, wait time.Duration, dial *dialFlags, sink *rtmpsink.Sink) error {
 	dest := rtmpurl.Redact(rtmpURL)
-	return sendLive(ctx, url, path, duration, wait, reconnect, opts, liveSink{
+	return sendLive(ctx, url, path, duration, wait, dial, liveSink{
 		command: "restream",
 		sink:    sink,
 		lost:    rtmpsink.ErrSourceLost,

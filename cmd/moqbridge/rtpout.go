@@ -10,7 +10,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/moqbridge/moqbridge/protocol"
 	rtpsink "github.com/moqbridge/moqbridge/sinks/rtp"
 )
 
@@ -92,17 +91,7 @@ was lost with --reconnect=false.`,
 			if err != nil {
 				return fmt.Errorf("--dest: %w", err)
 			}
-			opts, err := dial.options()
-			if err != nil {
-				return err
-			}
-			ctx := cmd.Context()
-			if duration > 0 {
-				var cancel context.CancelFunc
-				ctx, cancel = context.WithTimeout(ctx, duration)
-				defer cancel()
-			}
-			return rtpOut(ctx, url, path, cfg.Dest, duration, wait.d, dial.reconnect, sink, opts)
+			return rtpOut(cmd.Context(), url, path, cfg.Dest, duration, wait.d, &dial, sink)
 		},
 	}
 	f := cmd.Flags()
@@ -130,8 +119,8 @@ func relayFirst(a, b string) (url, path string) {
 
 // rtpOut sends the broadcast at path, found through the relay at url, as
 // RTP to dest with sink (see sendLive).
-func rtpOut(ctx context.Context, url, path, dest string, duration, wait time.Duration, reconnect bool, sink *rtpsink.Sink, opts []protocol.DialOption) error {
-	return sendLive(ctx, url, path, duration, wait, reconnect, opts, liveSink{
+func rtpOut(ctx context.Context, url, path, dest string, duration, wait time.Duration, dial *dialFlags, sink *rtpsink.Sink) error {
+	return sendLive(ctx, url, path, duration, wait, dial, liveSink{
 		command: "rtp-out",
 		sink:    sink,
 		lost:    rtpsink.ErrSourceLost,

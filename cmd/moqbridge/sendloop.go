@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/moqbridge/moqbridge/moq"
-	"github.com/moqbridge/moqbridge/protocol"
 	"github.com/moqbridge/moqbridge/sdk"
 )
 
@@ -34,13 +33,22 @@ type liveSink struct {
 	failed func(error) error
 }
 
-// sendLive sends the broadcast at path, found through the relay at url,
-// with out until ctx ends (--duration, Ctrl-C), the broadcast ends, or the
-// sink fails. It starts at the group being sent now: what the relay still
+// sendLive sends the broadcast at path, found through the relay at url
+// (dialled with dial), with out until ctx ends (Ctrl-C), duration passed
+// (--duration, when positive), the broadcast ends, or the sink fails. It starts at the group being sent now: what the relay still
 // holds from before is not live. When the relay or the publisher goes
 // away it waits for the broadcast to come back and goes on (unless
 // --reconnect=false). It fails when nothing was sent.
-func sendLive(ctx context.Context, url, path string, duration, wait time.Duration, reconnect bool, opts []protocol.DialOption, out liveSink) error {
+func sendLive(ctx context.Context, url, path string, duration, wait time.Duration, dial *dialFlags, out liveSink) error {
+	opts, err := dial.options()
+	if err != nil {
+		return err
+	}
+	if duration > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, duration)
+		defer cancel()
+	}
 	began := time.Now()
 	client, consume, err := connectConsumer(ctx, url, path, duration, opts)
 	if client == nil {
@@ -68,7 +76,7 @@ func sendLive(ctx context.Context, url, path string, duration, wait time.Duratio
 		case ctx.Err() != nil:
 			return nothing(out.stopped)
 		case errors.Is(err, out.lost):
-			if !reconnect {
+			if !dial.reconnect {
 				return fmt.Errorf("lost broadcast %q after %s: %w", path, time.Since(began).Round(time.Second), explain(err))
 			}
 			slog.Warn("lost the broadcast; waiting for it to come back", "broadcast", path, "err", explain(err))
