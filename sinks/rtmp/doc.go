@@ -67,10 +67,20 @@
 // AudioSpecificConfig and OpusHead. Nothing of RTMP, AMF or FLV is
 // written here.
 //
-// Written here: the choice of tracks, the queue and its drop policy, the
-// reconnection loop, the per-connection clock, the URL form (internal/rtmpurl:
-// services give rtmp://host/app/KEY, gortmplib takes the key as the URL
-// fragment), the redaction of stream keys, and one compatibility patch
+// From sdk, shared with the other sinks that send one video and one audio
+// track: the choosing of the tracks (sdk.ChooseTracks; the codecs and the
+// preferences are this package's), the start of a Run
+// (BroadcastReader.WaitSinkTracks and SubscribeSinkTracks, sdk.Ended to
+// tell a broadcast that ended from one that was lost), the parameter sets
+// of a decoder configuration (sdk.ParamSets.ConfigSets) and the OBUs of an
+// AV1 temporal unit, a keyframe's with the av1C's sequence header
+// (sdk.AV1OBUs, sdk.AV1SequenceHeader).
+//
+// Written here: the codecs and the track preferences, the queue and its
+// drop policy, the reconnection loop, the per-connection clock, the URL
+// form (internal/rtmpurl: services give rtmp://host/app/KEY, gortmplib
+// takes the key as the URL fragment), the redaction of stream keys, and
+// one compatibility patch
 // (compat.go): ffmpeg 5.1 in -listen mode answers FCPublish with a bare
 // "onFCPublish" that gortmplib's Client rejects, so while a plain rtmp://
 // connection is set up that reply is rewritten, at the same length, into

@@ -58,11 +58,22 @@
 // parameter sets, the AAC config); pion/rtp marshals the packets,
 // pion/rtcp the reports, pion/sdp/v3 the session description. mediacommon
 // splits AV1 temporal units; sdk splits NAL units and follows parameter
-// sets. Written here: the choice of tracks, the queue and its skipping,
-// the pacing, the shared clock of the reports, the SDP's addresses and
-// ports, and the multicast TTL, set with a socket option on Linux
-// (golang.org/x/net is not a dependency; elsewhere the system default
-// TTL of 1 applies).
+// sets.
+//
+// From sdk, shared with the other sinks that send one video and one audio
+// track: the choosing of the tracks (sdk.ChooseTracks; the codecs and the
+// preferences are this package's), the start of a Run
+// (BroadcastReader.WaitSinkTracks and SubscribeSinkTracks, sdk.Ended to
+// tell a broadcast that ended from one that was lost), the parameter sets
+// a keyframe is sent with (sdk.ParamSets.ConfigSets) and the OBUs of an
+// AV1 temporal unit, a keyframe's with the av1C's sequence header
+// (sdk.AV1OBUs, sdk.AV1SequenceHeader).
+//
+// Written here: the codecs and the track preferences, the payload types,
+// the queue and its skipping, the pacing, the shared clock of the
+// reports, the SDP's addresses and ports, and the multicast TTL, set with
+// a socket option on Linux (golang.org/x/net is not a dependency;
+// elsewhere the system default TTL of 1 applies).
 //
 // The package must not import other adapters (sources/*, sinks/*) or the
 // protocol stack; its tests may.
