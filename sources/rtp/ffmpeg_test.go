@@ -1,6 +1,7 @@
 package rtp
 
 import (
+	"bytes"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -24,7 +25,7 @@ import (
 // and its audio and video start within one video frame of each other.
 func TestFFmpegToRecording(t *testing.T) {
 	testkit.NeedFFmpeg(t)
-	st, v, a := ffmpegToRecording(t, nil, "baseline", 0)
+	st, v, a := ffmpegToRecording(t, nil, "baseline", 0, 0)
 	for i, s := range st {
 		if s.Lost+s.Damaged+s.Invalid != 0 || s.SenderReports == 0 {
 			t.Errorf("media %d: %+v", i, s)
@@ -41,7 +42,7 @@ func TestFFmpegToRecording(t *testing.T) {
 // the same checks; video loses whole GOP tails only.
 func TestFFmpegImpaired(t *testing.T) {
 	testkit.NeedFFmpeg(t)
-	st, v, a := ffmpegToRecording(t, &proxyConfig{loss: 0.05, delay: 50 * time.Millisecond, jitter: 20 * time.Millisecond, dup: 0.02, seed: 9}, "baseline", 0)
+	st, v, a := ffmpegToRecording(t, &proxyConfig{loss: 0.05, delay: 50 * time.Millisecond, jitter: 20 * time.Millisecond, dup: 0.02, seed: 9}, "baseline", 0, 0)
 	if st[0].Lost == 0 || st[0].Damaged+st[0].Skipped == 0 || st[1].Lost == 0 {
 		t.Errorf("losses not counted: video %+v, audio %+v", st[0], st[1])
 	}
@@ -54,7 +55,7 @@ func TestFFmpegImpaired(t *testing.T) {
 // presentation times) go back and forth in decode order.
 func TestFFmpegBFrames(t *testing.T) {
 	testkit.NeedFFmpeg(t)
-	st, v, a := ffmpegToRecording(t, nil, "high", 2)
+	st, v, a := ffmpegToRecording(t, nil, "high", 2, 0)
 	if st[0].Lost+st[0].Damaged+st[0].Skipped != 0 || st[0].Frames != 120 {
 		t.Errorf("video %+v", st[0])
 	}
@@ -63,10 +64,30 @@ func TestFFmpegBFrames(t *testing.T) {
 	}
 }
 
+// TestFFmpegJoinMidStream starts the source and the recording while
+// ffmpeg has been sending for 1.5 s, half-way between two keyframes: the
+// audio before the first video keyframe is dropped, so that the
+// recording's audio and video start within one audio frame (20 ms) of
+// each other.
+func TestFFmpegJoinMidStream(t *testing.T) {
+	testkit.NeedFFmpeg(t)
+	st, v, a := ffmpegToRecording(t, nil, "baseline", 0, 1500*time.Millisecond)
+	if st[0].Lost+st[0].Damaged+st[0].Invalid+st[1].Lost+st[1].Damaged+st[1].Invalid != 0 {
+		t.Errorf("video %+v, audio %+v", st[0], st[1])
+	}
+	if st[1].Skipped == 0 {
+		t.Errorf("no audio frame skipped before the first video keyframe: %+v", st[1])
+	}
+	if v.Packets == 0 || a.Packets == 0 {
+		t.Errorf("video %+v, audio %+v", v, a)
+	}
+}
+
 // ffmpegToRecording runs ffmpeg's H.264 (profile, with bframes B-frames)
 // and Opus over RTP into the source, through the impairment proxy if
-// impair is set, and records the broadcast.
-func ffmpegToRecording(t *testing.T, impair *proxyConfig, profile string, bframes int) ([]MediaStats, testkit.FMP4Check, testkit.FMP4Check) {
+// impair is set, and records the broadcast. With joinAfter, the source
+// and the recording start that long after ffmpeg.
+func ffmpegToRecording(t *testing.T, impair *proxyConfig, profile string, bframes int, joinAfter time.Duration) ([]MediaStats, testkit.FMP4Check, testkit.FMP4Check) {
 	t.Helper()
 	ctx := testkit.Context(t, 60*time.Second)
 	lb := &testkit.LogBuffer{}
@@ -91,14 +112,24 @@ func ffmpegToRecording(t *testing.T, impair *proxyConfig, profile string, bframe
 	if impair != nil {
 		addrs = startProxy(t, *impair, addrs)
 	}
+	if joinAfter > 0 {
+		// The ports are free until Run listens again: what ffmpeg sends
+		// meanwhile is lost, as to a receiver that was not there yet.
+		src.Close()
+	}
 
 	origin := moq.NewOrigin()
 	defer origin.Close()
 	published := make(chan error, 1)
-	go func() { published <- sdk.Publish(ctx, origin, "live/rtp", src, sdk.PublishOptions{}) }()
 	sink := fmp4.New(fmp4.Config{Dir: t.TempDir(), Path: "live/rtp", Logger: lb.Logger()})
 	recorded := make(chan error, 1)
-	go func() { recorded <- sdk.Consume(ctx, origin, "live/rtp", sink, sdk.ConsumeOptions{}) }()
+	record := func() {
+		go func() { published <- sdk.Publish(ctx, origin, "live/rtp", src, sdk.PublishOptions{}) }()
+		go func() { recorded <- sdk.Consume(ctx, origin, "live/rtp", sink, sdk.ConsumeOptions{}) }()
+	}
+	if joinAfter == 0 {
+		record()
+	}
 
 	url := func(a MediaAddrs) string {
 		return fmt.Sprintf("rtp://%s?pkt_size=1200&rtcpport=%d", a.RTP, a.RTCP.Port())
@@ -111,8 +142,20 @@ func ffmpegToRecording(t *testing.T, impair *proxyConfig, profile string, bframe
 		"-payload_type", "96", "-ssrc", "1111", "-f", "rtp", url(addrs[0]),
 		"-map", "1:a:0", "-c:a", "libopus", "-b:a", "96k", "-ar", "48000", "-ac", "2", "-application", "lowdelay",
 		"-frame_duration", "20", "-payload_type", "111", "-ssrc", "2222", "-f", "rtp", url(addrs[1]))
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("ffmpeg: %v\n%s", err, out)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("ffmpeg: %v", err)
+	}
+	if joinAfter > 0 {
+		select {
+		case <-time.After(joinAfter):
+		case <-ctx.Done():
+		}
+		record()
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("ffmpeg: %v\n%s", err, out.String())
 	}
 	// A second of silence ends Run with a transient error: the broadcast
 	// ends, and with it the recording.
@@ -143,6 +186,11 @@ func ffmpegToRecording(t *testing.T, impair *proxyConfig, profile string, bframe
 	if impair == nil && bframes == 0 {
 		if d := math.Abs(vt[0] - at[0]); d > 1.0/30 {
 			t.Errorf("video starts at %.3f s, audio at %.3f s: more than a frame apart", vt[0], at[0])
+		}
+	}
+	if joinAfter > 0 {
+		if d := math.Abs(vt[0] - at[0]); d >= 0.020+1e-6 {
+			t.Errorf("video starts at %.4f s, audio at %.4f s: more than an audio frame apart", vt[0], at[0])
 		}
 	}
 	return st, v, a
