@@ -40,7 +40,9 @@ type MediaStats struct {
 	Damaged uint64
 	// Skipped counts whole access units dropped because the video track
 	// waited for a keyframe after a loss, or its configuration was not
-	// known yet, or the stream's clock stepped back (audio).
+	// known yet, or the stream's clock stepped back (audio), or they
+	// ended before the first video keyframe of the tracks added together
+	// (a sender joined mid-stream).
 	Skipped uint64
 	// Frames counts the frames written.
 	Frames uint64
