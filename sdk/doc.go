@@ -31,6 +31,11 @@
 //     many broadcasts) starts and ends broadcasts with. Errors a retry
 //     cannot cure are permanent (IsPermanent); writers and readers count
 //     what they did per track (Stats).
+//   - Helpers for sinks that send one video and one audio track (RTMP,
+//     RTP): ChooseTracks picks them, WaitSinkTracks, SubscribeSinkTracks
+//     and Ended start a Run and tell the loss of a broadcast from its end,
+//     and ParameterSets, ParamSets.ConfigSets, AV1SequenceHeader and
+//     AV1OBUs say what a keyframe is sent with.
 //
 // sdk only uses package moq (the data model); it never touches sessions,
 // transports or wire encodings (it builds without the QUIC stack), and it
