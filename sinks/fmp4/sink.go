@@ -4,14 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/moqbridge/moqbridge/moq"
 	"github.com/moqbridge/moqbridge/sdk"
 )
 
@@ -230,14 +228,8 @@ func (s *Sink) Run(ctx context.Context, r *sdk.BroadcastReader) error {
 	// A publisher may list its tracks one by one (the reference browser
 	// publisher starts with an empty catalog): record the set once it
 	// holds still.
-	if err := r.WaitTracks(ctx, catalogSettle); err != nil {
-		if ctx.Err() != nil {
-			return nil
-		}
-		if !endedCleanly(err) {
-			return fmt.Errorf("%w: %w", ErrSourceLost, err)
-		}
-		return fmt.Errorf("fmp4: %w", err)
+	if ok, err := r.WaitSinkTracks(ctx, catalogSettle, "fmp4", ErrSourceLost); !ok {
+		return err
 	}
 	if err := checkDir(s.cfg.Dir); err != nil {
 		return err
@@ -257,20 +249,15 @@ func (s *Sink) Run(ctx context.Context, r *sdk.BroadcastReader) error {
 	outer := ctx
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	readers := make([]sdk.FrameReader, 0, len(rec.tracks))
-	for _, k := range rec.tracks {
-		tr, err := r.Subscribe(k.t.Name)
-		if err != nil {
-			if errors.Is(err, moq.ErrClosed) && ctx.Err() == nil {
-				// The broadcast went away between its catalog and
-				// this subscription.
-				return fmt.Errorf("%w: %w", ErrSourceLost, err)
-			}
-			return fmt.Errorf("fmp4: %w", err)
-		}
-		defer tr.Close()
-		readers = append(readers, tr)
+	names := make([]string, len(rec.tracks))
+	for i, k := range rec.tracks {
+		names[i] = k.t.Name
 	}
+	readers, closeReaders, err := r.SubscribeSinkTracks(ctx, names, "fmp4", ErrSourceLost)
+	if err != nil {
+		return err
+	}
+	defer closeReaders()
 	if s.cfg.OnSubscribed != nil {
 		s.cfg.OnSubscribed()
 	}
@@ -303,12 +290,6 @@ func (s *Sink) Run(ctx context.Context, r *sdk.BroadcastReader) error {
 	return nil
 }
 
-// endedCleanly reports whether a track or catalog error is the normal end
-// of the broadcast.
-func endedCleanly(err error) bool {
-	return errors.Is(err, io.EOF) || errors.Is(err, moq.ErrClosed)
-}
-
 func (s *Sink) noteFiles(rec *recorder) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -333,7 +314,7 @@ func (s *Sink) loop(ctx context.Context, rec *recorder, il *sdk.Interleaver) (lo
 			}
 		}
 		if it.Err != nil {
-			if !endedCleanly(it.Err) {
+			if !sdk.Ended(it.Err) {
 				name := rec.tracks[it.Track].t.Name
 				rec.log.Warn("fmp4: track ended with an error", "path", s.cfg.Path, "track", name, "err", it.Err)
 				if lost == nil {
