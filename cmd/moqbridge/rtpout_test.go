@@ -27,7 +27,7 @@ func TestRTPOut(t *testing.T) {
 	defer cancel()
 	_, url, fp := startRelay(t, ctx)
 	publishFile(t, ctx, url, fp, "test/rtp", "h264_opus.mp4")
-	port := freeRTPPorts(t)
+	port := testkit.FreeUDPPorts(t, 4)
 	dest := fmt.Sprintf("127.0.0.1:%d", port)
 	dir := t.TempDir()
 
@@ -128,36 +128,6 @@ func TestRTPOutRefusesBadValues(t *testing.T) {
 	} {
 		wantError(t, tc.want, append([]string{"rtp-out"}, tc.args...)...)
 	}
-}
-
-// freeRTPPorts returns the first of four consecutive free UDP ports on
-// loopback, even (the RTP convention).
-func freeRTPPorts(t *testing.T) int {
-	t.Helper()
-	for range 50 {
-		pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		base := pc.LocalAddr().(*net.UDPAddr).Port &^ 1
-		_ = pc.Close()
-		var open []net.PacketConn
-		for p := base; p < base+4 && p <= 65535; p++ {
-			c, err := net.ListenPacket("udp4", fmt.Sprintf("127.0.0.1:%d", p))
-			if err != nil {
-				break
-			}
-			open = append(open, c)
-		}
-		for _, c := range open {
-			_ = c.Close()
-		}
-		if len(open) == 4 {
-			return base
-		}
-	}
-	t.Fatal("no free UDP ports")
-	return 0
 }
 
 // waitUDPBound waits until something has bound the UDP ports of loopback.

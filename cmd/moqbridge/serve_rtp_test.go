@@ -17,38 +17,6 @@ import (
 	"github.com/moqbridge/moqbridge/internal/testkit"
 )
 
-// freeUDPPorts returns a port P on loopback with P … P+n-1 all free for
-// UDP, P even (RTP on even ports, RTCP on the next).
-func freeUDPPorts(t *testing.T, n int) int {
-	t.Helper()
-	for range 50 {
-		c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		port := c.LocalAddr().(*net.UDPAddr).Port &^ 1
-		c.Close()
-		free := true
-		var held []*net.UDPConn
-		for i := range n {
-			h, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port + i})
-			if err != nil {
-				free = false
-				break
-			}
-			held = append(held, h)
-		}
-		for _, h := range held {
-			h.Close()
-		}
-		if free {
-			return port
-		}
-	}
-	t.Fatal("no free UDP ports")
-	return 0
-}
-
 // rtpSDP is the session description ffmpeg writes for hang-format.md
 // §6.2's command (H.264 to videoPort, Opus to videoPort+2), written to
 // dir.
@@ -162,7 +130,7 @@ func TestServeRTP(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
 	dir := t.TempDir()
-	port, rtpPort := freePort(t), freeUDPPorts(t, 4)
+	port, rtpPort := freePort(t), testkit.FreeUDPPorts(t, 4)
 	sdp := rtpSDP(t, dir, rtpPort)
 	recorded := filepath.Join(dir, "relay-recordings")
 	relay := startServe(t, ctx, port, "--tcp", "off", "--rtp-sdp", sdp, "--rtp-path", "live/cam", "--rtp-timeout", "1s", "--record", recorded)
@@ -229,7 +197,7 @@ func TestServeRTPFlagErrors(t *testing.T) {
 	}
 	defer taken.Close()
 	cam := rtpSDP(t, dir, taken.LocalAddr().(*net.UDPAddr).Port)
-	free := rtpSDP(t, t.TempDir(), freeUDPPorts(t, 4))
+	free := rtpSDP(t, t.TempDir(), testkit.FreeUDPPorts(t, 4))
 	for _, c := range []struct {
 		args []string
 		want string
@@ -264,7 +232,7 @@ func TestServeRTPFlagErrors(t *testing.T) {
 // broadcast it makes, the ports the --rtp-listen overrides set.
 func TestServeRTPBanner(t *testing.T) {
 	dir := t.TempDir()
-	port := freeUDPPorts(t, 4)
+	port := testkit.FreeUDPPorts(t, 4)
 	sdp := rtpSDP(t, dir, 5004)
 	banner := serveBanner(t, dir, "--tcp", "off", "--rtp-sdp", sdp, "--rtp-path", "live/cam",
 		"--rtp-listen", fmt.Sprintf("127.0.0.1:%d,127.0.0.1:%d", port, port+2))
@@ -305,7 +273,7 @@ func TestRunRTP(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
 	dir := t.TempDir()
-	port, rtpPort := freePort(t), freeUDPPorts(t, 4)
+	port, rtpPort := freePort(t), testkit.FreeUDPPorts(t, 4)
 	rtpSDP(t, dir, rtpPort)
 	config := func(rec, extra string) []byte {
 		return []byte(strings.NewReplacer("PORT", fmt.Sprint(port), "REC", rec).Replace(rtpRunConfig) + extra)

@@ -229,7 +229,7 @@ func (s *opusSender) send(ctx context.Context) error {
 func TestRTPSourceRestart(t *testing.T) {
 	ctx := testkit.Context(t, 60*time.Second)
 	dir := t.TempDir()
-	port := freeUDPPorts(t, 2)
+	port := testkit.FreeUDPPorts(t, 2)
 	if err := os.WriteFile(filepath.Join(dir, "cam.sdp"), []byte(opusSDP(port)), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -363,7 +363,7 @@ func TestRTPSinkToFFmpeg(t *testing.T) {
 	testkit.NeedFFmpeg(t)
 	ctx := testkit.Context(t, 90*time.Second)
 	dir := t.TempDir()
-	port := freeUDPPorts(t, 4)
+	port := testkit.FreeUDPPorts(t, 4)
 	clipFile, err := filepath.Abs(filepath.Join(clipDir, clip))
 	if err != nil {
 		t.Fatal(err)
@@ -424,36 +424,6 @@ pipelines:
 			t.Errorf("%s: %d packets (%v), want 3 s", stream, len(ts), ts)
 		}
 	}
-}
-
-// freeUDPPorts returns an even port P on loopback with P … P+n-1 free
-// for UDP.
-func freeUDPPorts(t *testing.T, n int) int {
-	t.Helper()
-	for range 50 {
-		c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		port := c.LocalAddr().(*net.UDPAddr).Port &^ 1
-		c.Close()
-		var held []*net.UDPConn
-		for i := range n {
-			h, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port + i})
-			if err != nil {
-				break
-			}
-			held = append(held, h)
-		}
-		for _, h := range held {
-			h.Close()
-		}
-		if len(held) == n {
-			return port
-		}
-	}
-	t.Fatal("no free UDP ports")
-	return 0
 }
 
 // waitUDPBound waits until something listens on the UDP ports of

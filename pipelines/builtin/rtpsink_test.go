@@ -28,7 +28,7 @@ func TestRTPSinkOneBroadcastPerDest(t *testing.T) {
 	}
 	kind := RTPSink()
 	opts := kind.Options().(*RTPSinkOptions)
-	opts.Dest = fmt.Sprintf("127.0.0.1:%d", freeUDPPorts(t, 4))
+	opts.Dest = fmt.Sprintf("127.0.0.1:%d", testkit.FreeUDPPorts(t, 4))
 	var lb testkit.LogBuffer
 	newSink := func(path string) sdk.Sink {
 		s, err := kind.New(pipelines.SinkEnv{Pipeline: "out", Path: path, Logger: lb.Logger()}, opts)

@@ -9,6 +9,7 @@ import (
 
 	"github.com/bluenviron/gortmplib/pkg/codecs"
 
+	"github.com/moqbridge/moqbridge/internal/testclip"
 	"github.com/moqbridge/moqbridge/internal/testkit"
 	"github.com/moqbridge/moqbridge/moq"
 	"github.com/moqbridge/moqbridge/sdk"
@@ -103,7 +104,7 @@ func annexBSource(parts ...clipPart) sdk.Source {
 // unit delimiters.
 func TestAnnexB(t *testing.T) {
 	ctx := testkit.Context(t, 30*time.Second)
-	clipOrigin := publishFile(t, clip("h264_aac_bframes.mp4"), "live/clip")
+	clipOrigin := testclip.Publish(t, testclip.Path("h264_aac_bframes.mp4"), "live/clip")
 	origin := moq.NewOrigin()
 	pubCtx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -121,7 +122,7 @@ func TestAnnexB(t *testing.T) {
 	srv := startServer(t, serverOptions{})
 	lb := &testkit.LogBuffer{}
 	sink := newSink(t, srv.url("annexb"), lb, Config{})
-	stop := runSink(t, origin, "live/x", sink)
+	stop := testclip.RunSink(t, origin, "live/x", sink)
 	lb.WaitLogContext(t, ctx, "rtmp: publishing", "codecs=H.264", "flv=legacy")
 	conn := srv.waitConn(t, ctx, 1)
 	time.Sleep(time.Second)
@@ -161,8 +162,8 @@ func TestAnnexB(t *testing.T) {
 // restarted at that keyframe and the new one announces them.
 func TestAnnexBNewParameterSets(t *testing.T) {
 	ctx := testkit.Context(t, 30*time.Second)
-	a := publishFile(t, clip("h264_aac_bframes.mp4"), "live/a")
-	b := publishFile(t, clip("h264_opus.mp4"), "live/b")
+	a := testclip.Publish(t, testclip.Path("h264_aac_bframes.mp4"), "live/a")
+	b := testclip.Publish(t, testclip.Path("h264_opus.mp4"), "live/b")
 	origin := moq.NewOrigin()
 	pubCtx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -181,7 +182,7 @@ func TestAnnexBNewParameterSets(t *testing.T) {
 	srv := startServer(t, serverOptions{})
 	lb := &testkit.LogBuffer{}
 	sink := newSink(t, srv.url("annexb"), lb, Config{})
-	stop := runSink(t, origin, "live/x", sink)
+	stop := testclip.RunSink(t, origin, "live/x", sink)
 	lb.WaitLogContext(t, ctx, "rtmp: the parameter sets changed; reconnecting to announce them")
 	lb.WaitLogContext(t, ctx, "rtmp: reconnected; publishing from a keyframe")
 	second := srv.waitConn(t, ctx, 2)

@@ -11,6 +11,7 @@ import (
 	"github.com/bluenviron/gortmplib/pkg/codecs"
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/av1"
 
+	"github.com/moqbridge/moqbridge/internal/testclip"
 	"github.com/moqbridge/moqbridge/internal/testkit"
 )
 
@@ -33,11 +34,11 @@ func TestEnhancedCodecs(t *testing.T) {
 	} {
 		t.Run(tc.file, func(t *testing.T) {
 			ctx := testkit.Context(t, 30*time.Second)
-			origin := publishFile(t, clip(tc.file), "live/x")
+			origin := testclip.Publish(t, testclip.Path(tc.file), "live/x")
 			srv := startServer(t, serverOptions{})
 			lb := &testkit.LogBuffer{}
 			sink := newSink(t, srv.url("enh"), lb, Config{})
-			stop := runSink(t, origin, "live/x", sink)
+			stop := testclip.RunSink(t, origin, "live/x", sink)
 			lb.WaitLogContext(t, ctx, "rtmp: publishing", "codecs="+tc.codecs, "flv=enhanced")
 			conn := srv.waitConn(t, ctx, 1)
 			// gortmplib's Reader reports the tracks after 2 s of media.
@@ -120,14 +121,14 @@ func TestBFramesDecodeTimes(t *testing.T) {
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("ffmpeg: %v\n%s", err, out)
 	}
-	for _, file := range []string{clip("h264_aac_bframes.mp4"), h265} {
+	for _, file := range []string{testclip.Path("h264_aac_bframes.mp4"), h265} {
 		t.Run(filepath.Base(file), func(t *testing.T) {
 			ctx := testkit.Context(t, 30*time.Second)
-			origin := publishFile(t, file, "live/x")
+			origin := testclip.Publish(t, file, "live/x")
 			srv := startServer(t, serverOptions{})
 			lb := &testkit.LogBuffer{}
 			sink := newSink(t, srv.url("b"), lb, Config{})
-			stop := runSink(t, origin, "live/x", sink)
+			stop := testclip.RunSink(t, origin, "live/x", sink)
 			conn := srv.waitConn(t, ctx, 1)
 			time.Sleep(1500 * time.Millisecond)
 			if err := stop(); err != nil {

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/moqbridge/moqbridge/internal/testclip"
 	"github.com/moqbridge/moqbridge/internal/testkit"
 	"github.com/moqbridge/moqbridge/sdk"
 )
@@ -16,11 +17,11 @@ import (
 // keyframe.
 func TestRefusedThenAccepted(t *testing.T) {
 	ctx := testkit.Context(t, 30*time.Second)
-	origin := publishFile(t, clip("h264_aac_bframes.mp4"), "live/x")
+	origin := testclip.Publish(t, testclip.Path("h264_aac_bframes.mp4"), "live/x")
 	srv := startServer(t, serverOptions{reject: 2})
 	lb := &testkit.LogBuffer{}
 	sink := newSink(t, srv.url("k"), lb, Config{})
-	stop := runSink(t, origin, "live/x", sink)
+	stop := testclip.RunSink(t, origin, "live/x", sink)
 	lb.WaitLogContext(t, ctx, "rtmp: cannot publish; retrying", "attempt=2")
 	lb.WaitLogContext(t, ctx, "rtmp: publishing", "codecs=H.264,AAC")
 	conn := srv.waitConn(t, ctx, 1)
@@ -43,7 +44,7 @@ func TestRefusedThenAccepted(t *testing.T) {
 // TestGiveUp: with Backoff.GiveUpAfter, a server that never answers ends
 // Run with ErrGaveUp, while the broadcast was consumed all along.
 func TestGiveUp(t *testing.T) {
-	origin := publishFile(t, clip("h264_aac_bframes.mp4"), "live/x")
+	origin := testclip.Publish(t, testclip.Path("h264_aac_bframes.mp4"), "live/x")
 	lb := &testkit.LogBuffer{}
 	sink := newSink(t, fmt.Sprintf("rtmp://127.0.0.1:%d/live/k", freePort(t)), lb, Config{
 		Backoff: sdk.Backoff{Min: 50 * time.Millisecond, Max: 200 * time.Millisecond, GiveUpAfter: time.Second},
@@ -66,7 +67,7 @@ func TestGiveUp(t *testing.T) {
 // once with a permanent error, without connecting.
 func TestNothingToSend(t *testing.T) {
 	ctx := testkit.Context(t, 20*time.Second)
-	origin := publishFile(t, clip("h264_aac_bframes.mp4"), "live/x")
+	origin := testclip.Publish(t, testclip.Path("h264_aac_bframes.mp4"), "live/x")
 	lb := &testkit.LogBuffer{}
 	sink := newSink(t, "rtmp://127.0.0.1:9/live/k", lb, Config{Video: "nope"})
 	err := sdk.Consume(ctx, origin, "live/x", sink, sdk.ConsumeOptions{Wait: 10 * time.Second})
@@ -82,12 +83,12 @@ func TestNothingToSend(t *testing.T) {
 // it the self-signed certificate is refused and retried, never sent to.
 func TestRTMPS(t *testing.T) {
 	ctx := testkit.Context(t, 30*time.Second)
-	origin := publishFile(t, clip("h264_aac_bframes.mp4"), "live/x")
+	origin := testclip.Publish(t, testclip.Path("h264_aac_bframes.mp4"), "live/x")
 	srv := startServer(t, serverOptions{tls: true})
 
 	lb := &testkit.LogBuffer{}
 	untrusted := newSink(t, srv.url("k"), lb, Config{})
-	stop := runSink(t, origin, "live/x", untrusted)
+	stop := testclip.RunSink(t, origin, "live/x", untrusted)
 	lb.WaitLogContext(t, ctx, "rtmp: cannot publish; retrying", "certificate")
 	if err := stop(); err != nil {
 		t.Fatalf("Run: %v", err)
@@ -95,7 +96,7 @@ func TestRTMPS(t *testing.T) {
 
 	lb = &testkit.LogBuffer{}
 	sink := newSink(t, srv.url("k"), lb, Config{TLSConfig: &tls.Config{InsecureSkipVerify: true}})
-	stop = runSink(t, origin, "live/x", sink)
+	stop = testclip.RunSink(t, origin, "live/x", sink)
 	lb.WaitLogContext(t, ctx, "rtmp: publishing", "rtmp=rtmps://")
 	conn := srv.waitConn(t, ctx, 1)
 	time.Sleep(2500 * time.Millisecond)

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/moqbridge/moqbridge/internal/testclip"
 	"github.com/moqbridge/moqbridge/internal/testkit"
 )
 
@@ -80,13 +81,13 @@ func fileSize(name string) int64 {
 func TestFFmpegReceives(t *testing.T) {
 	testkit.NeedFFmpeg(t)
 	ctx := testkit.Context(t, 60*time.Second)
-	origin := publishFile(t, clip("h264_aac_bframes.mp4"), "live/x")
+	origin := testclip.Publish(t, testclip.Path("h264_aac_bframes.mp4"), "live/x")
 	port := freePort(t)
 	out := filepath.Join(t.TempDir(), "out.mp4")
 	rcv := startReceiver(t, port, out)
 	lb := &testkit.LogBuffer{}
 	sink := newSink(t, fmt.Sprintf("rtmp://127.0.0.1:%d/live/x", port), lb, Config{})
-	stop := runSink(t, origin, "live/x", sink)
+	stop := testclip.RunSink(t, origin, "live/x", sink)
 	lb.WaitLogContext(t, ctx, "rtmp: publishing", "codecs=H.264,AAC", "flv=legacy")
 	time.Sleep(4 * time.Second)
 	if err := stop(); err != nil {
@@ -120,13 +121,13 @@ func TestFFmpegReceives(t *testing.T) {
 func TestReconnectAfterReceiverKilled(t *testing.T) {
 	testkit.NeedFFmpeg(t)
 	ctx := testkit.Context(t, 90*time.Second)
-	origin := publishFile(t, clip("h264_aac_bframes.mp4"), "live/x")
+	origin := testclip.Publish(t, testclip.Path("h264_aac_bframes.mp4"), "live/x")
 	port := freePort(t)
 	dir := t.TempDir()
 	first := startReceiver(t, port, filepath.Join(dir, "first.mp4"))
 	lb := &testkit.LogBuffer{}
 	sink := newSink(t, fmt.Sprintf("rtmp://127.0.0.1:%d/live/x", port), lb, Config{WriteTimeout: 2 * time.Second})
-	stop := runSink(t, origin, "live/x", sink)
+	stop := testclip.RunSink(t, origin, "live/x", sink)
 	lb.WaitLogContext(t, ctx, "rtmp: publishing")
 	time.Sleep(2 * time.Second)
 	first.kill()

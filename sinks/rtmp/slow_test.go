@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/moqbridge/moqbridge/internal/testclip"
 	"github.com/moqbridge/moqbridge/internal/testkit"
 	"github.com/moqbridge/moqbridge/moq"
 	"github.com/moqbridge/moqbridge/sdk"
@@ -34,7 +35,7 @@ func smallBuffers(opt int) func(network, address string, c syscall.RawConn) erro
 // after the gap starts at a keyframe.
 func TestSlowReceiver(t *testing.T) {
 	ctx := testkit.Context(t, 40*time.Second)
-	origin := publishFile(t, clip("h264_aac_bframes.mp4"), "live/x")
+	origin := testclip.Publish(t, testclip.Path("h264_aac_bframes.mp4"), "live/x")
 	srv := startServer(t, serverOptions{listen: &net.ListenConfig{Control: smallBuffers(syscall.SO_RCVBUF)}})
 	lb := &testkit.LogBuffer{}
 	sink := newSink(t, srv.url("slow"), lb, Config{

@@ -15,7 +15,7 @@ import (
 // loopback socket whose reader discards them, without the pacing (which
 // only waits). It reports packets per second on one core.
 func BenchmarkSend(b *testing.B) {
-	port := freePorts(b, 2)
+	port := testkit.FreeUDPPorts(b, 2)
 	rcv := receiveUDPDiscard(b, port)
 	defer rcv()
 	video, _ := synthTracks(b)

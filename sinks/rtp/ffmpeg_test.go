@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/moqbridge/moqbridge/internal/testclip"
 	"github.com/moqbridge/moqbridge/internal/testkit"
 )
 
@@ -35,13 +36,13 @@ func TestFFmpegReadsSDP(t *testing.T) {
 			ctx := testkit.Context(t, 60*time.Second)
 			dir := t.TempDir()
 			out := filepath.Join(dir, "out.mkv")
-			origin := publishFile(t, clip(tc.clip), "live/in")
-			port := freePorts(t, 4)
+			origin := testclip.Publish(t, testclip.Path(tc.clip), "live/in")
+			port := testkit.FreeUDPPorts(t, 4)
 			ff := &ffmpegReader{done: make(chan error, 1)}
 			lb := &testkit.LogBuffer{}
 			sink := newSink(t, lb, Config{Dest: fmt.Sprintf("127.0.0.1:%d", port), SDPFile: filepath.Join(dir, "out.sdp"),
 				OnSDP: func([]byte) { ff.start(t, ctx, filepath.Join(dir, "out.sdp"), out, port, tc.decode) }})
-			stop := runSink(t, origin, "live/in", sink)
+			stop := testclip.RunSink(t, origin, "live/in", sink)
 			ff.wait(t, ctx)
 			if err := stop(); err != nil {
 				t.Errorf("Run: %v", err)

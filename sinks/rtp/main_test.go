@@ -2,9 +2,6 @@ package rtp
 
 import (
 	"context"
-	"fmt"
-	"net"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -12,97 +9,11 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/moqbridge/moqbridge/internal/testkit"
-	"github.com/moqbridge/moqbridge/moq"
 	"github.com/moqbridge/moqbridge/sdk"
-	"github.com/moqbridge/moqbridge/sources/fmp4"
 )
 
 func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
-}
-
-// clip is a test clip of sources/fmp4/testdata.
-func clip(name string) string { return filepath.Join("..", "..", "sources", "fmp4", "testdata", name) }
-
-// publishFile publishes an MP4 file, looped in real time, at path in a
-// new Origin until the test ends.
-func publishFile(t testing.TB, file, path string) *moq.Origin {
-	t.Helper()
-	origin := moq.NewOrigin()
-	src, err := fmp4.Open(file, fmp4.Options{Loop: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- sdk.Publish(ctx, origin, path, src, sdk.PublishOptions{}) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("publish %s: %v", file, err)
-		}
-		origin.Close()
-	})
-	return origin
-}
-
-// runSink runs sink on the broadcast at path until stop is called, which
-// waits for Run and returns its error.
-func runSink(t testing.TB, origin *moq.Origin, path string, sink sdk.Sink) (stop func() error) {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- sdk.Consume(ctx, origin, path, sink, sdk.ConsumeOptions{Wait: 10 * time.Second}) }()
-	var once sync.Once
-	var err error
-	stop = func() error {
-		once.Do(func() {
-			cancel()
-			select {
-			case err = <-done:
-			case <-time.After(15 * time.Second):
-				err = fmt.Errorf("Run did not return within 15 s of its context ending")
-			}
-		})
-		return err
-	}
-	t.Cleanup(func() { _ = stop() })
-	return stop
-}
-
-// freePorts returns the first of n consecutive UDP ports free on
-// loopback, the first even (the RTP convention).
-func freePorts(t testing.TB, n int) int {
-	t.Helper()
-	for range 50 {
-		pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		base := pc.LocalAddr().(*net.UDPAddr).Port &^ 1
-		_ = pc.Close()
-		if base+n > 65535 {
-			continue
-		}
-		ok := true
-		var open []net.PacketConn
-		for p := base; p < base+n && ok; p++ {
-			c, err := net.ListenPacket("udp4", fmt.Sprintf("127.0.0.1:%d", p))
-			if err != nil {
-				ok = false
-				break
-			}
-			open = append(open, c)
-		}
-		for _, c := range open {
-			_ = c.Close()
-		}
-		if ok {
-			return base
-		}
-	}
-	t.Fatal("no free UDP ports")
-	return 0
 }
 
 // newSink returns a Sink with cfg logging to lb, whose log is printed if

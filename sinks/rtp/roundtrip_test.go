@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/moqbridge/moqbridge/internal/testclip"
 	"github.com/moqbridge/moqbridge/internal/testkit"
 	"github.com/moqbridge/moqbridge/moq"
 	"github.com/moqbridge/moqbridge/sdk"
@@ -87,7 +88,7 @@ func TestRoundTrip(t *testing.T) {
 		{"vp9.mp4", "VP9/90000", ""},
 	} {
 		t.Run(strings.TrimSuffix(tc.clip, ".mp4"), func(t *testing.T) {
-			roundTrip(t, publishFile(t, clip(tc.clip), "live/in"), "live/in", tc.video, tc.audio)
+			roundTrip(t, testclip.Publish(t, testclip.Path(tc.clip), "live/in"), "live/in", tc.video, tc.audio)
 		})
 	}
 }
@@ -109,16 +110,16 @@ func TestRoundTripVP8G711(t *testing.T) {
 func roundTrip(t *testing.T, origin *moq.Origin, path, wantVideo, wantAudio string) {
 	ctx := testkit.Context(t, 30*time.Second)
 	orig := newCollector()
-	stopOrig := runSink(t, origin, path, orig)
+	stopOrig := testclip.RunSink(t, origin, path, orig)
 
 	rcv := newReceiver(t)
-	port := freePorts(t, 4)
+	port := testkit.FreeUDPPorts(t, 4)
 	lb := &testkit.LogBuffer{}
 	dir := t.TempDir()
 	sink := newSink(t, lb, Config{Dest: fmt.Sprintf("127.0.0.1:%d", port), SDPFile: dir + "/out.sdp", OnSDP: rcv.onSDP})
-	stopSink := runSink(t, origin, path, sink)
+	stopSink := testclip.RunSink(t, origin, path, sink)
 	got := newCollector()
-	stopGot := runSink(t, rcv.origin, "live/out", got)
+	stopGot := testclip.RunSink(t, rcv.origin, "live/out", got)
 
 	audioFrames := 40
 	if wantAudio == "" {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/pion/rtcp"
 
+	"github.com/moqbridge/moqbridge/internal/testclip"
 	"github.com/moqbridge/moqbridge/internal/testkit"
 	"github.com/moqbridge/moqbridge/moq"
 	"github.com/moqbridge/moqbridge/sdk"
@@ -25,11 +26,11 @@ import (
 func TestMTUAndPacing(t *testing.T) {
 	const mtu = 1000
 	origin := publishSynth(t, synthStream{gop: 15, keySize: 150_000, frameSz: 3000})
-	port := freePorts(t, 4)
+	port := testkit.FreeUDPPorts(t, 4)
 	video, videoRTCP, audio := receiveUDP(t, port), receiveUDP(t, port+1), receiveUDP(t, port+2)
 	lb := &testkit.LogBuffer{}
 	sink := newSink(t, lb, Config{Dest: fmt.Sprintf("127.0.0.1:%d", port), MTU: mtu})
-	stop := runSink(t, origin, "live/synth", sink)
+	stop := testclip.RunSink(t, origin, "live/synth", sink)
 	ctx := testkit.Context(t, 20*time.Second)
 	waitFor(t, ctx, "two keyframes and two sender reports", func() bool {
 		return sink.Stats().Frames > 40 && sink.Stats().SenderReports >= 4
@@ -116,7 +117,7 @@ func TestBacklogSkipsToLive(t *testing.T) {
 	backlog := make(chan struct{})
 	origin := publishSynth(t, synthStream{gop: 30, keySize: 20_000, frameSz: 2000, backlog: 10 * time.Second, backlogDone: backlog})
 	<-backlog
-	port := freePorts(t, 4)
+	port := testkit.FreeUDPPorts(t, 4)
 	video := receiveUDP(t, port)
 	receiveUDP(t, port+1)
 	receiveUDP(t, port+2)
@@ -124,7 +125,7 @@ func TestBacklogSkipsToLive(t *testing.T) {
 	lb := &testkit.LogBuffer{}
 	sink := newSink(t, lb, Config{Dest: fmt.Sprintf("127.0.0.1:%d", port)})
 	began := time.Now()
-	stop := runSink(t, origin, "live/synth", sink)
+	stop := testclip.RunSink(t, origin, "live/synth", sink)
 	ctx := testkit.Context(t, 20*time.Second)
 	waitFor(t, ctx, "a second of frames", func() bool { return sink.Stats().Frames > 60 })
 	elapsed := time.Since(began)
@@ -152,7 +153,7 @@ func TestBacklogSkipsToLive(t *testing.T) {
 // has the group and the TTL, and a member of the group on this host
 // receives the packets.
 func TestMulticast(t *testing.T) {
-	port := freePorts(t, 4)
+	port := testkit.FreeUDPPorts(t, 4)
 	group := &net.UDPAddr{IP: net.IPv4(239, 255, 42, 99), Port: port}
 	conn, err := net.ListenMulticastUDP("udp4", nil, group)
 	if err != nil {
@@ -163,7 +164,7 @@ func TestMulticast(t *testing.T) {
 	var sdp []byte
 	lb := &testkit.LogBuffer{}
 	sink := newSink(t, lb, Config{Dest: group.String(), TTL: 3, OnSDP: func(b []byte) { sdp = b }})
-	stop := runSink(t, origin, "live/synth", sink)
+	stop := testclip.RunSink(t, origin, "live/synth", sink)
 	ctx := testkit.Context(t, 10*time.Second)
 	waitFor(t, ctx, "frames sent", func() bool { return sink.Stats().Frames > 20 })
 	if err := stop(); err != nil {
@@ -260,7 +261,7 @@ func TestNothingToSend(t *testing.T) {
 // same tracks does not write it again.
 func TestSDPFile(t *testing.T) {
 	origin := publishSynth(t, synthStream{gop: 30, keySize: 3000, frameSz: 300})
-	port := freePorts(t, 4)
+	port := testkit.FreeUDPPorts(t, 4)
 	conn, err := net.ListenUDP("udp6", &net.UDPAddr{IP: net.IPv6loopback, Port: port})
 	if err != nil {
 		t.Skipf("no IPv6 loopback here: %v", err)
@@ -271,7 +272,7 @@ func TestSDPFile(t *testing.T) {
 	lb := &testkit.LogBuffer{}
 	sink := newSink(t, lb, Config{Dest: fmt.Sprintf("[::1]:%d", port), SDPFile: file, OnSDP: func([]byte) { writes++ }})
 	for run := range 2 {
-		stop := runSink(t, origin, "live/synth", sink)
+		stop := testclip.RunSink(t, origin, "live/synth", sink)
 		ctx := testkit.Context(t, 10*time.Second)
 		want := uint64(5 * (run + 1))
 		waitFor(t, ctx, "frames", func() bool { return sink.Stats().Frames > want })
