@@ -9,6 +9,7 @@ import (
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 
+	"github.com/moqbridge/moqbridge/internal/lograte"
 	"github.com/moqbridge/moqbridge/sdk"
 )
 
@@ -87,7 +88,11 @@ type media struct {
 	ssrc     uint32
 	prevSSRC uint32 // the sender before the latest change: its stragglers are ignored
 	havePrev bool
-	nextSR   *senderReport // a report of another SSRC, for when it takes over
+	// restartLog bounds the lines about restarts (a new SSRC, new
+	// sequence numbers) to one a second: packets of two senders mixed on
+	// one port (or forged) restart the media at every packet.
+	restartLog lograte.Limiter
+	nextSR     *senderReport // a report of another SSRC, for when it takes over
 
 	// The access unit being assembled.
 	au        []*rtp.Packet
@@ -144,7 +149,7 @@ func (md *media) packet(data []byte, at time.Time) error {
 			md.c.late.Add(1)
 			return nil
 		}
-		md.log.Info("rtp: a new sender (SSRC) on the media; its state restarts", "ssrc", pkt.SSRC, "previous", md.ssrc)
+		md.restartLog.Log(md.log, slog.LevelInfo, "rtp: a new sender (SSRC) on the media; its state restarts", "ssrc", pkt.SSRC, "previous", md.ssrc)
 		// What the old sender sent still goes out first.
 		if err := md.deliver(md.rb.flush(md.released[:0])); err != nil {
 			return err
@@ -159,7 +164,7 @@ func (md *media) packet(data []byte, at time.Time) error {
 	md.c.late.Add(md.rb.late - lateBefore)
 	if restarted {
 		// out holds the end of the old sequence; the new one is held.
-		md.log.Info("rtp: the sender restarted its sequence numbers; the media's state restarts", "ssrc", pkt.SSRC)
+		md.restartLog.Log(md.log, slog.LevelInfo, "rtp: the sender restarted its sequence numbers; the media's state restarts", "ssrc", pkt.SSRC)
 		if err := md.deliver(out); err != nil {
 			return err
 		}
