@@ -56,8 +56,8 @@ a=fmtp:111 sprop-stereo=1
 // @moq/watch 0.4.6: Debian's ffmpeg sends a live H.264 (x264 zerolatency,
 // no B-frames) + Opus test stream (-re) over RTP to loopback ports, which
 // moqbridge's RTP source (sources/rtp) receives and publishes as live/rtp
-// into the relay's Origin (sdk.Publish), wired as `moqbridge ingest` with
-// an SDP does; the page plays live/rtp over WebTransport. The session
+// into the relay's own Origin (sdk.Publish), as `moqbridge serve
+// --rtp-sdp` does; the page plays live/rtp over WebTransport. The session
 // description is written here for fixed free ports and the source listens
 // before ffmpeg starts, so no packet is sent to a closed port; ffmpeg's
 // own -sdp_file must describe the same media. The checks are those of
