@@ -61,8 +61,10 @@ a=fmtp:111 sprop-stereo=1
 // description is written here for fixed free ports and the source listens
 // before ffmpeg starts, so no packet is sent to a closed port; ffmpeg's
 // own -sdp_file must describe the same media. The checks are those of
-// TestWatchPlays (playWatch), plus the decoded picture size and the
-// catalog's codecs.
+// TestWatchPlays (playWatch), plus the decoded picture size, the
+// catalog's codecs (H.264 High, Opus) and the source's counters (on
+// loopback nothing lost, damaged or invalid, and a sender report of each
+// media, which puts both on ffmpeg's clock).
 //
 // Like TestWatchPlaysRTMP it logs start-up (from ffmpeg's start to the
 // broadcast in the relay and to the first presented frame) and, at every
