@@ -5,6 +5,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/moqbridge/moqbridge/pipelines"
 	"github.com/moqbridge/moqbridge/protocol"
 	"github.com/moqbridge/moqbridge/sdk"
 )
@@ -28,6 +29,7 @@ type pipelineSnapshot struct {
 	sinks       []*liveSink
 	sinkLabels  []string
 	source      map[pathTrack]sdk.TrackStats
+	sourceInput map[string]pipelines.SourceCounters
 	sink        map[sinkPathTrack]sdk.TrackStats
 	sinkExtra   map[sinkPath]sinkCounts
 }
@@ -43,11 +45,12 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	for name, p := range m.pipelines {
 		s := pipelineSnapshot{
 			name: name, up: p.up, upKnown: p.upKnown,
-			broadcasts: append([]*liveBroadcast(nil), p.broadcasts...),
-			sinks:      append([]*liveSink(nil), p.sinks...),
-			source:     maps.Clone(p.sourceTotals),
-			sink:       maps.Clone(p.sinkTotals),
-			sinkExtra:  maps.Clone(p.sinkExtra),
+			broadcasts:  append([]*liveBroadcast(nil), p.broadcasts...),
+			sinks:       append([]*liveSink(nil), p.sinks...),
+			source:      maps.Clone(p.sourceTotals),
+			sourceInput: maps.Clone(p.sourceInput),
+			sink:        maps.Clone(p.sinkTotals),
+			sinkExtra:   maps.Clone(p.sinkExtra),
 		}
 		for l := range p.sinkLabels {
 			s.sinkLabels = append(s.sinkLabels, l)
@@ -76,10 +79,24 @@ func (c collector) collectPipeline(ch chan<- prometheus.Metric, s pipelineSnapsh
 	}
 
 	for _, b := range s.broadcasts {
-		for track, st := range b.read(false) {
+		tracks, input, hasInput := b.read(false)
+		for track, st := range tracks {
 			k := pathTrack{b.path, track}
 			s.source[k] = s.source[k].Add(st)
 		}
+		if hasInput {
+			s.sourceInput[b.path] = addSource(s.sourceInput[b.path], input)
+		}
+	}
+	for path, in := range s.sourceInput {
+		c.counter(ch, nameSourcePackets, in.InputPackets, s.name, path)
+		c.counter(ch, nameSourceInputBytes, in.InputBytes, s.name, path)
+		c.counter(ch, nameSourceLost, in.LostPackets, s.name, path)
+		c.counter(ch, nameSourceDuplicates, in.DuplicatePackets, s.name, path)
+		c.counter(ch, nameSourceLate, in.LatePackets, s.name, path)
+		c.counter(ch, nameSourceInvalid, in.InvalidPackets, s.name, path)
+		c.counter(ch, nameSourceInputDropped, in.DroppedFrames, s.name, path)
+		c.counter(ch, nameSourceRestarts, in.SenderRestarts, s.name, path)
 	}
 	for k, st := range s.source {
 		labels := []string{s.name, k.path, k.track}

@@ -35,6 +35,14 @@ const (
 	nameSourceGroups       = "moqbridge_source_groups_total"
 	nameSourceSkipped      = "moqbridge_source_skipped_groups_total"
 	nameSourceDropped      = "moqbridge_source_dropped_frames_total"
+	nameSourcePackets      = "moqbridge_source_packets_total"
+	nameSourceInputBytes   = "moqbridge_source_received_bytes_total"
+	nameSourceLost         = "moqbridge_source_lost_packets_total"
+	nameSourceDuplicates   = "moqbridge_source_duplicate_packets_total"
+	nameSourceLate         = "moqbridge_source_late_packets_total"
+	nameSourceInvalid      = "moqbridge_source_invalid_packets_total"
+	nameSourceInputDropped = "moqbridge_source_discarded_frames_total"
+	nameSourceRestarts     = "moqbridge_source_sender_restarts_total"
 	nameSinkFrames         = "moqbridge_sink_frames_total"
 	nameSinkBytes          = "moqbridge_sink_bytes_total"
 	nameSinkGroups         = "moqbridge_sink_groups_total"
@@ -81,6 +89,22 @@ func allDefs() []metricDef {
 			"Groups missing from the sequence the source read, for a source that reads MOQ (0 for the others)."},
 		{nameSourceDropped, "counter", []string{labelPipeline, labelPath, labelTrack},
 			"Frames the source dropped: video before the track's first keyframe."},
+		{nameSourcePackets, "counter", []string{labelPipeline, labelPath},
+			"Packets the source received (RTP packets), over all its media; only for sources that count packets (rtp)."},
+		{nameSourceInputBytes, "counter", []string{labelPipeline, labelPath},
+			"Payload bytes of the packets the source received; only for sources that count packets (rtp)."},
+		{nameSourceLost, "counter", []string{labelPipeline, labelPath},
+			"Packets the source never got: still missing when it stopped waiting for them (the rtp source's reorder_window)."},
+		{nameSourceDuplicates, "counter", []string{labelPipeline, labelPath},
+			"Packets the source received twice."},
+		{nameSourceLate, "counter", []string{labelPipeline, labelPath},
+			"Packets that came after the source had counted them as lost (a reorder_window too short for the network)."},
+		{nameSourceInvalid, "counter", []string{labelPipeline, labelPath},
+			"Datagrams the source could not use: not RTP of the announced payload type nor RTCP, or from an excluded sender."},
+		{nameSourceInputDropped, "counter", []string{labelPipeline, labelPath},
+			"Access units the source received (in part) but did not publish: damaged by a lost packet, or skipped while the video waited for a keyframe after a loss or a sender's start. Not in moqbridge_source_frames_total."},
+		{nameSourceRestarts, "counter", []string{labelPipeline, labelPath},
+			"Times a sender started over: a new RTP SSRC or sequence on a media."},
 		{nameSinkFrames, "counter", []string{labelPipeline, labelSink, labelPath, labelTrack},
 			"Frames (access units) the sink read from the track."},
 		{nameSinkBytes, "counter", []string{labelPipeline, labelSink, labelPath, labelTrack},

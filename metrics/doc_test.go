@@ -110,7 +110,7 @@ func exposedFamilies(t *testing.T) map[string]string {
 	stats := func() map[string]sdk.TrackStats { return map[string]sdk.TrackStats{"video": {Frames: 1}} }
 	m.SourceUp("p", true)
 	m.Restarted("p", "source")
-	m.BroadcastStarted("p", "live/a", stats)
+	m.BroadcastStarted("p", "live/a", stats, func() pipelines.SourceCounters { return pipelines.SourceCounters{InputPackets: 1} })
 	m.SinkStarted("p", "sinks[0].fmp4", "live/a", stats, func() pipelines.SinkCounters { return pipelines.SinkCounters{} })
 	m.Latency("p", "live/a", "video", time.Millisecond)
 	m.SetRelay(func() protocol.ServerStats {

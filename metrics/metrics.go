@@ -3,7 +3,8 @@
 //
 // Metrics implements pipelines.Observer: the runner tells it which
 // broadcasts and sinks run, and hands it functions that read their
-// counters (sdk.TrackStats, pipelines.SinkCounters). Those are read when
+// counters (sdk.TrackStats, pipelines.SinkCounters, and a source's own
+// pipelines.SourceCounters: an RTP source's packets and losses). Those are read when
 // Prometheus scrapes, by a custom collector, so counting costs nothing per
 // frame here; the one per-frame call is Latency, which observes a
 // histogram without allocating. The relay's own counters come the same way
@@ -68,6 +69,7 @@ type pipelineState struct {
 
 	// The last values of the broadcasts and sinks that ended.
 	sourceTotals map[pathTrack]sdk.TrackStats
+	sourceInput  map[string]pipelines.SourceCounters // by path, for sources that have them
 	sinkTotals   map[sinkPathTrack]sdk.TrackStats
 	sinkExtra    map[sinkPath]sinkCounts
 }
@@ -85,6 +87,28 @@ type sinkCounts struct {
 
 func (a sinkCounts) add(b sinkCounts) sinkCounts {
 	return sinkCounts{a.droppedFrames + b.droppedFrames, a.droppedGroups + b.droppedGroups, a.reconnects + b.reconnects}
+}
+
+// addSource returns the sum of two readings of a source's counters.
+func addSource(a, b pipelines.SourceCounters) pipelines.SourceCounters {
+	return pipelines.SourceCounters{
+		InputPackets:     a.InputPackets + b.InputPackets,
+		InputBytes:       a.InputBytes + b.InputBytes,
+		LostPackets:      a.LostPackets + b.LostPackets,
+		DuplicatePackets: a.DuplicatePackets + b.DuplicatePackets,
+		LatePackets:      a.LatePackets + b.LatePackets,
+		InvalidPackets:   a.InvalidPackets + b.InvalidPackets,
+		DroppedFrames:    a.DroppedFrames + b.DroppedFrames,
+		SenderRestarts:   a.SenderRestarts + b.SenderRestarts,
+	}
+}
+
+// sourceWentDown reports whether a counter of b is below a's: a reading
+// that started over.
+func sourceWentDown(a, b pipelines.SourceCounters) bool {
+	return b.InputPackets < a.InputPackets || b.InputBytes < a.InputBytes || b.LostPackets < a.LostPackets ||
+		b.DuplicatePackets < a.DuplicatePackets || b.LatePackets < a.LatePackets || b.InvalidPackets < a.InvalidPackets ||
+		b.DroppedFrames < a.DroppedFrames || b.SenderRestarts < a.SenderRestarts
 }
 
 // trackCounters turns successive readings of per-track counters into
@@ -133,20 +157,34 @@ type liveBroadcast struct {
 	mu       sync.Mutex
 	stats    func() map[string]sdk.TrackStats // nil once ended
 	counters trackCounters
+	// The source's own counters, for a source that has them (hasSource):
+	// read by source until the end, like stats.
+	source     func() pipelines.SourceCounters
+	hasSource  bool
+	sourceBase pipelines.SourceCounters // of earlier readings when the source's went down
+	sourceLast pipelines.SourceCounters
 }
 
 // read returns the broadcast's counters: current while it runs, the last
-// ones once it ended. end also stops reading them.
-func (b *liveBroadcast) read(end bool) map[string]sdk.TrackStats {
+// ones once it ended; and its source's, if it has them (has). end also
+// stops reading them.
+func (b *liveBroadcast) read(end bool) (tracks map[string]sdk.TrackStats, source pipelines.SourceCounters, has bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.stats != nil {
 		b.counters.update(b.stats())
 	}
-	if end {
-		b.stats = nil
+	if b.source != nil {
+		cur := b.source()
+		if sourceWentDown(b.sourceLast, cur) {
+			b.sourceBase = addSource(b.sourceBase, b.sourceLast)
+		}
+		b.sourceLast = cur
 	}
-	return b.counters.totals()
+	if end {
+		b.stats, b.source = nil, nil
+	}
+	return b.counters.totals(), addSource(b.sourceBase, b.sourceLast), b.hasSource
 }
 
 // liveSink is a sink between SinkStarted and SinkEnded, like
@@ -253,6 +291,7 @@ func (m *Metrics) pipelineLocked(name string) *pipelineState {
 		p = &pipelineState{
 			sinkLabels:   make(map[string]bool),
 			sourceTotals: make(map[pathTrack]sdk.TrackStats),
+			sourceInput:  make(map[string]pipelines.SourceCounters),
 			sinkTotals:   make(map[sinkPathTrack]sdk.TrackStats),
 			sinkExtra:    make(map[sinkPath]sinkCounts),
 		}
@@ -277,18 +316,22 @@ func (m *Metrics) Restarted(pipeline, part string) {
 	m.restarts.WithLabelValues(pipeline, part).Inc()
 }
 
-// BroadcastStarted records a broadcast of a pipeline's source; stats is
-// read at every scrape until BroadcastEnded.
-func (m *Metrics) BroadcastStarted(pipeline, path string, stats func() map[string]sdk.TrackStats) {
+// BroadcastStarted records a broadcast of a pipeline's source; stats and
+// source are read at every scrape until BroadcastEnded. source may be nil
+// (a source without SourceCounters: no moqbridge_source_… input series
+// for it).
+func (m *Metrics) BroadcastStarted(pipeline, path string, stats func() map[string]sdk.TrackStats, source func() pipelines.SourceCounters) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	p := m.pipelineLocked(pipeline)
-	p.broadcasts = append(p.broadcasts, &liveBroadcast{path: path, stats: stats})
+	p.broadcasts = append(p.broadcasts, &liveBroadcast{path: path, stats: stats, source: source, hasSource: source != nil})
 }
 
 // BroadcastEnded folds the last counters of the pipeline's broadcast at
 // path (the oldest one, if several were started there) into the path's
-// totals. stats is called once more during the call, never after.
+// totals, its source's too: a source the supervisor makes again counts
+// from zero, and adds to them. stats and source are called once more
+// during the call, never after.
 func (m *Metrics) BroadcastEnded(pipeline, path string) {
 	m.mu.Lock()
 	p := m.pipelines[pipeline]
@@ -306,13 +349,16 @@ func (m *Metrics) BroadcastEnded(pipeline, path string) {
 	if b == nil {
 		return
 	}
-	final := b.read(true) // outside m.mu: stats takes the writer's locks
+	final, source, hasSource := b.read(true) // outside m.mu: stats takes the writer's locks
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	p.broadcasts = slices.DeleteFunc(p.broadcasts, func(x *liveBroadcast) bool { return x == b })
 	for track, st := range final {
 		k := pathTrack{path, track}
 		p.sourceTotals[k] = p.sourceTotals[k].Add(st)
+	}
+	if hasSource {
+		p.sourceInput[path] = addSource(p.sourceInput[path], source)
 	}
 }
 

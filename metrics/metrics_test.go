@@ -33,7 +33,7 @@ func TestSourceCounters(t *testing.T) {
 		"audio": {Groups: 1, Frames: 50, Bytes: 5000},
 	})
 	m.SourceUp("cam", true)
-	m.BroadcastStarted("cam", "live/cam", src.Stats)
+	m.BroadcastStarted("cam", "live/cam", src.Stats, nil)
 	expect(t, scrape(t, h), map[string]float64{series(nameRestarts, "pipeline", "cam", "part", "source"): 0}, nameRestarts)
 
 	all := []string{sourceFrames, sourceBytes, sourceGroups, sourceSkipped, sourceDropped, nameActiveBroadcasts, nameSourceUp}
@@ -77,7 +77,7 @@ func TestSourceCounters(t *testing.T) {
 	m.Restarted("cam", "source")
 	m.SourceUp("cam", true)
 	src2 := newFakeStats(map[string]sdk.TrackStats{"video": {Groups: 1, Frames: 10, Bytes: 1000}})
-	m.BroadcastStarted("cam", "live/cam", src2.Stats)
+	m.BroadcastStarted("cam", "live/cam", src2.Stats, nil)
 	expect(t, scrape(t, h), want(100, 91000, 4, 3, 101, 10100, 2, 1, 1), all...)
 
 	// A new video track under the same name (a new SPS): its counters
@@ -269,7 +269,7 @@ func TestForgetPipeline(t *testing.T) {
 		m.Restarted(p, "source")
 		m.Latency(p, "x", "video", time.Millisecond)
 		src := newFakeStats(map[string]sdk.TrackStats{"video": {Frames: 1}})
-		m.BroadcastStarted(p, "x", src.Stats)
+		m.BroadcastStarted(p, "x", src.Stats, nil)
 		m.BroadcastEnded(p, "x")
 		m.SinkStarted(p, "sinks[0].fmp4", "x", src.Stats, nil)
 		m.SinkEnded(p, "sinks[0].fmp4", "x")
@@ -311,7 +311,7 @@ func TestCountersNeverGoBack(t *testing.T) {
 			path := fmt.Sprintf("live/%d", w)
 			for i := range rounds {
 				f := newFakeStats(map[string]sdk.TrackStats{"v": {Frames: 1, Bytes: 10}})
-				m.BroadcastStarted("p", path, f.Stats)
+				m.BroadcastStarted("p", path, f.Stats, nil)
 				m.SinkStarted("p", "sinks[0].fmp4", path, f.Stats, func() pipelines.SinkCounters {
 					return pipelines.SinkCounters{Reconnects: uint64(i % 3)}
 				})

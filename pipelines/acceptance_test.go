@@ -166,12 +166,12 @@ func (w *watcher) Restarted(p, part string) {
 	w.next.Restarted(p, part)
 }
 
-func (w *watcher) BroadcastStarted(p, path string, stats func() map[string]sdk.TrackStats) {
+func (w *watcher) BroadcastStarted(p, path string, stats func() map[string]sdk.TrackStats, source func() pipelines.SourceCounters) {
 	w.mu.Lock()
 	w.broadcastsBegun[p+"/"+path]++
 	w.sourceStats[p+"/"+path] = stats
 	w.mu.Unlock()
-	w.next.BroadcastStarted(p, path, stats)
+	w.next.BroadcastStarted(p, path, stats, source)
 }
 
 func (w *watcher) BroadcastEnded(p, path string) {

@@ -19,8 +19,11 @@ type Observer interface {
 	Restarted(pipeline, part string)
 	// BroadcastStarted and BroadcastEnded bracket a broadcast a
 	// pipeline's source publishes; stats reads its writer's counters by
-	// track name.
-	BroadcastStarted(pipeline, path string, stats func() map[string]sdk.TrackStats)
+	// track name, and source, when the source counts what it receives
+	// (packets, losses: a SourceStatsReporter), its own; source is nil
+	// for a source without. A source's counters start from zero each
+	// time the supervisor makes it again: they cover one broadcast.
+	BroadcastStarted(pipeline, path string, stats func() map[string]sdk.TrackStats, source func() SourceCounters)
 	BroadcastEnded(pipeline, path string)
 	// SinkStarted and SinkEnded bracket one sink on one broadcast; stats
 	// reads its reader's counters by track name, and extra, when the sink
@@ -48,13 +51,47 @@ type StatsReporter interface {
 	Counters() SinkCounters
 }
 
+// SourceCounters are what a source counts of its input beyond its
+// writer's TrackStats: the packets it received and what became of them.
+// A source fills those its input has (an RTP source all of them; one that
+// reads a reliable stream, such as RTMP, none or a few) and leaves the
+// others zero. They are totals since the source was made.
+type SourceCounters struct {
+	InputPackets uint64 // packets received (RTP packets)
+	InputBytes   uint64 // their payload bytes
+	// LostPackets are packets that never came: given up on once the
+	// source stopped waiting for them.
+	LostPackets uint64
+	// DuplicatePackets came twice; LatePackets came after they were
+	// given up on (and counted as lost).
+	DuplicatePackets uint64
+	LatePackets      uint64
+	// InvalidPackets are datagrams the source could not use: not of the
+	// format or the sender it expects.
+	InvalidPackets uint64
+	// DroppedFrames are access units the source received (some of) but
+	// did not publish: damaged by a loss, or skipped while the video
+	// waited for a keyframe.
+	DroppedFrames uint64
+	// SenderRestarts count senders that started over: a new RTP SSRC or
+	// sequence.
+	SenderRestarts uint64
+}
+
+// SourceStatsReporter is implemented by sources (the sdk.Source a
+// SourceKind's NewSource makes) that have SourceCounters.
+type SourceStatsReporter interface {
+	SourceCounters() SourceCounters
+}
+
 // NopObserver ignores everything.
 type NopObserver struct{}
 
-func (NopObserver) SourceUp(string, bool)                                             {}
-func (NopObserver) Restarted(string, string)                                          {}
-func (NopObserver) BroadcastStarted(string, string, func() map[string]sdk.TrackStats) {}
-func (NopObserver) BroadcastEnded(string, string)                                     {}
+func (NopObserver) SourceUp(string, bool)         {}
+func (NopObserver) Restarted(string, string)      {}
+func (NopObserver) BroadcastEnded(string, string) {}
+func (NopObserver) BroadcastStarted(string, string, func() map[string]sdk.TrackStats, func() SourceCounters) {
+}
 func (NopObserver) SinkStarted(string, string, string, func() map[string]sdk.TrackStats, func() SinkCounters) {
 }
 func (NopObserver) SinkEnded(string, string, string)              {}

@@ -471,9 +471,14 @@ func (pr *pipelineRun) runSource(ctx context.Context) {
 	pt := &part{pipeline: pr, label: "source", log: pr.log, state: pr.setState}
 	env := SourceEnv{Pipeline: name, Path: pr.p.Path, Origin: pr.r.origin, Dir: pr.dir, Logger: pr.log, RTMP: pr.rtmp}
 	res := pt.supervise(ctx, func(ctx context.Context) error {
+		// The source's own counters, when it has some: set once it is
+		// made, before Publish starts its broadcast.
+		var sourceCounters func() SourceCounters
 		opts := sdk.PublisherOptions{
-			Started: func(b *sdk.Broadcast) { pr.r.obs.BroadcastStarted(name, b.Path(), b.Writer().Stats) },
-			Ended:   func(b *sdk.Broadcast) { pr.r.obs.BroadcastEnded(name, b.Path()) },
+			Started: func(b *sdk.Broadcast) {
+				pr.r.obs.BroadcastStarted(name, b.Path(), b.Writer().Stats, sourceCounters)
+			},
+			Ended: func(b *sdk.Broadcast) { pr.r.obs.BroadcastEnded(name, b.Path()) },
 		}
 		if spec.Kind.NewSource != nil {
 			opts.IfLive = sdk.Backup
@@ -500,6 +505,9 @@ func (pr *pipelineRun) runSource(ctx context.Context) {
 			src, err := spec.Kind.NewSource(env, spec.Options)
 			if err != nil {
 				return fmt.Errorf("source %s: %w", spec.Kind.Name, err)
+			}
+			if sr, ok := src.(SourceStatsReporter); ok {
+				sourceCounters = sr.SourceCounters
 			}
 			pr.setUp(true)
 			defer pr.setUp(false)

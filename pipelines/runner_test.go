@@ -198,7 +198,7 @@ func (e *events) Restarted(p, part string) {
 	e.restarted[p+"/"+part]++
 }
 
-func (e *events) BroadcastStarted(p, path string, stats func() map[string]sdk.TrackStats) {
+func (e *events) BroadcastStarted(p, path string, stats func() map[string]sdk.TrackStats, _ func() SourceCounters) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.started[p+"/"+path] = stats

@@ -188,13 +188,17 @@ func RTPSource() pipelines.SourceKind {
 }
 
 // RTPSourceAdapter is the source the rtp kind makes: a sources/rtp Source
-// that logs what it received and dropped each time its Run ends.
+// that logs what it received and dropped each time its Run ends, and
+// reports it to the metrics (pipelines.SourceStatsReporter).
 type RTPSourceAdapter struct {
 	src *rtp.Source
 	log *slog.Logger
 }
 
-var _ sdk.Source = (*RTPSourceAdapter)(nil)
+var (
+	_ sdk.Source                    = (*RTPSourceAdapter)(nil)
+	_ pipelines.SourceStatsReporter = (*RTPSourceAdapter)(nil)
+)
 
 // NewRTPSource makes the rtp kind's source of env's pipeline: the
 // options are checked again (the SDP file may have changed since the
@@ -237,6 +241,24 @@ func (s *RTPSourceAdapter) Run(ctx context.Context, w *sdk.BroadcastWriter) erro
 
 // Source is the sources/rtp Source: its Session, Addrs and Stats.
 func (s *RTPSourceAdapter) Source() *rtp.Source { return s.src }
+
+// SourceCounters implements pipelines.SourceStatsReporter: the counters
+// of every media summed. DroppedFrames are the access units damaged by a
+// loss and those skipped (before a keyframe, mostly after a loss).
+func (s *RTPSourceAdapter) SourceCounters() pipelines.SourceCounters {
+	var c pipelines.SourceCounters
+	for _, st := range s.src.Stats() {
+		c.InputPackets += st.Packets
+		c.InputBytes += st.Bytes
+		c.LostPackets += st.Lost
+		c.DuplicatePackets += st.Duplicates
+		c.LatePackets += st.Late
+		c.InvalidPackets += st.Invalid
+		c.DroppedFrames += st.Damaged + st.Skipped
+		c.SenderRestarts += st.Restarts
+	}
+	return c
+}
 
 // logStats logs each media's counters, at warning level when packets were
 // lost or invalid (access units skipped alone are those before the first
