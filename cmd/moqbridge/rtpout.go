@@ -37,8 +37,9 @@ it: it starts decoding at the next keyframe, which carries its parameter
 sets.
 
 Frames are paced in real time, a keyframe's packets spread out, and no
-datagram is larger than --mtu. When rtp-out falls behind by more than
---max-delay it skips to the latest keyframe rather than sending a burst.
+datagram is larger than --mtu. When rtp-out stays behind by more than
+--max-delay (for 3 s: a source may deliver a GOP at a time) it skips to
+the latest keyframe rather than sending a burst.
 When the relay goes away, rtp-out reconnects to it (--reconnect) and goes
 on once the broadcast is back.
 
@@ -101,7 +102,7 @@ was lost with --reconnect=false.`,
 	f.IntVar(&cfg.MTU, "mtu", rtpsink.DefaultMTU, "largest UDP payload sent, RTP header included")
 	f.StringVar(&cfg.Video, "video", "", "the video track to send (default: the one with the most pixels)")
 	f.StringVar(&cfg.Audio, "audio", "", "the audio track to send (default: the first AAC or Opus track)")
-	f.DurationVar(&cfg.MaxDelay, "max-delay", rtpsink.DefaultMaxDelay, "how far behind live sending may fall before it skips to the latest keyframe")
+	f.DurationVar(&cfg.MaxDelay, "max-delay", rtpsink.DefaultMaxDelay, "how far behind live sending may stay (for 3 s) before it skips to the latest keyframe")
 	f.DurationVar(&duration, "duration", 0, "stop after this long (0: until the broadcast ends or Ctrl-C)")
 	f.Var(&wait, "wait", "how long to wait for the broadcast to appear on the relay: a duration, or 0 to fail at once if it is not there")
 	dial.register(f)

@@ -43,8 +43,8 @@ type RTPSinkOptions struct {
 	// Audio names the audio track to send (default: the first AAC or Opus
 	// one, else G.711).
 	Audio string `yaml:"audio"`
-	// MaxDelay is how far behind live sending may fall before it skips to
-	// the latest video keyframe (default 500ms).
+	// MaxDelay is how far behind live sending may stay (for 3 s) before
+	// it skips to the latest video keyframe (default 500ms).
 	MaxDelay time.Duration `yaml:"max_delay"`
 }
 

@@ -44,10 +44,14 @@
 // of a frame are spread over half the frame interval, at most 10 ms, so a
 // keyframe of a hundred packets is not one burst. A backlog (a relay
 // handing over its cached groups at once, or a writer held up) never goes
-// out in a burst: when the frame to send is more than Config.MaxDelay of
-// media behind the newest frame received, the writer skips to the latest
-// video keyframe received and anchors its schedule there, counting the
-// frames and GOPs skipped (Stats). Every Run starts at a video keyframe.
+// out in a burst, and does not keep the sink behind: when the frame to
+// send has been more than Config.MaxDelay of media behind the newest frame
+// received for 3 s, the writer skips to the latest video keyframe
+// received and anchors its schedule there, counting the frames and GOPs
+// skipped (Stats). The lag must last because a source that delivers a GOP
+// at a time (fragmented MP4 with a fragment per GOP) puts the writer a GOP
+// behind at each fragment, which it catches up on by the next. Every Run
+// starts at a video keyframe.
 // Datagrams the kernel refuses (nobody listening, no route) are counted
 // and do not stop the sink: UDP receivers come and go.
 //

@@ -23,14 +23,22 @@ type item struct {
 	resync bool
 }
 
+// behindFor is how long the writer must stay more than maxDelay behind
+// the newest frame queued before the queue skips (see queue).
+const behindFor = 3 * time.Second
+
 // queue holds the frames between the broadcast's reader (push, which never
 // blocks) and the writer (pop). It keeps the writer near live:
 //
 //   - pop skips to the latest startable frame queued (a video keyframe)
-//     when the frame it would hand out is more than maxDelay of media
-//     behind the newest frame queued: the sink is behind (a backlog came
-//     in one burst, or the writer was held up), so the backlog is dropped
-//     rather than sent;
+//     when the frame it would hand out has been more than maxDelay of
+//     media behind the newest frame queued for behindFor: the sink is
+//     behind (a backlog came in one burst, or the writer was held up), so
+//     the backlog is dropped rather than sent. The lag must last: a
+//     source that delivers a GOP at a time (fragmented MP4, one fragment
+//     per GOP) puts the writer a GOP behind at every fragment, and the
+//     writer, sending in real time, catches up before the next one; a
+//     skip there would cut the end of every GOP;
 //   - push drops the oldest GOP when the queue holds more than maxBytes or
 //     maxSpan of media, so that memory stays bounded whatever comes.
 //
@@ -38,9 +46,11 @@ type item struct {
 // startable frame, frames are dropped up to the next one, so the writer
 // always starts, and resumes, at a keyframe.
 type queue struct {
-	maxBytes int
-	maxSpan  time.Duration
-	maxDelay time.Duration
+	maxBytes  int
+	maxSpan   time.Duration
+	maxDelay  time.Duration
+	behindFor time.Duration
+	now       func() time.Time // the clock behindFor is measured on
 
 	mu      sync.Mutex
 	items   []item
@@ -51,6 +61,10 @@ type queue struct {
 	started bool          // a startable frame came
 	closed  bool
 	wake    chan struct{} // capacity one: something was pushed or closed
+	// behindSince is when the head was first found more than maxDelay
+	// behind the newest frame since it was last within; zero while it is
+	// within.
+	behindSince time.Time
 
 	// Counters, under mu.
 	droppedFrames, droppedGOPs uint64
@@ -58,7 +72,8 @@ type queue struct {
 }
 
 func newQueue(maxBytes int, maxSpan, maxDelay time.Duration) *queue {
-	return &queue{maxBytes: maxBytes, maxSpan: maxSpan, maxDelay: maxDelay, waitKey: true, wake: make(chan struct{}, 1)}
+	return &queue{maxBytes: maxBytes, maxSpan: maxSpan, maxDelay: maxDelay, behindFor: behindFor, now: time.Now,
+		waitKey: true, wake: make(chan struct{}, 1)}
 }
 
 func (q *queue) len() int { return len(q.items) - q.head }
@@ -165,9 +180,7 @@ func (q *queue) pop(ctx context.Context, wake <-chan time.Time) (it item, ok boo
 	for {
 		q.mu.Lock()
 		if q.len() > 0 {
-			if q.newest-q.items[q.head].t > q.maxDelay {
-				q.skipToLatestKey()
-			}
+			q.catchUp()
 			it := q.items[q.head]
 			q.items[q.head] = item{}
 			q.head++
@@ -187,6 +200,23 @@ func (q *queue) pop(ctx context.Context, wake <-chan time.Time) (it item, ok boo
 		case <-ctx.Done():
 			return item{}, false, ctx.Err()
 		}
+	}
+}
+
+// catchUp skips to the latest startable frame when the head has been
+// more than maxDelay behind the newest frame for behindFor.
+func (q *queue) catchUp() {
+	if q.newest-q.items[q.head].t <= q.maxDelay {
+		q.behindSince = time.Time{}
+		return
+	}
+	now := q.now()
+	if q.behindSince.IsZero() {
+		q.behindSince = now
+	}
+	if now.Sub(q.behindSince) >= q.behindFor {
+		q.skipToLatestKey()
+		q.behindSince = time.Time{}
 	}
 }
 

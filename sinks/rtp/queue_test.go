@@ -52,16 +52,24 @@ func TestQueue(t *testing.T) {
 		t.Errorf("counters %d %d %d, want one frame before the start", f, g, b)
 	}
 
-	// Behind: 1.2 s queued at once, keyframes every 200 ms.
+	// Behind: 1.2 s queued at once, keyframes every 200 ms. The first
+	// pop notes the lag; once it lasted behindFor, the queue skips.
+	clock := time.Unix(0, 0)
+	q.now = func() time.Time { return clock }
 	for ms := 440; ms <= 1600; ms += 40 {
 		q.push(qitem(ms, ms%200 == 40, 10))
 	}
+	first, _, _ := q.pop(context.Background(), closedTimer())
+	if first.t != 440*time.Millisecond || first.resync {
+		t.Fatalf("the first frame behind: %s (resync %v), want 440ms: the lag has not lasted", first.t, first.resync)
+	}
+	clock = clock.Add(behindFor)
 	got = popAll(t, q)
 	if got[0].t != 1440*time.Millisecond || !got[0].resync || !got[0].key || len(got) != 5 {
 		t.Errorf("after the backlog: %d frames from %s (resync %v)", len(got), got[0].t, got[0].resync)
 	}
-	if f, g, _ := q.counters(); f != 25 || g != 5 {
-		t.Errorf("dropped %d frames, %d GOPs; want 25 and 5", f, g)
+	if f, g, _ := q.counters(); f != 24 || g != 5 {
+		t.Errorf("dropped %d frames, %d GOPs; want 24 and 5", f, g)
 	}
 
 	// Full: 1000 bytes hold four keyframes of 300 bytes but not five.
@@ -95,5 +103,39 @@ func TestQueue(t *testing.T) {
 	q.close()
 	if _, _, err := q.pop(context.Background(), nil); err != errQueueClosed {
 		t.Errorf("pop after close: %v", err)
+	}
+}
+
+// TestQueueBursts: a source that delivers a GOP at a time puts the writer
+// a GOP behind at every delivery, and the writer, in real time, catches
+// up before the next: nothing is skipped, even when a delivery comes
+// while the end of the previous GOP is still queued.
+func TestQueueBursts(t *testing.T) {
+	q := newQueue(1<<20, time.Minute, 500*time.Millisecond)
+	clock := time.Unix(0, 0)
+	q.now = func() time.Time { return clock }
+	pop := func() {
+		t.Helper()
+		if _, ok, err := q.pop(context.Background(), closedTimer()); !ok || err != nil {
+			t.Fatalf("pop %v %v", ok, err)
+		}
+		clock = clock.Add(40 * time.Millisecond)
+	}
+	// One tick per frame interval (40 ms): GOP k (two seconds of frames
+	// at once, a keyframe first) comes at tick 50k-2, two frames before
+	// the writer is done with GOP k-1; the writer takes a frame a tick.
+	for tick := range 500 {
+		if gop := (tick + 2) / 50; (tick+2)%50 == 0 || tick == 0 {
+			for ms := gop * 2000; ms < (gop+1)*2000; ms += 40 {
+				q.push(qitem(ms, ms%2000 == 0, 10))
+			}
+		}
+		pop()
+	}
+	for q.len() > 0 {
+		pop()
+	}
+	if f, g, _ := q.counters(); f != 0 || g != 0 {
+		t.Errorf("dropped %d frames, %d GOPs of a bursty source that is live", f, g)
 	}
 }

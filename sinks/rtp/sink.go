@@ -63,10 +63,10 @@ type Config struct {
 	// before the first packet it describes is sent (the command line
 	// prints it).
 	OnSDP func(sdp []byte)
-	// MaxDelay bounds how far behind live the sink may fall: when the
-	// frame to send is more than MaxDelay of media behind the newest one
-	// received, it skips to the latest video keyframe received. 0 means
-	// DefaultMaxDelay.
+	// MaxDelay bounds how far behind live the sink may stay: when the
+	// frame to send has been more than MaxDelay of media behind the newest
+	// one received for 3 s, it skips to the latest video keyframe
+	// received. 0 means DefaultMaxDelay.
 	MaxDelay time.Duration
 	// Logger receives what happens; default slog.Default().
 	Logger *slog.Logger
@@ -224,8 +224,8 @@ const interleaveWait = 200 * time.Millisecond
 // starts new RTP streams (random SSRC, sequence numbers and timestamps).
 // Frames are handed to one writer goroutine through a bounded queue, so
 // the network never holds up the broadcast; the writer paces them in
-// real time, and skips to the latest keyframe when it is behind by more
-// than Config.MaxDelay.
+// real time, and skips to the latest keyframe when it stays behind by
+// more than Config.MaxDelay.
 //
 // Run returns nil when ctx ends or the broadcast ended (after the queued
 // frames are sent, and an RTCP BYE); an error wrapping ErrSourceLost when

@@ -110,7 +110,8 @@ func TestMTUAndPacing(t *testing.T) {
 }
 
 // TestBacklogSkipsToLive: the broadcast holds 10 s of frames when the
-// sink starts, and the sink gets them at once from the cache. It skips to
+// sink starts, and the sink gets them at once from the cache. It sends
+// them in real time while the lag lasts less than behindFor, then skips to
 // the latest keyframe, counting what it skipped, instead of sending 10 s
 // of media in a burst or lagging 10 s behind.
 func TestBacklogSkipsToLive(t *testing.T) {
@@ -127,7 +128,9 @@ func TestBacklogSkipsToLive(t *testing.T) {
 	began := time.Now()
 	stop := testclip.RunSink(t, origin, "live/synth", sink)
 	ctx := testkit.Context(t, 20*time.Second)
-	waitFor(t, ctx, "a second of frames", func() bool { return sink.Stats().Frames > 60 })
+	waitFor(t, ctx, "the skip to live", func() bool { return sink.Stats().DroppedGOPs >= 8 })
+	atSkip := sink.Stats().Frames
+	waitFor(t, ctx, "frames after the skip", func() bool { return sink.Stats().Frames > atSkip+30 })
 	elapsed := time.Since(began)
 	if err := stop(); err != nil {
 		t.Fatal(err)
