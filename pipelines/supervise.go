@@ -17,6 +17,10 @@ import (
 // while it should still run: a sink whose broadcast is still live.
 var errReturned = errors.New("returned while its broadcast is live")
 
+// minIdleRun is the shortest run after which a source whose input went
+// silent is run again at once (see supervise).
+const minIdleRun = 100 * time.Millisecond
+
 // errGaveUp marks the error of a part whose restart policy gave up.
 var errGaveUp = errors.New("gave up restarting")
 
@@ -60,7 +64,8 @@ const (
 // (sdk.IsPermanent) is reported and not retried; a part that kept
 // failing for GiveUpAfter is reported and stopped; one that ran for at
 // least the longest wait (Backoff.Max) was healthy, and its next failure
-// waits the shortest again. A nil return ends a part without live (a
+// waits the shortest again. A source whose input went silent
+// (sdk.ErrInputIdle) is run again at once: its broadcast ended normally. A nil return ends a part without live (a
 // source whose media ended); a part with live is restarted while live
 // reports true.
 func (pt *part) supervise(ctx context.Context, run func(ctx context.Context) error) result {
@@ -89,6 +94,16 @@ func (pt *part) supervise(ctx context.Context, run func(ctx context.Context) err
 				return resultFinished
 			}
 			err = errReturned
+		}
+		if errors.Is(err, sdk.ErrInputIdle) && time.Since(began) >= minIdleRun {
+			// The input's normal end (a sender that stopped): its
+			// broadcast ended, and the source waits for the input again
+			// at once, however often that happens: not a failure, not
+			// a restart. (An idle sooner than minIdleRun is backed off
+			// as a failure is, so that a source cannot spin.)
+			pt.log.Info("pipeline: "+pt.label+" input went silent; its broadcast ended, waiting for the input again", "err", err)
+			attempt, failingSince = 0, time.Time{}
+			continue
 		}
 		pr.setError(err)
 		if sdk.IsPermanent(err) {

@@ -1,6 +1,16 @@
 package sdk
 
-import "context"
+import (
+	"context"
+	"errors"
+)
+
+// ErrInputIdle is wrapped by the error a Source's Run returns when its
+// input went silent (an RTP sender that stopped): the broadcast ends, as
+// it should, and the source is ready to receive the input again. It is
+// the input's normal end, not a failure: a supervisor runs the source
+// again at once, without backing off (pipelines do).
+var ErrInputIdle = errors.New("the input went silent")
 
 // Source turns foreign media into a broadcast: Run adds tracks to w and
 // writes their frames until ctx ends or the media ends. Run does not close

@@ -144,15 +144,15 @@ func (r *rtpFlags) parts(origin *moq.Origin, log *slog.Logger) []func(context.Co
 }
 
 // run publishes the ingest at its path, again after every transient end:
-// at once after a sender went silent (the run lasted the timeout at
-// least), so that the ports are open again when it returns; after a
-// backoff when the run failed sooner (a port taken, say).
+// at once after a sender went silent (sdk.ErrInputIdle, which comes a
+// timeout after the last packet), so that the ports are open again when
+// it returns; after a backoff when the run failed otherwise (a port
+// taken, say).
 func (in *rtpIngest) run(ctx context.Context, origin *moq.Origin, log *slog.Logger) error {
 	defer in.src.Source().Close()
 	backoff := sdk.DefaultBackoff
 	attempt := 0
 	for {
-		began := time.Now()
 		err := sdk.Publish(ctx, origin, in.path, in.src, sdk.PublishOptions{
 			Published: func(path string) { log.Info("rtp: broadcast live", "path", path) },
 		})
@@ -162,7 +162,7 @@ func (in *rtpIngest) run(ctx context.Context, origin *moq.Origin, log *slog.Logg
 		if sdk.IsPermanent(err) {
 			return fmt.Errorf("rtp ingest %s → %s: %w", in.file, in.path, err)
 		}
-		if time.Since(began) >= in.timeout {
+		if errors.Is(err, sdk.ErrInputIdle) {
 			log.Info("rtp: broadcast ended; waiting for the sender again", "err", err)
 			attempt = 0
 			continue

@@ -36,9 +36,10 @@
 // random timestamp bases. A new SSRC on a media (a restarted sender)
 // restarts that media's state, and so does a sender that restarts its
 // sequence numbers with the same SSRC (ffmpeg with -ssrc). When no packet
-// came for Config.Timeout after the first, Run returns a transient error;
-// a supervisor that runs it again receives a returning sender on the same
-// ports.
+// came for Config.Timeout after the first, Run returns an error wrapping
+// sdk.ErrInputIdle (the input's end, not a failure); a supervisor that
+// runs it again at once (pipelines and serve do) receives a returning
+// sender on the same ports.
 //
 // # Tracks
 //

@@ -161,7 +161,7 @@ func TestTimeoutAndReturn(t *testing.T) {
 	a := src.Addrs()[0]
 	c := dial(t, a.RTP)
 	err = receive(t, ctx, src, 1000, func() { sendOpus(t, c, 10, 1) })
-	if err == nil || sdk.IsPermanent(err) || !strings.Contains(err.Error(), "no packets for 200ms") {
+	if err == nil || sdk.IsPermanent(err) || !errors.Is(err, sdk.ErrInputIdle) || !strings.Contains(err.Error(), "no packets for 200ms") {
 		t.Fatalf("Run: %v, want the transient silence error", err)
 	}
 	// The sockets are closed between runs; the next Run opens the same

@@ -49,8 +49,9 @@ type Config struct {
 	// source adds when packets are lost or reordered, none otherwise.
 	ReorderWindow time.Duration
 
-	// Timeout ends Run with a transient error when no RTP packet came for
-	// this long after the first (default DefaultTimeout).
+	// Timeout ends Run with an error wrapping sdk.ErrInputIdle when no
+	// RTP packet came for this long after the first (default
+	// DefaultTimeout).
 	Timeout time.Duration
 
 	// TrackWait is how long after the first packet the tracks are held
@@ -279,7 +280,7 @@ func closeConns(cs []mediaConns) {
 }
 
 // Run receives the media until ctx ends (nil), no packet came for the
-// timeout (a transient error: a returning sender is received by the next
+// timeout (sdk.ErrInputIdle: a returning sender is received by the next
 // Run), or writing fails. Tracks are added as their configuration becomes
 // known: at once when the SDP carries it, else at the first access unit
 // carrying it in band.
@@ -402,7 +403,7 @@ func (run *ingest) expire(now time.Time) error {
 		}
 	}
 	if !run.lastPacket.IsZero() && now.Sub(run.lastPacket) >= run.s.cfg.Timeout {
-		return fmt.Errorf("rtp: no packets for %v", run.s.cfg.Timeout)
+		return fmt.Errorf("rtp: no packets for %v: %w", run.s.cfg.Timeout, sdk.ErrInputIdle)
 	}
 	return nil
 }
