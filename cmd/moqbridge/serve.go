@@ -32,6 +32,14 @@ func newServeCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the MOQ Lite relay (raw QUIC and WebTransport on one UDP port)",
+		Long: `serve runs the MOQ Lite relay configured by flags (a config file's
+"server" section; "moqbridge run -c FILE" takes a file): raw QUIC and
+WebTransport on one UDP port, WebSocket and the HTTP side on the same TCP
+port, with optional RTMP and RTP ingest and a recorder of every broadcast.
+
+With --cert and --key, SIGHUP or SIGUSR1 reads the two files again
+(a renewed certificate): sessions keep the certificate they have, new
+ones get the new one.`,
 		Example: `  moqbridge serve
   moqbridge serve --rtmp :1935 --rtmp-key alice
       # OBS: server rtmp://<host>:1935/live, stream key alice → the broadcast live/alice
@@ -111,6 +119,7 @@ func newServeCommand() *cobra.Command {
 				rtpOpts.close()
 				return err
 			}
+			defer reloadCertificateOnSignals(srv, cfg.CertFile, cfg.Logger)()
 			if !rtmpOpts.enabled() && recOpts.cfg.Dir == "" && !rtpOpts.enabled() {
 				printConnectInfo(cmd, srv, cfg, &rtmpOpts, nil, &recOpts, &rtpOpts)
 				return srv.Serve(cmd.Context())

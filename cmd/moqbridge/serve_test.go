@@ -5,11 +5,13 @@ import (
 	"context"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -187,4 +189,44 @@ func TestServeAuthSecret(t *testing.T) {
 		t.Fatalf("dial with a token signed with the secret: %v", err)
 	}
 	s.Close()
+}
+
+// TestServeReloadsCertificate: serve with --cert and --key reads them
+// again on SIGHUP and on SIGUSR1 (/certificate.sha256 follows), and goes on
+// serving; without a certificate of its own, a SIGHUP is logged, not the
+// end of the process.
+func TestServeReloadsCertificate(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	dir := t.TempDir()
+	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	first := writeCertificate(t, certFile, keyFile)
+	port := freePort(t)
+	p, _ := startWithBanner(t, ctx, nil, "serve", "--listen", fmt.Sprintf("127.0.0.1:%d", port), "--cert", certFile, "--key", keyFile)
+	served := func() string {
+		_, body, _ := httpGet(ctx, fmt.Sprintf("http://127.0.0.1:%d/certificate.sha256", port))
+		return strings.TrimSpace(body)
+	}
+	if got := served(); got != first {
+		t.Fatalf("/certificate.sha256 is %q, want the file's %s", got, first)
+	}
+	for _, sig := range []syscall.Signal{syscall.SIGHUP, syscall.SIGUSR1} {
+		next := writeCertificate(t, certFile, keyFile)
+		_ = p.cmd.Process.Signal(sig)
+		waitFor(t, ctx, fmt.Sprintf("the new certificate after %v", sig), func() bool { return served() == next })
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	if code := p.wait(t, ctx, "moqbridge serve"); code != 0 {
+		t.Fatalf("moqbridge serve exited %d:\n%s", code, p.stderr.String())
+	}
+
+	dev, _ := startWithBanner(t, ctx, nil, "serve", "--listen", fmt.Sprintf("127.0.0.1:%d", freePort(t)))
+	_ = dev.cmd.Process.Signal(syscall.SIGHUP)
+	waitFor(t, ctx, "the SIGHUP logged", func() bool {
+		return strings.Contains(dev.stderr.String(), "no certificate to reload")
+	})
+	_ = dev.cmd.Process.Signal(syscall.SIGTERM)
+	if code := dev.wait(t, ctx, "moqbridge serve"); code != 0 {
+		t.Fatalf("moqbridge serve (development certificate) exited %d:\n%s", code, dev.stderr.String())
+	}
 }
