@@ -5,6 +5,8 @@ import (
 	"net/netip"
 	"syscall"
 	"unsafe"
+
+	"github.com/moqbridge/moqbridge/internal/rawsock"
 )
 
 // datagramReader returns what reads a socket's datagrams: on Linux, a
@@ -18,16 +20,10 @@ func datagramReader(c *net.UDPConn) udpReader {
 	return &rawDatagramReader{rc: rc}
 }
 
-// rawDatagramReader reads a UDP socket with raw recvfrom system calls,
-// through the connection's poller (so Close interrupts a waiting read as
-// for net.UDPConn).
-//
-// Why (as sources/rtmp's rawReader): a Go read enters the system call
-// through the runtime's entersyscall, which wakes its monitor thread
-// (sysmon) when the process was idle, and sysmon then polls every 20 µs
-// until every processor is idle again. An RTP sender's datagrams arrive
-// one at a time, hundreds a second, so each paid for that. The socket is
-// non-blocking: the raw call never blocks.
+// rawDatagramReader reads a UDP socket with raw recvfrom system calls
+// through the connection's poller (internal/rawsock says why: an RTP
+// sender's datagrams arrive one at a time, hundreds a second), so Close
+// interrupts a waiting read as for net.UDPConn.
 type rawDatagramReader struct {
 	rc syscall.RawConn
 	sa syscall.RawSockaddrAny // the sender's address, per read
@@ -37,31 +33,20 @@ func (r *rawDatagramReader) ReadFromUDPAddrPort(p []byte) (int, netip.AddrPort, 
 	if len(p) == 0 {
 		return 0, netip.AddrPort{}, nil
 	}
-	var n int
-	var errno syscall.Errno
-	err := r.rc.Read(func(fd uintptr) bool {
-		for {
-			salen := uint32(syscall.SizeofSockaddrAny)
-			r1, _, e := syscall.RawSyscall6(syscall.SYS_RECVFROM, fd,
-				uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)), 0,
-				uintptr(unsafe.Pointer(&r.sa)), uintptr(unsafe.Pointer(&salen)))
-			switch e {
-			case syscall.EINTR:
-				continue
-			case syscall.EAGAIN:
-				return false // wait for the poller
-			}
-			n, errno = int(r1), e
-			return true
-		}
+	n, err := rawsock.Call(r.rc, func(fd uintptr) (uintptr, syscall.Errno) {
+		salen := uint32(syscall.SizeofSockaddrAny)
+		r1, _, e := syscall.RawSyscall6(syscall.SYS_RECVFROM, fd,
+			uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)), 0,
+			uintptr(unsafe.Pointer(&r.sa)), uintptr(unsafe.Pointer(&salen)))
+		return r1, e
 	})
-	switch {
-	case err != nil:
-		return 0, netip.AddrPort{}, err
-	case errno != 0:
+	if errno, ok := err.(syscall.Errno); ok {
 		return 0, netip.AddrPort{}, &net.OpError{Op: "read", Net: "udp", Err: errno}
 	}
-	return n, sockaddrAddrPort(&r.sa), nil
+	if err != nil {
+		return 0, netip.AddrPort{}, err
+	}
+	return int(n), sockaddrAddrPort(&r.sa), nil
 }
 
 // sockaddrAddrPort converts a sender's address; another family than IPv4
