@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -59,7 +58,9 @@ func TestRTPOut(t *testing.T) {
 		_ = ff.Process.Kill()
 		<-ffDone
 	}()
-	waitUDPBound(t, ctx, port, port+2)
+	if err := testkit.WaitUDPBound(ctx, port, port+2); err != nil {
+		t.Fatal(err)
+	}
 
 	outSDP := filepath.Join(dir, "out.sdp")
 	type result struct {
@@ -127,24 +128,5 @@ func TestRTPOutRefusesBadValues(t *testing.T) {
 			`moqbridge: "localhost:4443" is not a relay URL: use moql://HOST:PORT (QUIC), https://HOST:PORT/ (WebTransport), ws:// or wss:// (WebSocket), e.g. moql://localhost:4443, or http://localhost:4443/ for a development relay (moqbridge serve)`},
 	} {
 		wantError(t, tc.want, append([]string{"rtp-out"}, tc.args...)...)
-	}
-}
-
-// waitUDPBound waits until something has bound the UDP ports of loopback.
-func waitUDPBound(t *testing.T, ctx context.Context, ports ...int) {
-	t.Helper()
-	for _, p := range ports {
-		for {
-			c, err := net.ListenPacket("udp4", fmt.Sprintf("127.0.0.1:%d", p))
-			if err != nil {
-				break
-			}
-			_ = c.Close()
-			select {
-			case <-ctx.Done():
-				t.Fatalf("nothing bound UDP port %d", p)
-			case <-time.After(20 * time.Millisecond):
-			}
-		}
 	}
 }

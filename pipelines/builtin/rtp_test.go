@@ -409,7 +409,9 @@ pipelines:
 	out := filepath.Join(dir, "out.mkv")
 	received := ffmpeg(t, "-protocol_whitelist", "file,udp,rtp", "-i", sdpFile, "-t", "3",
 		"-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", "-y", out)
-	waitUDPBound(t, ctx, port, port+2)
+	if err := testkit.WaitUDPBound(ctx, port, port+2); err != nil {
+		t.Fatal(err)
+	}
 	runner = pipelines.NewRunner(Registry(), pipelines.RunnerOptions{Logger: lb.Logger()})
 	run = start(t, func(ctx context.Context) error { return runner.Run(ctx, cfg) })
 	if err := received.wait(t, 60*time.Second); err != nil {
@@ -429,22 +431,6 @@ pipelines:
 		if ts := testkit.PacketTimes(t, ctx, out, stream); len(ts) < 2 || ts[len(ts)-1]-ts[0] < 2.5 {
 			t.Errorf("%s: %d packets (%v), want 3 s", stream, len(ts), ts)
 		}
-	}
-}
-
-// waitUDPBound waits until something listens on the UDP ports of
-// loopback (binding them fails).
-func waitUDPBound(t *testing.T, ctx context.Context, ports ...int) {
-	t.Helper()
-	for _, p := range ports {
-		waitFor(t, ctx, fmt.Sprintf("UDP port %d bound", p), func() bool {
-			c, err := net.ListenPacket("udp4", fmt.Sprintf("127.0.0.1:%d", p))
-			if err != nil {
-				return true
-			}
-			c.Close()
-			return false
-		})
 	}
 }
 

@@ -168,7 +168,9 @@ pipelines:
 	const labels = `{path="live/cam",pipeline="cam"}`
 	value := func(got map[string]float64, name string) float64 { return got[name+labels] }
 
-	waitUDPBound(t, ctx, port)
+	if err := testkit.WaitUDPBound(ctx, port); err != nil {
+		t.Fatal(err)
+	}
 
 	// 40 frames, the keyframe of frame 20 missing a fragment.
 	lossy := newLossySender(t, port, 0x1111, 40, 20)
@@ -220,7 +222,9 @@ pipelines:
 
 	// A second sender, without loss, on the new source: its packets add
 	// to the first one's.
-	waitUDPBound(t, ctx, port)
+	if err := testkit.WaitUDPBound(ctx, port); err != nil {
+		t.Fatal(err)
+	}
 	sender = start(t, newLossySender(t, port, 0x2222, 30, -1).send)
 	waitFor(t, ctx, "the second sender's packets in /metrics", func() bool {
 		return value(scrapeMetrics(t, admin), "moqbridge_source_packets_total") > value(afterEnd, "moqbridge_source_packets_total")

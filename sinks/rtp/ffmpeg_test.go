@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -113,27 +112,8 @@ func (f *ffmpegReader) start(t *testing.T, ctx context.Context, sdp, out string,
 		err := <-f.done
 		f.done <- err
 	})
-	waitBound(t, ctx, port, port+2)
-}
-
-// waitBound waits until something listens on the UDP ports of loopback
-// (binding them fails).
-func waitBound(t *testing.T, ctx context.Context, ports ...int) {
-	t.Helper()
-	for _, p := range ports {
-		for {
-			c, err := net.ListenPacket("udp4", fmt.Sprintf("127.0.0.1:%d", p))
-			if err != nil {
-				break
-			}
-			_ = c.Close()
-			select {
-			case <-ctx.Done():
-				t.Errorf("nothing bound port %d", p)
-				return
-			case <-time.After(20 * time.Millisecond):
-			}
-		}
+	if err := testkit.WaitUDPBound(ctx, port, port+2); err != nil {
+		t.Error(err) // not Fatal: start runs in the sink's goroutine
 	}
 }
 
