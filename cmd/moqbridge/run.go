@@ -304,14 +304,7 @@ func (cr *configRun) reload(why string, data []byte) {
 
 // reloadCertificate reads server.cert and server.key again.
 func (cr *configRun) reloadCertificate(why string) {
-	srv := cr.runner.Server()
-	if srv == nil || cr.cfg.Server.Cert == "" {
-		cr.log.Info("no certificate to reload: the relay uses a generated development certificate", "why", why)
-		return
-	}
-	if err := srv.ReloadCertificate(); err != nil {
-		cr.log.Error("certificate not reloaded; the relay keeps the one it has", "why", why, "err", err)
-	}
+	reloadCertificate(cr.runner.Server(), cr.cfg.Server.Cert, why, cr.log)
 }
 
 // moveAdmin serves the admin endpoints on a new address, or on none.

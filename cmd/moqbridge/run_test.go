@@ -406,6 +406,14 @@ func writeCertificate(t *testing.T, certFile, keyFile string) string {
 	return hex.EncodeToString(sum[:])
 }
 
+// servedCertificate is the SHA-256 of the certificate the relay on port
+// of loopback serves (its /certificate.sha256), "" when it does not
+// answer.
+func servedCertificate(ctx context.Context, port int) string {
+	_, body, _ := httpGet(ctx, fmt.Sprintf("http://127.0.0.1:%d/certificate.sha256", port))
+	return strings.TrimSpace(body)
+}
+
 // TestRunReloadsCertificate: with server.cert and server.key, SIGUSR1
 // makes the relay serve the files' new certificate, and so does SIGHUP
 // with the configuration unchanged, without restarting the relay
@@ -420,10 +428,7 @@ func TestRunReloadsCertificate(t *testing.T) {
 	file := writeTestFile(t, dir, "moqbridge.yaml", []byte(fmt.Sprintf(
 		"server: {listen: \"127.0.0.1:%d\", cert: %s, key: %s}\nadmin: {listen: \"\"}\npipelines:\n  demo: {source: demo, path: demo}\n", port, certFile, keyFile)))
 	p, _ := startWithBanner(t, ctx, nil, "run", "-c", file, "--watch", "0")
-	served := func() string {
-		_, body, _ := httpGet(ctx, fmt.Sprintf("http://127.0.0.1:%d/certificate.sha256", port))
-		return strings.TrimSpace(body)
-	}
+	served := func() string { return servedCertificate(ctx, port) }
 	if got := served(); got != first {
 		t.Fatalf("/certificate.sha256 is %q, want the file's %s", got, first)
 	}

@@ -9,6 +9,20 @@ import (
 	"github.com/moqbridge/moqbridge/protocol"
 )
 
+// reloadCertificate reads the relay's certificate files (certFile and
+// its key) again, as why (a signal, a reload) asks; with the generated
+// development certificate (no file, or no relay) there is nothing to
+// read, which is logged. Sessions keep the certificate they have.
+func reloadCertificate(srv *protocol.Server, certFile, why string, log *slog.Logger) {
+	if srv == nil || certFile == "" {
+		log.Info("no certificate to reload: the relay uses a generated development certificate", "why", why)
+		return
+	}
+	if err := srv.ReloadCertificate(); err != nil {
+		log.Error("certificate not reloaded; the relay keeps the one it has", "why", why, "err", err)
+	}
+}
+
 // reloadCertificateOnSignals makes SIGHUP and SIGUSR1 read --cert and
 // --key again while serve runs, as "run -c" does for server.cert and
 // server.key: sessions keep the certificate they have, new ones get the
@@ -31,14 +45,7 @@ func reloadCertificateOnSignals(srv *protocol.Server, certFile string, log *slog
 			case <-done:
 				return
 			case sig := <-ch:
-				switch {
-				case certFile == "":
-					log.Info("no certificate to reload: the relay uses a generated development certificate", "signal", sig.String())
-				default:
-					if err := srv.ReloadCertificate(); err != nil {
-						log.Error("certificate not reloaded; the relay keeps the one it has", "signal", sig.String(), "err", err)
-					}
-				}
+				reloadCertificate(srv, certFile, sig.String(), log)
 			}
 		}
 	})

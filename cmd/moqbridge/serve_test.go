@@ -203,10 +203,7 @@ func TestServeReloadsCertificate(t *testing.T) {
 	first := writeCertificate(t, certFile, keyFile)
 	port := freePort(t)
 	p, _ := startWithBanner(t, ctx, nil, "serve", "--listen", fmt.Sprintf("127.0.0.1:%d", port), "--cert", certFile, "--key", keyFile)
-	served := func() string {
-		_, body, _ := httpGet(ctx, fmt.Sprintf("http://127.0.0.1:%d/certificate.sha256", port))
-		return strings.TrimSpace(body)
-	}
+	served := func() string { return servedCertificate(ctx, port) }
 	if got := served(); got != first {
 		t.Fatalf("/certificate.sha256 is %q, want the file's %s", got, first)
 	}
