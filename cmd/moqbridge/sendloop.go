@@ -35,8 +35,9 @@ type liveSink struct {
 
 // sendLive sends the broadcast at path, found through the relay at url
 // (dialled with dial), with out until ctx ends (Ctrl-C), duration passed
-// (--duration, when positive), the broadcast ends, or the sink fails. It starts at the group being sent now: what the relay still
-// holds from before is not live. When the relay or the publisher goes
+// (--duration, when positive), the broadcast ends, or the sink fails. It
+// starts at the group being sent now: what the relay still holds from
+// before is not live. When the relay or the publisher goes
 // away it waits for the broadcast to come back and goes on (unless
 // --reconnect=false). It fails when nothing was sent.
 func sendLive(ctx context.Context, url, path string, duration, wait time.Duration, dial *dialFlags, out liveSink) error {

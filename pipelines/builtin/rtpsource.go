@@ -230,9 +230,9 @@ func NewRTPSource(env pipelines.SourceEnv, o *RTPSourceOptions) (*RTPSourceAdapt
 }
 
 // Run implements sdk.Source: it receives until ctx ends (nil) or the
-// sender was silent for the timeout (a transient error: the supervisor
-// runs the source again, which waits for the sender on the same ports).
-// The sockets are closed when it returns.
+// sender was silent for the timeout (an error wrapping sdk.ErrInputIdle:
+// the supervisor runs a new source at once, which waits for the sender on
+// the same ports). The sockets are closed when it returns.
 func (s *RTPSourceAdapter) Run(ctx context.Context, w *sdk.BroadcastWriter) error {
 	err := s.src.Run(ctx, w)
 	s.logStats()
