@@ -85,7 +85,7 @@ func (c collector) collectPipeline(ch chan<- prometheus.Metric, s pipelineSnapsh
 			s.source[k] = s.source[k].Add(st)
 		}
 		if hasInput {
-			s.sourceInput[b.path] = addSource(s.sourceInput[b.path], input)
+			s.sourceInput[b.path] = s.sourceInput[b.path].Add(input)
 		}
 	}
 	for path, in := range s.sourceInput {

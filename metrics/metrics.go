@@ -89,20 +89,6 @@ func (a sinkCounts) add(b sinkCounts) sinkCounts {
 	return sinkCounts{a.droppedFrames + b.droppedFrames, a.droppedGroups + b.droppedGroups, a.reconnects + b.reconnects}
 }
 
-// addSource returns the sum of two readings of a source's counters.
-func addSource(a, b pipelines.SourceCounters) pipelines.SourceCounters {
-	return pipelines.SourceCounters{
-		InputPackets:     a.InputPackets + b.InputPackets,
-		InputBytes:       a.InputBytes + b.InputBytes,
-		LostPackets:      a.LostPackets + b.LostPackets,
-		DuplicatePackets: a.DuplicatePackets + b.DuplicatePackets,
-		LatePackets:      a.LatePackets + b.LatePackets,
-		InvalidPackets:   a.InvalidPackets + b.InvalidPackets,
-		DroppedFrames:    a.DroppedFrames + b.DroppedFrames,
-		SenderRestarts:   a.SenderRestarts + b.SenderRestarts,
-	}
-}
-
 // sourceWentDown reports whether a counter of b is below a's: a reading
 // that started over.
 func sourceWentDown(a, b pipelines.SourceCounters) bool {
@@ -177,14 +163,14 @@ func (b *liveBroadcast) read(end bool) (tracks map[string]sdk.TrackStats, source
 	if b.source != nil {
 		cur := b.source()
 		if sourceWentDown(b.sourceLast, cur) {
-			b.sourceBase = addSource(b.sourceBase, b.sourceLast)
+			b.sourceBase = b.sourceBase.Add(b.sourceLast)
 		}
 		b.sourceLast = cur
 	}
 	if end {
 		b.stats, b.source = nil, nil
 	}
-	return b.counters.totals(), addSource(b.sourceBase, b.sourceLast), b.hasSource
+	return b.counters.totals(), b.sourceBase.Add(b.sourceLast), b.hasSource
 }
 
 // liveSink is a sink between SinkStarted and SinkEnded, like
@@ -358,7 +344,7 @@ func (m *Metrics) BroadcastEnded(pipeline, path string) {
 		p.sourceTotals[k] = p.sourceTotals[k].Add(st)
 	}
 	if hasSource {
-		p.sourceInput[path] = addSource(p.sourceInput[path], source)
+		p.sourceInput[path] = p.sourceInput[path].Add(source)
 	}
 }
 

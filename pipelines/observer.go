@@ -78,6 +78,21 @@ type SourceCounters struct {
 	SenderRestarts uint64
 }
 
+// Add returns the sum of two readings, as for sdk.TrackStats: the totals
+// of a source's runs.
+func (c SourceCounters) Add(o SourceCounters) SourceCounters {
+	return SourceCounters{
+		InputPackets:     c.InputPackets + o.InputPackets,
+		InputBytes:       c.InputBytes + o.InputBytes,
+		LostPackets:      c.LostPackets + o.LostPackets,
+		DuplicatePackets: c.DuplicatePackets + o.DuplicatePackets,
+		LatePackets:      c.LatePackets + o.LatePackets,
+		InvalidPackets:   c.InvalidPackets + o.InvalidPackets,
+		DroppedFrames:    c.DroppedFrames + o.DroppedFrames,
+		SenderRestarts:   c.SenderRestarts + o.SenderRestarts,
+	}
+}
+
 // SourceStatsReporter is implemented by sources (the sdk.Source a
 // SourceKind's NewSource makes) that have SourceCounters.
 type SourceStatsReporter interface {
