@@ -20,17 +20,24 @@ import (
 	"github.com/moqbridge/moqbridge/sdk"
 )
 
+// collected is what collectFrames read: the frames of the video and
+// audio tracks, and the groups of the video track.
+type collected struct {
+	video, audio []sdk.Frame
+	videoGroups  int
+}
+
 // collectFrames reads every track of a broadcast from its first group,
 // as the catalog lists them, until the broadcast ends; the returned
-// function waits for that and returns the frames.
-func collectFrames(t *testing.T, ctx context.Context, pb *moq.BroadcastWriter) func() (video, audio []sdk.Frame) {
+// function waits for that and returns what was read.
+func collectFrames(t *testing.T, ctx context.Context, pb *moq.BroadcastWriter) func() collected {
 	t.Helper()
 	br, err := sdk.NewBroadcastReaderFrom(pb.Reader(), moq.FromOldest)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var mu sync.Mutex
-	var video, audio []sdk.Frame
+	var got collected
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
@@ -55,14 +62,19 @@ func collectFrames(t *testing.T, ctx context.Context, pb *moq.BroadcastWriter) f
 					for {
 						f, err := sub.ReadFrame(ctx)
 						if err != nil {
-							return
+							break
 						}
 						mu.Lock()
 						if tr.Kind == sdk.KindVideo {
-							video = append(video, f)
+							got.video = append(got.video, f)
 						} else {
-							audio = append(audio, f)
+							got.audio = append(got.audio, f)
 						}
+						mu.Unlock()
+					}
+					if tr.Kind == sdk.KindVideo {
+						mu.Lock()
+						got.videoGroups = int(sub.Stats().Groups)
 						mu.Unlock()
 					}
 				}()
@@ -76,10 +88,10 @@ func collectFrames(t *testing.T, ctx context.Context, pb *moq.BroadcastWriter) f
 			}
 		}
 	}()
-	return func() ([]sdk.Frame, []sdk.Frame) {
+	return func() collected {
 		wg.Wait()
 		br.Close()
-		return video, audio
+		return got
 	}
 }
 
@@ -153,7 +165,8 @@ func joinMidStream(t *testing.T, sdp string) {
 		t.Fatalf("Run: %v", err)
 	}
 	_ = w.Close()
-	v, a := frames()
+	got := frames()
+	v, a := got.video, got.audio
 	st := src.Stats()
 	t.Logf("video %+v; audio %+v; frames out: video %d, audio %d", st[0], st[1], len(v), len(a))
 	if len(v) == 0 || len(a) == 0 {

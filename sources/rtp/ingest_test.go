@@ -7,7 +7,6 @@ import (
 	"math/rand/v2"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -232,64 +231,8 @@ func runIngest(t *testing.T, imp impairment, seconds int) (ingestResult, []sentA
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Read every track from its first group, as the catalog lists it.
-	br, err := sdk.NewBroadcastReaderFrom(pb.Reader(), moq.FromOldest)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer br.Close()
+	frames := collectFrames(t, ctx, pb)
 	var res ingestResult
-	var mu sync.Mutex
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		seen := map[string]bool{}
-		for {
-			changed := br.Changed()
-			for _, tr := range br.Tracks() {
-				if seen[tr.Name] {
-					continue
-				}
-				seen[tr.Name] = true
-				sub, err := br.Subscribe(tr.Name)
-				if err != nil {
-					t.Errorf("subscribing to %s: %v", tr.Name, err)
-					continue
-				}
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					defer sub.Close()
-					for {
-						f, err := sub.ReadFrame(ctx)
-						if err != nil {
-							break
-						}
-						mu.Lock()
-						if tr.Kind == sdk.KindVideo {
-							res.video = append(res.video, f)
-						} else {
-							res.audio = append(res.audio, f)
-						}
-						mu.Unlock()
-					}
-					if tr.Kind == sdk.KindVideo {
-						mu.Lock()
-						res.groups = int(sub.Stats().Groups)
-						mu.Unlock()
-					}
-				}()
-			}
-			select {
-			case <-changed:
-			case <-br.Done():
-				return
-			case <-ctx.Done():
-				return
-			}
-		}
-	}()
 	runCtx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- src.Run(runCtx, w) }()
@@ -410,7 +353,8 @@ func runIngest(t *testing.T, imp impairment, seconds int) (ingestResult, []sentA
 	}
 	_ = w.Close()
 
-	wg.Wait()
+	got := frames()
+	res.video, res.audio, res.groups = got.video, got.audio, got.videoGroups
 	res.stats, res.log, res.dropped = src.Stats(), lb.String(), im.dropped
 	t.Logf("%s: sent video %d packets (dropped %d), audio %d (dropped %d); video %+v; audio %+v; frames out: video %d of %d, audio %d of %d, video groups %d",
 		imp.name, im.sent[0], im.dropped[0], im.sent[1], im.dropped[1], res.stats[0], res.stats[1], len(res.video), len(video), len(res.audio), len(audio), res.groups)
