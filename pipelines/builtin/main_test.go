@@ -5,10 +5,12 @@ import (
 	"errors"
 	"net"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/moqbridge/moqbridge/internal/testkit"
 	"github.com/moqbridge/moqbridge/moq"
@@ -129,6 +131,14 @@ func newOptions[T any](t *testing.T, options func() any, set func(*T)) *T {
 		set(o)
 	}
 	return o
+}
+
+// decodeStrict decodes the YAML doc into opts as the config loader does:
+// an unknown key is an error.
+func decodeStrict(doc string, opts any) error {
+	dec := yaml.NewDecoder(strings.NewReader(doc))
+	dec.KnownFields(true)
+	return dec.Decode(opts)
 }
 
 // testLog returns a log buffer that the test prints when it fails.

@@ -13,8 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"go.yaml.in/yaml/v3"
-
 	"github.com/moqbridge/moqbridge/pipelines"
 	"github.com/moqbridge/moqbridge/sdk"
 )
@@ -224,9 +222,7 @@ func TestYAMLKeys(t *testing.T) {
 		{MOQSink().Options, "{url: 'wss://h/', fingerprint: '', token: t, path: 'edge/{path}', backoff: {jitter: 0}}"},
 	} {
 		opts := c.options()
-		dec := yaml.NewDecoder(strings.NewReader(c.doc))
-		dec.KnownFields(true)
-		if err := dec.Decode(opts); err != nil {
+		if err := decodeStrict(c.doc, opts); err != nil {
 			t.Errorf("%T from %s: %v", opts, c.doc, err)
 			continue
 		}

@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/pion/rtp"
-	"go.yaml.in/yaml/v3"
 
 	"github.com/moqbridge/moqbridge/internal/testkit"
 	"github.com/moqbridge/moqbridge/pipelines"
@@ -119,9 +118,7 @@ func TestRTPSourceOptions(t *testing.T) {
 
 	o := RTPSource().Options()
 	doc := "{sdp_file: cam.sdp, sdp: '', listen: ['127.0.0.1:7000', '127.0.0.1:7002'], reorder_window: 80ms, timeout: 3s, track_wait: 1s}"
-	dec := yaml.NewDecoder(strings.NewReader(doc))
-	dec.KnownFields(true)
-	if err := dec.Decode(o); err != nil {
+	if err := decodeStrict(doc, o); err != nil {
 		t.Fatalf("%s: %v", doc, err)
 	}
 	if err := o.(pipelines.DirValidator).ValidateDir(dir); err != nil {
@@ -343,9 +340,7 @@ func TestRTPSinkOptions(t *testing.T) {
 
 	o := RTPSink().Options()
 	doc := "{dest: '239.1.2.3:5004', sdp_file: out.sdp, ttl: 4, mtu: 1400, video: v, audio: a, max_delay: 1s}"
-	dec := yaml.NewDecoder(strings.NewReader(doc))
-	dec.KnownFields(true)
-	if err := dec.Decode(o); err != nil {
+	if err := decodeStrict(doc, o); err != nil {
 		t.Fatalf("%s: %v", doc, err)
 	}
 	if err := o.(pipelines.DirValidator).ValidateDir(dir); err != nil {
