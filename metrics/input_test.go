@@ -4,6 +4,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/moqbridge/moqbridge/internal/testkit"
 	"github.com/moqbridge/moqbridge/pipelines"
 	"github.com/moqbridge/moqbridge/sdk"
 )
@@ -66,19 +67,19 @@ func TestSourceInputMetrics(t *testing.T) {
 
 	// A source without counters of its own: no input series.
 	m.BroadcastStarted("file", "live/file", noTracks, nil)
-	expect(t, scrape(t, h), nil, all...)
+	expect(t, testkit.ScrapeMetrics(t, h), nil, all...)
 
 	first := &fakeInput{c: counters(100, 3, 2, 0)}
 	m.BroadcastStarted("cam", "live/cam", noTracks, first.SourceCounters)
-	expect(t, scrape(t, h), want(100, 3, 2, 0), all...)
+	expect(t, testkit.ScrapeMetrics(t, h), want(100, 3, 2, 0), all...)
 	first.set(counters(200, 5, 4, 1))
-	expect(t, scrape(t, h), want(200, 5, 4, 1), all...)
+	expect(t, testkit.ScrapeMetrics(t, h), want(200, 5, 4, 1), all...)
 
 	// The source fails; its last values are taken at the end and kept.
 	first.set(counters(210, 6, 5, 1))
 	m.BroadcastEnded("cam", "live/cam")
 	calls := first.callCount()
-	expect(t, scrape(t, h), want(210, 6, 5, 1), all...)
+	expect(t, testkit.ScrapeMetrics(t, h), want(210, 6, 5, 1), all...)
 	if first.callCount() != calls {
 		t.Error("source counters read after BroadcastEnded")
 	}
@@ -88,12 +89,12 @@ func TestSourceInputMetrics(t *testing.T) {
 	// time) add up too.
 	second := &fakeInput{c: counters(10, 1, 0, 0)}
 	m.BroadcastStarted("cam", "live/cam", noTracks, second.SourceCounters)
-	got := scrape(t, h)
+	got := testkit.ScrapeMetrics(t, h)
 	w := want(220, 7, 5, 1)
 	w[series(nameSourceDuplicates, "pipeline", "cam", "path", "live/cam")] = 2
 	w[series(nameSourceInvalid, "pipeline", "cam", "path", "live/cam")] = 4
 	expect(t, got, w, all...)
 
 	m.BroadcastEnded("cam", "live/cam")
-	expect(t, scrape(t, h), w, all...)
+	expect(t, testkit.ScrapeMetrics(t, h), w, all...)
 }

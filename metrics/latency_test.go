@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/moqbridge/moqbridge/internal/testkit"
 	"github.com/moqbridge/moqbridge/moq"
 	"github.com/moqbridge/moqbridge/sdk"
 )
@@ -87,7 +88,7 @@ func TestLatencyEndToEnd(t *testing.T) {
 		}
 	}
 
-	got := scrape(t, Admin(m, nil))
+	got := testkit.ScrapeMetrics(t, Admin(m, nil))
 	for _, track := range []string{"video", "audio"} {
 		k := series(nameLatency+"_count", "pipeline", "e2e", "track", track)
 		if got[k] != frames {

@@ -2,16 +2,14 @@ package metrics
 
 import (
 	"math"
-	"net/http"
-	"net/http/httptest"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
 
 	"go.uber.org/goleak"
 
+	"github.com/moqbridge/moqbridge/internal/testkit"
 	"github.com/moqbridge/moqbridge/sdk"
 )
 
@@ -19,48 +17,8 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
-// scrape serves /metrics from h and returns every sample of the text
-// exposition by series (see series), parsed from the text as Prometheus
-// reads it.
-func scrape(t *testing.T, h http.Handler) map[string]float64 {
-	t.Helper()
-	rec := httptest.NewRecorder()
-	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
-	if rec.Code != http.StatusOK {
-		t.Fatalf("GET /metrics: %d %s", rec.Code, rec.Body)
-	}
-	out := make(map[string]float64)
-	for line := range strings.SplitSeq(rec.Body.String(), "\n") {
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		i := strings.LastIndexByte(line, ' ')
-		if i < 0 {
-			t.Fatalf("exposition line %q", line)
-		}
-		v, err := strconv.ParseFloat(line[i+1:], 64)
-		if err != nil {
-			t.Fatalf("exposition line %q: %v", line, err)
-		}
-		out[normalize(line[:i])] = v
-	}
-	return out
-}
-
-// normalize sorts the labels of a series name{a="x",b="y"}, so that keys
-// do not depend on the order the exposition writes them in. Label values
-// in these tests hold neither commas nor quotes.
-func normalize(s string) string {
-	name, labels, ok := strings.Cut(s, "{")
-	if !ok {
-		return s
-	}
-	parts := strings.Split(strings.TrimSuffix(labels, "}"), ",")
-	slices.Sort(parts)
-	return name + "{" + strings.Join(parts, ",") + "}"
-}
-
-// series returns the key scrape uses for a sample: name and label pairs.
+// series returns the key testkit.ScrapeMetrics uses for a sample: name
+// and label pairs.
 func series(name string, labels ...string) string {
 	if len(labels) == 0 {
 		return name
@@ -69,7 +27,7 @@ func series(name string, labels ...string) string {
 	for i := 0; i+1 < len(labels); i += 2 {
 		parts = append(parts, labels[i]+`="`+labels[i+1]+`"`)
 	}
-	return normalize(name + "{" + strings.Join(parts, ",") + "}")
+	return testkit.NormalizeSeries(name + "{" + strings.Join(parts, ",") + "}")
 }
 
 // family returns the samples of the named families.

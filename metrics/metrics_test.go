@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/moqbridge/moqbridge/internal/testkit"
 	"github.com/moqbridge/moqbridge/pipelines"
 	"github.com/moqbridge/moqbridge/protocol"
 	"github.com/moqbridge/moqbridge/sdk"
@@ -34,7 +35,7 @@ func TestSourceCounters(t *testing.T) {
 	})
 	m.SourceUp("cam", true)
 	m.BroadcastStarted("cam", "live/cam", src.Stats, nil)
-	expect(t, scrape(t, h), map[string]float64{series(nameRestarts, "pipeline", "cam", "part", "source"): 0}, nameRestarts)
+	expect(t, testkit.ScrapeMetrics(t, h), map[string]float64{series(nameRestarts, "pipeline", "cam", "part", "source"): 0}, nameRestarts)
 
 	all := []string{sourceFrames, sourceBytes, sourceGroups, sourceSkipped, sourceDropped, nameActiveBroadcasts, nameSourceUp}
 	want := func(vf, vb, vg, vd, af, ab, ag float64, active float64, up float64) map[string]float64 {
@@ -54,7 +55,7 @@ func TestSourceCounters(t *testing.T) {
 			series(nameSourceUp, "pipeline", "cam"):         up,
 		}
 	}
-	expect(t, scrape(t, h), want(60, 60000, 2, 3, 50, 5000, 1, 1, 1), all...)
+	expect(t, testkit.ScrapeMetrics(t, h), want(60, 60000, 2, 3, 50, 5000, 1, 1, 1), all...)
 
 	// The counters move on; the writer then closes, which empties its
 	// Stats: the last values read stay.
@@ -62,12 +63,12 @@ func TestSourceCounters(t *testing.T) {
 		"video": {Groups: 3, Frames: 90, Bytes: 90000, Dropped: 3},
 		"audio": {Groups: 2, Frames: 100, Bytes: 10000},
 	})
-	expect(t, scrape(t, h), want(90, 90000, 3, 3, 100, 10000, 2, 1, 1), all...)
+	expect(t, testkit.ScrapeMetrics(t, h), want(90, 90000, 3, 3, 100, 10000, 2, 1, 1), all...)
 	src.set(map[string]sdk.TrackStats{"audio": {Groups: 2, Frames: 101, Bytes: 10100}})
 	m.SourceUp("cam", false)
 	m.BroadcastEnded("cam", "live/cam")
 	calls := src.callCount()
-	expect(t, scrape(t, h), want(90, 90000, 3, 3, 101, 10100, 2, 0, 0), all...)
+	expect(t, testkit.ScrapeMetrics(t, h), want(90, 90000, 3, 3, 101, 10100, 2, 0, 0), all...)
 	if src.callCount() != calls {
 		t.Error("stats read after BroadcastEnded")
 	}
@@ -78,20 +79,20 @@ func TestSourceCounters(t *testing.T) {
 	m.SourceUp("cam", true)
 	src2 := newFakeStats(map[string]sdk.TrackStats{"video": {Groups: 1, Frames: 10, Bytes: 1000}})
 	m.BroadcastStarted("cam", "live/cam", src2.Stats, nil)
-	expect(t, scrape(t, h), want(100, 91000, 4, 3, 101, 10100, 2, 1, 1), all...)
+	expect(t, testkit.ScrapeMetrics(t, h), want(100, 91000, 4, 3, 101, 10100, 2, 1, 1), all...)
 
 	// A new video track under the same name (a new SPS): its counters
 	// start again, and add to what the closed one counted.
 	src2.set(map[string]sdk.TrackStats{"video": {Groups: 1, Frames: 5, Bytes: 500}})
-	expect(t, scrape(t, h), want(105, 91500, 5, 3, 101, 10100, 2, 1, 1), all...)
+	expect(t, testkit.ScrapeMetrics(t, h), want(105, 91500, 5, 3, 101, 10100, 2, 1, 1), all...)
 	m.BroadcastEnded("cam", "live/cam")
-	expect(t, scrape(t, h), want(105, 91500, 5, 3, 101, 10100, 2, 0, 1), all...)
-	expect(t, scrape(t, h), map[string]float64{series(nameRestarts, "pipeline", "cam", "part", "source"): 1}, nameRestarts)
+	expect(t, testkit.ScrapeMetrics(t, h), want(105, 91500, 5, 3, 101, 10100, 2, 0, 1), all...)
+	expect(t, testkit.ScrapeMetrics(t, h), map[string]float64{series(nameRestarts, "pipeline", "cam", "part", "source"): 1}, nameRestarts)
 
 	// Ending what is not running changes nothing.
 	m.BroadcastEnded("cam", "live/cam")
 	m.BroadcastEnded("other", "x")
-	expect(t, scrape(t, h), want(105, 91500, 5, 3, 101, 10100, 2, 0, 1), all...)
+	expect(t, testkit.ScrapeMetrics(t, h), want(105, 91500, 5, 3, 101, 10100, 2, 0, 1), all...)
 }
 
 // TestSinkCounters checks a sink's counters: per track from its reader,
@@ -120,7 +121,7 @@ func TestSinkCounters(t *testing.T) {
 	tl := []string{"pipeline", "obs", "sink", sink, "path", "live/a", "track", "video"}
 	sl := []string{"pipeline", "obs", "sink", sink, "path", "live/a"}
 	fl := []string{"pipeline", "obs", "sink", "sinks[0].fmp4", "path", "live/a"}
-	got := scrape(t, h)
+	got := testkit.ScrapeMetrics(t, h)
 	expect(t, got, map[string]float64{
 		series(perTrack[0], tl...): 120,
 		series(perTrack[1], tl...): 120000,
@@ -150,7 +151,7 @@ func TestSinkCounters(t *testing.T) {
 	mu.Unlock()
 	m.SinkEnded("obs", sink, "live/a")
 	m.Restarted("obs", sink)
-	got = scrape(t, h)
+	got = testkit.ScrapeMetrics(t, h)
 	expect(t, got, map[string]float64{
 		series(nameActiveSinks, "pipeline", "obs", "sink", sink):            0,
 		series(nameActiveSinks, "pipeline", "obs", "sink", "sinks[0].fmp4"): 1,
@@ -160,7 +161,7 @@ func TestSinkCounters(t *testing.T) {
 
 	reader2 := newFakeStats(map[string]sdk.TrackStats{"video": {Groups: 1, Frames: 30, Bytes: 30000}})
 	m.SinkStarted("obs", sink, "live/a", reader2.Stats, func() pipelines.SinkCounters { return pipelines.SinkCounters{Reconnects: 1} })
-	got = scrape(t, h)
+	got = testkit.ScrapeMetrics(t, h)
 	expect(t, got, map[string]float64{series(perTrack[0], tl...): 150}, perTrack[0])
 	expect(t, got, map[string]float64{series(nameSinkConnected, sl...): 0}, nameSinkConnected)
 	expect(t, got, map[string]float64{
@@ -186,7 +187,7 @@ func TestRelay(t *testing.T) {
 	h := Admin(m, nil)
 	names := []string{nameRelaySessions, nameRelayAccepted, nameRelayRefused, nameRelayStreams, nameRelaySubscriptions,
 		nameRelayUpstream, nameRelayBytesIn, nameRelayBytesOut, nameRelayFramesIn, nameRelayFramesOut, nameRelayBroadcasts}
-	expect(t, scrape(t, h), nil, names...) // no relay, no relay metrics
+	expect(t, testkit.ScrapeMetrics(t, h), nil, names...) // no relay, no relay metrics
 	stats := protocol.ServerStats{
 		SessionsActive:      protocol.TransportCounts{QUIC: 2, WebTransport: 1, WebSocket: 0},
 		SessionsAccepted:    protocol.TransportCounts{QUIC: 5, WebTransport: 3, WebSocket: 1},
@@ -198,7 +199,7 @@ func TestRelay(t *testing.T) {
 		BroadcastsAnnounced: 3,
 	}
 	m.SetRelay(func() protocol.ServerStats { return stats })
-	expect(t, scrape(t, h), map[string]float64{
+	expect(t, testkit.ScrapeMetrics(t, h), map[string]float64{
 		series(nameRelaySessions, "transport", "quic"):         2,
 		series(nameRelaySessions, "transport", "webtransport"): 1,
 		series(nameRelaySessions, "transport", "websocket"):    0,
@@ -226,7 +227,7 @@ func TestLatencyHistogram(t *testing.T) {
 	m.Latency("p", "live/b", "video", 2*time.Millisecond)
 	m.Latency("p", "live/a", "video", 20*time.Second) // above the last bucket
 	m.Latency("p", "live/a", "audio", -time.Millisecond)
-	got := scrape(t, h)
+	got := testkit.ScrapeMetrics(t, h)
 	want := make(map[string]float64)
 	bounds := []string{"0.0001", "0.00025", "0.0005", "0.001", "0.0025", "0.005", "0.01", "0.025", "0.05",
 		"0.1", "0.25", "0.5", "1", "2.5", "5", "10", "+Inf"}
@@ -275,12 +276,12 @@ func TestForgetPipeline(t *testing.T) {
 		m.SinkEnded(p, "sinks[0].fmp4", "x")
 	}
 	m.ForgetPipeline("old")
-	for k := range scrape(t, h) {
+	for k := range testkit.ScrapeMetrics(t, h) {
 		if strings.Contains(k, `pipeline="old"`) {
 			t.Errorf("after ForgetPipeline: %s", k)
 		}
 	}
-	got := scrape(t, h)
+	got := testkit.ScrapeMetrics(t, h)
 	for _, k := range []string{
 		series(nameSourceUp, "pipeline", "kept"),
 		series(nameRestarts, "pipeline", "kept", "part", "source"),
@@ -294,7 +295,7 @@ func TestForgetPipeline(t *testing.T) {
 	}
 	// The pipeline comes back: its latency histogram is made anew.
 	m.Latency("old", "x", "video", time.Millisecond)
-	if got := scrape(t, h)[series(nameLatency+"_count", "pipeline", "old", "track", "video")]; got != 1 {
+	if got := testkit.ScrapeMetrics(t, h)[series(nameLatency+"_count", "pipeline", "old", "track", "video")]; got != 1 {
 		t.Errorf("latency count of a pipeline forgotten and back: %v, want 1", got)
 	}
 }
@@ -330,7 +331,7 @@ func TestCountersNeverGoBack(t *testing.T) {
 			finished = true
 		default:
 		}
-		for k, v := range family(scrape(t, h), sourceFrames, "moqbridge_sink_frames_total", "moqbridge_sink_bytes_total", "moqbridge_sink_reconnects_total") {
+		for k, v := range family(testkit.ScrapeMetrics(t, h), sourceFrames, "moqbridge_sink_frames_total", "moqbridge_sink_bytes_total", "moqbridge_sink_reconnects_total") {
 			if v < last[k] {
 				t.Fatalf("%s went from %v to %v", k, last[k], v)
 			}

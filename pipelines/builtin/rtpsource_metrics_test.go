@@ -5,10 +5,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net"
-	"net/http"
-	"net/http/httptest"
-	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -104,30 +100,6 @@ func (s *lossySender) send(ctx context.Context) error {
 	return nil
 }
 
-// scrapeMetrics returns the samples of /metrics served by h, by series
-// as the text exposition writes it.
-func scrapeMetrics(t *testing.T, h http.Handler) map[string]float64 {
-	t.Helper()
-	rec := httptest.NewRecorder()
-	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
-	if rec.Code != http.StatusOK {
-		t.Fatalf("GET /metrics: %d %s", rec.Code, rec.Body)
-	}
-	out := make(map[string]float64)
-	for line := range strings.SplitSeq(rec.Body.String(), "\n") {
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		i := strings.LastIndexByte(line, ' ')
-		v, err := strconv.ParseFloat(line[i+1:], 64)
-		if i < 0 || err != nil {
-			t.Fatalf("exposition line %q", line)
-		}
-		out[line[:i]] = v
-	}
-	return out
-}
-
 // TestRTPSourceMetrics: through the runner, an rtp pipeline fed by a
 // sender that loses a packet of a keyframe shows in /metrics the packets
 // received, the loss, and the frames it cost (the damaged keyframe and
@@ -178,7 +150,7 @@ pipelines:
 	waitFor(t, ctx, "the broadcast", live)
 	var first map[string]float64
 	waitFor(t, ctx, "the loss in /metrics", func() bool {
-		first = scrapeMetrics(t, admin)
+		first = testkit.ScrapeMetrics(t, admin)
 		return value(first, "moqbridge_source_lost_packets_total") > 0 && value(first, "moqbridge_source_discarded_frames_total") > 0
 	})
 	if n := value(first, "moqbridge_source_lost_packets_total"); n != 1 {
@@ -207,7 +179,7 @@ pipelines:
 	}
 	waitFor(t, ctx, "the broadcast to end", func() bool { return !live() })
 	lb.WaitLogContext(t, ctx, "pipeline: source input went silent", "no packets for 400ms")
-	afterEnd := scrapeMetrics(t, admin)
+	afterEnd := testkit.ScrapeMetrics(t, admin)
 	t.Logf("first sender: %d packets sent, one left out; counted: packets %v, lost %v, discarded frames %v, sender restarts %v",
 		lossy.sent, value(afterEnd, "moqbridge_source_packets_total"), value(afterEnd, "moqbridge_source_lost_packets_total"),
 		value(afterEnd, "moqbridge_source_discarded_frames_total"), value(afterEnd, "moqbridge_source_sender_restarts_total"))
@@ -227,12 +199,12 @@ pipelines:
 	}
 	sender = start(t, newLossySender(t, port, 0x2222, 30, -1).send)
 	waitFor(t, ctx, "the second sender's packets in /metrics", func() bool {
-		return value(scrapeMetrics(t, admin), "moqbridge_source_packets_total") > value(afterEnd, "moqbridge_source_packets_total")
+		return value(testkit.ScrapeMetrics(t, admin), "moqbridge_source_packets_total") > value(afterEnd, "moqbridge_source_packets_total")
 	})
 	if err := sender.wait(t, 30*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	final := scrapeMetrics(t, admin)
+	final := testkit.ScrapeMetrics(t, admin)
 	for _, name := range []string{"moqbridge_source_lost_packets_total", "moqbridge_source_discarded_frames_total"} {
 		if value(final, name) < value(afterEnd, name) {
 			t.Errorf("%s went from %v to %v after the source restarted", name, value(afterEnd, name), value(final, name))
